@@ -1,0 +1,240 @@
+"""Diagnostics as data: every problem specops finds carries a position and a named code.
+
+Problems are collected into a `Diagnostics` list, sorted into a stable order and reported
+together; nothing is raised per problem. Rendering (text with source line and caret, JSON,
+GitHub workflow annotations) lives here too so every command reports the same way.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Literal
+
+Severity = Literal["error", "warning", "note"]
+
+# Named codes, one registry (mypy-style). The value says what the code is for; `specops
+# validate --format json` carries the code so CI tooling can filter on it.
+CODES: dict[str, str] = {
+    "yaml-syntax": "the file is not well-formed YAML",
+    "yaml-duplicate-key": "a mapping holds the same key twice",
+    "yaml-tag": "a custom or unsafe YAML tag",
+    "yaml-alias-limit": "alias expansion exceeds the limit (billion-laughs guard)",
+    "yaml-encoding": "the file is not UTF-8",
+    "yaml-too-large": "the file exceeds the size limit",
+    "yaml-key-type": "a mapping key is not a string",
+    "path-escape": "a path or symlink leaves the repository",
+    "no-project": "no specops.yaml at the repository root",
+    "envelope": "apiVersion/kind/metadata/spec envelope is malformed",
+    "unknown-kind": "kind is not one specops knows",
+    "unknown-field": "a key the schema does not have",
+    "missing-field": "a required key is absent",
+    "type": "a value has the wrong type",
+    "value": "a value is out of range or malformed",
+    "duplicate-name": "two specs of one kind share a name",
+    "unresolved-ref": "a reference names no spec",
+    "wrong-kind-ref": "a reference names a spec of the wrong kind",
+    "cycle": "references form a cycle",
+    "template-vars": "a prompt's template variables and declared variables disagree",
+    "template-syntax": "a prompt template does not parse",
+    "threshold": "an eval-gate threshold does not parse",
+    "unknown-env": "an environment name that the Project does not declare",
+    "unknown-target": "a target name that the Project does not declare",
+    "plaintext-secret": "a secret field holds a plaintext value instead of a secret reference",
+    "credentials-in-uri": "a URI embeds credentials",
+    "unsupported": "the chosen backend cannot express this",
+    "vllm-flag": "not an exact vLLM serve flag for the chosen version",
+    "vllm-removed-flag": "a vLLM flag that the chosen version removed",
+    "capacity": "the serving target does not fit its GPUs",
+    "capacity-tight": "the serving target fits its GPUs with little headroom",
+    "internal": "specops itself failed; please report it",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Pos:
+    """A 1-based line and column in a file; `end_*` spans the offending token when known."""
+
+    line: int
+    col: int
+    end_line: int | None = None
+    end_col: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One problem at one place. `file` is repo-relative (posix) or None for repo-wide ones."""
+
+    severity: Severity
+    code: str
+    message: str
+    file: str | None = None
+    pos: Pos | None = None
+    # Extra lines shown under the caret: "did you mean", the numbers behind a capacity error.
+    notes: tuple[str, ...] = ()
+
+    def sort_key(self) -> tuple:
+        return (
+            self.file or "",
+            self.pos.line if self.pos else 0,
+            self.pos.col if self.pos else 0,
+            self.code,
+            self.message,
+        )
+
+    def location(self) -> str:
+        if self.file is None:
+            return "<repo>"
+        if self.pos is None:
+            return self.file
+        return f"{self.file}:{self.pos.line}:{self.pos.col}"
+
+    def headline(self) -> str:
+        return f"{self.location()}: {self.severity}: {self.message} [{self.code}]"
+
+    def to_json(self) -> dict:
+        out: dict = {
+            "file": self.file,
+            "line": self.pos.line if self.pos else None,
+            "column": self.pos.col if self.pos else None,
+            "severity": self.severity,
+            "code": self.code,
+            "message": self.message,
+        }
+        if self.notes:
+            out["notes"] = list(self.notes)
+        return out
+
+
+@dataclass
+class Diagnostics:
+    """An ordered, de-duplicated collection of diagnostics."""
+
+    items: list[Diagnostic] = field(default_factory=list)
+
+    def add(self, d: Diagnostic) -> None:
+        self.items.append(d)
+
+    def error(self, code: str, message: str, file: str | None = None, pos: Pos | None = None,
+              notes: Iterable[str] = ()) -> None:
+        self.items.append(Diagnostic("error", code, message, file, pos, tuple(notes)))
+
+    def warning(self, code: str, message: str, file: str | None = None, pos: Pos | None = None,
+                notes: Iterable[str] = ()) -> None:
+        self.items.append(Diagnostic("warning", code, message, file, pos, tuple(notes)))
+
+    def extend(self, other: Iterable[Diagnostic]) -> None:
+        self.items.extend(other)
+
+    @property
+    def has_errors(self) -> bool:
+        return any(d.severity == "error" for d in self.items)
+
+    def sorted(self) -> list[Diagnostic]:
+        seen: set[Diagnostic] = set()
+        out = []
+        for d in sorted(self.items, key=Diagnostic.sort_key):
+            if d not in seen:
+                seen.add(d)
+                out.append(d)
+        return out
+
+    def __iter__(self) -> Iterator[Diagnostic]:
+        return iter(self.sorted())
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class SpecError(Exception):
+    """Raised to stop a command once diagnostics with errors are collected.
+
+    Carries the diagnostics; the CLI renders them and exits 1. Never shown as a traceback.
+    """
+
+    def __init__(self, diagnostics: Diagnostics | Iterable[Diagnostic]):
+        if not isinstance(diagnostics, Diagnostics):
+            diagnostics = Diagnostics(list(diagnostics))
+        self.diagnostics = diagnostics
+        super().__init__("; ".join(d.headline() for d in diagnostics.sorted()[:3]))
+
+
+def did_you_mean(word: str, candidates: Iterable[str], cutoff: float = 0.6) -> str | None:
+    """The closest candidate to a misspelled word, or None when nothing is close."""
+    matches = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=cutoff)
+    return matches[0] if matches else None
+
+
+def suggestion(word: str, candidates: Iterable[str]) -> str:
+    """'; did you mean 'x'?' or an empty string, to append to a message."""
+    best = did_you_mean(word, candidates)
+    return f"; did you mean '{best}'?" if best else ""
+
+
+# ---- rendering ---------------------------------------------------------------------------
+
+
+def _source_line(root: Path | None, d: Diagnostic, cache: dict[str, list[str]]) -> list[str]:
+    if root is None or d.file is None or d.pos is None:
+        return []
+    lines = cache.get(d.file)
+    if lines is None:
+        try:
+            lines = (root / d.file).read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            lines = []
+        cache[d.file] = lines
+    if not 1 <= d.pos.line <= len(lines):
+        return []
+    text = lines[d.pos.line - 1].replace("\t", " ")
+    width = 1
+    if d.pos.end_line == d.pos.line and d.pos.end_col and d.pos.end_col > d.pos.col:
+        width = d.pos.end_col - d.pos.col
+    gutter = f"{d.pos.line:>4} | "
+    return [gutter + text, " " * (len(gutter) + d.pos.col - 1) + "^" * width]
+
+
+def render_text(diags: Iterable[Diagnostic], root: Path | None = None) -> str:
+    cache: dict[str, list[str]] = {}
+    out: list[str] = []
+    for d in diags:
+        out.append(d.headline())
+        out.extend(_source_line(root, d, cache))
+        out.extend(f"     = {n}" for n in d.notes)
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def render_json(diags: Iterable[Diagnostic]) -> str:
+    return json.dumps({"diagnostics": [d.to_json() for d in diags]}, indent=2, sort_keys=True) + "\n"
+
+
+def _gh_escape(s: str, prop: bool = False) -> str:
+    s = s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    if prop:
+        s = s.replace(":", "%3A").replace(",", "%2C")
+    return s
+
+
+def render_github(diags: Iterable[Diagnostic], prefix: str = "") -> str:
+    """GitHub Actions workflow commands (`::error file=..,line=..,col=..::msg`)."""
+    out = []
+    level = {"error": "error", "warning": "warning", "note": "notice"}
+    for d in diags:
+        props = []
+        if d.file:
+            props.append("file=" + _gh_escape(prefix + d.file, True))
+        if d.pos:
+            props.append(f"line={d.pos.line}")
+            props.append(f"col={d.pos.col}")
+        props.append("title=" + _gh_escape(f"specops {d.code}", True))
+        msg = d.message + "".join(f"\n{n}" for n in d.notes)
+        out.append(f"::{level[d.severity]} {','.join(props)}::{_gh_escape(msg)}")
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def summary(diags: list[Diagnostic]) -> str:
+    e = sum(d.severity == "error" for d in diags)
+    w = sum(d.severity == "warning" for d in diags)
+    return f"{e} error{'s' if e != 1 else ''}, {w} warning{'s' if w != 1 else ''}"

@@ -1,0 +1,148 @@
+"""The backend-neutral IR: what the resolver hands to every backend.
+
+Per environment and per Model, one lifecycle `Pipeline`:
+data checks -> train or fine-tune -> evaluate -> gate(s) -> register -> deploy hand-off.
+Per environment and per ServingTarget, one `Serving` node.
+
+Everything here is immutable, JSON-able through `to_dict()`, and holds only values that are
+the same for identical input (no absolute paths, no timestamps), so emission is
+byte-identical. Each node keeps the `Source` position of the spec it came from, so a
+backend that cannot express something reports it at the spec's line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+StepKind = Literal["data_check", "train", "finetune", "evaluate", "gate", "register", "deploy", "command"]
+Backend = Literal["kfp", "sagemaker", "zenml"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a node came from: repo-relative file and 1-based line/column of the spec node."""
+
+    file: str
+    line: int
+    col: int
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Compute a step asks for. `accelerator` is a GPU type from the catalogue (e.g. 'L4')."""
+
+    cpu: str | None = None  # Kubernetes quantity, e.g. "2" or "500m"
+    memory: str | None = None  # Kubernetes quantity, e.g. "8Gi"
+    accelerator: str | None = None
+    accelerator_count: int = 0
+    # Backend-specific instance type when the target names one (SageMaker 'ml.g5.2xlarge').
+    instance_type: str | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a lifecycle pipeline.
+
+    The step runtime (`specops.runtime.run_step(kind, params, inputs=..., output_dir=...)`)
+    executes it: `params` are exactly what it receives; `inputs` maps an input name to the
+    name of the upstream step whose output directory it reads.
+    """
+
+    name: str  # unique in the pipeline, DNS-1123 label ("check-data", "train", "gate-auc")
+    kind: StepKind
+    params: dict[str, Any]
+    inputs: dict[str, str] = field(default_factory=dict)  # input name -> upstream step name
+    image: str = ""
+    resources: Resources = field(default_factory=Resources)
+    # A user-supplied command (Azure ML command-job style); exec'd as a list, never a shell.
+    command: tuple[str, ...] | None = None
+    source: Source | None = None
+
+    @property
+    def depends_on(self) -> tuple[str, ...]:
+        return tuple(sorted(set(self.inputs.values())))
+
+
+@dataclass(frozen=True)
+class Schedule:
+    cron: str
+    source: Source | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """The platform an environment lands on (from the Project's `targets`)."""
+
+    name: str
+    backend: Backend
+    provider: Literal["local", "aws", "gcp", "onprem"] = "local"
+    region: str | None = None
+    project: str | None = None  # GCP project
+    host: str | None = None  # KFP API host
+    artifact_store: str = "file://.specops/artifacts"
+    image_registry: str | None = None
+    serving_platform: Literal["local", "kubernetes", "kserve", "sagemaker"] = "local"
+    namespace: str = "default"
+    role_arn: str | None = None  # SageMaker execution role
+    gpus: tuple[str, ...] = ()
+    source: Source | None = None
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """The lifecycle pipeline of one Model in one environment."""
+
+    name: str  # "<model>" (the environment is a separate field; backends may combine)
+    env: str
+    model: str
+    target: Target
+    steps: tuple[Step, ...]  # topologically ordered, ties by name
+    parameters: dict[str, Any] = field(default_factory=dict)  # pipeline parameters and defaults
+    schedule: Schedule | None = None
+    artifact_root: str = ""  # "<artifact_store>/<env>/<model>"
+    labels: dict[str, str] = field(default_factory=dict)
+    source: Source | None = None
+
+    def step(self, name: str) -> Step:
+        for s in self.steps:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Adapter:
+    name: str
+    path: str  # where the LoRA adapter lives (registry URI or repo-relative path)
+
+
+@dataclass(frozen=True)
+class Serving:
+    """One ServingTarget in one environment: what to serve, with which engine, where."""
+
+    name: str
+    env: str
+    target: Target
+    model: str  # Model spec name
+    model_uri: str  # the base weights: hf id, s3://, gs:// or repo-relative folder
+    model_config: str | None  # repo-relative path of a local config.json (capacity planning)
+    engine_version: str  # vLLM version whose flag list the args are checked against
+    engine_args: dict[str, Any]  # exact vLLM serve flags (kebab-case) -> values
+    accelerator: str  # GPU type from the catalogue
+    accelerator_count: int
+    replicas_min: int = 1
+    replicas_max: int = 1
+    canary_percent: int = 0
+    adapters: tuple[Adapter, ...] = ()
+    gates: tuple[str, ...] = ()
+    image: str = "vllm/vllm-openai:v0.32.0"
+    instance_type: str | None = None  # SageMaker endpoint instance type
+    labels: dict[str, str] = field(default_factory=dict)
+    source: Source | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
