@@ -1,0 +1,192 @@
+"""Find a spec repo, read every YAML document in it, validate each against its kind's model.
+
+The loader collects every problem instead of stopping at the first one. A file that cannot be
+parsed contributes one diagnostic and no documents; a document that fails its model
+contributes its diagnostics and is left out of resolution, so one bad file does not hide the
+problems of the others.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .diagnostics import Diagnostic, Diagnostics, Pos
+from .validation import validate_document
+from .yamlio import YamlDoc, parse
+
+PROJECT_FILE = "specops.yaml"
+# Never spec sources: VCS, specops's own state and build output, virtualenvs.
+DEFAULT_IGNORES = (".git", ".specops", "build", "node_modules", ".venv*", ".*")
+IGNORE_FILE = ".specopsignore"
+
+
+@dataclass
+class Spec:
+    """One validated document: the raw YAML (with positions) and its pydantic model."""
+
+    kind: str
+    name: str
+    doc: YamlDoc
+    model: Any  # the envelope model instance (apiVersion/kind/metadata/spec/overrides)
+
+    @property
+    def file(self) -> str:
+        return self.doc.file
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+@dataclass
+class Repo:
+    root: Path
+    specs: list[Spec] = field(default_factory=list)
+    diagnostics: Diagnostics = field(default_factory=Diagnostics)
+    # repo-relative path -> raw bytes of every YAML file read (hashing, diff, cache keys)
+    files: dict[str, bytes] = field(default_factory=dict)
+    # "Kind/name" of documents that exist but failed validation: references to them are
+    # not reported again as unresolved (one mistake, one error).
+    invalid: set[str] = field(default_factory=set)
+    # Names seen in files that did not parse at all, for the same reason.
+    unparsed_names: set[str] = field(default_factory=set)
+
+    def project(self) -> Spec | None:
+        projects = [s for s in self.specs if s.kind == "Project"]
+        for s in projects:
+            if s.file == PROJECT_FILE:
+                return s
+        return projects[0] if projects else None
+
+    def of_kind(self, kind: str) -> list[Spec]:
+        return [s for s in self.specs if s.kind == kind]
+
+
+def find_root(start: Path) -> Path | None:
+    """The nearest directory at or above `start` holding specops.yaml."""
+    p = start.resolve()
+    if p.is_file():
+        p = p.parent
+    for d in (p, *p.parents):
+        if (d / PROJECT_FILE).is_file():
+            return d
+    return None
+
+
+def _ignore_patterns(root: Path) -> list[str]:
+    pats = list(DEFAULT_IGNORES)
+    f = root / IGNORE_FILE
+    if f.is_file():
+        for line in f.read_text(encoding="utf-8", errors="replace").splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                pats.append(line.rstrip("/"))
+    return pats
+
+
+def _ignored(rel: str, name: str, pats: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(rel, p) for p in pats)
+
+
+def discover(root: Path, diags: Diagnostics) -> list[str]:
+    """Repo-relative posix paths of the YAML files to read, sorted; symlinks leaving the
+    repo are refused, symlinked directories are not followed (no loops)."""
+    pats = _ignore_patterns(root)
+    real_root = os.path.realpath(root)
+    out: list[str] = []
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        try:
+            entries = sorted(os.scandir(root / rel_dir), key=lambda e: e.name)
+        except OSError as e:
+            diags.error("path-escape", f"cannot read directory: {e.strerror}", rel_dir or ".")
+            continue
+        for e in entries:
+            rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
+            if _ignored(rel, e.name, pats):
+                continue
+            if e.is_symlink():
+                target = os.path.realpath(e.path)
+                if os.path.commonpath([real_root, target]) != real_root:
+                    if e.name.endswith((".yaml", ".yml")) or os.path.isdir(target):
+                        diags.error("path-escape", "symlink points outside the repository; refusing to follow it", rel)
+                    continue
+                if os.path.isdir(target):
+                    continue
+            if e.is_dir(follow_symlinks=False):
+                stack.append(rel)
+            elif e.name.endswith((".yaml", ".yml")):
+                out.append(rel)
+    return sorted(out)
+
+
+def load(path: Path | str = ".") -> Repo:
+    """Load and validate every spec under the repo containing `path`."""
+    start = Path(path)
+    root = find_root(start)
+    if root is None:
+        repo = Repo(root=start.resolve())
+        repo.diagnostics.error("no-project", f"no {PROJECT_FILE} found at or above '{start}'; "
+                               f"run `specops init {start}` to create one")
+        return repo
+    repo = Repo(root=root)
+    for rel in discover(root, repo.diagnostics):
+        try:
+            raw = (root / rel).read_bytes()
+        except OSError as e:
+            repo.diagnostics.error("yaml-syntax", f"cannot read file: {e.strerror}", rel)
+            continue
+        repo.files[rel] = raw
+        load_bytes(repo, rel, raw)
+    _check_project(repo)
+    return repo
+
+
+_NAME_RX = re.compile(rb"\bname:\s*['\"]?([a-z0-9][-a-z0-9]*)")
+
+
+def load_bytes(repo: Repo, rel: str, raw: bytes) -> None:
+    docs, diags = parse(raw, rel)
+    repo.diagnostics.extend(diags)
+    if diags:
+        repo.unparsed_names.update(m.decode() for m in _NAME_RX.findall(raw))
+    for doc in docs:
+        if doc.data is None:  # an empty document (`---` alone) is allowed
+            continue
+        spec_model, dd = validate_document(doc)
+        repo.diagnostics.extend(dd)
+        if spec_model is not None:
+            repo.specs.append(Spec(spec_model.kind, spec_model.metadata.name, doc, spec_model))
+        else:
+            mark_invalid(repo, doc.data)
+
+
+def mark_invalid(repo: Repo, data: Any) -> None:
+    if isinstance(data, dict) and isinstance(data.get("metadata"), dict):
+        name = data["metadata"].get("name")
+        if isinstance(name, str):
+            repo.invalid.add(f"{data.get('kind')}/{name}")
+
+
+def _check_project(repo: Repo) -> None:
+    projects = repo.of_kind("Project")
+    if not projects and not any(d.code == "no-project" for d in repo.diagnostics.items):
+        # The file exists (find_root saw it) but holds no valid Project document.
+        if not any(d.file == PROJECT_FILE for d in repo.diagnostics.items):
+            repo.diagnostics.error("no-project", f"{PROJECT_FILE} holds no `kind: Project` document",
+                                   PROJECT_FILE, Pos(1, 1))
+    for p in projects:
+        if p.file != PROJECT_FILE:
+            repo.diagnostics.error("envelope", f"the Project belongs in {PROJECT_FILE} at the repository root",
+                                   p.file, p.doc.start)
+
+
+def diagnostic_at(doc: YamlDoc, path: tuple, severity: str, code: str, message: str,
+                  prefer_key: bool = False, notes: tuple[str, ...] = ()) -> Diagnostic:
+    return Diagnostic(severity, code, message, doc.file, doc.pos_of(path, prefer_key), notes)  # type: ignore[arg-type]

@@ -1,0 +1,81 @@
+"""Project: the repo root's `specops.yaml` — targets, environments, state, defaults."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from .common import Name, Secret, SpecModel, Uri
+
+
+class ServingPlatform(SpecModel):
+    platform: Literal["local", "kubernetes", "kserve", "sagemaker", "helm"] = "local"
+    # Kubernetes namespace (kubernetes/kserve/helm).
+    namespace: str = "default"
+    # Where rendered manifests go for Argo CD / Flux to sync (repo-relative or a git URL).
+    gitops_dir: str | None = None
+
+
+class Target(SpecModel):
+    """A named platform: which orchestrator, where, and what GPUs it offers."""
+
+    backend: Literal["kfp", "sagemaker", "zenml"]
+    provider: Literal["local", "aws", "gcp", "onprem"] = "local"
+    region: str | None = None
+    # GCP project id (KFP on Vertex AI).
+    project: str | None = None
+    # KFP API host, e.g. https://kfp.example.com
+    host: str | None = None
+    artifact_store: Uri = "file://.specops/artifacts"
+    image_registry: str | None = None
+    # SageMaker execution role ARN (not a secret: ARNs are identifiers).
+    role_arn: str | None = None
+    serving: ServingPlatform = Field(default_factory=ServingPlatform)
+    # GPU types this target can schedule; ServingTargets and training steps must pick one.
+    gpus: list[str] = Field(default_factory=list)
+    # Credentials for the target's API (e.g. a KFP bearer token). Only secret references.
+    credentials: Secret | None = None
+
+
+class Policy(SpecModel):
+    # Eval gates must pass before models are promoted/served here.
+    require_gates: bool = False
+    # What `apply` does when the live system drifted: overwrite it, or refuse and report.
+    drift: Literal["reconcile", "report"] = "report"
+    # Whether `apply` deletes resources the specs no longer declare.
+    prune: bool = False
+
+
+class Environment(SpecModel):
+    target: Name
+    policy: Policy = Field(default_factory=Policy)
+    # Deep-merged over the Project's `defaults` in this environment.
+    defaults: dict[str, Any] = Field(default_factory=dict)
+
+
+class StateBackend(SpecModel):
+    backend: Literal["local", "s3"] = "local"
+    # local: directory (repo-relative) holding one state file per environment.
+    path: str = ".specops/state"
+    # s3: bucket/prefix/region; locking by conditional writes.
+    bucket: str | None = None
+    prefix: str | None = None
+    region: str | None = None
+
+
+class Defaults(SpecModel):
+    # Image the lifecycle steps run in on a cluster (the specops runtime image).
+    image: str = "ghcr.io/specops-dev/runtime:0.1.0"
+    # vLLM version serving configs are checked against.
+    vllm_version: str = "0.32.0"
+    # vLLM container image for serving.
+    serving_image: str = "vllm/vllm-openai:v0.32.0"
+    seed: int = 7
+
+
+class ProjectSpec(SpecModel):
+    targets: dict[Name, Target] = Field(min_length=1)
+    environments: dict[Name, Environment] = Field(min_length=1)
+    state: StateBackend = Field(default_factory=StateBackend)
+    defaults: Defaults = Field(default_factory=Defaults)
