@@ -1,0 +1,144 @@
+"""Values for the vLLM production-stack Helm chart (vllm-project/production-stack, chart
+`vllm-stack` 0.1.12, `helm/values.yaml` / `helm/values.schema.json`).
+
+Emits `<name>/values.yaml` with one `servingEngineSpec.modelSpec[]` entry per Serving node. The
+chart builds the `vllm serve <modelURL> --host 0.0.0.0 --port 8000 ...` command line itself
+(templates/deployment-vllm-multi.yaml); from the serve config:
+
+- typed `vllmConfig` fields where the chart has one: enable-prefix-caching ->
+  enablePrefixCaching, enable-chunked-prefill -> enableChunkedPrefill, max-model-len ->
+  maxModelLen, dtype, tensor-parallel-size -> tensorParallelSize, max-num-seqs -> maxNumSeqs,
+  gpu-memory-utilization -> gpuMemoryUtilization, max-loras -> maxLoras, runner/convert (only
+  the values the chart's schema enumerates);
+- enable-lora -> modelSpec.enableLoRA, revision -> modelSpec.modelRevision, model -> modelURL;
+- every other key -> `vllmConfig.extraArgs` (argv strings, `vllm serve --config` rules);
+- host/port are dropped: the chart sets them from servingEngineSpec.containerPort.
+
+The chart always passes `--enable-prefix-caching` or `--no-enable-prefix-caching` once
+vllmConfig exists, so an unset value is written as `true`, vLLM's own default for generative
+models. Resources go in the raw `resources` block (GPU requests = limits), which the chart
+prefers over its requestCPU/requestMemory fields, so no CPU/memory numbers are invented.
+`runtimeClassName: ""` keeps the chart's default "nvidia" RuntimeClass off clusters (GKE) that
+have none; GPU access comes from the device plugin as in the plain manifests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from specops.backends import kubernetes as k8s
+from specops.diagnostics import Diagnostic
+from specops.ir import Serving
+
+FORMAT = "vllm-project/production-stack Helm values (chart vllm-stack 0.1.12, servingEngineSpec.modelSpec[])"
+CHART_VERSION = "0.1.12"
+
+# serve-config key -> vllmConfig key (the chart renders these as flags itself).
+_TYPED: dict[str, str] = {
+    "enable-prefix-caching": "enablePrefixCaching",
+    "enable-chunked-prefill": "enableChunkedPrefill",
+    "max-model-len": "maxModelLen",
+    "dtype": "dtype",
+    "tensor-parallel-size": "tensorParallelSize",
+    "max-num-seqs": "maxNumSeqs",
+    "gpu-memory-utilization": "gpuMemoryUtilization",
+    "max-loras": "maxLoras",
+}
+# Values the chart's schema enumerates for these keys; anything else goes to extraArgs.
+_ENUMS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "runner": ("runner", "runner", ("auto", "pooling")),
+    "convert": ("convert", "convert", ("token_embed", "embed", "token_classify", "classify", "score")),
+}
+_INT_KEYS = {"maxModelLen", "tensorParallelSize", "maxNumSeqs", "maxLoras"}
+_DROPPED = ("host", "port")
+
+
+def check(node: Serving) -> list[Diagnostic]:
+    out = k8s.common_checks(node, "production-stack")
+    if "@" in node.image:
+        file, pos = k8s._source_pos(node)
+        out.append(Diagnostic(
+            "error", "unsupported",
+            f"production-stack: the chart writes the image as repository:tag and cannot pin a "
+            f"digest ('{node.image}')", file, pos))
+    return out
+
+
+def chart_labels(node: Serving) -> dict[str, str]:
+    """Our labels minus the ones the chart writes itself (app.kubernetes.io/*, model,
+    helm-release-name): the chart appends these after its own, and a repeated key would make
+    the rendered YAML invalid."""
+    return {k: v for k, v in k8s.labels(node).items()
+            if not k.startswith("app.kubernetes.io/") and k not in ("model", "helm-release-name")}
+
+
+def split_image(image: str) -> tuple[str, str]:
+    """'registry:5000/org/img:tag' -> ('registry:5000/org/img', 'tag'); no tag -> 'latest'."""
+    slash = image.rfind("/")
+    colon = image.rfind(":")
+    if colon > slash:
+        return image[:colon], image[colon + 1:]
+    return image, "latest"
+
+
+def model_spec(node: Serving, serve_config_yaml: bytes) -> dict[str, Any]:
+    config = k8s.load_serve_config(serve_config_yaml)
+    vllm_config: dict[str, Any] = {}
+    rest: dict[str, Any] = {}
+    spec: dict[str, Any] = {}
+    for key, value in config.items():
+        if key in _DROPPED or key == "model" or value is None:
+            continue
+        if key in _TYPED and not isinstance(value, (list, dict)):
+            field = _TYPED[key]
+            vllm_config[field] = int(value) if field in _INT_KEYS and not isinstance(value, bool) else value
+        elif key in _ENUMS and value in _ENUMS[key][2]:
+            vllm_config[_ENUMS[key][1]] = value
+        elif key == "enable-lora" and isinstance(value, bool):
+            spec["enableLoRA"] = value
+        elif key == "revision" and isinstance(value, str):
+            spec["modelRevision"] = value
+        else:
+            rest[key] = value
+    vllm_config.setdefault("enablePrefixCaching", True)
+    extra = k8s.config_to_argv(rest)
+    if extra:
+        vllm_config["extraArgs"] = extra
+    repository, tag = split_image(node.image)
+    spec.update({
+        "name": node.name,
+        "repository": repository,
+        "tag": tag,
+        "modelURL": str(config.get("model") or node.model_uri),
+        "replicaCount": node.replicas_min,
+        "resources": k8s.gpu_resources(node),
+        "runtimeClassName": "",
+        # The chart mounts this claim at /data and points HF_HOME there.
+        "pvcStorage": k8s.MODEL_CACHE_SIZE,
+        "pvcAccessMode": ["ReadWriteMany" if node.replicas_max > 1 else "ReadWriteOnce"],
+        "vllmConfig": vllm_config,
+        "hf_token": {"secretKey": k8s.HF_SECRET_KEY, "secretName": k8s.HF_SECRET_NAME},
+        "labels": chart_labels(node),
+        "podLabels": chart_labels(node),
+        "tolerations": k8s.gpu_tolerations(node),
+    })
+    selector = k8s.gpu_node_selector(node)
+    if selector:
+        spec["nodeSelectorTerms"] = [{"matchExpressions": [
+            {"key": key, "operator": "In", "values": [value]} for key, value in sorted(selector.items())]}]
+    if node.replicas_max > node.replicas_min:
+        # KEDA ScaledObject; the chart's default trigger is vllm:num_requests_waiting > 5.
+        spec["keda"] = {"enabled": True, "minReplicaCount": node.replicas_min,
+                        "maxReplicaCount": node.replicas_max}
+    return spec
+
+
+def helm_values(node: Serving, serve_config_yaml: bytes) -> dict[str, Any]:
+    return {"servingEngineSpec": {"modelSpec": [model_spec(node, serve_config_yaml)]}}
+
+
+def emit_helm_values(node: Serving, serve_config_yaml: bytes | None = None) -> dict[str, bytes]:
+    """`{"<name>/values.yaml": bytes}` for `helm install <release> vllm/vllm-stack -f values.yaml`."""
+    if serve_config_yaml is None:
+        serve_config_yaml = k8s.default_serve_config(node)
+    return {f"{node.name}/values.yaml": k8s.dump_yaml(helm_values(node, serve_config_yaml))}

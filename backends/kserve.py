@@ -1,0 +1,127 @@
+"""KServe `serving.kserve.io/v1beta1` InferenceService for a vLLM-served model.
+
+Emits `<name>/inferenceservice.yaml`: the predictor uses KServe's Hugging Face serving runtime
+(`modelFormat: huggingface`), whose server parses vLLM's own serve flags (its parser is vLLM's
+`make_arg_parser` over a `FlexibleArgumentParser`, kserve/kserve
+python/huggingfaceserver/huggingfaceserver/__main__.py). So the serve config becomes argv:
+
+- `model` -> `--model_id=<hf id>`, or `storageUri` for `gs://`, `s3://`, `hf://`, `pvc://`,
+  `oci://`, `https://` (KServe's storage initializer downloads it to /mnt/models);
+- `served-model-name` -> `--model_name` (KServe's name for the served model, default node.name);
+- `host`/`port` are dropped: KServe owns the container port (8080);
+- every other key -> a vLLM flag, by `vllm serve --config` rules (see kubernetes.config_to_argv).
+
+GPU requests = limits, GPU node selector and toleration, `/dev/shm` in memory, min/max
+replicas, and `canaryTrafficPercent` when the node has a canary. Structured emission only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from specops.backends import kubernetes as k8s
+from specops.diagnostics import Diagnostic
+from specops.ir import Serving
+
+FORMAT = "KServe serving.kserve.io/v1beta1 InferenceService (huggingface runtime, vLLM backend)"
+
+_STORAGE_SCHEMES = ("gs://", "s3://", "hf://", "pvc://", "oci://", "https://", "http://")
+# Keys the InferenceService expresses itself rather than as vLLM flags.
+_OWNED_KEYS = ("model", "served-model-name", "host", "port")
+
+
+def check(node: Serving) -> list[Diagnostic]:
+    out = k8s.common_checks(node, "kserve")
+    if not 0 <= node.canary_percent <= 100:
+        file, pos = k8s._source_pos(node)
+        out.append(Diagnostic("error", "value",
+                              f"kserve: canary percent must be 0..100 (got {node.canary_percent})", file, pos))
+    return out
+
+
+def _model_location(model: str) -> tuple[dict[str, Any], list[str]]:
+    """(fields on the model spec, runtime args) that point the server at the weights."""
+    if model.startswith(_STORAGE_SCHEMES):
+        return {"storageUri": model}, []
+    return {}, [f"--model_id={model}"]
+
+
+def inferenceservice(node: Serving, serve_config_yaml: bytes) -> dict[str, Any]:
+    config = k8s.load_serve_config(serve_config_yaml)
+    model = str(config.get("model") or node.model_uri)
+    location, model_args = _model_location(model)
+    args = [f"--model_name={k8s.served_model_name(node, config)}", *model_args,
+            *k8s.config_to_argv(config, skip=_OWNED_KEYS)]
+    model_spec: dict[str, Any] = {
+        "modelFormat": {"name": "huggingface"},
+        "args": args,
+        "env": [k8s.hf_token_env()],
+        "resources": k8s.gpu_resources(node),
+        "volumeMounts": [{"mountPath": "/dev/shm", "name": "shm"}],
+        **location,
+    }
+    predictor: dict[str, Any] = {
+        "minReplicas": node.replicas_min,
+        "maxReplicas": node.replicas_max,
+        "model": model_spec,
+        "tolerations": k8s.gpu_tolerations(node),
+        "volumes": [k8s.shm_volume()],
+    }
+    selector = k8s.gpu_node_selector(node)
+    if selector:
+        predictor["nodeSelector"] = selector
+    if node.canary_percent > 0:
+        # KServe sends this share to the newest revision, the rest to the previous ready one.
+        predictor["canaryTrafficPercent"] = node.canary_percent
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"labels": k8s.labels(node), "name": node.name, "namespace": node.target.namespace},
+        "spec": {"predictor": predictor},
+    }
+
+
+def emit_kserve(node: Serving, serve_config_yaml: bytes | None = None) -> dict[str, bytes]:
+    """`{"<name>/inferenceservice.yaml": bytes}` for one Serving node."""
+    if serve_config_yaml is None:
+        serve_config_yaml = k8s.default_serve_config(node)
+    return {f"{node.name}/inferenceservice.yaml": k8s.dump_yaml(inferenceservice(node, serve_config_yaml))}
+
+
+# ---- validation against KServe's CRD schema ----------------------------------------------------
+
+
+def strict_structural(schema: Any) -> Any:
+    """A copy of a CRD openAPIV3Schema where objects with `properties` reject unknown keys.
+
+    The API server prunes unknown fields silently (or rejects them under
+    `kubectl --validate=strict`); in a JSON Schema validator they pass unless closed, so every
+    object that lists its properties and does not opt into `x-kubernetes-preserve-unknown-fields`
+    gets `additionalProperties: false`.
+    """
+    if isinstance(schema, list):
+        return [strict_structural(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: strict_structural(v) for k, v in schema.items()}
+    if ("properties" in out and "additionalProperties" not in out
+            and not out.get("x-kubernetes-preserve-unknown-fields")):
+        out["additionalProperties"] = False
+    return out
+
+
+def validate_inferenceservice(doc: dict[str, Any], crd_schema: dict[str, Any]) -> list[str]:
+    """Errors of an InferenceService against KServe's CRD openAPIV3Schema (strict), all of them.
+
+    `crd_schema` is the `openAPIV3Schema` of the v1beta1 version (tests load the copy in
+    tests/fixtures/kserve/). `metadata` is ObjectMeta, which the CRD leaves open; only its
+    name/namespace/labels/annotations are expected here.
+    """
+    import jsonschema  # lazy: only when validating
+
+    validator = jsonschema.Draft7Validator(strict_structural(crd_schema))
+    errors = [f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
+              for e in validator.iter_errors(doc)]
+    extra = sorted(set(doc.get("metadata", {})) - {"name", "namespace", "labels", "annotations"})
+    errors += [f"metadata.{k}: unexpected field" for k in extra]
+    return sorted(errors)

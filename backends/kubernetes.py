@@ -1,0 +1,518 @@
+"""Plain Kubernetes manifests around a vLLM server (apps/v1, v1, autoscaling/v2).
+
+Emits, per Serving node, one resource per file under `<name>/`:
+
+- `configmap.yaml`   v1 ConfigMap holding the `vllm serve --config` YAML (key `config.yaml`)
+- `deployment.yaml`  apps/v1 Deployment: `vllm serve --config /etc/vllm/config.yaml` (argv list,
+                     no shell), `nvidia.com/gpu` requests = limits = accelerator_count, a node
+                     selector for the GPU type per cloud, `/dev/shm` in memory, the model cache
+                     PVC at the Hugging Face cache dir, `/health` probes, HF token from a Secret
+- `service.yaml`     v1 Service, ClusterIP, the vLLM port (8000 unless the config says otherwise)
+- `pvc.yaml`         v1 PersistentVolumeClaim for the Hugging Face cache
+- `hpa.yaml`         autoscaling/v2 HorizontalPodAutoscaler, only when replicas_max > replicas_min
+
+Shared helpers for the KServe (`specops.backends.kserve`) and production-stack Helm
+(`specops.backends.helm_stack`) emitters live here too: labels, GPU node selection, the
+serve-config -> argv conversion, the YAML dumper, and `validate_manifests`.
+
+Everything is built as dicts and serialised with `yaml.safe_dump(sort_keys=True)`: spec values
+are data, never YAML or shell text. Output is byte-identical for identical input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Iterable
+
+import yaml
+
+from specops.diagnostics import Diagnostic, Pos
+from specops.ir import Serving
+
+FORMAT = "Kubernetes manifests: v1 ConfigMap/Service/PersistentVolumeClaim, apps/v1 Deployment, autoscaling/v2 HPA"
+
+# Kubernetes version the manifests are validated against by default (kubernetes-validate ships
+# schemas up to its own version; 1.30 is the oldest minor still in GKE/EKS standard support).
+DEFAULT_K8S_VERSION = "1.30"
+
+CONFIG_DIR = "/etc/vllm"
+CONFIG_KEY = "config.yaml"
+CONFIG_PATH = f"{CONFIG_DIR}/{CONFIG_KEY}"
+# The vllm/vllm-openai image runs as root; HF_HOME is set explicitly so the cache location does
+# not depend on the image's user.
+HF_CACHE_DIR = "/root/.cache/huggingface"
+DEFAULT_PORT = 8000
+# Contract with the cluster: a Secret named HF_SECRET_NAME holding the token under HF_SECRET_KEY.
+# It is optional so public models start without it; the token is never a literal here.
+HF_SECRET_NAME = "hf-token"
+HF_SECRET_KEY = "token"
+# No field in the IR sizes the cache; large enough for a 70B model in bf16 (~140 GB).
+MODEL_CACHE_SIZE = "200Gi"
+# Custom metric exposed by prometheus-adapter as in the production-stack chart's README
+# (`vllm:num_requests_waiting` renamed `vllm_num_requests_waiting`).
+HPA_METRIC = "vllm_num_requests_waiting"
+HPA_TARGET_AVERAGE = "5"
+
+# GPU type (catalogue name, upper-case) -> node labels, per cloud provider.
+# GKE: the label GKE puts on GPU node pools. AWS: Karpenter's well-known label (lower-case GPU
+# name; A100 40/80 GB share "a100"). On-prem/local: NVIDIA GPU Feature Discovery's product label
+# (the SXM/PCIe variant named here is the common one; other form factors carry other strings).
+GPU_NODE_LABELS: dict[str, dict[str, tuple[str, str]]] = {
+    "gcp": {
+        "T4": ("cloud.google.com/gke-accelerator", "nvidia-tesla-t4"),
+        "V100": ("cloud.google.com/gke-accelerator", "nvidia-tesla-v100"),
+        "L4": ("cloud.google.com/gke-accelerator", "nvidia-l4"),
+        "A100": ("cloud.google.com/gke-accelerator", "nvidia-tesla-a100"),
+        "A100-40GB": ("cloud.google.com/gke-accelerator", "nvidia-tesla-a100"),
+        "A100-80GB": ("cloud.google.com/gke-accelerator", "nvidia-a100-80gb"),
+        "H100": ("cloud.google.com/gke-accelerator", "nvidia-h100-80gb"),
+        "H100-80GB": ("cloud.google.com/gke-accelerator", "nvidia-h100-80gb"),
+        "H200": ("cloud.google.com/gke-accelerator", "nvidia-h200-141gb"),
+        "B200": ("cloud.google.com/gke-accelerator", "nvidia-b200"),
+    },
+    "aws": {
+        "T4": ("karpenter.k8s.aws/instance-gpu-name", "t4"),
+        "V100": ("karpenter.k8s.aws/instance-gpu-name", "v100"),
+        "A10G": ("karpenter.k8s.aws/instance-gpu-name", "a10g"),
+        "L4": ("karpenter.k8s.aws/instance-gpu-name", "l4"),
+        "L40S": ("karpenter.k8s.aws/instance-gpu-name", "l40s"),
+        "A100": ("karpenter.k8s.aws/instance-gpu-name", "a100"),
+        "A100-40GB": ("karpenter.k8s.aws/instance-gpu-name", "a100"),
+        "A100-80GB": ("karpenter.k8s.aws/instance-gpu-name", "a100"),
+        "H100": ("karpenter.k8s.aws/instance-gpu-name", "h100"),
+        "H100-80GB": ("karpenter.k8s.aws/instance-gpu-name", "h100"),
+        "H200": ("karpenter.k8s.aws/instance-gpu-name", "h200"),
+        "B200": ("karpenter.k8s.aws/instance-gpu-name", "b200"),
+    },
+    "onprem": {
+        "T4": ("nvidia.com/gpu.product", "Tesla-T4"),
+        "A10G": ("nvidia.com/gpu.product", "NVIDIA-A10G"),
+        "L4": ("nvidia.com/gpu.product", "NVIDIA-L4"),
+        "L40S": ("nvidia.com/gpu.product", "NVIDIA-L40S"),
+        "A100": ("nvidia.com/gpu.product", "NVIDIA-A100-SXM4-40GB"),
+        "A100-40GB": ("nvidia.com/gpu.product", "NVIDIA-A100-SXM4-40GB"),
+        "A100-80GB": ("nvidia.com/gpu.product", "NVIDIA-A100-SXM4-80GB"),
+        "H100": ("nvidia.com/gpu.product", "NVIDIA-H100-80GB-HBM3"),
+        "H100-80GB": ("nvidia.com/gpu.product", "NVIDIA-H100-80GB-HBM3"),
+    },
+}
+GPU_NODE_LABELS["local"] = GPU_NODE_LABELS["onprem"]
+
+
+
+# ---- shared helpers ----------------------------------------------------------------------------
+
+
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper that writes multi-line strings as literal blocks (readable ConfigMaps).
+
+    Style only: PyYAML still quotes/escapes whatever a literal block cannot hold.
+    """
+
+
+def _str_representer(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _str_representer)
+
+
+def dump_yaml(doc: Any) -> bytes:
+    """One YAML document, keys sorted, no flow style, no line folding: byte-stable."""
+    text = yaml.dump(doc, Dumper=_Dumper, sort_keys=True, default_flow_style=False,
+                     allow_unicode=True, width=1 << 16)
+    return text.encode("utf-8")
+
+
+def load_serve_config(serve_config_yaml: bytes) -> dict[str, Any]:
+    """The `vllm serve --config` mapping, keys normalised to kebab-case (vLLM accepts both)."""
+    data = yaml.safe_load(serve_config_yaml.decode("utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ValueError("the vLLM serve config must be a mapping")
+    return {str(k).replace("_", "-"): v for k, v in data.items()}
+
+
+def default_serve_config(node: Serving) -> bytes:
+    """The node's serve config, from `specops.backends.vllm.serve_config` (the one emitter)."""
+    from specops.backends.vllm import serve_config  # checks every flag against the version
+
+    return serve_config(dict(node.engine_args), model=node.model_uri, version=node.engine_version)
+
+
+def serve_port(config: dict[str, Any]) -> int:
+    port = config.get("port", DEFAULT_PORT)
+    return int(port)
+
+
+def served_model_name(node: Serving, config: dict[str, Any]) -> str:
+    name = config.get("served-model-name")
+    if isinstance(name, list) and name:
+        return str(name[0])
+    if isinstance(name, str) and name:
+        return name
+    return node.name
+
+
+def flag_value(value: Any) -> str:
+    """A scalar flag value as vLLM's argparse reads it; mappings become JSON (vLLM's rule)."""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def config_to_argv(config: dict[str, Any], skip: Iterable[str] = ()) -> list[str]:
+    """Serve-config mapping -> argv, following `vllm serve --config` semantics.
+
+    `true` -> `--flag`, `false` -> `--no-flag`, lists -> `--flag v1 v2`, mappings -> JSON,
+    anything else -> `--flag=value` (the `=` form keeps values that start with `-` intact).
+    Each element is one argv entry; nothing passes through a shell. Keys in sorted order.
+    """
+    skipped = set(skip)
+    argv: list[str] = []
+    for key in sorted(config):
+        if key in skipped:
+            continue
+        value = config[key]
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            argv.append(f"--{key}" if value else f"--no-{key}")
+        elif isinstance(value, list):
+            argv.append(f"--{key}")
+            argv.extend(flag_value(v) for v in value)
+        else:
+            argv.append(f"--{key}={flag_value(value)}")
+    return argv
+
+
+def labels(node: Serving) -> dict[str, str]:
+    """Recommended app.kubernetes.io labels plus the spec's own (ours win on a clash)."""
+    out = dict(node.labels)
+    out.update({
+        "app.kubernetes.io/name": node.name,
+        "app.kubernetes.io/instance": node.name,
+        "app.kubernetes.io/component": "inference-server",
+        "app.kubernetes.io/part-of": node.model,
+        "app.kubernetes.io/managed-by": "specops",
+        "app.kubernetes.io/version": node.engine_version,
+        "specops.dev/env": node.env,
+    })
+    return out
+
+
+def selector_labels(node: Serving) -> dict[str, str]:
+    # A Deployment's selector is immutable: only labels that never change for the node.
+    return {"app.kubernetes.io/name": node.name, "app.kubernetes.io/instance": node.name}
+
+
+def gpu_node_selector(node: Serving) -> dict[str, str] | None:
+    """Node labels that pin the pod to the node's GPU type on its cloud, or None if unknown."""
+    table = GPU_NODE_LABELS.get(node.target.provider, {})
+    entry = table.get(node.accelerator.strip().upper())
+    if entry is None:
+        return None
+    return {entry[0]: entry[1]}
+
+
+def gpu_tolerations(node: Serving) -> list[dict[str, str]]:
+    # GPU node pools are commonly tainted <resource>:NoSchedule (EKS, Karpenter, GPU
+    # operator); GKE adds this toleration itself, so stating it is harmless there.
+    return [{"effect": "NoSchedule", "key": gpu_resource_name(node), "operator": "Exists"}]
+
+
+def gpu_resource_name(node: Serving) -> str:
+    """The device plugin's extended resource: amd.com/gpu for AMD parts, else nvidia.com/gpu."""
+    from specops.gpus import UnknownGPU, gpu  # stdlib-only catalogue
+
+    try:
+        vendor = gpu(node.accelerator).vendor
+    except UnknownGPU:
+        vendor = "NVIDIA"
+    return "amd.com/gpu" if vendor == "AMD" else "nvidia.com/gpu"
+
+
+def gpu_resources(node: Serving) -> dict[str, dict[str, int]]:
+    # Extended resources must have requests == limits; integers, not strings.
+    n = node.accelerator_count
+    res = gpu_resource_name(node)
+    return {"limits": {res: n}, "requests": {res: n}}
+
+
+def hf_token_env() -> dict[str, Any]:
+    return {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {
+        "key": HF_SECRET_KEY, "name": HF_SECRET_NAME, "optional": True}}}
+
+
+def shm_volume() -> dict[str, Any]:
+    # vLLM's workers exchange tensors through /dev/shm (tensor parallel, NCCL); a container's
+    # default 64 MiB is too small. Memory-backed emptyDir, counted against pod memory.
+    return {"emptyDir": {"medium": "Memory"}, "name": "shm"}
+
+
+def _source_pos(node: Serving) -> tuple[str | None, Pos | None]:
+    if node.source is None:
+        return None, None
+    return node.source.file, Pos(node.source.line, node.source.col)
+
+
+def common_checks(node: Serving, what: str) -> list[Diagnostic]:
+    """What every Kubernetes-based shape needs: a known GPU label and sane replica counts."""
+    file, pos = _source_pos(node)
+    out: list[Diagnostic] = []
+    if node.accelerator_count > 0 and gpu_node_selector(node) is None:
+        known = sorted(GPU_NODE_LABELS.get(node.target.provider, {}))
+        out.append(Diagnostic(
+            "error", "unsupported",
+            f"{what}: no node label is known for GPU '{node.accelerator}' on provider "
+            f"'{node.target.provider}'", file, pos,
+            (f"known GPUs: {', '.join(known) or 'none'}",)))
+    if node.replicas_min < 0 or node.replicas_max < max(1, node.replicas_min):
+        out.append(Diagnostic(
+            "error", "value",
+            f"{what}: replicas must satisfy 0 <= min <= max and max >= 1 "
+            f"(got min={node.replicas_min}, max={node.replicas_max})", file, pos))
+    if len(node.name) > 63:
+        out.append(Diagnostic("error", "value",
+                              f"{what}: name '{node.name}' is longer than 63 characters", file, pos))
+    return out
+
+
+# ---- plain Kubernetes --------------------------------------------------------------------------
+
+
+def check(node: Serving) -> list[Diagnostic]:
+    return common_checks(node, "kubernetes")
+
+
+def _metadata(node: Serving, name: str) -> dict[str, Any]:
+    return {"labels": labels(node), "name": name, "namespace": node.target.namespace}
+
+
+def configmap_name(node: Serving) -> str:
+    return f"{node.name}-vllm-config"
+
+
+def pvc_name(node: Serving) -> str:
+    return f"{node.name}-model-cache"
+
+
+def _probes(port: int) -> dict[str, dict[str, Any]]:
+    get = {"path": "/health", "port": port}
+    return {
+        # Weights download + load + CUDA graph capture can take many minutes: up to 30 here
+        # before liveness takes over.
+        "startupProbe": {"failureThreshold": 180, "httpGet": dict(get), "periodSeconds": 10},
+        "readinessProbe": {"failureThreshold": 3, "httpGet": dict(get), "periodSeconds": 5,
+                           "timeoutSeconds": 5},
+        "livenessProbe": {"failureThreshold": 3, "httpGet": dict(get), "periodSeconds": 10,
+                          "timeoutSeconds": 5},
+    }
+
+
+def _deployment(node: Serving, config: dict[str, Any], config_sha: str) -> dict[str, Any]:
+    port = serve_port(config)
+    multi = node.replicas_max > 1
+    container: dict[str, Any] = {
+        "name": "vllm",
+        "image": node.image,
+        "command": ["vllm", "serve"],
+        "args": ["--config", CONFIG_PATH],
+        "env": [{"name": "HF_HOME", "value": HF_CACHE_DIR}, hf_token_env()],
+        "ports": [{"containerPort": port, "name": "http", "protocol": "TCP"}],
+        "resources": gpu_resources(node),
+        "volumeMounts": [
+            {"mountPath": CONFIG_DIR, "name": "vllm-config", "readOnly": True},
+            {"mountPath": HF_CACHE_DIR, "name": "model-cache"},
+            {"mountPath": "/dev/shm", "name": "shm"},
+        ],
+        **_probes(port),
+    }
+    pod_spec: dict[str, Any] = {
+        "containers": [container],
+        "tolerations": gpu_tolerations(node),
+        "volumes": [
+            {"configMap": {"items": [{"key": CONFIG_KEY, "path": CONFIG_KEY}],
+                           "name": configmap_name(node)}, "name": "vllm-config"},
+            {"name": "model-cache", "persistentVolumeClaim": {"claimName": pvc_name(node)}},
+            shm_volume(),
+        ],
+    }
+    selector = gpu_node_selector(node)
+    if selector:
+        pod_spec["nodeSelector"] = selector
+    # One GPU pod cannot surge onto a GPU that is not there: replace in place. With one replica
+    # and a ReadWriteOnce cache, Recreate also avoids two pods fighting over the volume.
+    strategy: dict[str, Any] = (
+        {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}, "type": "RollingUpdate"}
+        if multi else {"type": "Recreate"})
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(node, node.name),
+        "spec": {
+            "replicas": node.replicas_min,
+            "selector": {"matchLabels": selector_labels(node)},
+            "strategy": strategy,
+            "template": {
+                # A config change changes the hash, so pods roll with it.
+                "metadata": {"annotations": {"specops.dev/config-sha256": config_sha},
+                             "labels": labels(node)},
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def _configmap(node: Serving, serve_config_yaml: bytes) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _metadata(node, configmap_name(node)),
+            "data": {CONFIG_KEY: serve_config_yaml.decode("utf-8")}}
+
+
+def _service(node: Serving, port: int) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": _metadata(node, node.name),
+            "spec": {"ports": [{"name": "http", "port": port, "protocol": "TCP", "targetPort": "http"}],
+                     "selector": selector_labels(node), "type": "ClusterIP"}}
+
+
+def _pvc(node: Serving) -> dict[str, Any]:
+    # Several replicas on several nodes can only share the cache through ReadWriteMany storage
+    # (Filestore, EFS...); a single replica works with any ReadWriteOnce class.
+    mode = "ReadWriteMany" if node.replicas_max > 1 else "ReadWriteOnce"
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": _metadata(node, pvc_name(node)),
+            "spec": {"accessModes": [mode], "resources": {"requests": {"storage": MODEL_CACHE_SIZE}}}}
+
+
+def _hpa(node: Serving) -> dict[str, Any]:
+    return {
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": _metadata(node, node.name),
+        "spec": {
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}},
+            "maxReplicas": node.replicas_max,
+            "metrics": [{"pods": {"metric": {"name": HPA_METRIC},
+                                  "target": {"averageValue": HPA_TARGET_AVERAGE, "type": "AverageValue"}},
+                         "type": "Pods"}],
+            # An HPA cannot hold 0 replicas without the HPAScaleToZero feature gate.
+            "minReplicas": max(1, node.replicas_min),
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": node.name},
+        },
+    }
+
+
+def kubernetes_resources(node: Serving, serve_config_yaml: bytes) -> dict[str, dict[str, Any]]:
+    """The resources as dicts, keyed by file path (what `emit_kubernetes` serialises)."""
+    config = load_serve_config(serve_config_yaml)
+    sha = hashlib.sha256(serve_config_yaml).hexdigest()
+    out = {
+        f"{node.name}/configmap.yaml": _configmap(node, serve_config_yaml),
+        f"{node.name}/deployment.yaml": _deployment(node, config, sha),
+        f"{node.name}/pvc.yaml": _pvc(node),
+        f"{node.name}/service.yaml": _service(node, serve_port(config)),
+    }
+    if node.replicas_max > node.replicas_min:
+        out[f"{node.name}/hpa.yaml"] = _hpa(node)
+    return out
+
+
+def emit_kubernetes(node: Serving, serve_config_yaml: bytes | None = None) -> dict[str, bytes]:
+    """Plain Kubernetes manifests for one Serving node: path -> YAML bytes, one resource a file.
+
+    `serve_config_yaml` is the `vllm serve --config` file (from `specops.backends.vllm`); when
+    None it is produced from the node.
+    """
+    if serve_config_yaml is None:
+        serve_config_yaml = default_serve_config(node)
+    return {path: dump_yaml(doc) for path, doc in sorted(kubernetes_resources(node, serve_config_yaml).items())}
+
+
+# ---- validation --------------------------------------------------------------------------------
+
+
+def validate_manifests(files: dict[str, bytes], k8s_version: str = DEFAULT_K8S_VERSION) -> list[str]:
+    """Validate every Kubernetes resource in `files` against the Kubernetes OpenAPI schemas.
+
+    Strict mode (unknown fields are errors), via kubernetes-validate's bundled schemas, offline.
+    It reports the first error per resource. Returns "path: kind/name: field.path: message"
+    lines; empty when all pass. A kind without a bundled schema (a CRD such as KServe's
+    InferenceService) is reported too, so nothing passes unchecked by accident — validate those
+    with `validate_inferenceservice` instead. Files that are not YAML manifests (a Helm
+    values.yaml) must not be passed in.
+    """
+    import kubernetes_validate  # lazy: 100 MB of schemas, only when validating
+
+    errors: list[str] = []
+    for path in sorted(files):
+        try:
+            docs = [d for d in yaml.safe_load_all(files[path].decode("utf-8")) if d]
+        except yaml.YAMLError as exc:
+            errors.append(f"{path}: not YAML: {exc}")
+            continue
+        for doc in docs:
+            if not isinstance(doc, dict) or "kind" not in doc or "apiVersion" not in doc:
+                errors.append(f"{path}: not a Kubernetes resource (no apiVersion/kind)")
+                continue
+            name = f"{doc['kind']}/{(doc.get('metadata') or {}).get('name', '?')}"
+            try:
+                kubernetes_validate.validate(doc, k8s_version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                where = ".".join(str(p) for p in exc.path)
+                errors.append(f"{path}: {name}: {where}: {exc.message}")
+            except kubernetes_validate.SchemaNotFoundError as exc:
+                errors.append(f"{path}: {name}: {exc.message}")
+    return errors
+
+
+# ---- one entry point per serving platform ------------------------------------------------------
+
+
+def emit_deployment(node: Serving, serve_config_yaml: bytes | None = None, *,
+                    helm: bool = False) -> dict[str, bytes]:
+    """The deployment files for `node.target.serving_platform`, path -> bytes.
+
+    kubernetes -> plain manifests (or, with `helm=True`, production-stack values instead);
+    kserve -> the InferenceService; sagemaker -> the endpoint requests; local -> nothing (the
+    embedded target serves in-process).
+    """
+    if serve_config_yaml is None:
+        serve_config_yaml = default_serve_config(node)
+    platform = node.target.serving_platform
+    if platform == "kubernetes":
+        if helm:
+            from specops.backends.helm_stack import emit_helm_values
+
+            return emit_helm_values(node, serve_config_yaml)
+        return emit_kubernetes(node, serve_config_yaml)
+    if platform == "kserve":
+        from specops.backends.kserve import emit_kserve
+
+        return emit_kserve(node, serve_config_yaml)
+    if platform == "sagemaker":
+        from specops.backends.sagemaker_endpoint import emit_endpoint
+
+        return emit_endpoint(node, serve_config_yaml)
+    return {}
+
+
+def check_deployment(node: Serving, serve_config_yaml: bytes | None = None, *,
+                     helm: bool = False) -> list[Diagnostic]:
+    """Diagnostics of the shape `emit_deployment` would produce for this node."""
+    platform = node.target.serving_platform
+    if platform == "kubernetes":
+        if helm:
+            from specops.backends.helm_stack import check as helm_check
+
+            return helm_check(node)
+        return check(node)
+    if platform == "kserve":
+        from specops.backends.kserve import check as kserve_check
+
+        return kserve_check(node)
+    if platform == "sagemaker":
+        from specops.backends.sagemaker_endpoint import check as sm_check
+
+        return sm_check(node, serve_config_yaml)
+    return []

@@ -1,0 +1,259 @@
+"""A SageMaker real-time endpoint serving a model with vLLM in the LMI (DJL Serving) container.
+
+Emits `<name>/endpoint.json`: the three SageMaker API requests, in apply order, exactly as
+boto3 takes them (`CreateModel`, `CreateEndpointConfig`, `CreateEndpoint` keys hold the
+keyword arguments of `create_model`, `create_endpoint_config`, `create_endpoint`).
+
+Container: LMI V20 (`djl-inference:0.36.0-lmi20.0.0-cu128-v1.0`, vLLM 0.15.1; DJL Serving
+release notes, serving/docs/lmi/release_notes.md), from the region's DLC account (table from
+sagemaker-python-sdk image_uri_config/djl-lmi.json). A node image that is already an ECR image
+is used as given; the default `vllm/vllm-openai` image cannot run on SageMaker.
+
+Engine settings travel as environment variables (serving/docs/lmi/deployment_guide/
+configurations.md: `option.<key>` <-> `OPTION_<KEY>`; vllm_user_guide.md: every vLLM
+EngineArgs field passes through as `OPTION_<FIELD>`), in LMI's vLLM async mode (the default
+since LMI V17; set explicitly so model-architecture detection cannot change it):
+
+    model                    -> HF_MODEL_ID (HF id or s3:// prefix)
+    tensor-parallel-size     -> OPTION_TENSOR_PARALLEL_DEGREE (LMI rejects the vLLM name if they
+                                disagree; default: accelerator_count)
+    pipeline-parallel-size   -> OPTION_PIPELINE_PARALLEL_DEGREE
+    max-num-seqs             -> OPTION_MAX_ROLLING_BATCH_SIZE (LMI feeds it to max_num_seqs;
+                                default pinned to 256, vLLM's, since LMI's is 32)
+    max-num-batched-tokens   -> OPTION_MAX_ROLLING_BATCH_PREFILL_TOKENS
+    quantization             -> OPTION_QUANTIZE
+    cpu-offload-gb           -> OPTION_CPU_OFFLOAD_GB_PER_GPU
+    max-loras                -> OPTION_MAX_LORAS (pinned to vLLM's 1 when LoRA is on, LMI's is 4)
+    any other flag           -> OPTION_<FLAG_IN_UPPER_SNAKE>: booleans "true"/"false" (LMI turns
+                                "false" into --no-flag), mappings as JSON, numbers as text
+    host, port               -> dropped (the container listens on 8080 for SageMaker)
+    + OPTION_ASYNC_MODE=true, OPTION_ROLLING_BATCH=disable,
+      OPTION_ENTRYPOINT=djl_python.lmi_vllm.vllm_async_service
+
+LMI passes on only keys that are vLLM `EngineArgs` fields, so server-only flags (api-key,
+uvicorn settings...) have no effect there. List values cannot travel in one environment
+variable: `check` reports them.
+
+Canary: `DeploymentConfig.BlueGreenUpdatePolicy` with a CANARY traffic shift of
+canary_percent of capacity, which SageMaker applies when the endpoint moves to a new endpoint
+config. Names of the model and endpoint config carry a hash of their content (both are
+immutable in SageMaker), so a change creates new ones and the stable endpoint name moves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from specops.backends import kubernetes as k8s
+from specops.diagnostics import Diagnostic
+from specops.ir import Serving
+
+FORMAT = "SageMaker CreateModel/CreateEndpointConfig/CreateEndpoint requests (LMI V20 vLLM container)"
+
+LMI_REPOSITORY = "djl-inference"
+LMI_TAG = "0.36.0-lmi20.0.0-cu128-v1.0"
+LMI_VLLM_VERSION = "0.15.1"  # the vLLM inside LMI_TAG (LMI V20 release notes)
+# DLC registry account per region (sagemaker-python-sdk image_uri_config/djl-lmi.json).
+LMI_ACCOUNTS: dict[str, str] = {
+    "af-south-1": "626614931356", "ap-east-1": "871362719292", "ap-northeast-1": "763104351884",
+    "ap-northeast-2": "763104351884", "ap-northeast-3": "364406365360", "ap-south-1": "763104351884",
+    "ap-southeast-1": "763104351884", "ap-southeast-2": "763104351884",
+    "ap-southeast-3": "907027046896", "ca-central-1": "763104351884", "ca-west-1": "204538143572",
+    "cn-north-1": "727897471807", "cn-northwest-1": "727897471807", "eu-central-1": "763104351884",
+    "eu-north-1": "763104351884", "eu-south-1": "692866216735", "eu-west-1": "763104351884",
+    "eu-west-2": "763104351884", "eu-west-3": "763104351884", "il-central-1": "780543022126",
+    "me-central-1": "914824155844", "me-south-1": "217643126080", "sa-east-1": "763104351884",
+    "us-east-1": "763104351884", "us-east-2": "763104351884", "us-gov-east-1": "446045086412",
+    "us-gov-west-1": "442386744353", "us-west-1": "763104351884", "us-west-2": "763104351884",
+}
+
+# vLLM flag -> LMI option name, where LMI uses its own name (vllm_rb_properties.py).
+_RENAMED: dict[str, str] = {
+    "tensor-parallel-size": "TENSOR_PARALLEL_DEGREE",
+    "pipeline-parallel-size": "PIPELINE_PARALLEL_DEGREE",
+    "max-num-seqs": "MAX_ROLLING_BATCH_SIZE",
+    "max-num-batched-tokens": "MAX_ROLLING_BATCH_PREFILL_TOKENS",
+    "quantization": "QUANTIZE",
+    "cpu-offload-gb": "CPU_OFFLOAD_GB_PER_GPU",
+}
+_DROPPED = ("host", "port", "model")
+# LMI maps dtype through its own table and fails on other names.
+LMI_DTYPES = ("auto", "bf16", "bfloat16", "float16", "float32", "fp16", "fp32")
+VLLM_DEFAULT_MAX_NUM_SEQS = 256
+# Weights download + load can be long; LMI's own model_loading_timeout default is 1800 s and
+# its docs ask for a startup health-check timeout at least as long.
+STARTUP_TIMEOUT_S = 1800
+CANARY_WAIT_S = 600
+VARIANT = "AllTraffic"
+
+
+def _pos(node: Serving):
+    return k8s._source_pos(node)
+
+
+def check(node: Serving, serve_config_yaml: bytes | None = None) -> list[Diagnostic]:
+    """What the LMI endpoint cannot express, at the serving spec's position."""
+    file, pos = _pos(node)
+    config = k8s.load_serve_config(serve_config_yaml or k8s.default_serve_config(node))
+    out: list[Diagnostic] = []
+
+    def err(code: str, msg: str, *notes: str) -> None:
+        out.append(Diagnostic("error", code, f"sagemaker endpoint: {msg}", file, pos, notes))
+
+    if not node.instance_type:
+        err("missing-field", "an instance type is required (e.g. ml.g5.2xlarge)")
+    if not node.target.role_arn:
+        err("missing-field", f"target '{node.target.name}' has no role_arn (SageMaker execution role)")
+    if not _is_ecr(node.image) and (node.target.region or "") not in LMI_ACCOUNTS:
+        err("unsupported", f"no LMI container is known for region '{node.target.region}'",
+            f"known regions: {', '.join(sorted(LMI_ACCOUNTS))}")
+    for key in sorted(config):
+        if isinstance(config[key], list):
+            err("unsupported", f"'{key}' takes a list, which LMI cannot pass through one "
+                               f"environment variable")
+    dtype = config.get("dtype")
+    if dtype is not None and str(dtype) not in LMI_DTYPES:
+        err("unsupported", f"dtype '{dtype}' is not one LMI maps", f"use one of: {', '.join(LMI_DTYPES)}")
+    tp = config.get("tensor-parallel-size")
+    if tp is not None and node.accelerator_count and int(tp) > node.accelerator_count:
+        err("value", f"tensor-parallel-size {tp} exceeds accelerator_count {node.accelerator_count}")
+    if node.replicas_min < 1:
+        err("value", "a SageMaker endpoint needs at least one instance (replicas min >= 1)")
+    if node.replicas_max > node.replicas_min:
+        out.append(Diagnostic(
+            "warning", "unsupported",
+            "sagemaker endpoint: replicas max is not emitted (Application Auto Scaling is not "
+            f"generated); the endpoint runs {node.replicas_min} instance(s)", file, pos))
+    if not _is_ecr(node.image) and node.engine_version != LMI_VLLM_VERSION:
+        out.append(Diagnostic(
+            "warning", "unsupported",
+            f"sagemaker endpoint: the LMI container runs vLLM {LMI_VLLM_VERSION}, but the flags "
+            f"were checked against vLLM {node.engine_version}", file, pos))
+    if node.adapters:
+        out.append(Diagnostic(
+            "warning", "unsupported",
+            "sagemaker endpoint: LoRA adapters are registered through LMI's adapter API after "
+            "deployment, not in the endpoint definition", file, pos))
+    return out
+
+
+def _is_ecr(image: str) -> bool:
+    return ".dkr.ecr." in image.split("/", 1)[0]
+
+
+def lmi_image(region: str) -> str:
+    domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"{LMI_ACCOUNTS[region]}.dkr.ecr.{region}.{domain}/{LMI_REPOSITORY}:{LMI_TAG}"
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return k8s.flag_value(value)
+
+
+def lmi_environment(node: Serving, config: dict[str, Any]) -> dict[str, str]:
+    """Serve config -> the LMI container's environment (see the module docstring)."""
+    env: dict[str, str] = {
+        "HF_MODEL_ID": str(config.get("model") or node.model_uri),
+        "OPTION_ASYNC_MODE": "true",
+        "OPTION_ROLLING_BATCH": "disable",
+        "OPTION_ENTRYPOINT": "djl_python.lmi_vllm.vllm_async_service",
+        "OPTION_TENSOR_PARALLEL_DEGREE": str(max(1, node.accelerator_count)),
+        "OPTION_MAX_ROLLING_BATCH_SIZE": str(VLLM_DEFAULT_MAX_NUM_SEQS),
+    }
+    if config.get("enable-lora") is True:
+        env["OPTION_MAX_LORAS"] = "1"
+    for key in sorted(config):
+        value = config[key]
+        if key in _DROPPED or value is None:
+            continue
+        name = _RENAMED.get(key, key.replace("-", "_").upper())
+        env[f"OPTION_{name}"] = _env_value(value)
+    return env
+
+
+def _hash(doc: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode("utf-8")).hexdigest()[:10]
+
+
+def _name(base: str, suffix: str = "") -> str:
+    """A SageMaker resource name (<= 63 chars, [a-zA-Z0-9-]) ending in `suffix` when given."""
+    cleaned = "".join(c if c.isalnum() else "-" for c in base).strip("-")
+    room = 63 - (len(suffix) + 1 if suffix else 0)
+    cleaned = cleaned[:room].rstrip("-")
+    return f"{cleaned}-{suffix}" if suffix else cleaned
+
+
+def endpoint_requests(node: Serving, serve_config_yaml: bytes) -> dict[str, dict[str, Any]]:
+    """The three request dicts (boto3 keyword arguments), keyed by API operation name."""
+    config = k8s.load_serve_config(serve_config_yaml)
+    region = node.target.region or ""
+    image = node.image if _is_ecr(node.image) else lmi_image(region)
+    tags = [{"Key": k, "Value": v} for k, v in sorted(k8s.labels(node).items())]
+    base = f"{node.name}-{node.env}"
+
+    model = {
+        "ExecutionRoleArn": node.target.role_arn or "",
+        "PrimaryContainer": {"Environment": lmi_environment(node, config), "Image": image,
+                             "Mode": "SingleModel"},
+        "Tags": tags,
+    }
+    model["ModelName"] = _name(base, _hash(model))
+
+    variant: dict[str, Any] = {
+        "ContainerStartupHealthCheckTimeoutInSeconds": STARTUP_TIMEOUT_S,
+        "InitialInstanceCount": max(1, node.replicas_min),
+        "InitialVariantWeight": 1.0,
+        "InstanceType": node.instance_type or "",
+        "ModelDataDownloadTimeoutInSeconds": STARTUP_TIMEOUT_S,
+        "ModelName": model["ModelName"],
+        "VariantName": VARIANT,
+    }
+    endpoint_config = {"ProductionVariants": [variant], "Tags": tags}
+    endpoint_config["EndpointConfigName"] = _name(base, _hash(endpoint_config))
+
+    endpoint: dict[str, Any] = {
+        "EndpointConfigName": endpoint_config["EndpointConfigName"],
+        "EndpointName": _name(base),
+        "Tags": tags,
+    }
+    if node.canary_percent > 0:
+        endpoint["DeploymentConfig"] = {"BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": {
+                "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": node.canary_percent},
+                "Type": "CANARY",
+                "WaitIntervalInSeconds": CANARY_WAIT_S,
+            },
+        }}
+    return {"CreateModel": model, "CreateEndpointConfig": endpoint_config, "CreateEndpoint": endpoint}
+
+
+def emit_endpoint(node: Serving, serve_config_yaml: bytes | None = None) -> dict[str, bytes]:
+    """`{"<name>/endpoint.json": bytes}`: the three requests, sorted keys, 2-space indent."""
+    if serve_config_yaml is None:
+        serve_config_yaml = k8s.default_serve_config(node)
+    doc = endpoint_requests(node, serve_config_yaml)
+    return {f"{node.name}/endpoint.json": (json.dumps(doc, sort_keys=True, indent=2) + "\n").encode("utf-8")}
+
+
+def validate_requests(requests: dict[str, dict[str, Any]], region: str = "us-east-1") -> list[str]:
+    """Offline check of each request against botocore's SageMaker service model.
+
+    Uses botocore's own parameter validation (unknown keys, missing required keys, types,
+    ranges it knows); returns one line per problem, empty when all are valid.
+    """
+    import botocore.session  # lazy: heavy SDK
+    from botocore.exceptions import ParamValidationError
+    from botocore.validate import validate_parameters
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    errors: list[str] = []
+    for op, params in requests.items():
+        try:
+            validate_parameters(params, model.operation_model(op).input_shape)
+        except ParamValidationError as exc:
+            errors.append(f"{op}: {exc.kwargs.get('report', exc)}")
+    return errors
