@@ -1,0 +1,165 @@
+"""The fixed ZenML steps behind every pipeline module specops generates (ZenML 0.92-0.98).
+
+One `@step` per IR step kind, all with one signature, so a generated module is pure wiring
+and ZenML can re-import each step as `specops.backends.zenml_steps.<kind>`:
+
+    step_name: str            the IR step name ('gate-churn-auc'), from run.yaml
+    params: dict              `ir.Step.params`, from run.yaml
+    input_names: list[str]    input names, in the order of `inputs`, from run.yaml
+    inputs: list[Path]        upstream output directories (ZenML artifacts, in wiring order)
+    pipeline_parameters: dict the pipeline's parameters (`repo_root`)
+    command: list[str] | None argv of a `command` step (exec'd as a list, never a shell)
+
+and two outputs: `output` (the step's output directory as a `pathlib.Path`; ZenML's
+PathMaterializer archives it into the artifact store and the next step gets a local copy)
+and `result` (the JSON summary `specops.runtime.run_step` returned: metrics, verdicts).
+A failing data check or gate raises `specops.runtime.StepFailed`; ZenML marks the step and
+the run failed and re-raises it, so its one-line message is the run's error.
+
+This module imports zenml at the top: only ZenML runs import it, never the CLI.
+(No `from __future__ import annotations`: ZenML reads these signatures at run time.)
+"""
+
+import atexit
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Optional, Tuple
+
+from zenml import step
+
+# Output directories must outlive the step function (ZenML archives them after it returns);
+# they are removed when the process that ran the steps exits.
+_TEMP_DIRS: list[Path] = []
+
+
+@atexit.register
+def _cleanup() -> None:
+    for d in _TEMP_DIRS:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _run(kind: str, step_name: str, params: dict, input_names: list[str], inputs: list[Path],
+         pipeline_parameters: dict, command: Optional[list[str]] = None) -> Tuple[Path, dict]:
+    from specops.runtime import StepFailed
+
+    if len(input_names) != len(inputs):
+        raise ValueError(f"step {step_name!r}: {len(input_names)} input names for {len(inputs)} inputs")
+    out = Path(tempfile.mkdtemp(prefix="specops-step-"))
+    _TEMP_DIRS.append(out)
+    repo_root = str((pipeline_parameters or {}).get("repo_root", "."))
+    local_inputs = {name: str(path) for name, path in zip(input_names, inputs)}
+    if kind == "command":
+        result = _run_command(step_name, command, params, local_inputs, out, repo_root)
+    else:
+        from specops.runtime import run_step
+
+        result = run_step(kind, params, inputs=local_inputs, output_dir=str(out), repo_root=repo_root)
+    if not isinstance(result, dict):
+        raise StepFailed(f"step {step_name!r}: the runtime returned {type(result).__name__}, not a mapping")
+    return out, result
+
+
+def _run_command(step_name: str, argv: Optional[list[str]], params: dict, inputs: dict[str, str],
+                 out: Path, repo_root: str) -> dict:
+    """A user command (Azure ML command-job style): argv exec'd without a shell in repo_root.
+
+    It learns where to read and write from the environment: SPECOPS_OUTPUT_DIR and
+    SPECOPS_INPUT_<NAME> (input name upper-cased); `params['env']` adds variables. If it
+    writes `result.json` into its output directory, that is the step's result.
+    """
+    import json
+
+    from specops.runtime import StepFailed
+
+    if not argv:
+        raise StepFailed(f"command step {step_name!r} has no command")
+    env = dict(os.environ)
+    env.update({str(k): str(v) for k, v in (params.get("env") or {}).items()})
+    env["SPECOPS_OUTPUT_DIR"] = str(out)
+    for name, path in inputs.items():
+        env["SPECOPS_INPUT_" + name.upper()] = path
+    proc = subprocess.run([str(a) for a in argv], cwd=repo_root, env=env, shell=False, check=False)
+    if proc.returncode != 0:
+        raise StepFailed(f"command step {step_name!r} exited with status {proc.returncode}")
+    result_file = out / "result.json"
+    if result_file.is_file():
+        return json.loads(result_file.read_text(encoding="utf-8"))
+    return {"returncode": 0}
+
+
+Outputs = Tuple[Annotated[Path, "output"], Annotated[dict, "result"]]
+# Each step ends in a literal `return output, result`: ZenML reads the step's source to tell a
+# two-output step from one returning a tuple artifact.
+
+
+@step
+def data_check(step_name: str, params: dict, input_names: list[str], inputs: list[Path],
+               pipeline_parameters: dict) -> Outputs:
+    """Dataset checks (row count, nulls, allowed values, freshness) and the split."""
+    output, result = _run("data_check", step_name, params, input_names, inputs, pipeline_parameters)
+    return output, result
+
+
+@step
+def train(step_name: str, params: dict, input_names: list[str], inputs: list[Path],
+          pipeline_parameters: dict) -> Outputs:
+    """Train a classical model."""
+    output, result = _run("train", step_name, params, input_names, inputs, pipeline_parameters)
+    return output, result
+
+
+@step
+def finetune(step_name: str, params: dict, input_names: list[str], inputs: list[Path],
+             pipeline_parameters: dict) -> Outputs:
+    """Fine-tune an LLM (LoRA or full)."""
+    output, result = _run("finetune", step_name, params, input_names, inputs, pipeline_parameters)
+    return output, result
+
+
+@step
+def evaluate(step_name: str, params: dict, input_names: list[str], inputs: list[Path],
+             pipeline_parameters: dict) -> Outputs:
+    """Compute metrics on a split."""
+    output, result = _run("evaluate", step_name, params, input_names, inputs, pipeline_parameters)
+    return output, result
+
+
+@step
+def gate(step_name: str, params: dict, input_names: list[str], inputs: list[Path],
+         pipeline_parameters: dict) -> Outputs:
+    """Check metrics against thresholds; raises StepFailed (the run fails) when one fails."""
+    output, result = _run("gate", step_name, params, input_names, inputs, pipeline_parameters)
+    return output, result
+
+
+@step
+def register(step_name: str, params: dict, input_names: list[str], inputs: list[Path],
+             pipeline_parameters: dict) -> Outputs:
+    """Register the model version and its aliases."""
+    output, result = _run("register", step_name, params, input_names, inputs, pipeline_parameters)
+    return output, result
+
+
+@step
+def deploy(step_name: str, params: dict, input_names: list[str], inputs: list[Path],
+           pipeline_parameters: dict) -> Outputs:
+    """Hand the registered model to its serving target."""
+    output, result = _run("deploy", step_name, params, input_names, inputs, pipeline_parameters)
+    return output, result
+
+
+@step
+def command(step_name: str, params: dict, input_names: list[str], inputs: list[Path],
+            pipeline_parameters: dict, command: Optional[list[str]] = None) -> Outputs:
+    """A user-supplied command, exec'd as an argv list (never a shell)."""
+    output, result = _run("command", step_name, params, input_names, inputs, pipeline_parameters, command)
+    return output, result
+
+
+STEPS: dict[str, Any] = {
+    "data_check": data_check, "train": train, "finetune": finetune, "evaluate": evaluate,
+    "gate": gate, "register": register, "deploy": deploy, "command": command,
+}
