@@ -150,6 +150,117 @@ def graph(path: str, env: str | None, fmt: str) -> None:
     click.echo(render_graph(resolved.envs[env], fmt), nl=False)
 
 
+@main.command(name="compile")
+@click.argument("path", default=".", type=click.Path())
+@click.option("--env", "envs", multiple=True, help="Environment(s) to compile (default: all).")
+@click.option("--out", "out", type=click.Path(), default=None, help="Build directory (default: <repo>/build).")
+@click.option("--check", is_flag=True, help="Exit 1 if the build directory is stale; write nothing.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+def compile_cmd(path: str, envs: tuple[str, ...], out: str | None, check: bool, fmt: str) -> None:
+    """Compile pipelines (KFP, SageMaker, ZenML) and vLLM serving for every environment."""
+    from .build import compile_repo, stale_files, write_build
+
+    resolved = _load_resolved(path)
+    _fail_on_errors(resolved, fmt)
+    _check_envs(resolved, envs)
+    root = resolved.repo.root
+    build = compile_repo(resolved, list(envs) or None, cache_dir=root / ".specops" / "cache")
+    _emit_diagnostics(build.diagnostics, root, fmt)
+    if build.diagnostics.has_errors:
+        sys.exit(1)
+    files = build.files()
+    out_dir = Path(out) if out else root / "build"
+    if check:
+        stale = stale_files(files, out_dir)
+        if stale:
+            for line in stale:
+                click.echo(f"stale: {line}", err=True)
+            click.echo(f"{out_dir} is out of date: run `specops compile`", err=True)
+            sys.exit(1)
+        click.echo(f"{out_dir} is up to date ({len(files)} files)", err=True)
+        return
+    written, removed = write_build(files, out_dir)
+    click.echo(f"compiled {len(files) - 1} artifacts into {out_dir} ({written} written, {removed} removed)", err=True)
+
+
+@main.command()
+@click.argument("path", default=".", type=click.Path())
+@click.option("--env", "envs", multiple=True, help="Environment(s) (default: all).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def capacity(path: str, envs: tuple[str, ...], as_json: bool) -> None:
+    """GPU capacity of every serving target: weights, KV cache, concurrency, cost."""
+    import json
+
+    from .build import capacity_report
+    from .capacity import render_table
+    from .diagnostics import Diagnostic
+    from .lower import lower_env
+
+    resolved = _load_resolved(path)
+    _fail_on_errors(resolved, "text")
+    _check_envs(resolved, envs)
+    reports, problems = [], []
+    for env in sorted(envs or resolved.envs):
+        for s in lower_env(resolved, env)[1]:
+            if not s.model_config:
+                continue
+            r = capacity_report(resolved, s, resolved.repo.root / ".specops" / "cache")
+            (problems if isinstance(r, Diagnostic) else reports).append(r)
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in reports], indent=2, sort_keys=True))
+    else:
+        click.echo(render_table(reports), nl=False)
+    _emit_diagnostics(problems + [d for r in reports if (d := r.to_diagnostic()) is not None], resolved.repo.root, "text")
+    if problems or any(r.verdict == "does-not-fit" for r in reports):
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("path", default=".", type=click.Path())
+@click.option("--env", "env", required=True, help="Environment whose pipelines run.")
+@click.option("--model", "models", multiple=True, help="Only these models' pipelines (default: all).")
+def run(path: str, env: str, models: tuple[str, ...]) -> None:
+    """Compile and run lifecycle pipelines on a local target (ZenML's local stack).
+
+    Every step runs for real: data checks, training, evaluation, the gates (which stop the
+    run when a threshold fails) and registration into the local registry.
+    """
+    from .lower import lower_env
+    from .runner import run_pipeline
+
+    resolved = _load_resolved(path)
+    _fail_on_errors(resolved, "text")
+    _check_envs(resolved, (env,))
+    view = resolved.envs[env]
+    if view.target.provider != "local":
+        raise click.UsageError(f"environment '{env}' runs on target '{view.target_name}' ({view.target.backend}, "
+                               f"{view.target.provider}); `specops run` runs local targets — use `specops compile` "
+                               "and your orchestrator for remote ones")
+    pipelines = lower_env(resolved, env)[0]
+    known = [p.model for p in pipelines]
+    for m in models:
+        if m not in known:
+            from .diagnostics import suggestion
+
+            raise click.UsageError(f"unknown model '{m}' in environment '{env}'" + suggestion(m, known))
+    failed = False
+    for p in pipelines:
+        if models and p.model not in models:
+            continue
+        ok = run_pipeline(resolved, p, echo=lambda line: click.echo(line, err=True))
+        failed = failed or not ok
+    if failed:
+        sys.exit(1)
+
+
+def _check_envs(resolved, envs) -> None:
+    from .diagnostics import suggestion
+
+    for env in envs:
+        if env not in resolved.envs:
+            raise click.UsageError(f"unknown environment '{env}'" + suggestion(env, resolved.envs))
+
+
 @main.command()
 @click.argument("directory", type=click.Path())
 def init(directory: str) -> None:
@@ -159,6 +270,23 @@ def init(directory: str) -> None:
     for p in scaffold(Path(directory)):
         click.echo(f"created {p}", err=True)
 
+
+def _register_more() -> None:
+    # Commands defined in sibling modules (plan/apply/drift/state; diff). They import only
+    # click at module level, so start-up stays fast.
+    import importlib
+
+    for mod in ("cli_ops", "cli_diff"):
+        try:
+            m = importlib.import_module(f"specops.{mod}")
+        except ModuleNotFoundError as e:
+            if e.name != f"specops.{mod}":
+                raise
+            continue
+        m.register(main)
+
+
+_register_more()
 
 if __name__ == "__main__":
     main()

@@ -13,19 +13,51 @@ backend that cannot express something reports it at the spec's line.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 StepKind = Literal["data_check", "train", "finetune", "evaluate", "gate", "register", "deploy", "command"]
 Backend = Literal["kfp", "sagemaker", "zenml"]
 
 
-@dataclass(frozen=True)
 class Source:
-    """Where a node came from: repo-relative file and 1-based line/column of the spec node."""
+    """Where a node came from: repo-relative file and 1-based line/column of the spec node.
 
-    file: str
-    line: int
-    col: int
+    Line and column may be computed on first use (`locate`): positions cost a second,
+    exact parse of the file, which only files with a diagnostic should pay for.
+    """
+
+    __slots__ = ("file", "_line", "_col", "_locate")
+
+    def __init__(self, file: str, line: int | None = None, col: int | None = None,
+                 locate: Callable[[], tuple[int, int]] | None = None):
+        self.file = file
+        self._line, self._col, self._locate = line, col, locate
+
+    def _resolve(self) -> None:
+        if self._line is None:
+            self._line, self._col = self._locate() if self._locate else (1, 1)
+
+    @property
+    def line(self) -> int:
+        self._resolve()
+        return self._line  # type: ignore[return-value]
+
+    @property
+    def col(self) -> int:
+        self._resolve()
+        return self._col  # type: ignore[return-value]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Source) and (self.file, self.line, self.col) == (other.file, other.line, other.col)
+
+    def __hash__(self) -> int:
+        return hash((self.file, self.line, self.col))
+
+    def __repr__(self) -> str:
+        return f"Source({self.file!r}, {self.line}, {self.col})"
+
+    def __deepcopy__(self, memo: dict) -> "Source":
+        return Source(self.file, self.line, self.col)
 
 
 @dataclass(frozen=True)
@@ -82,7 +114,7 @@ class Target:
     host: str | None = None  # KFP API host
     artifact_store: str = "file://.specops/artifacts"
     image_registry: str | None = None
-    serving_platform: Literal["local", "kubernetes", "kserve", "sagemaker"] = "local"
+    serving_platform: Literal["local", "kubernetes", "kserve", "helm", "sagemaker"] = "local"
     namespace: str = "default"
     role_arn: str | None = None  # SageMaker execution role
     gpus: tuple[str, ...] = ()

@@ -102,9 +102,10 @@ def _check_refs(repo: Repo, view: EnvView, out: Diagnostics) -> None:
                     out.add(_at(node, path, "error", "wrong-kind-ref",
                                 f"'{value}' is a {other[0]}, but {'.'.join(map(str, path))} needs a {target_kind}"))
                 else:
+                    invalid = [k.split("/", 1)[1] for k in repo.invalid if k.startswith(target_kind + "/")]
                     out.add(_at(node, path, "error", "unresolved-ref",
                                 f"unknown {target_kind} '{value}'"
-                                + suggestion(value, names_by_kind.get(target_kind, []))))
+                                + suggestion(value, names_by_kind.get(target_kind, []) + invalid)))
 
 
 def _check_cycles(view: EnvView, out: Diagnostics) -> None:

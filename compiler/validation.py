@@ -191,12 +191,18 @@ def validate_document(doc: YamlDoc) -> tuple[Any | None, list[Diagnostic]]:
     try:
         return document_model(kind).model_validate(data), []
     except ValidationError as e:
-        out = []
+        found = []
         for err in e.errors(include_url=False):
             path, is_key = _data_path(data, err["loc"])
             if err["type"] == "union_tag_invalid":
                 # Point at the discriminator's value, not the whole mapping.
                 path = path + (str((err.get("ctx") or {}).get("discriminator", "type")).strip("'"),)
             code, msg, prefer_key = _message(kind, doc, err, path)
-            out.append(Diagnostic("error", code, msg, doc.file, doc.pos_of(path, prefer_key or is_key)))  # type: ignore[arg-type]
+            found.append((path, code, msg, prefer_key or is_key))
+        # A misspelled required key is one mistake: keep "unknown field 'x'; did you mean 'y'"
+        # and drop "missing required field 'y'" at the same place.
+        suggested = {(p[:-1], m.rsplit("did you mean '", 1)[1].split("'")[0])
+                     for p, c, m, _ in found if c == "unknown-field" and "did you mean '" in m}
+        out = [Diagnostic("error", c, m, doc.file, doc.pos_of(p, k))  # type: ignore[arg-type]
+               for p, c, m, k in found if not (c == "missing-field" and (p[:-1], p[-1] if p else None) in suggested)]
         return None, out

@@ -1,0 +1,234 @@
+"""`specops compile`: resolved specs -> every backend's artifacts plus a manifest.
+
+Output tree (all paths relative to the build directory)::
+
+    <env>/<backend>/<model>/...          pipeline artifacts (kfp | sagemaker | zenml)
+    <env>/serving/<name>/vllm.yaml       the `vllm serve --config` file
+    <env>/serving/<name>/capacity.json   the GPU capacity report (when a config.json is known)
+    <env>/serving/<name>/<platform files>
+    manifest.json                        versioned: every artifact's sha256, source, deps
+
+`emit` functions return bytes; this module gathers them into one {path: bytes} mapping and
+the CLI writes it. Identical input gives identical bytes: no timestamps, no absolute paths,
+sorted keys, SDK versions normalised by each backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .diagnostics import Diagnostic, Diagnostics, Pos
+from .lower import lower_env
+from .resolve import EnvView, Resolved
+
+MANIFEST_SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class Artifact:
+    path: str
+    data: bytes
+    env: str
+    backend: str  # kfp | sagemaker | zenml | vllm | capacity | kubernetes | kserve | helm | sagemaker-endpoint
+    spec: str  # "Kind/name" that produced it
+    source: dict[str, Any]  # {file, line, col}
+    depends_on: list[str]  # spec keys whose change can change this artifact
+
+
+@dataclass
+class Build:
+    artifacts: dict[str, Artifact] = field(default_factory=dict)
+    diagnostics: Diagnostics = field(default_factory=Diagnostics)
+
+    def add(self, a: Artifact) -> None:
+        self.artifacts[a.path] = a
+
+    def files(self) -> dict[str, bytes]:
+        out = {p: a.data for p, a in sorted(self.artifacts.items())}
+        out[MANIFEST] = manifest_bytes(self)
+        return out
+
+
+def _dumps(doc: Any) -> bytes:
+    return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def spec_digest(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":"),
+                                     ensure_ascii=False, default=str).encode()).hexdigest()
+
+
+def manifest_bytes(build: Build, resolved: Resolved | None = None) -> bytes:
+    arts = []
+    for p, a in sorted(build.artifacts.items()):
+        arts.append({"path": p, "sha256": hashlib.sha256(a.data).hexdigest(), "bytes": len(a.data),
+                     "env": a.env, "backend": a.backend, "spec": a.spec, "source": a.source,
+                     "dependsOn": sorted(a.depends_on)})
+    return _dumps({"schemaVersion": MANIFEST_SCHEMA_VERSION, "generator": f"specops {__version__}",
+                   "artifacts": arts, "specs": build_specs_index(build)})
+
+
+def build_specs_index(build: Build) -> dict[str, Any]:
+    return getattr(build, "_specs", {})
+
+
+def dependencies(view: EnvView, key: str) -> list[str]:
+    """Spec keys an artifact of `key` depends on: what it references, transitively; for a
+    Model also the gates that evaluate it and the serving targets that deploy it."""
+    out: dict[str, list] = {}
+    for e in view.edges:
+        out.setdefault(e.src, []).append(e.dst)
+    seen = {key}
+    todo = [key]
+    if key.startswith("Model/"):
+        name = key.split("/", 1)[1]
+        for n in view.nodes.values():
+            if n.kind == "EvalGate" and n.spec.model == name:
+                todo.append(n.key)
+            if n.kind == "ServingTarget" and (n.spec.model == name or name in n.spec.adapters):
+                todo.append(n.key)
+        seen.update(todo)
+    while todo:
+        k = todo.pop()
+        for d in out.get(k, []):
+            if d not in seen:
+                seen.add(d)
+                todo.append(d)
+    return sorted(seen | {"Project"})
+
+
+def _src(source: Any) -> dict[str, Any]:
+    # File only: lines are for diagnostics (computed on demand); the manifest must not
+    # change when a comment above a spec moves it down a line.
+    return {"file": source.file} if source else {}
+
+
+def compile_env(resolved: Resolved, env: str, build: Build, cache_dir: Path | None = None) -> None:
+    from specops.backends import pipeline_backend
+
+    view = resolved.envs[env]
+    pipelines, servings = lower_env(resolved, env)
+    backend = pipeline_backend(view.target.backend)
+    for p in pipelines:
+        build.diagnostics.extend(backend.check(p))
+        key = f"Model/{p.model}"
+        deps = dependencies(view, key)
+        for rel, data in sorted(backend.emit(p).items()):
+            build.add(Artifact(f"{env}/{backend.NAME}/{p.name}/{rel}", data, env, backend.NAME, key,
+                               _src(p.source), deps))
+    for s in servings:
+        compile_serving(resolved, view, s, build, cache_dir)
+
+
+def compile_serving(resolved: Resolved, view: EnvView, s: Any, build: Build, cache_dir: Path | None) -> None:
+    from specops.backends import serving_platform, vllm
+
+    key = f"ServingTarget/{s.name}"
+    deps = dependencies(view, key)
+    base = f"{view.name}/serving/{s.name}"
+    src = _src(s.source)
+    pos = Pos(s.source.line, s.source.col) if s.source else None
+    try:
+        config = vllm.serve_config(s.engine_args, model=s.model_uri, version=s.engine_version)
+    except vllm.VllmArgsError as e:  # already reported by validate at the flag's line
+        build.diagnostics.add(Diagnostic("error", "vllm-flag", str(e), s.source.file if s.source else None, pos))
+        return
+    build.add(Artifact(f"{base}/vllm.yaml", config, view.name, "vllm", key, src, deps))
+    if s.model_config:
+        report = capacity_report(resolved, s, cache_dir)
+        if isinstance(report, Diagnostic):
+            build.diagnostics.add(report)
+        else:
+            build.add(Artifact(f"{base}/capacity.json", report.to_json().encode(), view.name, "capacity", key, src, deps))
+            d = report.to_diagnostic(s.source.file if s.source else None, pos)
+            if d is not None:
+                build.diagnostics.add(d)
+    platform = s.target.serving_platform
+    if platform == "local":
+        return
+    module, func = serving_platform(platform)
+    if hasattr(module, "check"):
+        build.diagnostics.extend(module.check(s, config) if platform == "sagemaker" else module.check(s))
+    name = "sagemaker-endpoint" if platform == "sagemaker" else platform
+    for rel, data in sorted(getattr(module, func)(s, config).items()):
+        # Platform emitters name files "<serving name>/<file>"; keep the file part.
+        build.add(Artifact(f"{base}/{rel.split('/', 1)[-1]}", data, view.name, name, key, src, deps))
+
+
+def capacity_report(resolved: Resolved, s: Any, cache_dir: Path | None) -> Any:
+    from . import capacity
+
+    pos = Pos(s.source.line, s.source.col) if s.source else None
+    try:
+        facts = capacity.model_facts(resolved.repo.root / s.model_config, cache_dir=cache_dir)
+        return capacity.plan_engine_args(facts, s.engine_args, gpu=s.accelerator, count=s.accelerator_count,
+                                         provider=s.target.provider if s.target.provider != "local" else None,
+                                         instance_type=s.instance_type, label=f"{s.name} ({s.env})")
+    except (ValueError, OSError) as e:
+        return Diagnostic("error", "capacity", f"capacity planning failed: {e}", s.source.file if s.source else None, pos)
+
+
+def compile_repo(resolved: Resolved, envs: list[str] | None = None, cache_dir: Path | None = None) -> Build:
+    build = Build()
+    for env in sorted(envs or resolved.envs):
+        compile_env(resolved, env, build, cache_dir)
+    specs = {}
+    for sp in sorted(resolved.repo.specs, key=lambda s: s.key):
+        key = "Project" if sp.kind == "Project" else sp.key
+        specs[key] = {"file": sp.file, "document": sp.doc.index, "digest": spec_digest(sp.doc.data)}
+    build._specs = specs  # type: ignore[attr-defined]
+    return build
+
+
+def write_build(files: dict[str, bytes], out: Path) -> tuple[int, int]:
+    """Write the build tree; remove files the previous manifest listed that are gone now.
+    Returns (written, removed). Unchanged files are not rewritten (mtimes stay)."""
+    old: set[str] = set()
+    mf = out / MANIFEST
+    if mf.is_file():
+        try:
+            old = {a["path"] for a in json.loads(mf.read_text()).get("artifacts", [])}
+        except (ValueError, KeyError, TypeError):
+            old = set()
+    written = 0
+    for rel, data in files.items():
+        p = out / rel
+        if p.is_file() and p.read_bytes() == data:
+            continue
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(p.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(p)
+        written += 1
+    removed = 0
+    for rel in sorted(old - set(files)):
+        p = out / rel
+        if p.is_file():
+            p.unlink()
+            removed += 1
+    return written, removed
+
+
+def stale_files(files: dict[str, bytes], out: Path) -> list[str]:
+    """What `compile --check` reports: files that differ, are missing, or should be gone."""
+    problems = []
+    for rel, data in files.items():
+        p = out / rel
+        if not p.is_file():
+            problems.append(f"{rel} (missing)")
+        elif p.read_bytes() != data:
+            problems.append(f"{rel} (differs)")
+    mf = out / MANIFEST
+    if mf.is_file():
+        try:
+            old = {a["path"] for a in json.loads(mf.read_text()).get("artifacts", [])}
+        except (ValueError, KeyError, TypeError):
+            old = set()
+        problems.extend(f"{rel} (no longer produced)" for rel in sorted(old - set(files)) if (out / rel).exists())
+    return problems
