@@ -2,7 +2,7 @@
 kfp 2.17's compiler produces; Vertex AI Pipelines runs the same file).
 
 Structured emission: the IR is built as plain dicts and serialised with libyaml's C emitter
-(`kfp_yaml.dump`: sorted keys, block style, no anchors); kfp itself is never imported here
+(`yaml_emit.dump`: sorted keys, block style, no anchors); kfp itself is never imported here
 (the compiler emits hundreds of pipelines per second). The layout mirrors what
 `kfp.compiler.Compiler` writes for the equivalent DSL pipeline:
 
@@ -33,7 +33,7 @@ import json
 import re
 from typing import Any, Iterable
 
-from specops.backends import kfp_yaml
+from specops.backends import yaml_emit
 from specops.diagnostics import Diagnostic, Pos, suggestion
 from specops.ir import Pipeline, Source, Step
 
@@ -580,7 +580,7 @@ def emit(pipeline: Pipeline) -> dict[str, bytes]:
     doc = build_ir(pipeline)
     name = pipeline_name(pipeline)
     header = f"# PIPELINE DEFINITION\n# Name: {name}\n" if _NAME_RE.match(name) else "# PIPELINE DEFINITION\n"
-    files = {"pipeline.yaml": header.encode() + kfp_yaml.dump(doc)}
+    files = {"pipeline.yaml": header.encode() + yaml_emit.dump(doc)}
     sched = schedule_doc(pipeline)
     if sched is not None:
         files["schedule.json"] = (json.dumps(sched, sort_keys=True, indent=2) + "\n").encode()

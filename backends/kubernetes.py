@@ -120,15 +120,16 @@ _Dumper.add_representer(str, _str_representer)
 
 
 def dump_yaml(doc: Any) -> bytes:
-    """One YAML document, keys sorted, no flow style, no line folding: byte-stable."""
-    text = yaml.dump(doc, Dumper=_Dumper, sort_keys=True, default_flow_style=False,
-                     allow_unicode=True, width=1 << 16)
-    return text.encode("utf-8")
+    """One YAML document, keys sorted, no flow style, multi-line strings as literal blocks:
+    byte-stable. Emitted straight to libyaml's C emitter (see yaml_emit)."""
+    from specops.backends.yaml_emit import dump
+
+    return dump(doc)
 
 
 def load_serve_config(serve_config_yaml: bytes) -> dict[str, Any]:
     """The `vllm serve --config` mapping, keys normalised to kebab-case (vLLM accepts both)."""
-    data = yaml.safe_load(serve_config_yaml.decode("utf-8")) or {}
+    data = yaml.load(serve_config_yaml.decode("utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
     if not isinstance(data, dict):
         raise ValueError("the vLLM serve config must be a mapping")
     return {str(k).replace("_", "-"): v for k, v in data.items()}

@@ -105,9 +105,11 @@ class State:
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as e:
-            if e.pos >= len(text.rstrip()):
-                raise StateError(f"{where}: state file is truncated (JSON ends early at line {e.lineno})") from None
-            raise StateError(f"{where}: state file is not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+            # specops writes one JSON object, so a file that stops before its closing brace was cut short.
+            if e.pos >= len(text.rstrip()) or not text.rstrip().endswith("}"):
+                raise StateError(f"{where}: state file is truncated ({len(data)} bytes, JSON stops at line "
+                                 f"{text.count(chr(10)) + 1} before the closing brace)") from None
+            raise StateError(f"{where}: state file is not valid JSON ({e.msg}: line {e.lineno} column {e.colno})") from None
         return cls.from_dict(doc, where)
 
     @classmethod

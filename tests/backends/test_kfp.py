@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from specops.backends import kfp as kfp_backend
-from specops.backends import kfp_yaml
+from specops.backends import yaml_emit
 from specops.ir import Resources, Schedule, Source, Step, Target
 from tests.fixtures.ir_samples import AWS, GCP, LOCAL, churn_pipeline, llm_pipeline
 
@@ -191,7 +191,7 @@ def test_emission_is_byte_identical_and_matches_pyyaml():
         assert a == b
         # The fast emitter writes exactly what PyYAML's own dumper writes for the document.
         body = a["pipeline.yaml"].split(b"\n", 2)[2]
-        assert body == kfp_yaml.dump_reference(kfp_backend.build_ir(p))
+        assert body == yaml_emit.dump_reference(kfp_backend.build_ir(p))
 
 
 def test_fast_yaml_dumper_matches_pyyaml_on_awkward_scalars():
@@ -200,8 +200,8 @@ def test_fast_yaml_dumper_matches_pyyaml_on_awkward_scalars():
                  "@x", "`b", "2024-06-01", "=", "<<"],
            "n": [0, -3, 1.5, 1e20, 3.0, float("inf"), float("-inf"), True, False, None],
            "nested": {"b": {"a": []}, "a": {}}}
-    out = kfp_yaml.dump(doc)
-    assert out == kfp_yaml.dump_reference(doc)
+    out = yaml_emit.dump(doc)
+    assert out == yaml_emit.dump_reference(doc)
     back = yaml.safe_load(out)
     assert back["s"] == doc["s"] and back["n"][:7] == doc["n"][:7]
 
