@@ -26,19 +26,35 @@ def deep_merge(base: Any, over: Any) -> Any:
     return over
 
 
+class MergedDoc(YamlDoc):
+    """A document with one environment's overrides merged in. Its positions are derived
+    from the original document's only when asked for: paths under `overrides.<env>` are
+    moved onto `spec`, so an error in an overridden value points at the override."""
+
+    __slots__ = ("_origin", "_env")
+
+    def __init__(self, origin: YamlDoc, env: str, data: Any):
+        super().__init__(origin.file, origin.index, data)
+        self._origin, self._env = origin, env
+
+    def _ensure(self) -> None:
+        if self._keys is not None:
+            return
+        o = self._origin
+        keys, values = dict(o.keys), dict(o.values)
+        prefix = ("overrides", self._env)
+        n = len(prefix)
+        for src, dst in ((o.keys, keys), (o.values, values)):
+            for path, pos in src.items():
+                if path[:n] == prefix and len(path) > n:
+                    dst[("spec",) + path[n:]] = pos
+        self._keys, self._values, self._start = keys, values, o.start
+
+
 def _merged_doc(doc: YamlDoc, env: str) -> YamlDoc:
-    over = doc.data["overrides"][env]
     data = dict(doc.data)
-    data["spec"] = deep_merge(doc.data.get("spec", {}), over)
-    merged = YamlDoc(doc.file, doc.index, data, doc.start, dict(doc.keys), dict(doc.values))
-    prefix = ("overrides", env)
-    n = len(prefix)
-    # Positions of overridden paths come from the override's text.
-    for table_src, table_dst in ((doc.keys, merged.keys), (doc.values, merged.values)):
-        for path, pos in table_src.items():
-            if path[:n] == prefix and len(path) > n:
-                table_dst[("spec",) + path[n:]] = pos
-    return merged
+    data["spec"] = deep_merge(doc.data.get("spec", {}), doc.data["overrides"][env])
+    return MergedDoc(doc, env, data)
 
 
 @dataclass

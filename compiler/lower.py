@@ -121,7 +121,8 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipelin
         }, inputs={"data": data_step}, image=image, resources=resources, source=_source(model, ("llm",)))
     steps.append(train)
 
-    gates = [g for g in view.of_kind("EvalGate") if g.spec.model == model.name]
+    gates = [view.nodes[k] for k in view.referrers(model.key) if k.startswith("EvalGate/")
+             and view.nodes[k].spec.model == model.name]
     metrics = sorted({m.metric for g in gates for m in g.spec.metrics}) or _DEFAULT_METRICS[task]
     split = gates[0].spec.split if gates else "test"
     eval_params: dict[str, Any] = {"task": task, "metrics": metrics, "split": split}
@@ -147,7 +148,7 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipelin
         "registry": spec.registry.name or model.name, "model": model.name, "version": None,
         "aliases": list(spec.registry.aliases),
     }, inputs=reg_inputs, image=image, source=_source(model, ("registry",))))
-    for st in view.of_kind("ServingTarget"):
+    for st in (view.nodes[k] for k in view.referrers(model.key) if k.startswith("ServingTarget/")):
         if st.spec.model == model.name or model.name in st.spec.adapters:
             steps.append(ir.Step(f"deploy-{st.name}", "deploy", {
                 "serving_target": st.name, "model": model.name, "env": view.name},

@@ -34,7 +34,29 @@ class EnvView:
     edges: list[Edge] = field(default_factory=list)
 
     def of_kind(self, kind: str) -> list[Node]:
-        return sorted((n for n in self.nodes.values() if n.kind == kind), key=lambda n: n.name)
+        cache = self.__dict__.setdefault("_by_kind", {})
+        if kind not in cache:
+            cache[kind] = sorted((n for n in self.nodes.values() if n.kind == kind), key=lambda n: n.name)
+        return cache[kind]
+
+    def referrers(self, key: str) -> list[str]:
+        """Keys of the nodes whose references point at `key` (reverse lineage edges)."""
+        rev = self.__dict__.get("_rev")
+        if rev is None:
+            rev = {}
+            for e in self.edges:
+                rev.setdefault(e.dst, []).append(e.src)
+            self.__dict__["_rev"] = rev
+        return sorted(set(rev.get(key, ())))
+
+    def references(self, key: str) -> list[str]:
+        fwd = self.__dict__.get("_fwd")
+        if fwd is None:
+            fwd = {}
+            for e in self.edges:
+                fwd.setdefault(e.src, []).append(e.dst)
+            self.__dict__["_fwd"] = fwd
+        return fwd.get(key, [])
 
     def get(self, kind: str, name: str) -> Node | None:
         return self.nodes.get(f"{kind}/{name}")

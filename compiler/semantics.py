@@ -237,8 +237,20 @@ def engine_args_as_written(node: "Node") -> dict[str, Any]:
 def check_semantics(resolved: "Resolved", out: Diagnostics) -> None:
     check_plaintext_secrets(resolved, out)
     envs = resolved.project.environments
+    # A spec without overrides is the same document in every environment: checks that do
+    # not depend on the environment run once per document.
+    seen: set[int] = set()
+
+    def first_time(node: "Node") -> bool:
+        if id(node.doc) in seen:
+            return False
+        seen.add(id(node.doc))
+        return True
+
     for view in resolved.envs.values():
         for node in view.of_kind("Prompt"):
+            if not first_time(node):
+                continue
             check_prompt(resolved, node, out)
             for i, env in enumerate(node.spec.labels):
                 if env not in envs:
@@ -251,7 +263,8 @@ def check_semantics(resolved: "Resolved", out: Diagnostics) -> None:
                     out.add(_at(node, ("blocks", i), "unknown-env", f"unknown environment '{env}'"
                                 + suggestion(env, envs)))
         for node in view.of_kind("Dataset"):
-            check_dataset(resolved, node, out)
+            if first_time(node):
+                check_dataset(resolved, node, out)
         for node in view.of_kind("Model"):
             check_model(resolved, view, node, out)
         for node in view.of_kind("ServingTarget"):
