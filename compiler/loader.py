@@ -94,8 +94,9 @@ def _ignored(rel: str, name: str, pats: list[str]) -> bool:
 
 
 def discover(root: Path, diags: Diagnostics) -> list[str]:
-    """Repo-relative posix paths of the YAML files to read, sorted; symlinks leaving the
-    repo are refused, symlinked directories are not followed (no loops)."""
+    """Repo-relative posix paths of the YAML files to read, sorted. Symlinks leaving the
+    repo are refused; symlinks inside it are skipped (their targets are read under their own
+    paths, and directory links could loop)."""
     pats = _ignore_patterns(root)
     real_root = os.path.realpath(root)
     out: list[str] = []
@@ -117,8 +118,9 @@ def discover(root: Path, diags: Diagnostics) -> list[str]:
                     if e.name.endswith((".yaml", ".yml")) or os.path.isdir(target):
                         diags.error("path-escape", "symlink points outside the repository; refusing to follow it", rel)
                     continue
-                if os.path.isdir(target):
-                    continue
+                # Inside the repo: the real file is read under its own path; reading it
+                # again through the link would define every spec in it twice.
+                continue
             if e.is_dir(follow_symlinks=False):
                 stack.append(rel)
             elif e.name.endswith((".yaml", ".yml")):
