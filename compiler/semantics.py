@@ -226,7 +226,7 @@ def check_engine_args(resolved: "Resolved", node: "Node", out: Diagnostics) -> N
     args = engine_args_as_written(node)
     for p in vllm.check_args(args, version):
         path = ("engine", "version") if p.key is None else ("engine", "args", p.key)
-        out.add(_at(node, path, p.code, p.message, prefer_key=p.code != "value"))
+        out.add(_at(node, path, p.code, p.message, severity=p.severity, prefer_key=p.code != "value"))
 
 
 def engine_args_as_written(node: "Node") -> dict[str, Any]:
