@@ -1,0 +1,276 @@
+"""Provider for Kubeflow Pipelines: `kfp_pipeline` (plan/apply, live side) through kfp.Client.
+
+Talks to the KFP v2beta1 REST API with kfp 2.17's own client (`kfp.Client(host=target.host)`,
+imported inside functions; it calls /apis/v2beta1/healthz when constructed).
+
+- Live identity: the pipeline whose display name is `<model>-<env>` (`kfp.pipeline_name`).
+  KFP ids are server UUIDs with no content in them, so the content hash travels with each
+  version: the version name is `<pipeline>-<hash[:16]>` (`-N` appended if that name is taken
+  by an older upload of the same content) and its description holds the full hash
+  (`specops content-hash <sha256>`). The first apply uses `upload_pipeline`, whose first
+  version takes the pipeline's name and description (KFP server behaviour), so the full hash
+  is read from descriptions.
+- read(): the newest version (created_at) says what runs. If it carries a specops hash, that
+  is `Live.content_hash`; if someone uploaded a version behind specops's back, the hash of
+  its pipeline spec is reported instead, which no desired hash equals (drift).
+  `Live.attributes` is the newest version's pipeline_spec as the server returns it.
+- apply(): create the pipeline, or add a version when the newest one is not the desired
+  content; a no-op when it is (so a retry after a crash before state was written creates
+  nothing). delete(): every version, then the pipeline (the server refuses otherwise).
+- Throttling / 5xx / connection errors (`ApiException` 429 or >= 500, urllib3 errors) are
+  `RetryableError`s retried with `provider.retrying()` (tenacity, jittered exponential
+  backoff); other API errors are one-line `ProviderError`s.
+
+Not done: recurring runs from `schedule.json` (the provider reports the schedule file
+as not applied rather than silently ignoring it: outputs["schedule"] = "not-applied").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import re
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
+
+from specops.backends.provider import Desired, Live, ProviderError, RetryableError, retrying
+
+if TYPE_CHECKING:
+    from specops import ir
+    from specops.state import ResourceState
+
+HASH_NOTE = "specops content-hash "
+_HASH_IN_DESCRIPTION = re.compile(r"specops content-hash ([0-9a-f]{64})")
+PAGE_SIZE = 100
+T = TypeVar("T")
+
+
+def provider(type: str, *, env: str, target: "ir.Target", root: Path, options: dict) -> "KfpPipelineProvider":
+    if type != "kfp_pipeline":
+        raise ProviderError(f"specops.backends.kfp_provider has no resource type '{type}'")
+    return KfpPipelineProvider(env=env, target=target, root=root, options=options)
+
+
+def pipeline_name_for(name: str, env: str) -> str:
+    from specops.backends import kfp as kfp_backend
+
+    return kfp_backend.pipeline_name(SimpleNamespace(name=name, env=env))  # type: ignore[arg-type]
+
+
+def version_name(pipeline: str, content_hash: str, n: int = 1) -> str:
+    base = f"{pipeline}-{content_hash[:16]}"
+    return base if n <= 1 else f"{base}-{n}"
+
+
+def version_hash(version: Any) -> str | None:
+    """The full specops content hash a version carries (its description), or None."""
+    m = _HASH_IN_DESCRIPTION.search(getattr(version, "description", None) or "")
+    return m.group(1) if m else None
+
+
+def spec_hash(spec: Any) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _translate(err: BaseException, what: str) -> ProviderError:
+    if isinstance(err, ProviderError):
+        return err
+    status = getattr(err, "status", None)
+    if status is not None and type(err).__name__ == "ApiException":
+        reason = (getattr(err, "reason", "") or "").strip()
+        body = getattr(err, "body", "") or ""
+        try:
+            detail = json.loads(body).get("message") or json.loads(body).get("error") or ""
+        except (ValueError, AttributeError):
+            detail = str(body)[:200]
+        line = f"{what}: HTTP {status} {reason}{': ' + str(detail).splitlines()[0] if detail else ''}"
+        if status == 429 or status >= 500:
+            return RetryableError(line)
+        return ProviderError(line)
+    mod = type(err).__module__
+    if mod.startswith("urllib3") or isinstance(err, (ConnectionError, TimeoutError)):
+        return RetryableError(f"{what}: cannot reach the KFP API ({type(err).__name__})")
+    if isinstance(err, ValueError):  # kfp's own checks (e.g. two pipelines with one name)
+        return ProviderError(f"{what}: {err}")
+    raise err
+
+
+class KfpPipelineProvider:
+    TYPE = "kfp_pipeline"
+
+    def __init__(self, *, env: str, target: "ir.Target", root: Path, options: dict | None = None):
+        self.env, self.target, self.root = env, target, Path(root)
+        self.options = dict(options or {})
+        self.host = self.options.get("host") or target.host
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    # ---- plumbing -------------------------------------------------------------------------------
+
+    def call(self, what: str, fn: Callable[[], T]) -> T:
+        """One API call: RetryableError retried by tenacity, the rest one line."""
+        def once() -> T:
+            try:
+                return fn()
+            except Exception as err:
+                raise _translate(err, what) from None
+
+        return retrying(once, attempts=int(self.options.get("max_attempts", 5)),
+                        max_wait=float(self.options.get("max_wait", 20.0)))
+
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                if not self.host:
+                    raise ProviderError(f"target '{self.target.name}' has no host: kfp_pipeline needs the "
+                                        "KFP API address (targets.<name>.host)")
+
+                def make() -> Any:
+                    import kfp
+
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", FutureWarning)
+                        return kfp.Client(host=self.host)
+
+                self._client = self.call(f"connect to KFP at {self.host}", make)
+            return self._client
+
+    def _quiet(self, fn: Callable[[], T]) -> Callable[[], T]:
+        # kfp prints "Pipeline details: <link>" on every upload; the CLI owns stdout.
+        def run() -> T:
+            with contextlib.redirect_stdout(io.StringIO()):
+                return fn()
+        return run
+
+    def find_pipeline(self, name: str) -> Any | None:
+        c = self.client()
+        flt = json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": name}]})
+        resp = self.call(f"list pipelines named {name}", lambda: c.list_pipelines(filter=flt, page_size=10))
+        found = list(resp.pipelines or [])
+        if len(found) > 1:
+            raise ProviderError(f"KFP at {self.host} has {len(found)} pipelines named '{name}'; "
+                                "specops needs the name to be unique")
+        return found[0] if found else None
+
+    def versions(self, pipeline_id: str) -> list[Any]:
+        """Every version of the pipeline, newest first."""
+        c = self.client()
+        out: list[Any] = []
+        token = ""
+        while True:
+            resp = self.call(f"list versions of pipeline {pipeline_id}", lambda: c.list_pipeline_versions(
+                pipeline_id=pipeline_id, page_token=token, page_size=PAGE_SIZE, sort_by="created_at desc"))
+            out.extend(resp.pipeline_versions or [])
+            token = resp.next_page_token or ""
+            if not token:
+                break
+        # Sorted here too: the order is the contract read() relies on.
+        return sorted(out, key=lambda v: (str(v.created_at or ""), v.pipeline_version_id or ""), reverse=True)
+
+    def _name(self, desired: Desired | None, current: "ResourceState | None") -> str:
+        if desired is not None:
+            return pipeline_name_for(desired.name, desired.env)
+        if current is not None:
+            return current.outputs.get("pipeline_name") or pipeline_name_for(current.name, self.env)
+        raise ProviderError("kfp_pipeline: read() needs a desired resource or a state entry")
+
+    def _pipeline(self, name: str, current: "ResourceState | None") -> Any | None:
+        pid = current.ids.get("pipeline_id") if current is not None else None
+        if pid:
+            c = self.client()
+            try:
+                return self.call(f"get pipeline {pid}", lambda: c.get_pipeline(pid))
+            except ProviderError as e:
+                if "HTTP 404" not in str(e):
+                    raise
+        return self.find_pipeline(name)
+
+    # ---- Provider ------------------------------------------------------------------------------
+
+    def read(self, desired: Desired | None, current: "ResourceState | None") -> Live:
+        name = self._name(desired, current)
+        pipeline = self._pipeline(name, current)
+        if pipeline is None:
+            return Live(exists=False)
+        versions = self.versions(pipeline.pipeline_id)
+        ids = {"pipeline_id": pipeline.pipeline_id}
+        if not versions:
+            return Live(exists=True, content_hash=None, attributes={}, ids=ids)
+        newest = versions[0]
+        spec = newest.pipeline_spec if isinstance(newest.pipeline_spec, dict) else {"pipeline_spec": newest.pipeline_spec}
+        ids.update(version_id=newest.pipeline_version_id, version_name=newest.display_name or newest.name or "")
+        return Live(exists=True, content_hash=version_hash(newest) or spec_hash(spec), attributes=spec, ids=ids)
+
+    def apply(self, desired: Desired, current: "ResourceState | None") -> tuple[dict[str, str], dict[str, Any]]:
+        try:
+            return self._apply(desired, current)
+        except ProviderError as e:
+            # 409: an upload we retried had landed (or a concurrent apply won); look again once.
+            if "HTTP 409" not in str(e):
+                raise
+            return self._apply(desired, current)
+
+    def _apply(self, desired: Desired, current: "ResourceState | None") -> tuple[dict[str, str], dict[str, Any]]:
+        name = pipeline_name_for(desired.name, desired.env)
+        package = _file(desired, "pipeline.yaml")
+        description = f"{HASH_NOTE}{desired.content_hash} ({desired.spec})"
+        c = self.client()
+        outputs: dict[str, Any] = {"pipeline_name": name, "host": self.host}
+        if _maybe_file(desired, "schedule.json") is not None:
+            outputs["schedule"] = "not-applied"
+        with tempfile.TemporaryDirectory(prefix="specops-kfp-") as tmp:
+            path = str(Path(tmp) / "pipeline.yaml")
+            Path(path).write_bytes(package)
+            pipeline = self._pipeline(name, current)
+            if pipeline is None:
+                pipeline = self.call(f"upload pipeline {name}", self._quiet(lambda: c.upload_pipeline(
+                    path, pipeline_name=name, description=description)))
+                newest = self.versions(pipeline.pipeline_id)[0]
+                outputs["action"] = "create"
+            else:
+                versions = self.versions(pipeline.pipeline_id)
+                if versions and version_hash(versions[0]) == desired.content_hash:
+                    newest = versions[0]
+                    outputs["action"] = "noop"
+                else:
+                    taken = {v.display_name or v.name for v in versions}
+                    n = 1
+                    while version_name(name, desired.content_hash, n) in taken:
+                        n += 1  # same content uploaded before, not the newest now (a rollback)
+                    vname = version_name(name, desired.content_hash, n)
+                    newest = self.call(f"upload version {vname} of {name}", self._quiet(
+                        lambda: c.upload_pipeline_version(path, vname, pipeline_id=pipeline.pipeline_id,
+                                                          description=description)))
+                    outputs["action"] = "update"
+        outputs["version_name"] = newest.display_name or newest.name
+        return {"pipeline_id": pipeline.pipeline_id, "version_id": newest.pipeline_version_id}, outputs
+
+    def delete(self, current: "ResourceState") -> None:
+        pipeline = self._pipeline(self._name(None, current), current)
+        if pipeline is None:
+            return
+        c = self.client()
+        pid = pipeline.pipeline_id
+        for v in self.versions(pid):
+            vid = v.pipeline_version_id
+            self.call(f"delete version {vid}", lambda: c.delete_pipeline_version(pid, vid))
+        self.call(f"delete pipeline {pid}", lambda: c.delete_pipeline(pid))
+
+
+def _file(desired: Desired, suffix: str) -> bytes:
+    data = _maybe_file(desired, suffix)
+    if data is None:
+        raise ProviderError(f"{desired.address}: no {suffix} among its compiled artifacts "
+                            f"({', '.join(sorted(desired.files)) or 'none'})")
+    return data
+
+
+def _maybe_file(desired: Desired, suffix: str) -> bytes | None:
+    hits = sorted(p for p in desired.files if p == suffix or p.endswith("/" + suffix))
+    return desired.files[hits[0]] if hits else None

@@ -1,0 +1,158 @@
+"""kfp_pipeline provider: the real kfp.Client (kfp 2.17) against an HTTP double of the KFP API.
+
+Test double: no KFP server can run here (it needs Kubernetes), so `tests/kfp_double.py`
+serves the v2beta1 endpoints kfp.Client uses (healthz, pipelines list/get/upload/delete,
+versions list/upload/get/delete) on 127.0.0.1, following the API server's behaviour (the
+first version of an upload takes the pipeline's name and description; duplicate names are
+409). Everything on the client side — kfp.Client, kfp_server_api, urllib3 — is real.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from specops.backends import kfp as kfp_backend
+from specops.backends import kfp_provider as kp
+from specops.backends.provider import Desired, ProviderError, RetryableError, content_hash, make_provider
+from specops.ir import Target
+from specops.state import ResourceState
+from tests.fixtures.ir_samples import churn_pipeline
+from tests.kfp_double import KfpDouble
+
+
+def target(host: str | None) -> Target:
+    return Target(name="onprem", backend="kfp", provider="onprem", host=host,
+                  artifact_store="minio://mlpipeline/artifacts")
+
+
+def desired(pipeline) -> Desired:
+    prefix = f"{pipeline.env}/kfp/{pipeline.name}"
+    files = {f"{prefix}/{k}": v for k, v in kfp_backend.emit(pipeline).items()}
+    body = files[f"{prefix}/pipeline.yaml"]
+    return Desired(address=f"kfp_pipeline.{pipeline.name}", type="kfp_pipeline", name=pipeline.name,
+                   env=pipeline.env, content_hash=content_hash(files), files=files,
+                   attributes=yaml.safe_load(body), depends_on=(), target=pipeline.target,
+                   spec=f"Model/{pipeline.model}")
+
+
+def state_of(d: Desired, ids: dict, outputs: dict) -> ResourceState:
+    return ResourceState(address=d.address, type=d.type, name=d.name, content_hash=d.content_hash, ids=ids,
+                         outputs=outputs, attributes=d.attributes, depends_on=[])
+
+
+@pytest.fixture()
+def kfp_api():
+    with KfpDouble() as api:
+        yield api
+
+
+def make(host: str, **options):
+    return make_provider("kfp_pipeline", env="prod", target=target(host), root=Path("."), options=options)
+
+
+def test_create_read_noop_update_rollback_delete(kfp_api, capsys):
+    p = make(kfp_api.url)
+    d1 = desired(churn_pipeline(target(kfp_api.url), "prod"))
+    assert p.read(d1, None).exists is False
+
+    ids, out = p.apply(d1, None)
+    assert out["action"] == "create" and out["pipeline_name"] == "churn-classifier-prod"
+    assert capsys.readouterr().out == ""  # kfp's "Pipeline details" print is kept off stdout
+    (pipeline,) = kfp_api.pipelines.values()
+    assert pipeline["display_name"] == "churn-classifier-prod" and ids["pipeline_id"] == pipeline["pipeline_id"]
+    live = p.read(d1, None)
+    assert live.exists and live.content_hash == d1.content_hash
+    assert live.attributes == d1.attributes  # the server's pipeline_spec, for field diffs
+    assert live.ids["version_id"] == ids["version_id"]
+
+    assert p.apply(d1, None)[1]["action"] == "noop"  # retry after a crash: nothing new
+    assert len(kfp_api.versions[ids["pipeline_id"]]) == 1
+
+    d2 = desired(churn_pipeline(target(kfp_api.url), "prod", threshold=">= 0.9"))
+    cur = state_of(d1, ids, out)
+    assert p.read(d2, cur).content_hash == d1.content_hash != d2.content_hash
+    ids2, out2 = p.apply(d2, cur)
+    assert out2["action"] == "update" and ids2["pipeline_id"] == ids["pipeline_id"]
+    assert out2["version_name"] == f"churn-classifier-prod-{d2.content_hash[:16]}"
+    assert p.read(d2, state_of(d2, ids2, out2)).content_hash == d2.content_hash
+
+    # rolling back to d1's content makes a new newest version (names are unique per pipeline)
+    ids3, out3 = p.apply(d1, state_of(d2, ids2, out2))
+    assert out3["action"] == "update" and p.read(d1, None).content_hash == d1.content_hash
+    names = [v["name"] for v in kfp_api.versions[ids["pipeline_id"]]]
+    assert names[0] == "churn-classifier-prod" and len(set(names)) == len(names) == 3
+
+    p.delete(state_of(d1, ids3, out3))
+    assert kfp_api.pipelines == {} and p.read(d1, None).exists is False
+    p.delete(state_of(d1, ids3, out3))  # gone already: fine
+
+
+def test_version_uploaded_behind_specops_back_is_drift(kfp_api):
+    p = make(kfp_api.url)
+    d = desired(churn_pipeline(target(kfp_api.url), "prod"))
+    ids, _ = p.apply(d, None)
+    hand = yaml.safe_load(d.files["prod/kfp/churn-classifier/pipeline.yaml"])
+    hand["root"]["inputDefinitions"] = {"parameters": {"extra": {"parameterType": "STRING"}}}
+    kfp_api.add_version(ids["pipeline_id"], "hotfix-by-hand", yaml.safe_dump(hand).encode())
+
+    live = p.read(d, None)
+    assert live.exists and live.content_hash == kp.spec_hash(hand) != d.content_hash
+    assert live.ids["version_name"] == "hotfix-by-hand"
+    assert live.attributes["root"]["inputDefinitions"]["parameters"] == {"extra": {"parameterType": "STRING"}}
+    assert p.apply(d, None)[1]["action"] == "update"  # reconcile: our content is newest again
+    assert p.read(d, None).content_hash == d.content_hash
+
+
+def test_503_and_429_are_retried_until_apply_converges():
+    seen = []
+
+    def fail(n, method, path):
+        if path.endswith("/healthz"):
+            return None
+        seen.append((n, method, path))
+        return 503 if len(seen) in (1, 4) else 429 if len(seen) == 6 else None
+
+    with KfpDouble(fail) as api:
+        p = make(api.url, max_wait=0.2)
+        d = desired(churn_pipeline(target(api.url), "prod"))
+        ids, out = p.apply(d, None)
+        assert out["action"] == "create" and len(api.pipelines) == 1
+        assert p.read(d, None).content_hash == d.content_hash
+    assert len(seen) >= 6
+
+
+def test_persistent_failure_is_one_retryable_line():
+    with KfpDouble(lambda n, m, path: None if path.endswith("/healthz") else 503) as api:
+        p = make(api.url, max_attempts=2, max_wait=0.1)
+        d = desired(churn_pipeline(target(api.url), "prod"))
+        with pytest.raises(RetryableError) as e:
+            p.read(d, None)
+        assert api.hits["GET /apis/v2beta1/pipelines"] == 2
+    assert "HTTP 503" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_bad_inputs_are_provider_errors(kfp_api):
+    with pytest.raises(ProviderError, match="has no host"):
+        make(None).read(desired(churn_pipeline(target(None), "prod")), None)
+    p = make(kfp_api.url)
+    d = desired(churn_pipeline(target(kfp_api.url), "prod"))
+    with pytest.raises(ProviderError, match="no pipeline.yaml"):
+        p.apply(dataclasses.replace(d, files={}), None)
+    # two pipelines with our name (made by hand): refused, not guessed
+    p.apply(d, None)
+    kfp_api.pipelines["dup"] = {**next(iter(kfp_api.pipelines.values())), "pipeline_id": "dup"}
+    with pytest.raises(ProviderError, match="2 pipelines named"):
+        p.read(d, None)
+
+
+def test_schedule_is_reported_not_applied(kfp_api):
+    d = desired(churn_pipeline(target(kfp_api.url), "prod", schedule="0 3 * * 1"))
+    assert any(k.endswith("schedule.json") for k in d.files)
+    _, out = make(kfp_api.url).apply(d, None)
+    assert out["schedule"] == "not-applied"
+    assert json.loads(next(v for k, v in d.files.items() if k.endswith("schedule.json")))["kfp_cron"]
