@@ -38,7 +38,7 @@ PROJECT = {
 
 
 def doc(kind: str, name: str, spec: dict, **extra) -> dict:
-    d = {"apiVersion": "specops.dev/v1alpha1", "kind": kind, "metadata": {"name": name, "labels": {"team": f"t{hash(name) % 7}"}}, "spec": spec}
+    d = {"apiVersion": "specops.dev/v1alpha1", "kind": kind, "metadata": {"name": name, "labels": {"team": f"t{sum(map(ord, name)) % 7}"}}, "spec": spec}
     d.update(extra)
     return d
 
