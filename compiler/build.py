@@ -74,8 +74,34 @@ def manifest_bytes(build: Build, resolved: Resolved | None = None) -> bytes:
         arts.append({"path": p, "sha256": hashlib.sha256(a.data).hexdigest(), "bytes": len(a.data),
                      "env": a.env, "backend": a.backend, "spec": a.spec, "source": a.source,
                      "dependsOn": sorted(a.depends_on)})
-    return _dumps({"schemaVersion": MANIFEST_SCHEMA_VERSION, "generator": f"specops {__version__}",
-                   "artifacts": arts, "specs": build_specs_index(build)})
+    return _manifest_json({"schemaVersion": MANIFEST_SCHEMA_VERSION, "generator": f"specops {__version__}",
+                           "artifacts": arts, "specs": build_specs_index(build)})
+
+
+def _manifest_json(doc: dict[str, Any]) -> bytes:
+    """JSON with one artifact (one spec) per line: diff-friendly like indented JSON, but
+    written by the C encoder (indent=2 falls back to pure Python: ~0.2 s on 2,000 artifacts)."""
+    def one(v: Any) -> str:
+        return json.dumps(v, sort_keys=True, ensure_ascii=False, separators=(", ", ": "))
+
+    lines = ["{"]
+    keys = sorted(doc)
+    for i, k in enumerate(keys):
+        v = doc[k]
+        end = "," if i < len(keys) - 1 else ""
+        if isinstance(v, list) and v:
+            lines.append(f"  {one(k)}: [")
+            lines.extend(f"    {one(x)}{',' if j < len(v) - 1 else ''}" for j, x in enumerate(v))
+            lines.append(f"  ]{end}")
+        elif isinstance(v, dict) and v:
+            lines.append(f"  {one(k)}: {{")
+            items = sorted(v.items())
+            lines.extend(f"    {one(ik)}: {one(iv)}{',' if j < len(items) - 1 else ''}" for j, (ik, iv) in enumerate(items))
+            lines.append(f"  }}{end}")
+        else:
+            lines.append(f"  {one(k)}: {one(v)}{end}")
+    lines.append("}")
+    return ("\n".join(lines) + "\n").encode()
 
 
 def build_specs_index(build: Build) -> dict[str, Any]:
