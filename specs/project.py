@@ -45,6 +45,9 @@ class Policy(SpecModel):
     drift: Literal["reconcile", "report"] = "report"
     # Whether `apply` deletes resources the specs no longer declare.
     prune: bool = False
+    # Live fields drift detection ignores (known noise), as fnmatch patterns over
+    # "<address>/<file>:<field path>", e.g. "k8s_manifests.*/*:metadata.annotations.*".
+    ignore_changes: list[str] = Field(default_factory=list)
 
 
 class Environment(SpecModel):

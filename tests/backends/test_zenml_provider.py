@@ -1,0 +1,66 @@
+"""The zenml_pipeline provider on ZenML's real local stack (SQLite store under the repo's
+.specops/zenml): apply runs the pipeline, read finds it by its content-hash run tag, a
+retried apply reuses the recorded run, a failed gate comes back with its verdict, and a
+pipeline deleted from the store reads as gone (drift)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from specops.backends.provider import ProviderError, make_provider
+from specops.build import compile_repo
+from specops.loader import load
+from specops.resolve import resolve
+from specops.resources import desired_resources
+from specops.state import ResourceState
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def churn(tmp_path: Path, gate: str | None = None):
+    root = tmp_path / "churn"
+    if not root.exists():
+        shutil.copytree(REPO / "examples" / "churn", root, ignore=shutil.ignore_patterns("build", ".specops"))
+    if gate is not None:
+        g = root / "gates" / "auc.yaml"
+        g.write_text(g.read_text().replace('">= 0.75"', repr(gate).replace("'", '"')))
+    resolved = resolve(load(str(root)))
+    (d,) = desired_resources(resolved, compile_repo(resolved, ["dev"]), "dev")
+    p = make_provider(d.type, env="dev", target=d.target, root=root)
+    return root, d, p
+
+
+@pytest.mark.slow
+def test_apply_read_idempotent_delete(tmp_path):
+    root, d, p = churn(tmp_path)
+    assert d.address == "zenml_pipeline.churn-classifier"
+    assert p.read(d, None).exists is False  # no store yet: nothing live, no ZenML started
+    ids, outputs = p.apply(d, None)
+    assert ids["pipeline"] == "churn-classifier-dev" and ids["run_id"]
+    assert outputs["status"] == "completed" and outputs["model_version"]
+    gate = outputs["gates"]["churn-auc"]
+    assert gate["passed"] is True and gate["version"] == outputs["model_version"] and gate["metrics"]["auc"] > 0.75
+    live = make_provider(d.type, env="dev", target=d.target, root=root).read(d, None)
+    assert live.exists and live.content_hash == d.content_hash and live.ids["run_id"] == ids["run_id"]
+    # A retry after a crash (state not written) does not train again.
+    t0 = time.monotonic()
+    assert p.apply(d, None) == (ids, outputs)
+    assert time.monotonic() - t0 < 10
+    current = ResourceState(d.address, d.type, d.name, d.content_hash, ids, outputs, d.attributes, [])
+    p.delete(current)
+    assert make_provider(d.type, env="dev", target=d.target, root=root).read(None, current).exists is False
+
+
+@pytest.mark.slow
+def test_failed_gate_is_an_error_carrying_the_verdict(tmp_path):
+    root, d, p = churn(tmp_path, gate=">= 0.99")
+    with pytest.raises(ProviderError) as e:
+        p.apply(d, None)
+    assert "ZenML run of churn-classifier-dev failed: gate 'churn-auc' failed: auc = " in str(e.value)
+    assert "(log: .specops/runs/dev/churn-classifier/run.log)" in str(e.value)
+    verdict = e.value.outputs["gates"]["churn-auc"]
+    assert verdict["passed"] is False and verdict["version"] is None and "auc" in verdict["metrics"]
