@@ -47,6 +47,20 @@ def _record_gates(state: Any, outputs: dict[str, Any]) -> bool:
     return False
 
 
+def _gate_lines(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """One line per gate verdict an action recorded: what the pipeline actually measured."""
+    lines = []
+    for name in sorted(after):
+        rec = after[name]
+        if before.get(name) == rec or not isinstance(rec, dict):
+            continue
+        metrics = ", ".join(f"{k}={v}" for k, v in sorted((rec.get("metrics") or {}).items()))
+        verdict = "passed" if rec.get("passed") else "failed"
+        version = f" for {rec.get('model')}@{rec.get('version')}" if rec.get("version") else ""
+        lines.append(f"    gate {name} {verdict}{version}" + (f": {metrics}" if metrics else ""))
+    return lines
+
+
 def _check_gates(ctx: Any, ch: Change, state: Any) -> list[dict[str, Any]]:
     from .plan import _model_version
 
@@ -104,6 +118,7 @@ def execute(ctx: Any, plan: Plan, state: Any, *, echo: Callable[[str], None], tt
                 continue
             progress.start(i, f"{VERBS[ch.action]} {ch.address}")
             t0 = time.monotonic()
+            gates_before = dict(state.gates)
             try:
                 _apply_one(ctx, ch, state)
             except ProviderError as e:
@@ -123,6 +138,8 @@ def execute(ctx: Any, plan: Plan, state: Any, *, echo: Callable[[str], None], tt
             ctx.store.write(state)  # each action is recorded the moment it lands
             result.applied.append(ch.address)
             progress.done(i, f"{ch.address}: {ch.action}d in {time.monotonic() - t0:.1f} s")
+            for line in _gate_lines(gates_before, state.gates):
+                progress.echo(line)
     finally:
         progress.close()
     return result
