@@ -93,6 +93,8 @@ class Plan:
     state_serial: int | None
     policy: dict[str, Any]
     changes: list[Change]
+    # serving target name -> its capacity report summary (verdict, reason, usd_per_hour)
+    capacity: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         out = {a: 0 for a in ACTIONS}
@@ -116,7 +118,7 @@ class Plan:
         return {"version": PLAN_SCHEMA_VERSION, "env": self.env, "target": self.target, "refreshed": self.refreshed,
                 "state_serial": self.state_serial, "policy": dict(sorted(self.policy.items())),
                 "resources": [c.to_dict() for c in self.changes], "summary": self.counts(),
-                "changes": self.has_changes}
+                "changes": self.has_changes, "capacity": dict(sorted(self.capacity.items()))}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
@@ -366,6 +368,9 @@ def _val(v: Any) -> str:
     return s if len(s) <= 80 else s[:77] + "..."
 
 
+SERVING_TYPES = ("k8s_manifests", "sagemaker_endpoint")
+
+
 def render_text(plan: Plan, *, verbose_limit: int = 20) -> str:
     lines = [f"env {plan.env} (target {plan.target}); state serial "
              f"{plan.state_serial if plan.state_serial is not None else 'none'}"
@@ -396,6 +401,10 @@ def render_text(plan: Plan, *, verbose_limit: int = 20) -> str:
         for g in c.gates:
             extra = f" ({g['message']})" if g["message"] else ""
             lines.append(f"        gate {g['gate']}: {g['status']}{extra}")
+        cap = plan.capacity.get(c.name) if c.type in SERVING_TYPES else None
+        if cap:
+            cost = f"; ${cap['usd_per_hour']:.2f}/h" if cap.get("usd_per_hour") is not None else ""
+            lines.append(f"        capacity {cap['verdict']}: {cap['reason']}{cost}")
     n = plan.counts()
     lines.append("")
     lines.append(f"Plan: {n['create']} to create, {n['update']} to update, {n['replace']} to replace, "
@@ -422,6 +431,8 @@ class EnvContext:
     options: dict[str, Any]
     diagnostics: Any
     _providers: dict[str, Any] = field(default_factory=dict)
+    # serving target -> capacity summary, shown next to its resource in the plan
+    capacity: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def provider_for(self, type_: str) -> Any:
         from specops.backends.provider import make_provider
@@ -440,9 +451,11 @@ class EnvContext:
         # Providers are built before the parallel refresh so the pool never races on the cache.
         for t in sorted({d.type for d in self.desired} | {c.type for c in (state.resources.values() if state else [])}):
             self.provider_for(t)
-        return compute_plan(self.desired, state, env=self.env, target=self.target_name, policy=self.policy,
+        plan = compute_plan(self.desired, state, env=self.env, target=self.target_name, policy=self.policy,
                             provider_for=self.provider_for, refresh_live=refresh_live, targets=targets,
                             gates_for=self.gates_for)
+        plan.capacity = dict(self.capacity)
+        return plan
 
 
 def load_env(resolved: Any, env: str, options: dict[str, Any] | None = None) -> EnvContext:
@@ -460,5 +473,19 @@ def load_env(resolved: Any, env: str, options: dict[str, Any] | None = None) -> 
     opts = {"gitops_dir": view.target.serving.gitops_dir}
     opts.update(options or {})
     store = open_store(resolved.project.state, env, root)
-    return EnvContext(resolved, env, root, view.env.policy, view.target_name, lower_target(view.target_name, view.target),
-                      desired, store, opts, build.diagnostics)
+    ctx = EnvContext(resolved, env, root, view.env.policy, view.target_name, lower_target(view.target_name, view.target),
+                     desired, store, opts, build.diagnostics)
+    ctx.capacity = _capacity_summaries(build, env)
+    return ctx
+
+
+def _capacity_summaries(build: Any, env: str) -> dict[str, dict[str, Any]]:
+    """The GPU capacity verdict of each serving target, from the compiled capacity.json."""
+    out = {}
+    for path, a in build.artifacts.items():
+        parts = path.split("/")
+        if len(parts) == 4 and parts[0] == env and parts[1] == "serving" and parts[3] == "capacity.json":
+            rep = json.loads(a.data)
+            out[parts[2]] = {"verdict": rep.get("verdict"), "reason": rep.get("reason"),
+                             "usd_per_hour": (rep.get("cost") or {}).get("usd_per_hour")}
+    return out

@@ -188,3 +188,19 @@ def test_import_of_an_unsupported_address_is_one_line(repo):
 def test_unknown_env_is_a_usage_error(repo):
     r = CliRunner().invoke(main, ["plan", str(repo), "--env", "prd"])
     assert r.exit_code == 2 and "unknown environment 'prd'" in r.output and "did you mean 'prod'" in r.output
+
+
+def test_plan_shows_serving_capacity(tmp_path) -> None:
+    """Issue 4: the capacity verdict of each serving target is in the plan, text and JSON."""
+    import json
+
+    from click.testing import CliRunner
+
+    from specops.cli import main
+    from tests.compiler.ops_fixtures import make_repo
+
+    root = make_repo(tmp_path)
+    text = CliRunner().invoke(main, ["plan", str(root), "--env", "staging", "--refresh=false"]).output
+    assert "capacity ok: fits: 14.96 GiB weights (8.03 B params" in text
+    doc = json.loads(CliRunner().invoke(main, ["plan", str(root), "--env", "staging", "--refresh=false", "--json"]).stdout)
+    assert doc["capacity"]["support-llm"]["verdict"] == "ok"
