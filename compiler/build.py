@@ -242,13 +242,7 @@ def _same(path: str, data: bytes) -> bool:
 def write_build(files: dict[str, bytes], out: Path) -> tuple[int, int]:
     """Write the build tree; remove files the previous manifest listed that are gone now.
     Returns (written, removed). Unchanged files are not rewritten (mtimes stay)."""
-    old: set[str] = set()
-    mf = out / MANIFEST
-    if mf.is_file():
-        try:
-            old = {a["path"] for a in json.loads(mf.read_text()).get("artifacts", [])}
-        except (ValueError, KeyError, TypeError):
-            old = set()
+    old = _previous_paths(out)
     written = 0
     prefix = f"{out}{os.sep}"
     for rel, data in files.items():
@@ -277,14 +271,20 @@ def stale_files(files: dict[str, bytes], out: Path) -> list[str]:
         if _same(prefix + rel, data):
             continue
         problems.append(f"{rel} (differs)" if (out / rel).is_file() else f"{rel} (missing)")
-    mf = out / MANIFEST
-    if mf.is_file():
-        try:
-            old = {a["path"] for a in json.loads(mf.read_text()).get("artifacts", [])}
-        except (ValueError, KeyError, TypeError):
-            old = set()
-        problems.extend(f"{rel} (no longer produced)" for rel in sorted(old - set(files)) if (out / rel).exists())
+    old = _previous_paths(out)
+    problems.extend(f"{rel} (no longer produced)" for rel in sorted(old - set(files)) if (out / rel).exists())
     return problems
+
+
+def _previous_paths(out: Path) -> set[str]:
+    """The artifact paths the build directory's current manifest lists (empty if none)."""
+    mf = out / MANIFEST
+    if not mf.is_file():
+        return set()
+    try:
+        return {a["path"] for a in json.loads(mf.read_text()).get("artifacts", [])}
+    except (ValueError, KeyError, TypeError):
+        return set()
 
 
 def live_check_serving(build: Build) -> list[Diagnostic]:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 CACHE_FORMAT = 1
-PROJECT_FILE = "specops.yaml"
+from .paths import PROJECT_FILE, find_root  # noqa: F401 (re-exported)
 IGNORE_FILE = ".specopsignore"
 # Mirrors loader.DEFAULT_IGNORES (tests/compiler/test_cache.py checks the two discoveries
 # agree); duplicated because importing the loader pulls in pydantic, ~80 ms.
@@ -90,14 +90,6 @@ def code_fingerprint() -> str:
 # ---- discovery without the loader ---------------------------------------------------------
 
 
-def find_root(start: Path) -> Path | None:
-    p = start.resolve()
-    if p.is_file():
-        p = p.parent
-    for d in (p, *p.parents):
-        if (d / PROJECT_FILE).is_file():
-            return d
-    return None
 
 
 def _patterns(root: Path) -> tuple[list[str], bytes]:

@@ -19,7 +19,7 @@ from .diagnostics import Diagnostic, Diagnostics, Pos
 from .validation import validate_document
 from .yamlio import YamlDoc, parse
 
-PROJECT_FILE = "specops.yaml"
+from .paths import PROJECT_FILE, find_root  # noqa: F401 (re-exported)
 # Never spec sources: VCS, specops's own state and build output, virtualenvs.
 DEFAULT_IGNORES = (".git", ".specops", "build", "node_modules", ".venv*", ".*")
 IGNORE_FILE = ".specopsignore"
@@ -65,17 +65,6 @@ class Repo:
 
     def of_kind(self, kind: str) -> list[Spec]:
         return [s for s in self.specs if s.kind == kind]
-
-
-def find_root(start: Path) -> Path | None:
-    """The nearest directory at or above `start` holding specops.yaml."""
-    p = start.resolve()
-    if p.is_file():
-        p = p.parent
-    for d in (p, *p.parents):
-        if (d / PROJECT_FILE).is_file():
-            return d
-    return None
 
 
 def _ignore_patterns(root: Path) -> list[str]:
