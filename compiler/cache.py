@@ -24,7 +24,6 @@ This module imports only the standard library at top level, so the CLI can call 
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import os
@@ -32,12 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from .paths import discover as _discover
+from .paths import find_root
+from .paths import ignore_patterns as _patterns
+
 CACHE_FORMAT = 1
-from .paths import PROJECT_FILE, find_root  # noqa: F401 (re-exported)
-IGNORE_FILE = ".specopsignore"
-# Mirrors loader.DEFAULT_IGNORES (tests/compiler/test_cache.py checks the two discoveries
-# agree); duplicated because importing the loader pulls in pydantic, ~80 ms.
-DEFAULT_IGNORES = (".git", ".specops", "build", "node_modules", ".venv*", ".*")
 KEEP_PACKS = 16  # older packs are pruned after a store; each is one build of the repo
 
 _CODE_FP: str | None = None
@@ -92,50 +90,11 @@ def code_fingerprint() -> str:
 
 
 
-def _patterns(root: Path) -> tuple[list[str], bytes]:
-    pats = list(DEFAULT_IGNORES)
-    raw = b""
-    f = root / IGNORE_FILE
-    if f.is_file():
-        raw = f.read_bytes()
-        for line in raw.decode("utf-8", errors="replace").splitlines():
-            line = line.strip()
-            if line and not line.startswith("#"):
-                pats.append(line.rstrip("/"))
-    return pats, raw
-
-
 def discover(root: Path) -> list[str] | None:
-    """The YAML files loader.discover would read, or None where it would report a problem
-    (an unreadable folder, a symlink leaving the repo): the slow path then reports it."""
-    pats, _ = _patterns(root)
-    real_root = os.path.realpath(root)
-    out: list[str] = []
-    stack = [""]
-    while stack:
-        rel_dir = stack.pop()
-        try:
-            entries = sorted(os.scandir(root / rel_dir), key=lambda e: e.name)
-        except OSError:
-            return None
-        for e in entries:
-            rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
-            name = e.name
-            if any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(rel, p) for p in pats):
-                continue
-            if e.is_symlink():
-                target = os.path.realpath(e.path)
-                if os.path.commonpath([real_root, target]) != real_root:
-                    if name.endswith((".yaml", ".yml")) or os.path.isdir(target):
-                        return None
-                    continue
-                if os.path.isdir(target):
-                    continue
-            if e.is_dir(follow_symlinks=False):
-                stack.append(rel)
-            elif name.endswith((".yaml", ".yml")):
-                out.append(rel)
-    return sorted(out)
+    """The YAML files the loader would read, or None where it would report a problem (an
+    unreadable folder, a symlink leaving the repo): the slow path then reports it."""
+    files, problems = _discover(root)
+    return None if problems else files
 
 
 # ---- keys ----------------------------------------------------------------------------------

@@ -8,8 +8,6 @@ problems of the others.
 
 from __future__ import annotations
 
-import fnmatch
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +18,7 @@ from .validation import validate_document
 from .yamlio import YamlDoc, parse
 
 from .paths import PROJECT_FILE, find_root  # noqa: F401 (re-exported)
-# Never spec sources: VCS, specops's own state and build output, virtualenvs.
-DEFAULT_IGNORES = (".git", ".specops", "build", "node_modules", ".venv*", ".*")
-IGNORE_FILE = ".specopsignore"
-
-
+from .paths import discover as _discover
 @dataclass
 class Spec:
     """One validated document: the raw YAML (with positions) and its pydantic model."""
@@ -67,54 +61,12 @@ class Repo:
         return [s for s in self.specs if s.kind == kind]
 
 
-def _ignore_patterns(root: Path) -> list[str]:
-    pats = list(DEFAULT_IGNORES)
-    f = root / IGNORE_FILE
-    if f.is_file():
-        for line in f.read_text(encoding="utf-8", errors="replace").splitlines():
-            line = line.strip()
-            if line and not line.startswith("#"):
-                pats.append(line.rstrip("/"))
-    return pats
-
-
-def _ignored(rel: str, name: str, pats: list[str]) -> bool:
-    return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(rel, p) for p in pats)
-
-
 def discover(root: Path, diags: Diagnostics) -> list[str]:
-    """Repo-relative posix paths of the YAML files to read, sorted. Symlinks leaving the
-    repo are refused; symlinks inside it are skipped (their targets are read under their own
-    paths, and directory links could loop)."""
-    pats = _ignore_patterns(root)
-    real_root = os.path.realpath(root)
-    out: list[str] = []
-    stack = [""]
-    while stack:
-        rel_dir = stack.pop()
-        try:
-            entries = sorted(os.scandir(root / rel_dir), key=lambda e: e.name)
-        except OSError as e:
-            diags.error("path-escape", f"cannot read directory: {e.strerror}", rel_dir or ".")
-            continue
-        for e in entries:
-            rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
-            if _ignored(rel, e.name, pats):
-                continue
-            if e.is_symlink():
-                target = os.path.realpath(e.path)
-                if os.path.commonpath([real_root, target]) != real_root:
-                    if e.name.endswith((".yaml", ".yml")) or os.path.isdir(target):
-                        diags.error("path-escape", "symlink points outside the repository; refusing to follow it", rel)
-                    continue
-                # Inside the repo: the real file is read under its own path; reading it
-                # again through the link would define every spec in it twice.
-                continue
-            if e.is_dir(follow_symlinks=False):
-                stack.append(rel)
-            elif e.name.endswith((".yaml", ".yml")):
-                out.append(rel)
-    return sorted(out)
+    """The YAML files to read (see paths.discover); its problems become diagnostics."""
+    files, problems = _discover(root)
+    for rel, message in problems:
+        diags.error("path-escape", message, rel)
+    return files
 
 
 def load(path: Path | str = ".") -> Repo:

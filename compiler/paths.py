@@ -20,3 +20,58 @@ def find_root(start: Path) -> Path | None:
         if (d / PROJECT_FILE).is_file():
             return d
     return None
+
+
+IGNORE_FILE = ".specopsignore"
+# Never spec sources: VCS, specops's own state and build output, virtualenvs, hidden folders.
+DEFAULT_IGNORES = (".git", ".specops", "build", "node_modules", ".venv*", ".*")
+
+
+def ignore_patterns(root: Path) -> tuple[list[str], bytes]:
+    """The fnmatch patterns of files and folders not to read, and the ignore file's bytes."""
+    pats = list(DEFAULT_IGNORES)
+    raw = b""
+    f = root / IGNORE_FILE
+    if f.is_file():
+        raw = f.read_bytes()
+        for line in raw.decode("utf-8", errors="replace").splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                pats.append(line.rstrip("/"))
+    return pats, raw
+
+
+def discover(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """Repo-relative posix paths of the YAML files to read (sorted), and the problems met as
+    (path, message). Symlinks leaving the repo are refused; symlinks inside it are skipped
+    (their targets are read under their own paths, and directory links could loop)."""
+    import fnmatch
+    import os
+
+    pats, _ = ignore_patterns(root)
+    real_root = os.path.realpath(root)
+    out: list[str] = []
+    problems: list[tuple[str, str]] = []
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        try:
+            entries = sorted(os.scandir(root / rel_dir), key=lambda e: e.name)
+        except OSError as e:
+            problems.append((rel_dir or ".", f"cannot read directory: {e.strerror}"))
+            continue
+        for e in entries:
+            rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
+            if any(fnmatch.fnmatchcase(e.name, p) or fnmatch.fnmatchcase(rel, p) for p in pats):
+                continue
+            if e.is_symlink():
+                target = os.path.realpath(e.path)
+                if os.path.commonpath([real_root, target]) != real_root and (
+                        e.name.endswith((".yaml", ".yml")) or os.path.isdir(target)):
+                    problems.append((rel, "symlink points outside the repository; refusing to follow it"))
+                continue
+            if e.is_dir(follow_symlinks=False):
+                stack.append(rel)
+            elif e.name.endswith((".yaml", ".yml")):
+                out.append(rel)
+    return sorted(out), problems
