@@ -140,15 +140,54 @@ def compile_env(resolved: Resolved, env: str, build: Build, cache_dir: Path | No
     view = resolved.envs[env]
     pipelines, servings = lower_env(resolved, env)
     backend = pipeline_backend(view.target.backend)
+    emitted = EmitCache(cache_dir)
     for p in pipelines:
         build.diagnostics.extend(backend.check(p))
         key = f"Model/{p.model}"
         deps = dependencies(view, key)
-        for rel, data in sorted(backend.emit(p).items()):
+        for rel, data in sorted(emitted.emit(backend, p).items()):
             build.add(Artifact(f"{env}/{backend.NAME}/{p.name}/{rel}", data, env, backend.NAME, key,
                                _src(p.source), deps))
     for s in servings:
         compile_serving(resolved, view, s, build, cache_dir)
+
+
+class EmitCache:
+    """Per-pipeline emission cache: the files a backend emitted for an identical IR pipeline
+    (same IR fingerprint, same specops code) are read back instead of emitted again, so a
+    change to one spec re-emits only the pipelines it affects. Content-addressed files under
+    <cache_dir>/emit/; without a cache_dir it only emits."""
+
+    def __init__(self, cache_dir: Path | None):
+        self.dir = Path(cache_dir) / "emit" if cache_dir is not None else None
+        self._code = None
+
+    def emit(self, backend: Any, pipeline: Any) -> dict[str, bytes]:
+        if self.dir is None:
+            return backend.emit(pipeline)
+        import marshal
+
+        from . import cache, ir
+
+        if self._code is None:
+            self._code = cache.code_fingerprint()
+        key = hashlib.sha256(f"{self._code}\n{backend.NAME}\n{ir.fingerprint(pipeline)}".encode()).hexdigest()
+        path = self.dir / key[:2] / key
+        try:
+            files = marshal.loads(path.read_bytes())
+            if isinstance(files, dict) and all(isinstance(v, bytes) for v in files.values()):
+                return files
+        except (OSError, ValueError, EOFError, TypeError):
+            pass
+        files = backend.emit(pipeline)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{key}.{os.getpid()}.tmp")
+            tmp.write_bytes(marshal.dumps(dict(files)))
+            tmp.replace(path)
+        except OSError:
+            pass  # a cache that cannot be written is only slower
+        return files
 
 
 def compile_serving(resolved: Resolved, view: EnvView, s: Any, build: Build, cache_dir: Path | None) -> None:

@@ -178,3 +178,25 @@ class Serving:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def fingerprint(node: Any) -> str:
+    """sha256 of everything an IR node holds that emission may read.
+
+    A Source counts by its file only: emitted artifacts never carry line numbers (moving a
+    spec down a line changes no artifact), and asking for lines would force an exact
+    re-parse of every file.
+    """
+    import hashlib
+    import json
+    from dataclasses import fields, is_dataclass
+
+    def conv(o: Any) -> Any:  # called by the C encoder only for non-JSON objects
+        if isinstance(o, Source):
+            return o.file
+        if is_dataclass(o):
+            return {f.name: getattr(o, f.name) for f in fields(o)}
+        return repr(o)
+
+    data = json.dumps(node, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=conv)
+    return hashlib.sha256(data.encode()).hexdigest()

@@ -55,3 +55,22 @@ def test_every_backend_is_covered() -> None:
             assert any(p.startswith(f"{name}/{backend}/") for p in paths), (name, backend)
     assert any(p.endswith("staging/serving/support-llm/inferenceservice.yaml") for p in paths)
     assert any(p.endswith("prod/serving/support-llm/endpoint.json") for p in paths)
+
+
+def test_emit_cache_gives_the_same_bytes_and_moving_lines_changes_nothing(tmp_path: Path) -> None:
+    """A second compile reads every pipeline back from the per-pipeline emission cache; the
+    bytes are the golden ones. Comments that move every spec down a line change no artifact
+    (artifacts never carry line numbers, which is what lets the cache key ignore them)."""
+    repo = tmp_path / "churn"
+    shutil.copytree(ROOT / "examples" / "churn", repo, ignore=shutil.ignore_patterns("build", ".specops"))
+    for f in repo.rglob("*.yaml"):
+        f.write_text("# moved down\n\n" + f.read_text())
+    cache = tmp_path / "cache"
+    golden = GOLDEN / "churn"
+    expected = {p.relative_to(golden).as_posix(): p.read_bytes() for p in golden.rglob("*") if p.is_file()}
+    from specops.build import _compile_repo
+
+    first = _compile_repo(resolve(load(repo)), None, cache).files()
+    assert len(list((cache / "emit").rglob("*"))) > 3
+    second = _compile_repo(resolve(load(repo)), None, cache).files()
+    assert first == second == expected
