@@ -26,13 +26,31 @@ def _emit_diagnostics(diags, root, fmt: str, stream=None) -> None:
         click.echo(D.render_json(items), nl=False)
         return
     if fmt == "github":
-        click.echo(D.render_github(items), nl=False)
+        click.echo(D.render_github(items, prefix=_git_prefix(root)), nl=False)
     else:
         text = D.render_text(items, root)
         if text:
             click.echo(text, nl=False, file=stream)
     if items:
         click.echo(D.summary(items), file=stream)
+
+
+def _git_prefix(root) -> str:
+    """The spec repo's path inside its git checkout ("examples/churn/"), so GitHub
+    annotations land on the right file when the specs live in a sub-folder."""
+    import subprocess
+
+    if root is None:
+        return ""
+    try:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=root, capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    if not top:
+        return ""
+    rel = Path(root).resolve().relative_to(Path(top).resolve()).as_posix() if Path(root).resolve().is_relative_to(Path(top).resolve()) else ""
+    return "" if rel in ("", ".") else rel + "/"
 
 
 def _load_resolved(path: str, fmt: str = "text"):

@@ -116,3 +116,11 @@ def test_help_imports_nothing_heavy() -> None:
             "if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_github_annotations_are_relative_to_the_git_checkout(tmp_path: Path) -> None:
+    """Specs in a sub-folder of a git repo: annotation paths must be the checkout's paths."""
+    repo = broken_copy(tmp_path / "checkout" / "ml")
+    subprocess.run(["git", "init", "-q", str(tmp_path / "checkout")], check=True)
+    r = run("validate", str(repo), "--format", "github")
+    assert "::error file=ml/repo/models/churn.yaml,line=11,col=5," in r.stdout
