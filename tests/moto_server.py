@@ -63,10 +63,20 @@ def moto_server() -> Iterator[str]:
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    # moto keeps its backends in process-wide globals: every server started in one test
+    # process shares them. Reset on start so each test sees an empty AWS account.
+    _reset(endpoint)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield endpoint
     finally:
         server.stop()
+
+
+def _reset(endpoint: str) -> None:
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=30).read()
 
 
 def client(service: str, endpoint: str):  # noqa: ANN201 - a boto3 client
