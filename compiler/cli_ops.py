@@ -91,6 +91,10 @@ def register(main: click.Group) -> None:
             if overwrite_drift:
                 ctx.policy = ctx.policy.model_copy(update={"drift": "reconcile"})
             with ctx.store.lock("apply"):
+                dead = getattr(ctx.store, "took_over", None)
+                if dead is not None:
+                    click.echo(f"released the lock of pid {dead.pid} ({dead.operation} since {dead.created}): "
+                               "that process is no longer running on this host", err=True)
                 state = ctx.store.read() or State.new(env)
                 p = ctx.plan(state, refresh_live=refresh, targets=list(targets) or None)
                 click.echo(render_text(p), nl=False)

@@ -353,6 +353,8 @@ class LocalStore:
         self.path = self.directory / f"{env}.state.json"
         self.lock_path = self.directory / f"{env}.state.lock"
         self.keep_backups = keep_backups
+        # The lock of a dead process that lock() removed, for the CLI to say so.
+        self.took_over: LockInfo | None = None
 
     @property
     def where(self) -> str:
@@ -498,6 +500,11 @@ class LocalStore:
                 raise StateError(f"{self.lock_path}: cannot create lock ({e.strerror or e})") from None
             held = self.current_lock()
             if held is not None:
+                if self._take_over_dead(held):
+                    # Its process died (kill -9, OOM, a lost machine session) on this very
+                    # host: nothing can be writing under it, so the next run proceeds.
+                    self.took_over = held
+                    continue
                 raise LockHeld(self.env, held, stale_reason(held, stale_after))
             # Released between our attempt and the read: try again.
         else:
@@ -508,6 +515,37 @@ class LocalStore:
         finally:
             _HELD_LOCK_IDS.discard(info.id)
             self._release(info.id)
+
+    def _take_over_dead(self, held: LockInfo) -> bool:
+        """Remove `held` if its pid is dead on this host (never by age alone: a slow apply on
+        another machine looks just like an abandoned one). A short-lived takeover file makes
+        sure two processes racing to do this cannot delete each other's fresh lock."""
+        if held.host != socket.gethostname() or _pid_alive(held.pid):
+            return False
+        mutex = self.lock_path.with_name(self.lock_path.name + ".takeover")
+        try:
+            fd = os.open(mutex, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            with contextlib.suppress(OSError):
+                if time.time() - mutex.stat().st_mtime > 60:  # left by a takeover that died
+                    mutex.unlink()
+            return False
+        except OSError:
+            return False
+        try:
+            os.close(fd)
+            cur = self.current_lock()
+            if cur is not None and cur.id == held.id:
+                with contextlib.suppress(FileNotFoundError):
+                    self.lock_path.unlink()
+                _fsync_dir(self.directory)
+                return True
+            return cur is None
+        except StateError:
+            return False
+        finally:
+            with contextlib.suppress(OSError):
+                mutex.unlink()
 
     def _release(self, lock_id: str) -> None:
         try:

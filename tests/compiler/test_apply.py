@@ -182,15 +182,12 @@ def test_kill_9_mid_apply_then_apply_completes_without_duplicates(repo):
     child.wait(timeout=30)
     st = state_of(repo, "dev")
     assert sorted(st["resources"]) == ["prompt.support-reply", "prompt.ticket-triage"]  # landed before the kill
-    # The dead apply's lock is reported as stale with the id to release.
-    again = subprocess.run(_child_cmd(repo, "dev"), env=_child_env(), cwd=REPO, capture_output=True, text=True,
-                           timeout=120)
-    assert again.returncode == 1 and "looks stale" in again.stderr
-    lock_id = re.search(r"specops force-unlock (\S+)`", again.stderr).group(1)
-    assert cli("force-unlock", lock_id, str(repo), "--env", "dev").exit_code == 0
+    # The next apply completes: the dead apply's lock (its pid is gone on this host) is
+    # released with a notice, and the pipeline that landed before the kill is adopted.
     done = subprocess.run(_child_cmd(repo, "dev"), env=_child_env(), cwd=REPO, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert f"released the lock of pid {child.pid}" in done.stderr
     assert "exists live with this content" in done.stdout
     assert log.read_text().count("create support-llm") == 1  # no duplicate
     st = state_of(repo, "dev")
