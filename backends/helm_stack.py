@@ -117,7 +117,7 @@ def model_spec(node: Serving, serve_config_yaml: bytes) -> dict[str, Any]:
         "pvcStorage": k8s.MODEL_CACHE_SIZE,
         "pvcAccessMode": ["ReadWriteMany" if node.replicas_max > 1 else "ReadWriteOnce"],
         "vllmConfig": vllm_config,
-        "hf_token": {"secretKey": k8s.HF_SECRET_KEY, "secretName": k8s.HF_SECRET_NAME},
+        "hf_token": dict(zip(("secretName", "secretKey"), k8s.hf_token_secret(node)[:2])),
         "labels": chart_labels(node),
         "podLabels": chart_labels(node),
         "tolerations": k8s.gpu_tolerations(node),

@@ -55,7 +55,7 @@ def inferenceservice(node: Serving, serve_config_yaml: bytes) -> dict[str, Any]:
     model_spec: dict[str, Any] = {
         "modelFormat": {"name": "huggingface"},
         "args": args,
-        "env": [k8s.hf_token_env()],
+        "env": [k8s.hf_token_env(node)],
         "resources": k8s.gpu_resources(node),
         "volumeMounts": [{"mountPath": "/dev/shm", "name": "shm"}],
         **location,

@@ -243,9 +243,16 @@ def gpu_resources(node: Serving) -> dict[str, dict[str, int]]:
     return {"limits": {res: n}, "requests": {res: n}}
 
 
-def hf_token_env() -> dict[str, Any]:
-    return {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {
-        "key": HF_SECRET_KEY, "name": HF_SECRET_NAME, "optional": True}}}
+def hf_token_secret(node: Serving | None) -> tuple[str, str, bool]:
+    """(secret name, key, optional): the spec's `hfToken` secretRef when it names a Kubernetes
+    Secret (required then: the spec asked for it), else the optional cluster convention."""
+    ref = getattr(node, "hf_token_secret", None) if node is not None else None
+    return (ref[0], ref[1], False) if ref else (HF_SECRET_NAME, HF_SECRET_KEY, True)
+
+
+def hf_token_env(node: Serving | None = None) -> dict[str, Any]:
+    name, key, optional = hf_token_secret(node)
+    return {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"key": key, "name": name, "optional": optional}}}
 
 
 def shm_volume() -> dict[str, Any]:
@@ -322,7 +329,7 @@ def _deployment(node: Serving, config: dict[str, Any], config_sha: str) -> dict[
         "image": node.image,
         "command": ["vllm", "serve"],
         "args": ["--config", CONFIG_PATH],
-        "env": [{"name": "HF_HOME", "value": HF_CACHE_DIR}, hf_token_env()],
+        "env": [{"name": "HF_HOME", "value": HF_CACHE_DIR}, hf_token_env(node)],
         "ports": [{"containerPort": port, "name": "http", "protocol": "TCP"}],
         "resources": gpu_resources(node),
         "volumeMounts": [

@@ -173,6 +173,9 @@ class Serving:
     gates: tuple[str, ...] = ()
     image: str = "vllm/vllm-openai:v0.32.0"
     instance_type: str | None = None  # SageMaker endpoint instance type
+    # Kubernetes Secret (name, key) holding the Hugging Face token, from the spec's
+    # `hfToken: {secretRef: ...}`; None = the cluster convention (optional "hf-token"/"token").
+    hf_token_secret: tuple[str, str] | None = None
     labels: dict[str, str] = field(default_factory=dict)
     source: Source | None = None
 

@@ -191,8 +191,16 @@ def lower_serving(resolved: Resolved, view: EnvView, st: Node) -> ir.Serving:
         accelerator_count=spec.accelerator.count, replicas_min=spec.replicas.min, replicas_max=spec.replicas.max,
         canary_percent=spec.canary.traffic, adapters=tuple(adapters), gates=tuple(spec.gates),
         image=spec.image or defaults["serving_image"], instance_type=spec.instance_type,
+        hf_token_secret=_k8s_secret(spec.hf_token),
         labels=dict(sorted(st.labels.items())), source=_source(st),
     )
+
+
+def _k8s_secret(ref: Any) -> tuple[str, str] | None:
+    """A secret reference a Kubernetes pod can mount: (name, key)."""
+    if ref is None or ref.secret_ref.provider != "kubernetes":
+        return None
+    return ref.secret_ref.name, ref.secret_ref.key or "token"
 
 
 def lower_env(resolved: Resolved, env: str) -> tuple[list[ir.Pipeline], list[ir.Serving]]:

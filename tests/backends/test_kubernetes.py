@@ -326,3 +326,14 @@ def test_real_serve_config_from_vllm_backend_is_mounted_verbatim():
     assert validate_manifests(files) == []
     args = yaml.safe_load(kserve.emit_kserve(node)["support-llm/inferenceservice.yaml"])["spec"]["predictor"]["model"]["args"]
     assert f"--chat-template={NASTY['chat-template']}" in args
+
+
+def test_hf_token_comes_from_the_specs_secret_ref():
+    """`hfToken: {secretRef: {name, key}}` in the spec names the Secret; without it the
+    optional cluster convention is used."""
+    import dataclasses
+
+    node = dataclasses.replace(serving(), hf_token_secret=("llm-creds", "hf"))
+    ref = k8s.hf_token_env(node)["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "llm-creds", "key": "hf", "optional": False}
+    assert k8s.hf_token_env(serving())["valueFrom"]["secretKeyRef"]["optional"] is True
