@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 _FILES = ("specops.yaml", "datasets/example.yaml", "models/example.yaml", "gates/example.yaml",
-          "data/example.csv")
+          "data/example.csv", "gitignore")
 
 
 def _project_name(directory: Path) -> str:
@@ -26,7 +26,8 @@ def scaffold(directory: Path) -> list[Path]:
         text = (src / rel).read_text(encoding="utf-8")
         if rel == "specops.yaml":
             text = _set_name(text, _project_name(directory))
-        dest = directory / rel
+        # Package data cannot hold a dot-file reliably: the template is "gitignore".
+        dest = directory / (".gitignore" if rel == "gitignore" else rel)
         dest.parent.mkdir(parents=True, exist_ok=True)
         if dest.exists():
             raise click.ClickException(f"{dest} already exists; not overwriting it")

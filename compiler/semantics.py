@@ -215,7 +215,35 @@ def check_serving(resolved: "Resolved", view: "EnvView", node: "Node", out: Diag
         if m is not None and (m.spec.type != "llm" or m.spec.llm.finetune is None
                               or m.spec.llm.finetune.method != "lora"):
             out.add(_at(node, ("adapters", i), "value", f"adapter '{a}' is not a LoRA fine-tune"))
+    before = len([d for d in out.items if d.severity == "error"])
     check_engine_args(resolved, node, out)
+    if len([d for d in out.items if d.severity == "error"]) == before:
+        check_capacity(resolved, view, node, out)
+
+
+def check_capacity(resolved: "Resolved", view: "EnvView", node: "Node", out: Diagnostics) -> None:
+    """Weights + KV cache against the target GPU, in the PR, before anything is applied: an
+    error that shows the numbers when it cannot fit, a warning when the fit is tight. Runs
+    only where the model's config.json is in the repo (parameter counts are cached on disk
+    by the config's hash, so torch is imported once per model config, not per validate)."""
+    from .build import capacity_report
+    from .lower import lower_serving
+
+    model = view.get("Model", node.spec.model)
+    if model is None or model.spec.type != "llm" or not model.spec.llm.base.path:
+        return
+    if not (resolved.repo.root / model.spec.llm.base.path / "config.json").is_file():
+        return
+    s = lower_serving(resolved, view, node)
+    report = capacity_report(resolved, s, resolved.repo.root / ".specops" / "cache")
+    if isinstance(report, Diagnostic):
+        out.add(_at(node, ("accelerator",), report.code, report.message))
+        return
+    if report.verdict != "ok":
+        severity = "error" if report.verdict == "does-not-fit" else "warning"
+        code = "capacity" if severity == "error" else "capacity-tight"
+        out.add(_at(node, ("accelerator", "type"), code, f"{report.label}: {report.reason}",
+                    severity=severity, notes=tuple(report.notes)))
 
 
 def check_engine_args(resolved: "Resolved", node: "Node", out: Diagnostics) -> None:

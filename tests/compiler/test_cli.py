@@ -93,6 +93,7 @@ def test_init_scaffolds_a_repo_that_validates(tmp_path: Path) -> None:
     assert run("validate", str(target)).exit_code == 0
     assert "name: my-repo" in (target / "specops.yaml").read_text()
     assert "# Editor completion" in (target / "specops.yaml").read_text()  # comments survive
+    assert ".specops/" in (target / ".gitignore").read_text()
     again = run("init", str(target))
     assert again.exit_code == 1 and "already exists" in again.output
 
