@@ -205,6 +205,7 @@ def check_dataset(resolved: "Resolved", node: "Node", out: Diagnostics) -> None:
 
 def check_serving(resolved: "Resolved", view: "EnvView", node: "Node", out: Diagnostics) -> None:
     spec = node.spec
+    before = len([d for d in out.items if d.severity == "error"])
     check_gpu(view, node, ("accelerator", "type"), spec.accelerator.type, out)
     model = view.get("Model", spec.model)
     if model is not None and model.spec.type != "llm":
@@ -215,8 +216,8 @@ def check_serving(resolved: "Resolved", view: "EnvView", node: "Node", out: Diag
         if m is not None and (m.spec.type != "llm" or m.spec.llm.finetune is None
                               or m.spec.llm.finetune.method != "lora"):
             out.add(_at(node, ("adapters", i), "value", f"adapter '{a}' is not a LoRA fine-tune"))
-    before = len([d for d in out.items if d.severity == "error"])
     check_engine_args(resolved, node, out)
+    # Capacity only for a target that is otherwise sound (an unknown GPU is reported once).
     if len([d for d in out.items if d.severity == "error"]) == before:
         check_capacity(resolved, view, node, out)
 
