@@ -96,8 +96,9 @@ class _Group(click.Group):
 def main() -> None:
     """specops — a GitOps compiler for ML and LLM lifecycle specs.
 
-    Validate a repo of YAML specs, render each environment, compile pipelines for KFP,
-    SageMaker and ZenML plus vLLM serving configs.
+    Validate a repo of YAML specs; compile pipelines for KFP, SageMaker and ZenML plus vLLM
+    serving configs; diff a pull request's effect; plan and apply each environment, with
+    drift handled by policy.
     """
 
 
