@@ -9,6 +9,7 @@ Generates a synthetic repo (benchmarks/gen_repo.py) in a temp dir and reports, b
   validate-cli `specops validate DIR` wall time                            (for reference)
   compile     validate + compile to every backend, all envs, in-process  target <= 1 s
   noop        `compile` again with nothing changed (incremental cache)   target <= 0.15 s
+  alias-bomb  a billion-laughs file (10^12 nodes expanded) rejected         target < 1 s
 """
 
 from __future__ import annotations
@@ -80,6 +81,12 @@ def main() -> None:
             noop_compile = None
         if noop_compile is not None:
             results["noop"] = best(lambda: noop_compile(repo, out), a.repeat)
+    from specops.yamlio import parse
+
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"a{i}: &a{i} [{','.join(f'*a{i - 1}' for _ in range(10))}]" for i in range(1, 12)]
+    bomb = ("\n".join(lines) + "\n").encode()
+    results["alias-bomb"] = best(lambda: parse(bomb, "bomb.yaml"), a.repeat)
     if a.json:
         print(json.dumps({k: round(v, 4) for k, v in results.items()}, sort_keys=True))
     else:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .diagnostics import Diagnostic, Diagnostics, Pos
+from .paths import user_cache_dir
 
 if TYPE_CHECKING:  # the loader/resolver pull in pydantic: a cached build must not pay for it
     from .resolve import EnvView, Resolved
@@ -230,7 +231,8 @@ def capacity_report(resolved: Resolved, s: Any, cache_dir: Path | None) -> Any:
 
     pos = Pos(s.source.line, s.source.col) if s.source else None
     try:
-        facts = capacity.model_facts(resolved.repo.root / s.model_config, cache_dir=cache_dir)
+        # Model facts depend only on the config's bytes: a per-user cache, never the repo.
+        facts = capacity.model_facts(resolved.repo.root / s.model_config, cache_dir=user_cache_dir() / "model-facts")
         return capacity.plan_engine_args(facts, s.engine_args, gpu=s.accelerator, count=s.accelerator_count,
                                          provider=s.target.provider if s.target.provider != "local" else None,
                                          instance_type=s.instance_type, label=f"{s.name} ({s.env})")

@@ -75,3 +75,13 @@ def discover(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
             elif e.name.endswith((".yaml", ".yml")):
                 out.append(rel)
     return sorted(out), problems
+
+
+def user_cache_dir() -> Path:
+    """specops's per-user cache ($XDG_CACHE_HOME/specops, else ~/.cache/specops): for facts
+    keyed by content alone (a model config's hash), which must not be written into the spec
+    repo by read-only commands such as validate and diff."""
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "specops"

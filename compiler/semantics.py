@@ -225,8 +225,9 @@ def check_serving(resolved: "Resolved", view: "EnvView", node: "Node", out: Diag
 def check_capacity(resolved: "Resolved", view: "EnvView", node: "Node", out: Diagnostics) -> None:
     """Weights + KV cache against the target GPU, in the PR, before anything is applied: an
     error that shows the numbers when it cannot fit, a warning when the fit is tight. Runs
-    only where the model's config.json is in the repo (parameter counts are cached on disk
-    by the config's hash, so torch is imported once per model config, not per validate)."""
+    only where the model's config.json is in the repo (parameter counts are cached per user
+    by the config's hash, so torch is imported once per model config, not per validate;
+    nothing is written into the repo)."""
     from .build import capacity_report
     from .lower import lower_serving
 
@@ -236,7 +237,7 @@ def check_capacity(resolved: "Resolved", view: "EnvView", node: "Node", out: Dia
     if not (resolved.repo.root / model.spec.llm.base.path / "config.json").is_file():
         return
     s = lower_serving(resolved, view, node)
-    report = capacity_report(resolved, s, resolved.repo.root / ".specops" / "cache")
+    report = capacity_report(resolved, s, None)
     if isinstance(report, Diagnostic):
         out.add(_at(node, ("accelerator",), report.code, report.message))
         return

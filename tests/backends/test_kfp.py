@@ -22,7 +22,7 @@ import yaml
 from specops.backends import kfp as kfp_backend
 from specops.backends import yaml_emit
 from specops.ir import Resources, Schedule, Source, Step, Target
-from tests.fixtures.ir_samples import AWS, GCP, LOCAL, churn_pipeline, llm_pipeline
+from tests.fixtures.ir_samples import AWS, GCP, churn_pipeline, llm_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 ONPREM = Target(name="onprem", backend="kfp", provider="onprem", host="http://kfp.local:8888",

@@ -16,8 +16,8 @@ import pytest
 from specops.backends import sagemaker as sm
 from specops.backends import sagemaker_entry
 from specops.backends.sagemaker_schema import KNOWN_LAGS, SCHEMA_PATH, reference_schema_path, validate_definition
-from specops.ir import Resources, Source, Step
-from tests.fixtures.ir_samples import AWS, GCP, IMAGE, churn_pipeline, llm_pipeline
+from specops.ir import Resources, Source
+from tests.fixtures.ir_samples import AWS, GCP, churn_pipeline, llm_pipeline
 from tests.moto_server import aws_test_env, client, moto_server
 
 REPO = Path(__file__).resolve().parents[2]

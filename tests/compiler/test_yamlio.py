@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -81,11 +80,11 @@ def test_alias_bomb_fails_fast() -> None:
     for i in range(1, 12):
         refs = ",".join(f"*a{i-1}" for _ in range(10))
         lines.append(f"a{i}: &a{i} [{refs}]")
-    raw = ("\n".join(lines) + "\n").encode()
-    start = time.perf_counter()
+    raw = ("\n".join(lines) + "\n").encode()  # 10^12 nodes if expanded
     _, diags = one(raw)
-    assert time.perf_counter() - start < 1.0
-    assert diags[0].code == "yaml-alias-limit"
+    # Rejected by the node budget, not by running out of time or memory (the speed is a
+    # benchmark figure: benchmarks/bench.py, 'alias-bomb').
+    assert diags[0].code == "yaml-alias-limit" and "more than 100000 nodes" in diags[0].message
 
 
 def test_recursive_alias() -> None:

@@ -7,7 +7,7 @@ venv: `pip install sagemaker-core==2.27.0` plus `pip install --no-deps sagemaker
 sagemaker-train==1.27.0 sagemaker-serve==1.27.0` and graphene, docker, tqdm, psutil; then
 `python make_sagemaker_sdk_fixture.py | python -m json.tool --sort-keys --indent 2`.
 """
-import json, os
+import os
 os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
                   AWS_EC2_METADATA_DISABLED="true", SAGEMAKER_VALIDATE_ROLE="false")
 import boto3
