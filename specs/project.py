@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from .common import Name, Secret, SpecModel, Uri
 
@@ -65,6 +66,12 @@ class StateBackend(SpecModel):
     bucket: str | None = None
     prefix: str | None = None
     region: str | None = None
+
+    @model_validator(mode="after")
+    def _s3_needs_bucket(self) -> "StateBackend":
+        if self.backend == "s3" and not self.bucket:
+            raise PydanticCustomError("missing-field", "state backend 's3' needs `bucket`")
+        return self
 
 
 class Defaults(SpecModel):
