@@ -198,11 +198,10 @@ def compile_serving(resolved: Resolved, view: EnvView, s: Any, build: Build, cac
     deps = dependencies(view, key)
     base = f"{view.name}/serving/{s.name}"
     src = _src(s.source)
-    pos = Pos(s.source.line, s.source.col) if s.source else None
     try:
         config = vllm.serve_config(s.engine_args, model=s.model_uri, version=s.engine_version)
     except vllm.VllmArgsError as e:  # already reported by validate at the flag's line
-        build.diagnostics.add(Diagnostic("error", "vllm-flag", str(e), s.source.file if s.source else None, pos))
+        build.diagnostics.add(Diagnostic("error", "vllm-flag", str(e), *_where(s)))
         return
     build.add(Artifact(f"{base}/vllm.yaml", config, view.name, "vllm", key, src, deps))
     if s.model_config:
@@ -211,7 +210,7 @@ def compile_serving(resolved: Resolved, view: EnvView, s: Any, build: Build, cac
             build.diagnostics.add(report)
         else:
             build.add(Artifact(f"{base}/capacity.json", report.to_json().encode(), view.name, "capacity", key, src, deps))
-            d = report.to_diagnostic(s.source.file if s.source else None, pos)
+            d = report.to_diagnostic(*_where(s)) if report.verdict != "ok" else None
             if d is not None:
                 build.diagnostics.add(d)
     platform = s.target.serving_platform
@@ -226,10 +225,17 @@ def compile_serving(resolved: Resolved, view: EnvView, s: Any, build: Build, cac
         build.add(Artifact(f"{base}/{rel.split('/', 1)[-1]}", data, view.name, name, key, src, deps))
 
 
+def _where(s: Any) -> tuple[str | None, Pos | None]:
+    """(file, position) of a serving node for a diagnostic. Only asked for when there is one:
+    a position costs an exact re-parse of the spec's file."""
+    if s.source is None:
+        return None, None
+    return s.source.file, Pos(s.source.line, s.source.col)
+
+
 def capacity_report(resolved: Resolved, s: Any, cache_dir: Path | None) -> Any:
     from . import capacity
 
-    pos = Pos(s.source.line, s.source.col) if s.source else None
     try:
         # Model facts depend only on the config's bytes: a per-user cache, never the repo.
         facts = capacity.model_facts(resolved.repo.root / s.model_config, cache_dir=user_cache_dir() / "model-facts")
@@ -237,7 +243,7 @@ def capacity_report(resolved: Resolved, s: Any, cache_dir: Path | None) -> Any:
                                          provider=s.target.provider if s.target.provider != "local" else None,
                                          instance_type=s.instance_type, label=f"{s.name} ({s.env})")
     except (ValueError, OSError) as e:
-        return Diagnostic("error", "capacity", f"capacity planning failed: {e}", s.source.file if s.source else None, pos)
+        return Diagnostic("error", "capacity", f"capacity planning failed: {e}", *_where(s))
 
 
 def compile_repo(resolved: Resolved, envs: list[str] | None = None, cache_dir: Path | None = None) -> Build:
