@@ -64,30 +64,10 @@ def _run(kind: str, step_name: str, params: dict, input_names: list[str], inputs
 
 def _run_command(step_name: str, argv: Optional[list[str]], params: dict, inputs: dict[str, str],
                  out: Path, repo_root: str) -> dict:
-    """A user command (Azure ML command-job style): argv exec'd without a shell in repo_root.
+    """A user command: the runtime's one contract (specops.runtime.command)."""
+    from specops.runtime.command import run_command
 
-    It learns where to read and write from the environment: SPECOPS_OUTPUT_DIR and
-    SPECOPS_INPUT_<NAME> (input name upper-cased); `params['env']` adds variables. If it
-    writes `result.json` into its output directory, that is the step's result.
-    """
-    import json
-
-    from specops.runtime import StepFailed
-
-    if not argv:
-        raise StepFailed(f"command step {step_name!r} has no command")
-    env = dict(os.environ)
-    env.update({str(k): str(v) for k, v in (params.get("env") or {}).items()})
-    env["SPECOPS_OUTPUT_DIR"] = str(out)
-    for name, path in inputs.items():
-        env["SPECOPS_INPUT_" + name.upper()] = path
-    proc = subprocess.run([str(a) for a in argv], cwd=repo_root, env=env, shell=False, check=False)
-    if proc.returncode != 0:
-        raise StepFailed(f"command step {step_name!r} exited with status {proc.returncode}")
-    result_file = out / "result.json"
-    if result_file.is_file():
-        return json.loads(result_file.read_text(encoding="utf-8"))
-    return {"returncode": 0}
+    return run_command(argv, params, inputs, out, repo_root, step=step_name)
 
 
 Outputs = Tuple[Annotated[Path, "output"], Annotated[dict, "result"]]

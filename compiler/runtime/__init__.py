@@ -3,8 +3,8 @@
     run_step(kind, params, *, inputs, output_dir, repo_root=".") -> dict
 
 `kind` is one of data_check | train | finetune | evaluate | gate | register | deploy (the
-`ir.Step.kind`s the runtime executes; `command` steps exec the user's argv and never come
-here). `params` are exactly `ir.Step.params`; each step module's docstring documents its
+`ir.Step.kind`s the runtime executes; `command` steps, the user's own program, run through
+`specops.runtime.command.run_command`, one contract for every backend). `params` are exactly `ir.Step.params`; each step module's docstring documents its
 keys, and unknown keys are errors (so a compiler/runtime mismatch fails loudly). `inputs`
 maps an input name to a LOCAL directory holding the upstream step's output; `output_dir`
 is where the step writes (created if missing). `repo_root` resolves repo-relative paths and
