@@ -73,7 +73,11 @@ def _git(args: list[str], cwd: Path, stdin: bytes | None = None) -> bytes:
 
 def git_location(root: Path) -> tuple[Path, str]:
     """(git top level, the spec root's path inside it, posix, '' for the top level)."""
-    top = Path(_git(["rev-parse", "--show-toplevel"], root).decode().strip()).resolve()
+    try:
+        top = Path(_git(["rev-parse", "--show-toplevel"], root).decode().strip()).resolve()
+    except DiffError as e:
+        raise DiffError(f"{root} is not inside a git repository; specops diff compares a git ref with "
+                        f"the working tree ({e})") from None
     rel = os.path.relpath(root.resolve(), top)
     return top, "" if rel == "." else Path(rel).as_posix()
 
