@@ -105,9 +105,17 @@ def main() -> None:
 @main.command()
 @click.argument("path", default=".", type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
-def validate(path: str, fmt: str) -> None:
+@click.option("--env", "envs", multiple=True, help="Check only these environments (default: all).")
+def validate(path: str, fmt: str, envs: tuple[str, ...]) -> None:
     """Check every spec under PATH; report all problems at file:line:col."""
-    resolved = _load_resolved(path, fmt)
+    from .loader import load
+    from .resolve import resolve
+
+    repo = load(path)
+    project = repo.project()
+    if envs and project is not None:
+        _check_env_names(envs, sorted(project.model.spec.environments))
+    resolved = resolve(repo, list(envs) or None)
     diags = resolved.diagnostics
     _emit_diagnostics(diags, resolved.repo.root, fmt)
     if diags.has_errors:
@@ -284,6 +292,14 @@ def run(path: str, env: str, models: tuple[str, ...]) -> None:
         failed = failed or not ok
     if failed:
         sys.exit(1)
+
+
+def _check_env_names(envs, known) -> None:
+    from .diagnostics import suggestion
+
+    for env in envs:
+        if env not in known:
+            raise click.UsageError(f"unknown environment '{env}'" + suggestion(env, known))
 
 
 def _check_envs(resolved, envs) -> None:

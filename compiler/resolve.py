@@ -165,7 +165,8 @@ def _check_duplicates(repo: Repo, out: Diagnostics) -> None:
                            s.file, s.doc.pos_of(("metadata", "name"))))
 
 
-def resolve(repo: Repo) -> Resolved:
+def resolve(repo: Repo, only_envs: list[str] | None = None) -> Resolved:
+    """Resolve every environment, or only `only_envs` (names the Project must declare)."""
     from .semantics import check_semantics
 
     out = Diagnostics(list(repo.diagnostics.items))
@@ -197,6 +198,8 @@ def resolve(repo: Repo) -> Resolved:
 
     envs: dict[str, EnvView] = {}
     for env_name in env_names:
+        if only_envs and env_name not in only_envs:
+            continue
         env = project.environments[env_name]
         nodes, dd = env_nodes(repo, env_name)
         out.extend(dd)

@@ -125,3 +125,15 @@ def test_github_annotations_are_relative_to_the_git_checkout(tmp_path: Path) -> 
     subprocess.run(["git", "init", "-q", str(tmp_path / "checkout")], check=True)
     r = run("validate", str(repo), "--format", "github")
     assert "::error file=ml/repo/models/churn.yaml,line=11,col=5," in r.stdout
+
+
+def test_validate_one_environment(tmp_path: Path) -> None:
+    # An error that only exists in prod (its override) is not reported for staging alone.
+    repo = tmp_path / "repo"
+    shutil.copytree(CHURN, repo, ignore=shutil.ignore_patterns("build", ".specops"))
+    m = repo / "models" / "churn.yaml"
+    m.write_text(m.read_text().replace("registry: {aliases: [champion]}", "registry: {aliases: champion}"))
+    assert run("validate", str(repo), "--env", "staging").exit_code == 0
+    r = run("validate", str(repo), "--env", "prod")
+    assert r.exit_code == 1 and "models/churn.yaml:26:" in r.output and "[type]" in r.output
+    assert run("validate", str(repo), "--env", "prdo").exit_code == 2
