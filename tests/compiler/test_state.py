@@ -333,8 +333,13 @@ def test_env_name_checked(tmp_path: Path) -> None:
 
 
 def test_open_store_s3_needs_bucket(tmp_path: Path) -> None:
+    # The spec model already refuses this (tests/compiler/bad_inputs/project_s3_state_without_bucket.yaml);
+    # open_store still guards against a hand-built settings object.
+    with pytest.raises(ValueError, match="needs `bucket`"):
+        StateBackend(backend="s3")
     with pytest.raises(StateError, match="state.bucket is not set"):
-        open_store(StateBackend(backend="s3"), "dev", tmp_path)
+        open_store(StateBackend.model_construct(backend="s3", path=".specops/state", bucket=None,
+                                                prefix=None, region=None), "dev", tmp_path)
 
 
 def test_state_module_does_not_import_boto3() -> None:
