@@ -48,20 +48,20 @@ class Artifact:
 class Build:
     artifacts: dict[str, Artifact] = field(default_factory=dict)
     diagnostics: Diagnostics = field(default_factory=Diagnostics)
+    # "Kind/name" (or "Project") -> {file, document, digest} of every spec compiled
+    specs: dict[str, Any] = field(default_factory=dict)
+    # A build read from the cache carries its manifest, so no artifact is hashed again;
+    # cleared whenever an artifact is added.
+    manifest: bytes | None = None
 
     def add(self, a: Artifact) -> None:
         self.artifacts[a.path] = a
-        self.__dict__.pop("_manifest", None)
+        self.manifest = None
 
     def files(self) -> dict[str, bytes]:
         out = {p: a.data for p, a in sorted(self.artifacts.items())}
-        # A build read from the cache carries its manifest (no need to hash every artifact again).
-        out[MANIFEST] = self.__dict__.get("_manifest") or manifest_bytes(self)
+        out[MANIFEST] = self.manifest or manifest_bytes(self)
         return out
-
-
-def _dumps(doc: Any) -> bytes:
-    return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
 def spec_digest(data: Any) -> str:
@@ -69,14 +69,14 @@ def spec_digest(data: Any) -> str:
                                      ensure_ascii=False, default=str).encode()).hexdigest()
 
 
-def manifest_bytes(build: Build, resolved: Resolved | None = None) -> bytes:
+def manifest_bytes(build: Build) -> bytes:
     arts = []
     for p, a in sorted(build.artifacts.items()):
         arts.append({"path": p, "sha256": hashlib.sha256(a.data).hexdigest(), "bytes": len(a.data),
                      "env": a.env, "backend": a.backend, "spec": a.spec, "source": a.source,
                      "dependsOn": sorted(a.depends_on)})
     return _manifest_json({"schemaVersion": MANIFEST_SCHEMA_VERSION, "generator": f"specops {__version__}",
-                           "artifacts": arts, "specs": build_specs_index(build)})
+                           "artifacts": arts, "specs": build.specs})
 
 
 def _manifest_json(doc: dict[str, Any]) -> bytes:
@@ -103,10 +103,6 @@ def _manifest_json(doc: dict[str, Any]) -> bytes:
             lines.append(f"  {one(k)}: {one(v)}{end}")
     lines.append("}")
     return ("\n".join(lines) + "\n").encode()
-
-
-def build_specs_index(build: Build) -> dict[str, Any]:
-    return getattr(build, "_specs", {})
 
 
 def dependencies(view: EnvView, key: str) -> list[str]:
@@ -272,7 +268,7 @@ def _compile_repo(resolved: Resolved, envs: list[str] | None = None, cache_dir: 
     for sp in sorted(resolved.repo.specs, key=lambda s: s.key):
         key = "Project" if sp.kind == "Project" else sp.key
         specs[key] = {"file": sp.file, "document": sp.doc.index, "digest": spec_digest(sp.doc.data)}
-    build._specs = specs  # type: ignore[attr-defined]
+    build.specs = specs
     return build
 
 

@@ -201,7 +201,7 @@ def store(cache_dir: Path, ikey: str, probes: dict[str, str], envs: list[str], b
             blob += a.data
         manifest = manifest_bytes(build)
         index = {"format": CACHE_FORMAT, "envs": envs, "artifacts": arts,
-                 "specs": getattr(build, "_specs", {}), "manifest": [len(blob), len(manifest)],
+                 "specs": build.specs, "manifest": [len(blob), len(manifest)],
                  "diagnostics": [_diag_to_json(d) for d in build.diagnostics.sorted()]}
         blob += manifest
         pkey = _pack_key(ikey, probes)
@@ -244,12 +244,12 @@ class CachedBuild:
         from .build import Artifact, Build
         from .diagnostics import Diagnostics
 
-        b = Build(diagnostics=Diagnostics([_diag_from_json(j) for j in self.index["diagnostics"]]))
+        b = Build(diagnostics=Diagnostics([_diag_from_json(j) for j in self.index["diagnostics"]]),
+                  specs=self.index["specs"])
         for a in self.index["artifacts"]:
             b.artifacts[a["path"]] = Artifact(a["path"], self.blob[a["offset"]:a["offset"] + a["size"]], a["env"],
                                               a["backend"], a["spec"], a["source"], list(a["dependsOn"]))
-        b._specs = self.index["specs"]  # type: ignore[attr-defined]
-        b._manifest = self.manifest()  # type: ignore[attr-defined]  # reused by Build.files()
+        b.manifest = self.manifest()  # set after the artifacts: add() would clear it
         return b
 
     def manifest(self) -> bytes:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .diagnostics import Diagnostic, Diagnostics, Pos
+from .diagnostics import Diagnostics, Pos
 from .validation import validate_document
 from .yamlio import YamlDoc, parse
 
@@ -128,8 +128,3 @@ def _check_project(repo: Repo) -> None:
         if p.file != PROJECT_FILE:
             repo.diagnostics.error("envelope", f"the Project belongs in {PROJECT_FILE} at the repository root",
                                    p.file, p.doc.start)
-
-
-def diagnostic_at(doc: YamlDoc, path: tuple, severity: str, code: str, message: str,
-                  prefer_key: bool = False, notes: tuple[str, ...] = ()) -> Diagnostic:
-    return Diagnostic(severity, code, message, doc.file, doc.pos_of(path, prefer_key), notes)  # type: ignore[arg-type]
