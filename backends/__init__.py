@@ -2,7 +2,8 @@
 
 Pipeline backends (see base.PipelineBackend): `kfp`, `sagemaker`, `zenml`.
 Serving platforms: `kubernetes`, `kserve`, `helm` (vLLM production-stack values),
-`sagemaker` (endpoint requests); the vLLM serve config itself comes from `vllm`.
+`sagemaker` (endpoint requests), all reached through `kubernetes.emit_deployment` /
+`check_deployment`; the vLLM serve config itself comes from `vllm`.
 
 Modules are imported on first use so the CLI starts fast; third-party pipeline backends
 register through the `specops.backends` entry-point group.
@@ -19,14 +20,6 @@ PIPELINE_BACKENDS: dict[str, str] = {
     "zenml": "specops.backends.zenml",
 }
 
-# serving platform -> (module, emit function)
-SERVING_PLATFORMS: dict[str, tuple[str, str]] = {
-    "kubernetes": ("specops.backends.kubernetes", "emit_kubernetes"),
-    "kserve": ("specops.backends.kserve", "emit_kserve"),
-    "helm": ("specops.backends.helm_stack", "emit_helm_values"),
-    "sagemaker": ("specops.backends.sagemaker_endpoint", "emit_endpoint"),
-}
-
 
 def pipeline_backend(name: str) -> ModuleType:
     """The pipeline backend module for a target's `backend`."""
@@ -38,8 +31,3 @@ def pipeline_backend(name: str) -> ModuleType:
         if ep.name == name:
             return ep.load()
     raise KeyError(name)
-
-
-def serving_platform(name: str) -> tuple[ModuleType, str]:
-    module, func = SERVING_PLATFORMS[name]
-    return importlib.import_module(module), func

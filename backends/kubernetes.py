@@ -479,17 +479,18 @@ def validate_manifests(files: dict[str, bytes], k8s_version: str = DEFAULT_K8S_V
 
 def emit_deployment(node: Serving, serve_config_yaml: bytes | None = None, *,
                     helm: bool = False) -> dict[str, bytes]:
-    """The deployment files for `node.target.serving_platform`, path -> bytes.
+    """The deployment files for `node.target.serving_platform`, path -> bytes: the one
+    dispatcher over serving platforms.
 
     kubernetes -> plain manifests (or, with `helm=True`, production-stack values instead);
-    kserve -> the InferenceService; sagemaker -> the endpoint requests; local -> nothing (the
-    embedded target serves in-process).
+    helm -> production-stack values; kserve -> the InferenceService; sagemaker -> the
+    endpoint requests; local -> nothing (the embedded target serves in-process).
     """
     if serve_config_yaml is None:
         serve_config_yaml = default_serve_config(node)
     platform = node.target.serving_platform
-    if platform == "kubernetes":
-        if helm:
+    if platform in ("kubernetes", "helm"):
+        if helm or platform == "helm":
             from specops.backends.helm_stack import emit_helm_values
 
             return emit_helm_values(node, serve_config_yaml)
@@ -509,8 +510,8 @@ def check_deployment(node: Serving, serve_config_yaml: bytes | None = None, *,
                      helm: bool = False) -> list[Diagnostic]:
     """Diagnostics of the shape `emit_deployment` would produce for this node."""
     platform = node.target.serving_platform
-    if platform == "kubernetes":
-        if helm:
+    if platform in ("kubernetes", "helm"):
+        if helm or platform == "helm":
             from specops.backends.helm_stack import check as helm_check
 
             return helm_check(node)

@@ -188,7 +188,7 @@ class EmitCache:
 
 
 def compile_serving(resolved: Resolved, view: EnvView, s: Any, build: Build, cache_dir: Path | None) -> None:
-    from specops.backends import serving_platform, vllm
+    from specops.backends import kubernetes, vllm
 
     key = f"ServingTarget/{s.name}"
     deps = dependencies(view, key)
@@ -210,13 +210,9 @@ def compile_serving(resolved: Resolved, view: EnvView, s: Any, build: Build, cac
             if d is not None:
                 build.diagnostics.add(d)
     platform = s.target.serving_platform
-    if platform == "local":
-        return
-    module, func = serving_platform(platform)
-    if hasattr(module, "check"):
-        build.diagnostics.extend(module.check(s, config) if platform == "sagemaker" else module.check(s))
+    build.diagnostics.extend(kubernetes.check_deployment(s, config))
     name = "sagemaker-endpoint" if platform == "sagemaker" else platform
-    for rel, data in sorted(getattr(module, func)(s, config).items()):
+    for rel, data in sorted(kubernetes.emit_deployment(s, config).items()):
         # Platform emitters name files "<serving name>/<file>"; keep the file part.
         build.add(Artifact(f"{base}/{rel.split('/', 1)[-1]}", data, view.name, name, key, src, deps))
 
