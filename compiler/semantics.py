@@ -205,21 +205,22 @@ def check_dataset(resolved: "Resolved", node: "Node", out: Diagnostics) -> None:
 
 def check_serving(resolved: "Resolved", view: "EnvView", node: "Node", out: Diagnostics) -> None:
     spec = node.spec
-    before = len([d for d in out.items if d.severity == "error"])
-    check_gpu(view, node, ("accelerator", "type"), spec.accelerator.type, out)
+    mine = Diagnostics()  # this target's own problems, to decide whether capacity can run
+    check_gpu(view, node, ("accelerator", "type"), spec.accelerator.type, mine)
     model = view.get("Model", spec.model)
     if model is not None and model.spec.type != "llm":
-        out.add(_at(node, ("model",), "wrong-kind-ref", f"model '{model.name}' is a classical model; "
-                    "vLLM serves LLMs (type: llm)"))
+        mine.add(_at(node, ("model",), "wrong-kind-ref", f"model '{model.name}' is a classical model; "
+                     "vLLM serves LLMs (type: llm)"))
     for i, a in enumerate(spec.adapters):
         m = view.get("Model", a)
         if m is not None and (m.spec.type != "llm" or m.spec.llm.finetune is None
                               or m.spec.llm.finetune.method != "lora"):
-            out.add(_at(node, ("adapters", i), "value", f"adapter '{a}' is not a LoRA fine-tune"))
-    check_engine_args(resolved, node, out)
+            mine.add(_at(node, ("adapters", i), "value", f"adapter '{a}' is not a LoRA fine-tune"))
+    check_engine_args(resolved, node, mine)
     # Capacity only for a target that is otherwise sound (an unknown GPU is reported once).
-    if len([d for d in out.items if d.severity == "error"]) == before:
-        check_capacity(resolved, view, node, out)
+    if not mine.has_errors:
+        check_capacity(resolved, view, node, mine)
+    out.extend(mine.items)
 
 
 def check_capacity(resolved: "Resolved", view: "EnvView", node: "Node", out: Diagnostics) -> None:
