@@ -368,7 +368,12 @@ def _val(v: Any) -> str:
     return s if len(s) <= 80 else s[:77] + "..."
 
 
-SERVING_TYPES = ("k8s_manifests", "sagemaker_endpoint")
+
+
+def _serving_types() -> set[str]:
+    from .resources import SERVING_TYPES  # platform -> resource type
+
+    return set(SERVING_TYPES.values())
 
 
 def render_text(plan: Plan, *, verbose_limit: int = 20) -> str:
@@ -401,7 +406,7 @@ def render_text(plan: Plan, *, verbose_limit: int = 20) -> str:
         for g in c.gates:
             extra = f" ({g['message']})" if g["message"] else ""
             lines.append(f"        gate {g['gate']}: {g['status']}{extra}")
-        cap = plan.capacity.get(c.name) if c.type in SERVING_TYPES else None
+        cap = plan.capacity.get(c.name) if c.type in _serving_types() else None
         if cap:
             cost = f"; ${cap['usd_per_hour']:.2f}/h" if cap.get("usd_per_hour") is not None else ""
             lines.append(f"        capacity {cap['verdict']}: {cap['reason']}{cost}")
