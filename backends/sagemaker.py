@@ -455,15 +455,20 @@ class _Builder:
         env = self.env_for(step, local_inputs, params_path, out_dir, repo_dir)
         if env:
             arguments["Environment"] = env
-        out: dict[str, Any] = {"Name": _fit(step.name), "Type": "Processing",
-                               "Description": f"specops {step.kind} step '{step.name}'",
+        out = self.step_doc(step, "Processing", f"specops {step.kind} step '{step.name}'", arguments, skip)
+        if step.name in self.metric_sources:
+            out["PropertyFiles"] = [{"PropertyFileName": PROPERTY_FILE, "OutputName": "output",
+                                     "FilePath": METRICS_FILE}]
+        return out
+
+    def step_doc(self, step: Step, type_: str, description: str, arguments: dict[str, Any],
+                 skip: set[str]) -> dict[str, Any]:
+        """A definition step: name, type, description, arguments, and DependsOn when any."""
+        out: dict[str, Any] = {"Name": _fit(step.name), "Type": type_, "Description": description,
                                "Arguments": arguments}
         deps = self.depends_on(step, skip)
         if deps:
             out["DependsOn"] = deps
-        if step.name in self.metric_sources:
-            out["PropertyFiles"] = [{"PropertyFileName": PROPERTY_FILE, "OutputName": "output",
-                                     "FilePath": METRICS_FILE}]
         return out
 
     def training(self, step: Step, skip: set[str]) -> dict[str, Any]:
@@ -500,13 +505,7 @@ class _Builder:
             "RoleArn": self.role,
             "StoppingCondition": {"MaxRuntimeInSeconds": 86400 * (3 if gpu else 1)},
         }
-        out: dict[str, Any] = {"Name": _fit(step.name), "Type": "Training",
-                               "Description": f"specops {step.kind} step '{step.name}'",
-                               "Arguments": arguments}
-        deps = self.depends_on(step, skip)
-        if deps:
-            out["DependsOn"] = deps
-        return out
+        return self.step_doc(step, "Training", f"specops {step.kind} step '{step.name}'", arguments, skip)
 
     def register(self, step: Step, skip: set[str]) -> dict[str, Any]:
         prm = step.params
@@ -532,13 +531,7 @@ class _Builder:
                 "ContentType": "application/json",
                 "S3Uri": f"{self.output_uri(metrics_from)}/{METRICS_FILE}",
             }}}
-        out: dict[str, Any] = {"Name": _fit(step.name), "Type": "RegisterModel",
-                               "Description": f"specops register step '{step.name}'",
-                               "Arguments": arguments}
-        deps = self.depends_on(step, skip)
-        if deps:
-            out["DependsOn"] = deps
-        return out
+        return self.step_doc(step, "RegisterModel", f"specops register step '{step.name}'", arguments, skip)
 
     def conditions(self, gate: Step) -> tuple[list[dict[str, Any]], list[str]]:
         """The gate's BinaryConditions and the human text of each check, for the message."""
