@@ -230,41 +230,31 @@ def _named(items: list) -> dict | None:
     return None
 
 
+def _keyed(old: dict, new: dict, seg: Any, path: str) -> list[dict]:
+    """Removed / added / recursively changed entries of two keyed collections, old order first."""
+    out: list[dict] = []
+    for k in list(old) + [k for k in new if k not in old]:
+        p = path + seg(k)
+        if k not in new:
+            out.append({"path": p.lstrip("."), "op": "removed", "old": old[k]})
+        elif k not in old:
+            out.append({"path": p.lstrip("."), "op": "added", "new": new[k]})
+        else:
+            out.extend(structural_diff(old[k], new[k], p))
+    return out
+
+
 def structural_diff(old: Any, new: Any, path: str = "") -> list[dict]:
     """Field-level changes: [{path, op: changed|added|removed, old?, new?}], in document order."""
-    out: list[dict] = []
     if isinstance(old, dict) and isinstance(new, dict):
-        for k in list(old) + [k for k in new if k not in old]:
-            p = path + _key_seg(k)
-            if k not in new:
-                out.append({"path": p.lstrip("."), "op": "removed", "old": old[k]})
-            elif k not in old:
-                out.append({"path": p.lstrip("."), "op": "added", "new": new[k]})
-            else:
-                out.extend(structural_diff(old[k], new[k], p))
-        return out
+        return _keyed(old, new, _key_seg, path)
     if isinstance(old, list) and isinstance(new, list):
         a, b = _named(old), _named(new)
         if a is not None and b is not None:
+            # Lists of named things (steps, containers) pair up by name, not by position.
             field_ = next(f for f in ("name", "Name", "id") if all(f in x for x in old + new))
-            for n in list(a) + [n for n in b if n not in a]:
-                p = f"{path}[{field_}={n}]"
-                if n not in b:
-                    out.append({"path": p.lstrip("."), "op": "removed", "old": a[n]})
-                elif n not in a:
-                    out.append({"path": p.lstrip("."), "op": "added", "new": b[n]})
-                else:
-                    out.extend(structural_diff(a[n], b[n], p))
-            return out
-        for i in range(max(len(old), len(new))):
-            p = f"{path}[{i}]"
-            if i >= len(new):
-                out.append({"path": p.lstrip("."), "op": "removed", "old": old[i]})
-            elif i >= len(old):
-                out.append({"path": p.lstrip("."), "op": "added", "new": new[i]})
-            else:
-                out.extend(structural_diff(old[i], new[i], p))
-        return out
+            return _keyed(a, b, lambda n: f"[{field_}={n}]", path)
+        return _keyed(dict(enumerate(old)), dict(enumerate(new)), lambda i: f"[{i}]", path)
     if isinstance(old, str) and isinstance(new, str) and old != new:
         # JSON carried inside a string (KFP parameter constants, env vars): diff its fields.
         a, b = _json_in_string(old), _json_in_string(new)
@@ -274,8 +264,8 @@ def structural_diff(old: Any, new: Any, path: str = "") -> list[dict]:
         change = {"path": path.lstrip(".") or "(document)", "op": "changed", "old": old, "new": new}
         if isinstance(old, str) and isinstance(new, str) and ("\n" in old or "\n" in new):
             change["text"] = text_diff(old, new)
-        out.append(change)
-    return out
+        return [change]
+    return []
 
 
 def _json_in_string(s: str) -> Any:
