@@ -146,7 +146,7 @@ def compile_env(resolved: Resolved, env: str, build: Build, cache_dir: Path | No
             build.add(Artifact(f"{env}/{backend.NAME}/{p.name}/{rel}", data, env, backend.NAME, key,
                                _src(p.source), deps))
     for s in servings:
-        compile_serving(resolved, view, s, build, cache_dir)
+        compile_serving(resolved, view, s, build)
 
 
 class EmitCache:
@@ -187,7 +187,7 @@ class EmitCache:
         return files
 
 
-def compile_serving(resolved: Resolved, view: EnvView, s: Any, build: Build, cache_dir: Path | None) -> None:
+def compile_serving(resolved: Resolved, view: EnvView, s: Any, build: Build) -> None:
     from specops.backends import kubernetes, vllm
 
     key = f"ServingTarget/{s.name}"
@@ -201,7 +201,7 @@ def compile_serving(resolved: Resolved, view: EnvView, s: Any, build: Build, cac
         return
     build.add(Artifact(f"{base}/vllm.yaml", config, view.name, "vllm", key, src, deps))
     if s.model_config:
-        report = capacity_report(resolved, s, cache_dir)
+        report = capacity_report(resolved, s)
         if isinstance(report, Diagnostic):
             build.diagnostics.add(report)
         else:
@@ -225,7 +225,7 @@ def _where(s: Any) -> tuple[str | None, Pos | None]:
     return s.source.file, Pos(s.source.line, s.source.col)
 
 
-def capacity_report(resolved: Resolved, s: Any, cache_dir: Path | None) -> Any:
+def capacity_report(resolved: Resolved, s: Any) -> Any:
     from . import capacity
 
     try:

@@ -188,7 +188,7 @@ def graph(path: str, env: str | None, fmt: str) -> None:
 def compile_cmd(path: str, envs: tuple[str, ...], out: str | None, check: bool, fmt: str, vllm_live: bool) -> None:
     """Compile pipelines (KFP, SageMaker, ZenML) and vLLM serving for every environment."""
     from .build import stale_files, write_build
-    from .cache import fast_compile
+    from .cache import cache_dir_of, fast_compile
 
     # Unchanged inputs (every file's hash, specops's own code): the last build, nothing parsed.
     fast = fast_compile(path, envs)
@@ -201,7 +201,7 @@ def compile_cmd(path: str, envs: tuple[str, ...], out: str | None, check: bool, 
         _fail_on_errors(resolved, fmt)
         _check_envs(resolved, envs)
         root = resolved.repo.root
-        build = compile_repo(resolved, list(envs) or None, cache_dir=root / ".specops" / "cache")
+        build = compile_repo(resolved, list(envs) or None, cache_dir=cache_dir_of(root))
     if vllm_live:
         from .build import live_check_serving
 
@@ -245,7 +245,7 @@ def capacity(path: str, envs: tuple[str, ...], as_json: bool) -> None:
         for s in lower_env(resolved, env)[1]:
             if not s.model_config:
                 continue
-            r = capacity_report(resolved, s, resolved.repo.root / ".specops" / "cache")
+            r = capacity_report(resolved, s)
             (problems if isinstance(r, Diagnostic) else reports).append(r)
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in reports], indent=2, sort_keys=True))

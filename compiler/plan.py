@@ -468,12 +468,13 @@ def load_env(resolved: Any, env: str, options: dict[str, Any] | None = None) -> 
     from specops.state import open_store
 
     from .build import compile_repo
+    from .cache import cache_dir_of
     from .lower import lower_target
     from .resources import desired_resources
 
     root = resolved.repo.root
     view = resolved.envs[env]
-    build = compile_repo(resolved, [env], cache_dir=root / ".specops" / "cache")
+    build = compile_repo(resolved, [env], cache_dir=cache_dir_of(root))
     desired = desired_resources(resolved, build, env) if not build.diagnostics.has_errors else []
     opts = {"gitops_dir": view.target.serving.gitops_dir}
     opts.update(options or {})

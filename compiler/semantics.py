@@ -238,7 +238,7 @@ def check_capacity(resolved: "Resolved", view: "EnvView", node: "Node", out: Dia
     if not (resolved.repo.root / model.spec.llm.base.path / "config.json").is_file():
         return
     s = lower_serving(resolved, view, node)
-    report = capacity_report(resolved, s, None)
+    report = capacity_report(resolved, s)
     if isinstance(report, Diagnostic):
         out.add(_at(node, ("accelerator",), report.code, report.message))
         return
