@@ -10,7 +10,8 @@ Argo CD or Flux syncs the directory; specops only writes it. Layout:
 
 from __future__ import annotations
 
-import os
+from specops.fsio import write_atomic
+
 import shutil
 from pathlib import Path
 from typing import Any
@@ -73,10 +74,7 @@ class GitopsProvider:
                 p = d / rel
                 if p.is_file() and p.read_bytes() == data:
                     continue
-                p.parent.mkdir(parents=True, exist_ok=True)
-                tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
-                tmp.write_bytes(data)
-                os.replace(tmp, p)  # Argo CD never sees a half-written manifest
+                write_atomic(p, data)  # Argo CD never sees a half-written manifest
             for rel in sorted(set(self._files(d)) - set(desired.files)):
                 (d / rel).unlink()  # a manifest the spec no longer renders
         except OSError as e:

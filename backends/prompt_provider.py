@@ -14,7 +14,6 @@ in the registry behind specops's back (content, or a label moved) is drift.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +45,9 @@ class PromptProvider:
         return doc
 
     def _save(self, name: str, doc: dict[str, Any]) -> None:
-        p = self._path(name)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
-        tmp.write_bytes(json_bytes(doc))
-        os.replace(tmp, p)
+        from specops.fsio import write_atomic
+
+        write_atomic(self._path(name), json_bytes(doc))
 
     @staticmethod
     def _document(reg: dict[str, Any], name: str, version: int) -> dict[str, Any] | None:

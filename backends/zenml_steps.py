@@ -21,9 +21,7 @@ This module imports zenml at the top: only ZenML runs import it, never the CLI.
 """
 
 import atexit
-import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Optional, Tuple

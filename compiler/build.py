@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .diagnostics import Diagnostic, Diagnostics, Pos
+from .fsio import write_atomic
 from .paths import user_cache_dir
 
 if TYPE_CHECKING:  # the loader/resolver pull in pydantic: a cached build must not pay for it
@@ -178,10 +179,7 @@ class EmitCache:
             pass
         files = backend.emit(pipeline)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{key}.{os.getpid()}.tmp")
-            tmp.write_bytes(marshal.dumps(dict(files)))
-            tmp.replace(path)
+            write_atomic(path, marshal.dumps(dict(files)))
         except OSError:
             pass  # a cache that cannot be written is only slower
         return files
@@ -287,11 +285,7 @@ def write_build(files: dict[str, bytes], out: Path) -> tuple[int, int]:
     for rel, data in files.items():
         if _same(prefix + rel, data):
             continue
-        p = out / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.name + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(p)
+        write_atomic(out / rel, data)
         written += 1
     removed = 0
     for rel in sorted(old - set(files)):

@@ -179,10 +179,9 @@ def _diag_from_json(j: dict) -> Any:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    from .fsio import write_atomic
+
+    write_atomic(path, data)
 
 
 def store(cache_dir: Path, ikey: str, probes: dict[str, str], envs: list[str], build: Any) -> None:

@@ -34,7 +34,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
@@ -260,12 +259,10 @@ def _read_cached(disk: Path, sha: str) -> ModelFacts | None:
 
 
 def _write_atomic(disk: Path, facts: ModelFacts) -> None:
-    disk.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=disk.parent, prefix=".facts-", suffix=".json")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(facts.to_dict(), fh, sort_keys=True, indent=2)
-        fh.write("\n")
-    os.replace(tmp, disk)  # atomic: a concurrent reader sees the old file or the new one
+    from .fsio import write_atomic
+
+    # Atomic: a concurrent reader sees the old file or the new one.
+    write_atomic(disk, (json.dumps(facts.to_dict(), sort_keys=True, indent=2) + "\n").encode("utf-8"))
 
 
 # ---- settings -------------------------------------------------------------------------

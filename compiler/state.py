@@ -32,6 +32,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ContextManager, Iterator, Protocol
 
+from .fsio import fsync_dir as _fsync_dir
+from .fsio import write_atomic
+
 SCHEMA_VERSION = 1
 KEEP_BACKUPS = 5
 DEFAULT_STALE_AFTER = 3600.0
@@ -307,41 +310,14 @@ def backup_serials(state_name: str, names: list[str]) -> list[int]:
 # Local store
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return  # not supported (e.g. Windows): rename is still atomic
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _replace(src: str, dst: Path) -> None:
     os.replace(src, dst)
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so a reader sees the old or the new bytes, never a mix.
-
-    Temp file in the same directory, fsync, rename over, fsync the directory. On any error the
-    temp file is removed and `path` is untouched.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        _replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
+    """Write `data` to `path` crash-safely: temp file, fsync, rename over, fsync the directory
+    (fsio.write_atomic). The rename goes through `_replace`, which tests inject faults into."""
+    write_atomic(path, data, durable=True, replace=lambda src, dst: _replace(src, dst))
 
 
 class LocalStore:

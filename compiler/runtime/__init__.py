@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +71,6 @@ def run_step(kind: str, params: dict, *, inputs: dict[str, str], output_dir: str
 
 def write_json(path: Path, obj: Any) -> None:
     """Write JSON with sorted keys and a trailing newline, atomically (temp file + rename)."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    from specops.fsio import write_atomic
+
+    write_atomic(path, (json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
