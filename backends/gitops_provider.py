@@ -20,7 +20,7 @@ from .provider import Desired, Live, ProviderError, content_hash
 
 
 def _attributes(files: dict[str, bytes]) -> dict[str, Any]:
-    from specops.resources import attributes_of
+    from specops.ops.resources import attributes_of
 
     return attributes_of(files)
 

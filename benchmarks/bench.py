@@ -44,9 +44,9 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
 
-    from specops.build import compile_repo
-    from specops.loader import load
-    from specops.resolve import resolve
+    from specops.build.compile import compile_repo
+    from specops.frontend.loader import load
+    from specops.resolve.refs import resolve
 
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as d:
@@ -76,12 +76,12 @@ def main() -> None:
         results["noop-cli"] = best(lambda: subprocess.run(exe + ["compile", str(repo), "--out", str(out)],
                                                           capture_output=True, check=True), a.repeat)
         try:
-            from specops.cache import noop_compile  # incremental compile's fast path
+            from specops.build.cache import noop_compile  # incremental compile's fast path
         except ImportError:
             noop_compile = None
         if noop_compile is not None:
             results["noop"] = best(lambda: noop_compile(repo, out), a.repeat)
-    from specops.yamlio import parse
+    from specops.frontend.yamlio import parse
 
     lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
     lines += [f"a{i}: &a{i} [{','.join(f'*a{i - 1}' for _ in range(10))}]" for i in range(1, 12)]

@@ -95,7 +95,7 @@ def main() -> None:
 
         # The whole engine: `plan` over the same 200 resources recorded in state (refresh in
         # parallel inside compute_plan, then per-resource comparison and field diffs).
-        from specops.plan import compute_plan
+        from specops.ops.plan import compute_plan
         from specops.specs.project import Policy
         from specops.state import ResourceState, State
 

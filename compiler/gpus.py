@@ -1,7 +1,7 @@
 """The GPU catalogue: memory, dense bf16 compute, bandwidth and where to rent each GPU.
 
 Typed data, stdlib only, so the CLI can import it at start-up. The capacity planner
-(`specops.capacity`) reads it; spec validation uses `gpu()` to check accelerator names.
+(`specops.checks.capacity`) reads it; spec validation uses `gpu()` to check accelerator names.
 
 Memory, exactly. Every vendor here writes "GB" on the datasheet but means binary units:
 HBM and GDDR parts come in power-of-two densities (an A100 80GB is 5 stacks x 16 GiB and
@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from .diagnostics import did_you_mean
+from specops.diagnostics import did_you_mean
 
 Provider = Literal["aws", "sagemaker", "gcp", "onprem"]
 PROVIDERS: tuple[Provider, ...] = ("aws", "sagemaker", "gcp", "onprem")

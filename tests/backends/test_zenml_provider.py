@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from specops.backends.provider import ProviderError, make_provider
-from specops.build import compile_repo
-from specops.loader import load
-from specops.resolve import resolve
-from specops.resources import desired_resources
+from specops.build.compile import compile_repo
+from specops.frontend.loader import load
+from specops.resolve.refs import resolve
+from specops.ops.resources import desired_resources
 from specops.state import ResourceState
 
 REPO = Path(__file__).resolve().parents[2]

@@ -106,7 +106,7 @@ def test_instance_names_unique_per_provider() -> None:
 
 
 def test_import_stays_light() -> None:
-    code = ("import sys, specops.gpus, specops.capacity; "
+    code = ("import sys, specops.gpus, specops.checks.capacity; "
             "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

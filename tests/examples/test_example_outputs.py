@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from specops.build import compile_repo
-from specops.loader import load
-from specops.resolve import resolve
+from specops.build.compile import compile_repo
+from specops.frontend.loader import load
+from specops.resolve.refs import resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ["churn", "support-assistant"]

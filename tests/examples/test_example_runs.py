@@ -63,9 +63,9 @@ def test_churn_compiled_for_kfp_runs_under_kfp_local(tmp_path: Path, monkeypatch
     from kfp import components
 
     from specops.backends import kfp as kfp_backend
-    from specops.loader import load
-    from specops.lower import lower_env
-    from specops.resolve import resolve
+    from specops.frontend.loader import load
+    from specops.ir.lower import lower_env
+    from specops.resolve.refs import resolve
 
     repo = churn_copy(tmp_path, kfp_env=True)
     resolved = resolve(load(repo))

@@ -9,9 +9,9 @@ import jsonschema
 import pytest
 import yaml
 
-from specops.loader import load
-from specops.resolve import resolve
-from specops.schema import schema_files
+from specops.frontend.loader import load
+from specops.resolve.refs import resolve
+from specops.frontend.schema import schema_files
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ["churn", "support-assistant"]

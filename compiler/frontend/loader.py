@@ -1,0 +1,130 @@
+"""Find a spec repo, read every YAML document in it, validate each against its kind's model.
+
+The loader collects every problem instead of stopping at the first one. A file that cannot be
+parsed contributes one diagnostic and no documents; a document that fails its model
+contributes its diagnostics and is left out of resolution, so one bad file does not hide the
+problems of the others.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from specops.diagnostics import Diagnostics, Pos
+from specops.frontend.validation import validate_document
+from specops.frontend.yamlio import YamlDoc, parse
+
+from specops.paths import PROJECT_FILE, find_root  # noqa: F401 (re-exported)
+from specops.paths import discover as _discover
+@dataclass
+class Spec:
+    """One validated document: the raw YAML (with positions) and its pydantic model."""
+
+    kind: str
+    name: str
+    doc: YamlDoc
+    model: Any  # the envelope model instance (apiVersion/kind/metadata/spec/overrides)
+
+    @property
+    def file(self) -> str:
+        return self.doc.file
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+@dataclass
+class Repo:
+    root: Path
+    specs: list[Spec] = field(default_factory=list)
+    diagnostics: Diagnostics = field(default_factory=Diagnostics)
+    # repo-relative path -> raw bytes of every YAML file read (hashing, diff, cache keys)
+    files: dict[str, bytes] = field(default_factory=dict)
+    # "Kind/name" of documents that exist but failed validation: references to them are
+    # not reported again as unresolved (one mistake, one error).
+    invalid: set[str] = field(default_factory=set)
+    # Names seen in files that did not parse at all, for the same reason.
+    unparsed_names: set[str] = field(default_factory=set)
+
+    def project(self) -> Spec | None:
+        projects = [s for s in self.specs if s.kind == "Project"]
+        for s in projects:
+            if s.file == PROJECT_FILE:
+                return s
+        return projects[0] if projects else None
+
+    def of_kind(self, kind: str) -> list[Spec]:
+        return [s for s in self.specs if s.kind == kind]
+
+
+def discover(root: Path, diags: Diagnostics) -> list[str]:
+    """The YAML files to read (see paths.discover); its problems become diagnostics."""
+    files, problems = _discover(root)
+    for rel, message in problems:
+        diags.error("path-escape", message, rel)
+    return files
+
+
+def load(path: Path | str = ".") -> Repo:
+    """Load and validate every spec under the repo containing `path`."""
+    start = Path(path)
+    root = find_root(start)
+    if root is None:
+        repo = Repo(root=start.resolve())
+        repo.diagnostics.error("no-project", f"no {PROJECT_FILE} found at or above '{start}'; "
+                               f"run `specops init {start}` to create one")
+        return repo
+    repo = Repo(root=root)
+    for rel in discover(root, repo.diagnostics):
+        try:
+            raw = (root / rel).read_bytes()
+        except OSError as e:
+            repo.diagnostics.error("yaml-syntax", f"cannot read file: {e.strerror}", rel)
+            continue
+        repo.files[rel] = raw
+        load_bytes(repo, rel, raw)
+    _check_project(repo)
+    return repo
+
+
+_NAME_RX = re.compile(rb"\bname:\s*['\"]?([a-z0-9][-a-z0-9]*)")
+
+
+def load_bytes(repo: Repo, rel: str, raw: bytes) -> None:
+    docs, diags = parse(raw, rel)
+    repo.diagnostics.extend(diags)
+    if diags:
+        repo.unparsed_names.update(m.decode() for m in _NAME_RX.findall(raw))
+    for doc in docs:
+        if doc.data is None:  # an empty document (`---` alone) is allowed
+            continue
+        spec_model, dd = validate_document(doc)
+        repo.diagnostics.extend(dd)
+        if spec_model is not None:
+            repo.specs.append(Spec(spec_model.kind, spec_model.metadata.name, doc, spec_model))
+        else:
+            mark_invalid(repo, doc.data)
+
+
+def mark_invalid(repo: Repo, data: Any) -> None:
+    if isinstance(data, dict) and isinstance(data.get("metadata"), dict):
+        name = data["metadata"].get("name")
+        if isinstance(name, str):
+            repo.invalid.add(f"{data.get('kind')}/{name}")
+
+
+def _check_project(repo: Repo) -> None:
+    projects = repo.of_kind("Project")
+    if not projects and not any(d.code == "no-project" for d in repo.diagnostics.items):
+        # The file exists (find_root saw it) but holds no valid Project document.
+        if not any(d.file == PROJECT_FILE for d in repo.diagnostics.items):
+            repo.diagnostics.error("no-project", f"{PROJECT_FILE} holds no `kind: Project` document",
+                                   PROJECT_FILE, Pos(1, 1))
+    for p in projects:
+        if p.file != PROJECT_FILE:
+            repo.diagnostics.error("envelope", f"the Project belongs in {PROJECT_FILE} at the repository root",
+                                   p.file, p.doc.start)

@@ -1,0 +1,497 @@
+"""`specops plan`: desired (compiled) vs recorded state vs live, per resource.
+
+Actions: create | update | replace | delete | no-op | orphan (in state, no longer declared,
+prune off) | drift (the live object changed behind specops's back and the env's drift policy
+is `report`, so apply will not overwrite it). A resource whose live hash differs from the
+state's hash is *drifted*; under `reconcile` its action is `update`.
+
+JSON output (`--json`), schema version 1 (PLAN_SCHEMA_VERSION)::
+
+    {"version": 1, "env": str, "target": str, "refreshed": bool, "state_serial": int | null,
+     "policy": {"drift": str, "prune": bool, "require_gates": bool},
+     "resources": [{"address", "type", "name", "action", "reason", "drift": bool,
+                    "blocked": bool, "depends_on": [...], "spec": str | null,
+                    "diffs": [{"path", "before", "after"}],        # state -> desired
+                    "drift_diffs": [{"path", "before", "after"}],  # state -> live
+                    "gates": [{"gate", "status", "version", "message"}]}],
+     "summary": {"create": n, "update": n, "replace": n, "delete": n, "drift": n,
+                 "orphan": n, "blocked": n, "no-op": n},
+     "changes": bool}
+
+Resources are listed in dependency order (ties by address); deletes last, dependents first.
+Everything is sorted; no timestamps, no absolute paths.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any, Callable
+
+PLAN_SCHEMA_VERSION = 1
+ACTIONS = ("create", "update", "replace", "delete", "drift", "orphan", "no-op")
+SYMBOLS = {"create": "+", "update": "~", "replace": "-/+", "delete": "-", "drift": "!", "orphan": "?", "no-op": " "}
+# Live fields that change on their own (timestamps, status, server bookkeeping): never drift.
+BUILTIN_IGNORES = (
+    "*:*.status", "*:status", "*:*.status.*", "*:status.*",
+    "*:metadata.resourceVersion", "*:*.metadata.resourceVersion", "*:metadata.managedFields*",
+    "*:*.metadata.managedFields*", "*:metadata.creationTimestamp", "*:*.metadata.creationTimestamp",
+    "*:metadata.generation", "*:*.metadata.generation", "*:metadata.uid", "*:*.metadata.uid",
+    "*:*LastModifiedTime", "*:*CreationTime", "*:ResponseMetadata*",
+)
+REFRESH_WORKERS = 16
+
+
+class PlanError(Exception):
+    """One human line (a refresh that failed, an unknown --target): exit 1, no traceback."""
+
+
+@dataclass(frozen=True)
+class FieldDiff:
+    path: str  # "<file>:<dotted.path[0]>"
+    before: Any
+    after: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "before": self.before, "after": self.after}
+
+
+@dataclass
+class Change:
+    address: str
+    type: str
+    name: str
+    action: str
+    reason: str = ""
+    drift: bool = False
+    diffs: list[FieldDiff] = field(default_factory=list)
+    drift_diffs: list[FieldDiff] = field(default_factory=list)
+    depends_on: list[str] = field(default_factory=list)
+    gates: list[dict[str, Any]] = field(default_factory=list)
+    blocked: bool = False
+    spec: str | None = None
+    desired: Any = None  # provider.Desired | None
+    current: Any = None  # state.ResourceState | None
+    live: Any = None  # provider.Live | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"address": self.address, "type": self.type, "name": self.name, "action": self.action,
+                "reason": self.reason, "drift": self.drift, "blocked": self.blocked,
+                "depends_on": list(self.depends_on), "spec": self.spec,
+                "diffs": [d.to_dict() for d in self.diffs], "drift_diffs": [d.to_dict() for d in self.drift_diffs],
+                "gates": list(self.gates)}
+
+
+@dataclass
+class Plan:
+    env: str
+    target: str
+    refreshed: bool
+    state_serial: int | None
+    policy: dict[str, Any]
+    changes: list[Change]
+    # serving target name -> its capacity report summary (verdict, reason, usd_per_hour)
+    capacity: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        out = {a: 0 for a in ACTIONS}
+        out["blocked"] = 0
+        for c in self.changes:
+            out[c.action] += 1
+            out["blocked"] += int(c.blocked)
+        return dict(sorted(out.items()))
+
+    @property
+    def has_changes(self) -> bool:
+        """What --detailed-exitcode reports as 2: anything apply would do, drift it refuses,
+        and rollouts waiting for gates. Orphans are shown but are not changes (apply leaves them)."""
+        return any(c.action not in ("no-op", "orphan") for c in self.changes)
+
+    @property
+    def drifted(self) -> list[Change]:
+        return [c for c in self.changes if c.drift]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": PLAN_SCHEMA_VERSION, "env": self.env, "target": self.target, "refreshed": self.refreshed,
+                "state_serial": self.state_serial, "policy": dict(sorted(self.policy.items())),
+                "resources": [c.to_dict() for c in self.changes], "summary": self.counts(),
+                "changes": self.has_changes, "capacity": dict(sorted(self.capacity.items()))}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
+
+
+# ---- field diffs ------------------------------------------------------------------------------
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Leaves of nested dicts/lists by dotted path ("a.b[2].c"); empty containers are leaves."""
+    out: dict[str, Any] = {}
+    if isinstance(obj, dict) and obj:
+        for k in sorted(obj, key=str):
+            out.update(flatten(obj[k], f"{prefix}.{k}" if prefix else str(k)))
+    elif isinstance(obj, list) and obj and any(isinstance(x, (dict, list)) for x in obj):
+        for i, x in enumerate(obj):
+            out.update(flatten(x, f"{prefix}[{i}]"))
+    else:
+        out[prefix] = obj
+    return out
+
+
+def field_diffs(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[FieldDiff]:
+    """Per-file leaf differences between two attribute maps ({file: data})."""
+    before, after = before or {}, after or {}
+    out: list[FieldDiff] = []
+    for f in sorted(set(before) | set(after)):
+        if f not in before or f not in after:
+            out.append(FieldDiff(f"{f}:", None if f not in before else "(file)", None if f not in after else "(file)"))
+            continue
+        a, b = flatten(before[f]), flatten(after[f])
+        for p in sorted(set(a) | set(b)):
+            va, vb = a.get(p), b.get(p)
+            if va != vb or (p in a) != (p in b):
+                out.append(FieldDiff(f"{f}:{p}", va, vb))
+    return out
+
+
+def align(recorded: dict[str, Any], live: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Make live attributes comparable with recorded ones ({file: data}).
+
+    A provider may read back only some files (a SageMaker pipeline has its definition, not
+    the parameter files kept in S3): only those are compared. A provider that returns the
+    main document itself, not keyed by file, is matched to the recorded file whose top-level
+    keys it shares most.
+    """
+    recorded = recorded or {}
+    if set(live) <= set(recorded):
+        return {f: recorded[f] for f in live}, live
+    best, overlap = None, 0
+    for f, data in sorted(recorded.items()):
+        n = len(set(data) & set(live)) if isinstance(data, dict) else 0
+        if n > overlap:
+            best, overlap = f, n
+    if best is None:
+        return recorded, live
+    return {best: recorded[best]}, {best: live}
+
+
+def ignored(address: str, path: str, patterns: list[str]) -> bool:
+    full = f"{address}/{path}"
+    return any(fnmatchcase(path, p) or fnmatchcase(full, p) for p in patterns)
+
+
+# ---- ordering and targeting -----------------------------------------------------------------
+
+
+def topo_order(nodes: dict[str, list[str]]) -> list[str]:
+    """Addresses with their dependencies first; ties (and cycles, which cannot come from
+    resolved specs) broken by address."""
+    done: list[str] = []
+    seen: set[str] = set()
+
+    def visit(a: str, stack: tuple[str, ...]) -> None:
+        if a in seen or a in stack:
+            return
+        for d in sorted(nodes.get(a, [])):
+            if d in nodes:
+                visit(d, stack + (a,))
+        seen.add(a)
+        done.append(a)
+
+    for a in sorted(nodes):
+        visit(a, ())
+    return done
+
+
+def target_closure(targets: list[str], deps: dict[str, list[str]]) -> set[str]:
+    from specops.diagnostics import suggestion
+
+    out: set[str] = set()
+    todo = []
+    for t in targets:
+        if t not in deps:
+            raise PlanError(f"--target {t}: no such resource in this environment" + suggestion(t, deps))
+        todo.append(t)
+    while todo:
+        a = todo.pop()
+        if a in out:
+            continue
+        out.add(a)
+        todo.extend(d for d in deps.get(a, []) if d in deps)
+    return out
+
+
+# ---- gates ------------------------------------------------------------------------------------
+
+
+def gate_status(gates: list[str], state_gates: dict[str, Any], version: str | None, pending: bool) -> list[dict[str, Any]]:
+    """Each required gate's status for a rollout of model `version` (None: not known)."""
+    out = []
+    for g in gates:
+        rec = state_gates.get(g)
+        if pending:
+            status, msg = "pending", "decided by the pipeline run earlier in this apply"
+        elif not isinstance(rec, dict):
+            status, msg = "missing", "no result recorded (run the pipeline or `specops gate run`)"
+        elif not rec.get("passed"):
+            status, msg = "failed", rec.get("message") or "the gate failed"
+        elif version is not None and rec.get("version") not in (None, version):
+            status, msg = "stale", f"passed for version {rec.get('version')}, not {version}"
+        else:
+            status, msg = "passed", ""
+        out.append({"gate": g, "status": status, "version": rec.get("version") if isinstance(rec, dict) else None,
+                    "message": msg})
+    return out
+
+
+# ---- the plan ---------------------------------------------------------------------------------
+
+
+def refresh(addresses: list[str], desired: dict[str, Any], current: dict[str, Any],
+            provider_for: Callable[[str], Any]) -> dict[str, Any]:
+    """Read every resource's live object in parallel (bounded pool); {address: Live}."""
+    from specops.backends.provider import ProviderError
+
+    def one(a: str) -> Any:
+        d, c = desired.get(a), current.get(a)
+        type_ = d.type if d is not None else c.type
+        try:
+            return provider_for(type_).read(d, c)
+        except ProviderError as e:
+            raise PlanError(f"refresh of {a} failed: {e}") from None
+
+    if not addresses:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(REFRESH_WORKERS, len(addresses))) as pool:
+        return dict(zip(addresses, pool.map(one, addresses)))
+
+
+def compute_plan(desired_list: list[Any], state: Any, *, env: str, target: str, policy: Any,
+                 provider_for: Callable[[str], Any] | None, refresh_live: bool = True,
+                 targets: list[str] | None = None, gates_for: Callable[[str], list[str]] | None = None) -> Plan:
+    """The plan for one environment. `provider_for(type)` gives a provider (refresh), `policy`
+    is specs.project.Policy, `gates_for(serving_name)` the gates a rollout needs."""
+    desired = {d.address: d for d in desired_list}
+    current = dict(state.resources) if state is not None else {}
+    state_gates = dict(state.gates) if state is not None else {}
+    deps = {a: list(d.depends_on) for a, d in desired.items()}
+    for a, c in current.items():
+        deps.setdefault(a, [x for x in c.depends_on])
+    scope = target_closure(targets, deps) if targets else set(deps)
+    addresses = sorted(scope)
+    live = refresh(addresses, desired, current, provider_for) if refresh_live and provider_for else {}
+    ignores = list(BUILTIN_IGNORES) + list(getattr(policy, "ignore_changes", []) or [])
+    reconcile = policy.drift == "reconcile"
+
+    changes: dict[str, Change] = {}
+    for a in addresses:
+        d, c, lv = desired.get(a), current.get(a), live.get(a)
+        type_ = d.type if d is not None else c.type
+        ch = Change(a, type_, d.name if d is not None else c.name, "no-op", depends_on=sorted(deps.get(a, [])),
+                    spec=d.spec if d is not None else None, desired=d, current=c, live=lv)
+        if c is not None and lv is not None:
+            if not lv.exists:
+                ch.drift, ch.drift_diffs = True, [FieldDiff("(object)", "exists", "deleted outside specops")]
+            elif lv.content_hash != c.content_hash:
+                diffs = [x for x in field_diffs(*align(c.attributes, lv.attributes)) if not ignored(a, x.path, ignores)] \
+                    if lv.attributes is not None else []
+                if lv.attributes is None or diffs:
+                    ch.drift, ch.drift_diffs = True, diffs
+        if d is None:
+            ch.action = "delete" if policy.prune else "orphan"
+            ch.reason = "no longer declared" + ("" if policy.prune else "; prune is off, left in place")
+        elif c is None:
+            ch.action = "create"
+            ch.diffs = field_diffs({}, d.attributes)
+            if lv is not None and lv.exists and lv.content_hash == d.content_hash:
+                ch.reason = "exists live with this content; apply records it"
+        elif d.content_hash != c.content_hash:
+            ch.diffs = field_diffs(c.attributes, d.attributes)
+            replace_on = _replace_fields(provider_for, type_) if provider_for else ()
+            if any(x.path.split(":", 1)[0] in replace_on or x.path in replace_on for x in ch.diffs):
+                ch.action, ch.reason = "replace", "a changed field cannot be updated in place"
+            else:
+                ch.action = "update"
+            if ch.drift and not reconcile:
+                ch.reason = "also drifted; policy drift: report blocks apply until it is resolved"
+        elif ch.drift:
+            ch.action = "update" if reconcile else "drift"
+            ch.reason = ("changed outside specops; policy drift: reconcile overwrites it" if reconcile else
+                         "changed outside specops; policy drift: report, apply refuses until it is resolved")
+        changes[a] = ch
+
+    # Promotion: serving rollouts in envs that require gates.
+    if getattr(policy, "require_gates", False) and gates_for is not None:
+        for ch in changes.values():
+            if ch.desired is None or ch.type.endswith("_pipeline") or ch.type == "prompt":
+                continue
+            gates = gates_for(ch.name)
+            if not gates:
+                continue
+            pending = any(changes[p].action in ("create", "update", "replace") and changes[p].type == "zenml_pipeline"
+                          for p in ch.depends_on if p in changes)
+            version = _model_version(ch.depends_on, current)
+            ch.gates = gate_status(gates, state_gates, version, pending)
+            if ch.action in ("create", "update", "replace") and any(g["status"] not in ("passed", "pending") for g in ch.gates):
+                ch.blocked = True
+
+    order = topo_order({a: deps.get(a, []) for a in addresses if a in desired})
+    deletes = [a for a in reversed(topo_order({a: deps.get(a, []) for a in addresses if a not in desired}))]
+    ordered = [changes[a] for a in order] + [changes[a] for a in deletes]
+    return Plan(env, target, bool(refresh_live and provider_for), state.serial if state is not None else None,
+                {"drift": policy.drift, "prune": policy.prune, "require_gates": policy.require_gates}, ordered)
+
+
+def _replace_fields(provider_for: Callable[[str], Any], type_: str) -> tuple[str, ...]:
+    try:
+        return tuple(getattr(provider_for(type_), "REPLACE_ON", ()))
+    except Exception:  # noqa: BLE001 - a provider that cannot load is reported by refresh/apply
+        return ()
+
+
+def _model_version(deps: list[str], current: dict[str, Any]) -> str | None:
+    for p in deps:
+        c = current.get(p)
+        if c is not None and c.outputs.get("model_version") is not None:
+            return str(c.outputs["model_version"])
+    return None
+
+
+# ---- rendering --------------------------------------------------------------------------------
+
+
+def _val(v: Any) -> str:
+    s = json.dumps(v, sort_keys=True, ensure_ascii=False, default=str)
+    return s if len(s) <= 80 else s[:77] + "..."
+
+
+
+
+def _serving_types() -> set[str]:
+    from specops.ops.resources import SERVING_TYPES  # platform -> resource type
+
+    return set(SERVING_TYPES.values())
+
+
+def render_text(plan: Plan, *, verbose_limit: int = 20) -> str:
+    lines = [f"env {plan.env} (target {plan.target}); state serial "
+             f"{plan.state_serial if plan.state_serial is not None else 'none'}"
+             f"{'' if plan.refreshed else '; live state not refreshed'}"]
+    shown = [c for c in plan.changes if c.action != "no-op" or c.drift or c.blocked]
+    if not shown:
+        lines.append("No changes. The live system matches the specs.")
+        return "\n".join(lines) + "\n"
+    lines.append("")
+    for c in shown:
+        head = f"  {SYMBOLS[c.action]:>3} {c.address}  {c.action}"
+        if c.blocked:
+            head += " (blocked by gates)"
+        if c.reason:
+            head += f": {c.reason}"
+        lines.append(head)
+        for title, diffs in (("live vs state", c.drift_diffs), ("", c.diffs)):
+            if not diffs:
+                continue
+            if c.action == "create" and not title:
+                files = sorted({x.path.split(':')[0] for x in diffs})
+                lines.append(f"        {len(files)} file(s): {', '.join(files)}")
+                continue
+            for x in diffs[:verbose_limit]:
+                lines.append(f"        ~ {x.path}: {_val(x.before)} -> {_val(x.after)}" + (f"  ({title})" if title else ""))
+            if len(diffs) > verbose_limit:
+                lines.append(f"        ... {len(diffs) - verbose_limit} more")
+        for g in c.gates:
+            extra = f" ({g['message']})" if g["message"] else ""
+            lines.append(f"        gate {g['gate']}: {g['status']}{extra}")
+        cap = plan.capacity.get(c.name) if c.type in _serving_types() else None
+        if cap:
+            cost = f"; ${cap['usd_per_hour']:.2f}/h" if cap.get("usd_per_hour") is not None else ""
+            lines.append(f"        capacity {cap['verdict']}: {cap['reason']}{cost}")
+    n = plan.counts()
+    lines.append("")
+    lines.append(f"Plan: {n['create']} to create, {n['update']} to update, {n['replace']} to replace, "
+                 f"{n['delete']} to delete; {len(plan.drifted)} drifted, {n['orphan']} orphaned, "
+                 f"{n['blocked']} blocked by gates.")
+    return "\n".join(lines) + "\n"
+
+
+# ---- loading an environment -------------------------------------------------------------------
+
+
+@dataclass
+class EnvContext:
+    """Everything plan/apply/drift need for one environment."""
+
+    resolved: Any
+    env: str
+    root: Path
+    policy: Any
+    target_name: str
+    target: Any  # ir.Target
+    desired: list[Any]
+    store: Any
+    options: dict[str, Any]
+    diagnostics: Any
+    _providers: dict[str, Any] = field(default_factory=dict)
+    # serving target -> capacity summary, shown next to its resource in the plan
+    capacity: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def provider_for(self, type_: str) -> Any:
+        from specops.backends.provider import make_provider
+
+        if type_ not in self._providers:
+            self._providers[type_] = make_provider(type_, env=self.env, target=self.target, root=self.root,
+                                                   options=self.options)
+        return self._providers[type_]
+
+    def gates_for(self, serving: str) -> list[str]:
+        from specops.ops.resources import required_gates
+
+        return required_gates(self.resolved, self.env, serving)
+
+    def plan(self, state: Any, *, refresh_live: bool = True, targets: list[str] | None = None) -> Plan:
+        # Providers are built before the parallel refresh so the pool never races on the cache.
+        for t in sorted({d.type for d in self.desired} | {c.type for c in (state.resources.values() if state else [])}):
+            self.provider_for(t)
+        plan = compute_plan(self.desired, state, env=self.env, target=self.target_name, policy=self.policy,
+                            provider_for=self.provider_for, refresh_live=refresh_live, targets=targets,
+                            gates_for=self.gates_for)
+        plan.capacity = dict(self.capacity)
+        return plan
+
+
+def load_env(resolved: Any, env: str, options: dict[str, Any] | None = None) -> EnvContext:
+    """Compile `env` and gather its desired resources, policy, state store and provider options."""
+    from specops.state import open_store
+
+    from specops.build.compile import compile_repo
+    from specops.build.cache import cache_dir_of
+    from specops.ir.lower import lower_target
+    from specops.ops.resources import desired_resources
+
+    root = resolved.repo.root
+    view = resolved.envs[env]
+    build = compile_repo(resolved, [env], cache_dir=cache_dir_of(root))
+    desired = desired_resources(resolved, build, env) if not build.diagnostics.has_errors else []
+    opts = {"gitops_dir": view.target.serving.gitops_dir}
+    opts.update(options or {})
+    store = open_store(resolved.project.state, env, root)
+    ctx = EnvContext(resolved, env, root, view.env.policy, view.target_name, lower_target(view.target_name, view.target),
+                     desired, store, opts, build.diagnostics)
+    ctx.capacity = _capacity_summaries(build, env)
+    return ctx
+
+
+def _capacity_summaries(build: Any, env: str) -> dict[str, dict[str, Any]]:
+    """The GPU capacity verdict of each serving target, from the compiled capacity.json."""
+    out = {}
+    for path, a in build.artifacts.items():
+        parts = path.split("/")
+        if len(parts) == 4 and parts[0] == env and parts[1] == "serving" and parts[3] == "capacity.json":
+            rep = json.loads(a.data)
+            out[parts[2]] = {"verdict": rep.get("verdict"), "reason": rep.get("reason"),
+                             "usd_per_hour": (rep.get("cost") or {}).get("usd_per_hour")}
+    return out

@@ -1,0 +1,212 @@
+"""Resolution: references, duplicates, cycles and semantic checks, per environment.
+
+Input: a loaded `Repo`. Output: a `Resolved` repo — the Project, and per environment the
+effective nodes and the reference edges between them (the lineage graph) — plus diagnostics,
+each at the spec position that caused it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from specops.diagnostics import Diagnostic, Diagnostics, suggestion
+from specops.frontend.overrides import Node, env_nodes
+from specops.frontend.loader import Repo
+
+
+@dataclass(frozen=True)
+class Edge:
+    """`src` refers to `dst` through the field at `path` (the lineage graph's edges)."""
+
+    src: str  # "Kind/name"
+    dst: str
+    path: tuple
+
+
+@dataclass
+class EnvView:
+    name: str
+    env: Any  # specs.project.Environment
+    target_name: str
+    target: Any  # specs.project.Target
+    nodes: dict[str, Node] = field(default_factory=dict)
+    edges: list[Edge] = field(default_factory=list)
+
+    def of_kind(self, kind: str) -> list[Node]:
+        cache = self.__dict__.setdefault("_by_kind", {})
+        if kind not in cache:
+            cache[kind] = sorted((n for n in self.nodes.values() if n.kind == kind), key=lambda n: n.name)
+        return cache[kind]
+
+    def referrers(self, key: str) -> list[str]:
+        """Keys of the nodes whose references point at `key` (reverse lineage edges)."""
+        rev = self.__dict__.get("_rev")
+        if rev is None:
+            rev = {}
+            for e in self.edges:
+                rev.setdefault(e.dst, []).append(e.src)
+            self.__dict__["_rev"] = rev
+        return sorted(set(rev.get(key, ())))
+
+    def references(self, key: str) -> list[str]:
+        fwd = self.__dict__.get("_fwd")
+        if fwd is None:
+            fwd = {}
+            for e in self.edges:
+                fwd.setdefault(e.src, []).append(e.dst)
+            self.__dict__["_fwd"] = fwd
+        return fwd.get(key, [])
+
+    def get(self, kind: str, name: str) -> Node | None:
+        return self.nodes.get(f"{kind}/{name}")
+
+
+@dataclass
+class Resolved:
+    repo: Repo
+    project: Any  # specs.project.ProjectSpec
+    project_name: str
+    envs: dict[str, EnvView]
+    diagnostics: Diagnostics
+
+
+# (kind, path pattern, referenced kind). "*" in a path iterates a list.
+REFERENCES: list[tuple[str, tuple, str]] = [
+    ("Model", ("datasets", "*", "dataset"), "Dataset"),
+    ("Model", ("llm", "base", "fromModel"), "Model"),
+    ("Prompt", ("model",), "Model"),
+    ("EvalGate", ("model",), "Model"),
+    ("EvalGate", ("prompt",), "Prompt"),
+    ("EvalGate", ("dataset",), "Dataset"),
+    ("ServingTarget", ("model",), "Model"),
+    ("ServingTarget", ("adapters", "*"), "Model"),
+    ("ServingTarget", ("gates", "*"), "EvalGate"),
+]
+
+
+def _walk(data: Any, pattern: tuple, prefix: tuple = ()) -> Iterator[tuple[tuple, Any]]:
+    if not pattern:
+        yield prefix, data
+        return
+    head, rest = pattern[0], pattern[1:]
+    if head == "*":
+        if isinstance(data, list):
+            for i, item in enumerate(data):
+                yield from _walk(item, rest, prefix + (i,))
+    elif isinstance(data, dict) and head in data:
+        yield from _walk(data[head], rest, prefix + (head,))
+
+
+def _at(node: Node, path: tuple, severity: str, code: str, msg: str, notes: tuple[str, ...] = ()) -> Diagnostic:
+    return Diagnostic(severity, code, msg, node.file, node.doc.pos_of(("spec",) + path), notes)  # type: ignore[arg-type]
+
+
+def _check_refs(repo: Repo, view: EnvView, out: Diagnostics) -> None:
+    names_by_kind: dict[str, list[str]] = {}
+    for n in view.nodes.values():
+        names_by_kind.setdefault(n.kind, []).append(n.name)
+    for node in sorted(view.nodes.values(), key=lambda n: n.key):
+        spec_data = node.doc.data.get("spec", {})
+        for kind, pattern, target_kind in REFERENCES:
+            if node.kind != kind:
+                continue
+            for path, value in _walk(spec_data, pattern):
+                if not isinstance(value, str):
+                    continue
+                if f"{target_kind}/{value}" in view.nodes:
+                    view.edges.append(Edge(node.key, f"{target_kind}/{value}", path))
+                    continue
+                if f"{target_kind}/{value}" in repo.invalid or value in repo.unparsed_names:
+                    continue  # already reported where it is defined
+                other = [k for k, names in names_by_kind.items() if value in names]
+                if other:
+                    out.add(_at(node, path, "error", "wrong-kind-ref",
+                                f"'{value}' is a {other[0]}, but {'.'.join(map(str, path))} needs a {target_kind}"))
+                else:
+                    invalid = [k.split("/", 1)[1] for k in repo.invalid if k.startswith(target_kind + "/")]
+                    out.add(_at(node, path, "error", "unresolved-ref",
+                                f"unknown {target_kind} '{value}'"
+                                + suggestion(value, names_by_kind.get(target_kind, []) + invalid)))
+
+
+def _check_cycles(view: EnvView, out: Diagnostics) -> None:
+    graph: dict[str, list[Edge]] = {}
+    for e in view.edges:
+        graph.setdefault(e.src, []).append(e)
+    done: set[str] = set()
+    path: list[str] = []  # the DFS stack of node keys
+
+    def visit(k: str) -> None:
+        path.append(k)
+        for e in sorted(graph.get(k, []), key=lambda e: (e.dst, e.path)):
+            if e.dst in path:
+                chain = " -> ".join(path[path.index(e.dst):] + [e.dst])
+                out.add(_at(view.nodes[e.src], e.path, "error", "cycle", f"reference cycle: {chain}"))
+            elif e.dst not in done:
+                visit(e.dst)
+        path.pop()
+        done.add(k)
+
+    for k in sorted(graph):
+        if k not in done:
+            visit(k)
+
+
+def _check_duplicates(repo: Repo, out: Diagnostics) -> None:
+    seen: dict[str, Any] = {}
+    for s in repo.specs:
+        first = seen.get(s.key)
+        if first is None:
+            seen[s.key] = s
+            continue
+        out.add(Diagnostic("error", "duplicate-name",
+                           f"{s.kind} '{s.name}' is already defined at {first.file}:{first.doc.pos_of(('metadata', 'name')).line}",
+                           s.file, s.doc.pos_of(("metadata", "name"))))
+
+
+def resolve(repo: Repo, only_envs: list[str] | None = None) -> Resolved:
+    """Resolve every environment, or only `only_envs` (names the Project must declare)."""
+    from specops.checks.semantics import check_semantics
+
+    out = Diagnostics(list(repo.diagnostics.items))
+    proj_spec = repo.project()
+    if proj_spec is None:
+        return Resolved(repo, None, "", {}, out)
+    project = proj_spec.model.spec
+    _check_duplicates(repo, out)
+    env_names = sorted(project.environments)
+
+    # Environments must name declared targets; overrides must name declared environments.
+    pdoc = proj_spec.doc
+    for env_name, env in project.environments.items():
+        if env.target not in project.targets:
+            out.add(Diagnostic("error", "unknown-target",
+                               f"environment '{env_name}' names unknown target '{env.target}'"
+                               + suggestion(env.target, project.targets),
+                               pdoc.file, pdoc.pos_of(("spec", "environments", env_name, "target"))))
+    for s in repo.specs:
+        for i, env_name in enumerate(getattr(s.model, "environments", None) or []):
+            if env_name not in project.environments:
+                out.add(Diagnostic("error", "unknown-env", f"unknown environment '{env_name}'"
+                                   + suggestion(env_name, env_names), s.file, s.doc.pos_of(("environments", i))))
+        for env_name in s.model.overrides:
+            if env_name not in project.environments:
+                out.add(Diagnostic("error", "unknown-env", f"overrides name unknown environment '{env_name}'"
+                                   + suggestion(env_name, env_names),
+                                   s.file, s.doc.pos_of(("overrides", env_name), prefer_key=True)))
+
+    envs: dict[str, EnvView] = {}
+    for env_name in env_names:
+        if only_envs and env_name not in only_envs:
+            continue
+        env = project.environments[env_name]
+        nodes, dd = env_nodes(repo, env_name)
+        out.extend(dd)
+        view = EnvView(env_name, env, env.target, project.targets.get(env.target), nodes)
+        _check_refs(repo, view, out)
+        _check_cycles(view, out)
+        envs[env_name] = view
+    resolved = Resolved(repo, project, proj_spec.name, envs, out)
+    check_semantics(resolved, out)
+    return resolved

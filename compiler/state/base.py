@@ -1,0 +1,295 @@
+"""State as data, shared by every store: the document, its checks, and the lock record.
+
+State file format (schema version 1): one JSON object, keys sorted, indent 2, trailing newline:
+
+    {"env": ..., "gates": {...}, "lineage": "<uuid4>", "resources": {"<address>": {...}},
+     "serial": N, "version": 1}
+
+Stores (`local`, `s3`) import only this module; `specops.state.open_store` picks one.
+Only the standard library is used, so the CLI can import it at start-up.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import re
+import socket
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, ContextManager, Protocol
+
+SCHEMA_VERSION = 1
+KEEP_BACKUPS = 5
+DEFAULT_STALE_AFTER = 3600.0
+
+# Environment names become file names / object keys: keep them to one safe path component.
+_ENV_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+# Lock ids taken by this process (any store object). A write while some *other* lock is held
+# is refused; tracking ids process-wide lets the engine lock through one store object and
+# write through another for the same environment.
+_HELD_LOCK_IDS: set[str] = set()
+
+
+class StateError(Exception):
+    """One human line; the CLI prints it and exits 1, never a traceback."""
+
+
+@dataclass
+class ResourceState:
+    address: str
+    type: str
+    name: str
+    content_hash: str
+    ids: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    attributes: dict[str, Any] = field(default_factory=dict)
+    depends_on: list[str] = field(default_factory=list)
+
+
+def _new_lineage() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass
+class State:
+    version: int = SCHEMA_VERSION
+    serial: int = 0
+    lineage: str = field(default_factory=_new_lineage)
+    env: str = ""
+    resources: dict[str, ResourceState] = field(default_factory=dict)
+    gates: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def new(cls, env: str) -> "State":
+        """An empty state for `env` with a fresh lineage (serial 0: nothing written yet)."""
+        return cls(env=env)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "serial": self.serial,
+            "lineage": self.lineage,
+            "env": self.env,
+            "resources": {a: asdict(r) if isinstance(r, ResourceState) else dict(r)
+                          for a, r in self.resources.items()},
+            "gates": self.gates,
+        }
+
+    def to_bytes(self) -> bytes:
+        return (json.dumps(self.to_dict(), sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str) -> "State":
+        """Parse and check a state document; any problem is a one-line StateError naming `where`."""
+        if not data.strip():
+            raise StateError(f"{where}: state file is empty")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise StateError(f"{where}: state file is not UTF-8 (byte {e.start})") from None
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as e:
+            # specops writes one JSON object, so a file that stops before its closing brace was cut short.
+            if e.pos >= len(text.rstrip()) or not text.rstrip().endswith("}"):
+                raise StateError(f"{where}: state file is truncated ({len(data)} bytes, JSON stops at line "
+                                 f"{text.count(chr(10)) + 1} before the closing brace)") from None
+            raise StateError(f"{where}: state file is not valid JSON ({e.msg}: line {e.lineno} column {e.colno})") from None
+        return cls.from_dict(doc, where)
+
+    @classmethod
+    def from_dict(cls, doc: Any, where: str) -> "State":
+        def bad(what: str) -> StateError:
+            return StateError(f"{where}: state file is malformed: {what}")
+
+        if not isinstance(doc, dict):
+            raise bad(f"top level is {type(doc).__name__}, expected an object")
+        version = doc.get("version")
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise bad("'version' is missing or not an integer")
+        if version != SCHEMA_VERSION:
+            newer = " (written by a newer specops?)" if version > SCHEMA_VERSION else ""
+            raise StateError(f"{where}: state schema version {version} is not supported{newer}; this specops reads version {SCHEMA_VERSION}")
+        expected = {"version", "serial", "lineage", "env", "resources", "gates"}
+        unknown = sorted(set(doc) - expected)
+        if unknown:
+            raise bad(f"unknown key(s) {', '.join(map(repr, unknown))}")
+        serial = doc.get("serial")
+        if not isinstance(serial, int) or isinstance(serial, bool) or serial < 0:
+            raise bad("'serial' is missing or not a non-negative integer")
+        for key in ("lineage", "env"):
+            if not isinstance(doc.get(key), str) or not doc[key]:
+                raise bad(f"'{key}' is missing or not a non-empty string")
+        for key in ("resources", "gates"):
+            if not isinstance(doc.get(key), dict):
+                raise bad(f"'{key}' is missing or not an object")
+        resources: dict[str, ResourceState] = {}
+        required = {"address": str, "type": str, "name": str, "content_hash": str}
+        optional = {"ids": dict, "outputs": dict, "attributes": dict, "depends_on": list}
+        for addr, raw in doc["resources"].items():
+            if not isinstance(raw, dict):
+                raise bad(f"resources[{addr!r}] is not an object")
+            extra = sorted(set(raw) - set(required) - set(optional))
+            if extra:
+                raise bad(f"resources[{addr!r}] has unknown key(s) {', '.join(map(repr, extra))}")
+            for k, t in required.items():
+                if not isinstance(raw.get(k), t):
+                    raise bad(f"resources[{addr!r}].{k} is missing or not a {t.__name__}")
+            for k, t in optional.items():
+                if k in raw and not isinstance(raw[k], t):
+                    raise bad(f"resources[{addr!r}].{k} is not a {'list' if t is list else 'object'}")
+            if raw["address"] != addr:
+                raise bad(f"resources[{addr!r}].address is {raw['address']!r}")
+            resources[addr] = ResourceState(
+                address=raw["address"], type=raw["type"], name=raw["name"],
+                content_hash=raw["content_hash"], ids=dict(raw.get("ids", {})),
+                outputs=dict(raw.get("outputs", {})), attributes=dict(raw.get("attributes", {})),
+                depends_on=list(raw.get("depends_on", [])),
+            )
+        return cls(version=version, serial=serial, lineage=doc["lineage"], env=doc["env"],
+                   resources=resources, gates=dict(doc["gates"]))
+
+
+# ---------------------------------------------------------------------------------------
+# Locks
+
+
+def _utc_now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class LockInfo:
+    id: str
+    owner: str
+    pid: int
+    host: str
+    created: str
+    operation: str
+
+    @classmethod
+    def new(cls, operation: str) -> "LockInfo":
+        host = socket.gethostname()
+        try:
+            user = getpass.getuser()
+        except Exception:  # no user name in containers without a passwd entry
+            user = f"uid{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+        return cls(id=str(uuid.uuid4()), owner=f"{user}@{host}", pid=os.getpid(), host=host,
+                   created=_utc_now_iso(), operation=operation)
+
+    def to_bytes(self) -> bytes:
+        return (json.dumps(asdict(self), sort_keys=True, indent=2) + "\n").encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str) -> "LockInfo":
+        try:
+            doc = json.loads(data.decode("utf-8"))
+            info = cls(id=str(doc["id"]), owner=str(doc["owner"]), pid=int(doc["pid"]),
+                       host=str(doc["host"]), created=str(doc["created"]),
+                       operation=str(doc["operation"]))
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
+            raise StateError(f"lock {where} is unreadable ({type(e).__name__}); if no specops is running, delete it") from None
+        return info
+
+    def age_seconds(self, now: float | None = None) -> float | None:
+        try:
+            t = datetime.strptime(self.created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        except ValueError:
+            return None
+        return (time.time() if now is None else now) - t.timestamp()
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return True
+    return True
+
+
+def stale_reason(info: LockInfo, stale_after: float) -> str | None:
+    """Why a held lock looks abandoned, or None. A dead pid only counts on the same host."""
+    if info.host == socket.gethostname() and not _pid_alive(info.pid):
+        return f"pid {info.pid} is not running on this host"
+    age = info.age_seconds()
+    if age is not None and age > stale_after:
+        return f"it is {int(age)}s old, more than {int(stale_after)}s"
+    return None
+
+
+class LockHeld(StateError):
+    def __init__(self, env: str, info: LockInfo, stale: str | None = None) -> None:
+        self.env = env
+        self.info = info
+        self.stale = stale
+        msg = (f"state for env '{env}' is locked by {info.owner} (pid {info.pid}, {info.operation}, "
+               f"since {info.created}; lock id {info.id})")
+        if stale:
+            msg += (f"; it looks stale ({stale}): if no specops is running for it, release it "
+                    f"with `specops force-unlock {info.id}`")
+        super().__init__(msg)
+
+
+class StateStore(Protocol):
+    env: str
+
+    def read(self) -> State | None: ...
+    def write(self, state: State) -> None: ...
+    def lock(self, operation: str, *, stale_after: float = DEFAULT_STALE_AFTER) -> ContextManager[LockInfo]: ...
+    def force_unlock(self, lock_id: str) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------
+# Shared write checks (both stores)
+
+
+def check_env(env: str) -> str:
+    if not isinstance(env, str) or not _ENV_RE.match(env) or env in (".", ".."):
+        raise StateError(f"environment name {env!r} cannot name a state file (letters, digits, '_', '.', '-')")
+    return env
+
+
+def prepare_write(state: State, current: State | None, env: str, where: str) -> int:
+    """Check `state` may replace `current`; return the serial the new version gets."""
+    if state.env != env:
+        raise StateError(f"{where}: refusing to write state for env {state.env!r} into env {env!r}")
+    if state.version != SCHEMA_VERSION:
+        raise StateError(f"{where}: refusing to write state schema version {state.version}")
+    if not state.lineage:
+        raise StateError(f"{where}: refusing to write state without a lineage")
+    for addr, r in state.resources.items():
+        got = r.address if isinstance(r, ResourceState) else r.get("address")
+        if got != addr:
+            raise StateError(f"{where}: refusing to write resource {addr!r} whose address is {got!r}")
+    if current is None:
+        return state.serial + 1
+    if state.lineage != current.lineage:
+        raise StateError(f"{where}: refusing to write state of lineage {state.lineage} over lineage "
+                         f"{current.lineage} (a different state history)")
+    if state.serial < current.serial:
+        raise StateError(f"{where}: state changed since it was read (serial {current.serial} stored, "
+                         f"{state.serial} in hand); re-run to plan against the current state")
+    return max(state.serial, current.serial) + 1
+
+
+def backup_name(state_name: str, serial: int) -> str:
+    return f"{state_name}.{serial}.bak"
+
+
+def backup_serials(state_name: str, names: list[str]) -> list[int]:
+    """Serials of the backups of `state_name` among `names`, oldest first."""
+    pat = re.compile(re.escape(state_name) + r"\.(\d+)\.bak$")
+    return sorted(int(m.group(1)) for n in names if (m := pat.match(n)))
+
+

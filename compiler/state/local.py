@@ -1,0 +1,275 @@
+"""The local state store: one JSON file per environment, atomic writes, backups, a lock file.
+
+Layout under `<root>/<state.path>/`:
+    <env>.state.json            current state
+    <env>.state.json.<N>.bak    the previous versions (serial N), newest 5 kept
+    <env>.state.lock            lock: JSON `LockInfo`, created atomically (exclusive create)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+from specops.fsio import fsync_dir as _fsync_dir
+from specops.fsio import write_atomic
+from specops.state.base import (
+    _HELD_LOCK_IDS,
+    DEFAULT_STALE_AFTER,
+    KEEP_BACKUPS,
+    LockHeld,
+    LockInfo,
+    State,
+    StateError,
+    _pid_alive,
+    backup_name,
+    backup_serials,
+    check_env,
+    prepare_write,
+    stale_reason,
+)
+
+# ---------------------------------------------------------------------------------------
+# Local store
+
+
+def _replace(src: str, dst: Path) -> None:
+    os.replace(src, dst)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` crash-safely: temp file, fsync, rename over, fsync the directory
+    (fsio.write_atomic). The rename goes through `_replace`, which tests inject faults into."""
+    write_atomic(path, data, durable=True, replace=lambda src, dst: _replace(src, dst))
+
+
+class LocalStore:
+    """State for one environment in a local directory (see the module docstring for layout)."""
+
+    def __init__(self, directory: Path, env: str, *, keep_backups: int = KEEP_BACKUPS) -> None:
+        self.env = check_env(env)
+        self.directory = Path(directory)
+        self.path = self.directory / f"{env}.state.json"
+        self.lock_path = self.directory / f"{env}.state.lock"
+        self.keep_backups = keep_backups
+        # The lock of a dead process that lock() removed, for the CLI to say so.
+        self.took_over: LockInfo | None = None
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+    # -- state -----------------------------------------------------------------------
+
+    def backups(self) -> list[int]:
+        """Serials of the kept backups, oldest first."""
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return []
+        return backup_serials(self.path.name, names)
+
+    def backup_path(self, serial: int) -> Path:
+        return self.directory / backup_name(self.path.name, serial)
+
+    def read_backup(self, serial: int) -> State:
+        p = self.backup_path(serial)
+        try:
+            return State.from_bytes(p.read_bytes(), str(p))
+        except OSError as e:
+            raise StateError(f"{p}: cannot read backup ({e.strerror or e})") from None
+
+    def _restore_hint(self) -> str:
+        serials = self.backups()
+        if not serials:
+            return "no backup to restore from"
+        newest = self.backup_path(serials[-1])
+        return f"newest backup to restore from: {newest} (serial {serials[-1]})"
+
+    def read(self) -> State | None:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise StateError(f"{self.path}: cannot read state ({e.strerror or e})") from None
+        return self._parse(data)
+
+    def _parse(self, data: bytes) -> State:
+        try:
+            state = State.from_bytes(data, str(self.path))
+        except StateError as e:
+            raise StateError(f"{e}; nothing was changed; {self._restore_hint()}") from None
+        if state.env != self.env:
+            raise StateError(f"{self.path}: holds state for env {state.env!r}, not {self.env!r}")
+        return state
+
+    def write(self, state: State) -> None:
+        self._check_not_locked_by_other()
+        current_bytes: bytes | None
+        try:
+            current_bytes = self.path.read_bytes()
+        except FileNotFoundError:
+            current_bytes = None
+        except OSError as e:
+            raise StateError(f"{self.path}: cannot read state ({e.strerror or e})") from None
+        # A corrupt current state is a StateError here: nothing is overwritten.
+        current = self._parse(current_bytes) if current_bytes is not None else None
+        serial = prepare_write(state, current, self.env, str(self.path))
+        new = State(version=state.version, serial=serial, lineage=state.lineage, env=state.env,
+                    resources=state.resources, gates=state.gates)
+        data = new.to_bytes()
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            if current is not None and current_bytes is not None:
+                atomic_write(self.backup_path(current.serial), current_bytes)
+            atomic_write(self.path, data)
+        except OSError as e:
+            raise StateError(f"{self.path}: cannot write state ({e.strerror or e}); the previous state is intact") from None
+        state.serial = serial  # the caller's object now matches what is stored
+        self._rotate_backups()
+
+    def _rotate_backups(self) -> None:
+        serials = self.backups()
+        for s in serials[: max(0, len(serials) - self.keep_backups)]:
+            with contextlib.suppress(FileNotFoundError):
+                self.backup_path(s).unlink()
+
+    # -- lock ------------------------------------------------------------------------
+
+    def current_lock(self) -> LockInfo | None:
+        """The held lock, or None. An unreadable lock file is a StateError."""
+        for attempt in range(20):
+            try:
+                data = self.lock_path.read_bytes()
+            except FileNotFoundError:
+                return None
+            if data.strip() or attempt == 19:
+                break
+            time.sleep(0.05)  # only the O_EXCL fallback leaves a moment with an empty file
+        return LockInfo.from_bytes(data, str(self.lock_path))
+
+    def _check_not_locked_by_other(self) -> None:
+        info = self.current_lock()
+        if info is not None and info.id not in _HELD_LOCK_IDS:
+            raise LockHeld(self.env, info)
+
+    def _create_lock_file(self, info: LockInfo) -> bool:
+        """Create the lock file holding `info` atomically; False if it already exists."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        data = info.to_bytes()
+        # Write a complete temp file and hard-link it into place: link() fails with EEXIST
+        # when the lock exists, and a reader never sees a half-written lock.
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.lock_path.name}.", suffix=".tmp", dir=self.directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, self.lock_path)
+            except FileExistsError:
+                return False
+            except OSError as e:
+                if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+                    raise
+                # Filesystem without hard links: plain exclusive create.
+                try:
+                    lfd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                except FileExistsError:
+                    return False
+                with os.fdopen(lfd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        _fsync_dir(self.directory)
+        return True
+
+    @contextlib.contextmanager
+    def lock(self, operation: str, *, stale_after: float = DEFAULT_STALE_AFTER) -> Iterator[LockInfo]:
+        info = LockInfo.new(operation)
+        for _ in range(5):
+            try:
+                if self._create_lock_file(info):
+                    break
+            except OSError as e:
+                raise StateError(f"{self.lock_path}: cannot create lock ({e.strerror or e})") from None
+            held = self.current_lock()
+            if held is not None:
+                if self._take_over_dead(held):
+                    # Its process died (kill -9, OOM, a lost machine session) on this very
+                    # host: nothing can be writing under it, so the next run proceeds.
+                    self.took_over = held
+                    continue
+                raise LockHeld(self.env, held, stale_reason(held, stale_after))
+            # Released between our attempt and the read: try again.
+        else:
+            raise StateError(f"{self.lock_path}: could not take the lock (it keeps changing hands)")
+        _HELD_LOCK_IDS.add(info.id)
+        try:
+            yield info
+        finally:
+            _HELD_LOCK_IDS.discard(info.id)
+            self._release(info.id)
+
+    def _take_over_dead(self, held: LockInfo) -> bool:
+        """Remove `held` if its pid is dead on this host (never by age alone: a slow apply on
+        another machine looks just like an abandoned one). A short-lived takeover file makes
+        sure two processes racing to do this cannot delete each other's fresh lock."""
+        if held.host != socket.gethostname() or _pid_alive(held.pid):
+            return False
+        mutex = self.lock_path.with_name(self.lock_path.name + ".takeover")
+        try:
+            fd = os.open(mutex, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            with contextlib.suppress(OSError):
+                if time.time() - mutex.stat().st_mtime > 60:  # left by a takeover that died
+                    mutex.unlink()
+            return False
+        except OSError:
+            return False
+        try:
+            os.close(fd)
+            cur = self.current_lock()
+            if cur is not None and cur.id == held.id:
+                with contextlib.suppress(FileNotFoundError):
+                    self.lock_path.unlink()
+                _fsync_dir(self.directory)
+                return True
+            return cur is None
+        except StateError:
+            return False
+        finally:
+            with contextlib.suppress(OSError):
+                mutex.unlink()
+
+    def _release(self, lock_id: str) -> None:
+        try:
+            held = self.current_lock()
+        except StateError:
+            return
+        if held is not None and held.id == lock_id:
+            with contextlib.suppress(FileNotFoundError):
+                self.lock_path.unlink()
+            _fsync_dir(self.directory)
+
+    def force_unlock(self, lock_id: str) -> None:
+        held = self.current_lock()
+        if held is None:
+            raise StateError(f"state for env '{self.env}' is not locked ({self.lock_path} does not exist)")
+        if held.id != lock_id:
+            raise StateError(f"lock id {lock_id} does not match the lock on env '{self.env}' "
+                             f"(held by {held.owner}, pid {held.pid}, lock id {held.id}); nothing released")
+        self.lock_path.unlink()
+        _fsync_dir(self.directory)
+
+

@@ -1,0 +1,282 @@
+"""State in S3: the local store's layout as objects, with S3 conditional writes for safety.
+
+Objects under `s3://<bucket>/<prefix>/`:
+    <env>.state.json            current state (same JSON as the local store, schema version 1)
+    <env>.state.json.<N>.bak    previous versions (serial N), newest 5 kept
+    <env>.state.lock            lock: JSON `LockInfo`
+
+The lock is created with `PutObject If-None-Match: *` (HTTP 412 = someone holds it); state is
+replaced with `PutObject If-Match: <ETag of what was read>` (412 = someone else wrote since),
+and the lock is released with `DeleteObject If-Match`. No DynamoDB table is needed.
+
+boto3 is imported only when a client is first needed. `AWS_ENDPOINT_URL` is honoured (moto
+in tests, MinIO / LocalStack elsewhere).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Iterator
+
+from specops.state.base import (
+    DEFAULT_STALE_AFTER,
+    KEEP_BACKUPS,
+    _HELD_LOCK_IDS,
+    LockHeld,
+    LockInfo,
+    State,
+    StateError,
+    backup_name,
+    backup_serials,
+    check_env,
+    prepare_write,
+    stale_reason,
+)
+
+
+def _status(e: Exception) -> tuple[str, int]:
+    resp = getattr(e, "response", None) or {}
+    code = str(resp.get("Error", {}).get("Code", ""))
+    status = int(resp.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    return code, status
+
+
+def _is_precondition(e: Exception) -> bool:
+    code, status = _status(e)
+    return status == 412 or code == "PreconditionFailed"
+
+
+def _is_conflict(e: Exception) -> bool:
+    # AWS answers 409 ConditionalRequestConflict when two conditional writes race.
+    code, status = _status(e)
+    return status == 409 or code == "ConditionalRequestConflict"
+
+
+def _is_missing(e: Exception) -> bool:
+    code, status = _status(e)
+    return code in ("NoSuchKey", "404", "NotFound") or (status == 404 and code != "NoSuchBucket")
+
+
+class S3Store:
+    """State for one environment in an S3 bucket (see the module docstring for layout)."""
+
+    def __init__(self, bucket: str, env: str, *, prefix: str | None = None, region: str | None = None,
+                 endpoint_url: str | None = None, client: Any = None,
+                 keep_backups: int = KEEP_BACKUPS) -> None:
+        self.env = check_env(env)
+        self.bucket = bucket
+        self.prefix = (prefix or "").strip("/")
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self.keep_backups = keep_backups
+        base = f"{self.prefix}/" if self.prefix else ""
+        self.key = f"{base}{env}.state.json"
+        self.lock_key = f"{base}{env}.state.lock"
+        self._client = client
+        # What the last read/write saw: conditional writes are made against this ETag.
+        self._seen = False
+        self._etag: str | None = None
+        self._current: State | None = None
+        self._current_bytes: bytes | None = None
+
+    @property
+    def where(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            try:
+                import boto3
+                from botocore.config import Config
+            except ImportError:
+                raise StateError("the s3 state backend needs boto3: pip install 'specops[sagemaker]'") from None
+            endpoint = self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+            # Path-style addressing for custom endpoints: `bucket.127.0.0.1` does not resolve.
+            config = Config(s3={"addressing_style": "path"}) if endpoint else None
+            self._client = boto3.client("s3", region_name=self.region, endpoint_url=endpoint, config=config)
+        return self._client
+
+    def _call(self, what: str, fn: Any, **kw: Any) -> Any:
+        """Call the S3 API; turn transport/credential/bucket errors into one-line StateErrors.
+
+        Precondition failures and missing keys propagate (callers give them meaning).
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn(Bucket=self.bucket, **kw)
+        except ClientError as e:
+            if _is_precondition(e) or _is_conflict(e) or _is_missing(e):
+                raise
+            code, status = _status(e)
+            if code == "NoSuchBucket":
+                raise StateError(f"s3://{self.bucket}: bucket does not exist (state.bucket in specops.yaml)") from None
+            msg = e.response.get("Error", {}).get("Message", "")
+            raise StateError(f"s3://{self.bucket}/{kw.get('Key', '')}: {what} failed: {code or status} {msg}".rstrip()) from None
+        except BotoCoreError as e:
+            raise StateError(f"s3://{self.bucket}/{kw.get('Key', '')}: {what} failed: {e}") from None
+
+    def _get(self, key: str) -> tuple[bytes, str] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            resp = self._call("read", self.client.get_object, Key=key)
+        except ClientError as e:
+            if _is_missing(e):
+                return None
+            raise StateError(f"s3://{self.bucket}/{key}: read failed: {_status(e)[0]}") from None
+        return resp["Body"].read(), resp["ETag"]
+
+    # -- state -----------------------------------------------------------------------
+
+    def backups(self) -> list[int]:
+        """Serials of the kept backups, oldest first."""
+        names: list[str] = []
+        kw: dict[str, Any] = {"Prefix": f"{self.key}."}
+        while True:
+            resp = self._call("list", self.client.list_objects_v2, **kw)
+            names += [o["Key"].rsplit("/", 1)[-1] for o in resp.get("Contents", [])]
+            if not resp.get("IsTruncated"):
+                break
+            kw["ContinuationToken"] = resp["NextContinuationToken"]
+        return backup_serials(self.key.rsplit("/", 1)[-1], names)
+
+    def backup_key(self, serial: int) -> str:
+        return backup_name(self.key, serial)
+
+    def read_backup(self, serial: int) -> State:
+        got = self._get(self.backup_key(serial))
+        where = f"s3://{self.bucket}/{self.backup_key(serial)}"
+        if got is None:
+            raise StateError(f"{where}: no such backup")
+        return State.from_bytes(got[0], where)
+
+    def _restore_hint(self) -> str:
+        try:
+            serials = self.backups()
+        except StateError:
+            serials = []
+        if not serials:
+            return "no backup to restore from"
+        return f"newest backup to restore from: s3://{self.bucket}/{self.backup_key(serials[-1])} (serial {serials[-1]})"
+
+    def read(self) -> State | None:
+        got = self._get(self.key)
+        if got is None:
+            self._seen, self._etag, self._current, self._current_bytes = True, None, None, None
+            return None
+        data, etag = got
+        try:
+            state = State.from_bytes(data, self.where)
+        except StateError as e:
+            raise StateError(f"{e}; nothing was changed; {self._restore_hint()}") from None
+        if state.env != self.env:
+            raise StateError(f"{self.where}: holds state for env {state.env!r}, not {self.env!r}")
+        self._seen, self._etag, self._current, self._current_bytes = True, etag, state, data
+        return State.from_bytes(data, self.where)  # a fresh copy: the caller may mutate theirs
+
+    def write(self, state: State) -> None:
+        from botocore.exceptions import ClientError
+
+        self._check_not_locked_by_other()
+        if not self._seen:
+            self.read()  # a corrupt current state raises here: nothing is overwritten
+        current, current_bytes, etag = self._current, self._current_bytes, self._etag
+        serial = prepare_write(state, current, self.env, self.where)
+        new = State(version=state.version, serial=serial, lineage=state.lineage, env=state.env,
+                    resources=state.resources, gates=state.gates)
+        data = new.to_bytes()
+        if current is not None and current_bytes is not None:
+            self._call("backup", self.client.put_object, Key=self.backup_key(current.serial),
+                       Body=current_bytes, ContentType="application/json")
+        cond = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        try:
+            resp = self._call("write", self.client.put_object, Key=self.key, Body=data,
+                              ContentType="application/json", **cond)
+        except ClientError as e:
+            if _is_precondition(e) or _is_conflict(e):
+                self._seen = False
+                raise StateError(f"{self.where}: state changed since it was read (another writer); "
+                                 f"nothing was written; re-run to plan against the current state") from None
+            raise
+        state.serial = serial
+        self._seen, self._etag, self._current, self._current_bytes = True, resp.get("ETag"), new, data
+        self._rotate_backups()
+
+    def _rotate_backups(self) -> None:
+        serials = self.backups()
+        for s in serials[: max(0, len(serials) - self.keep_backups)]:
+            self._call("delete backup", self.client.delete_object, Key=self.backup_key(s))
+
+    # -- lock ------------------------------------------------------------------------
+
+    def _lock_object(self) -> tuple[LockInfo, str] | None:
+        got = self._get(self.lock_key)
+        if got is None:
+            return None
+        return LockInfo.from_bytes(got[0], f"s3://{self.bucket}/{self.lock_key}"), got[1]
+
+    def current_lock(self) -> LockInfo | None:
+        got = self._lock_object()
+        return got[0] if got else None
+
+    def _check_not_locked_by_other(self) -> None:
+        info = self.current_lock()
+        if info is not None and info.id not in _HELD_LOCK_IDS:
+            raise LockHeld(self.env, info)
+
+    @contextlib.contextmanager
+    def lock(self, operation: str, *, stale_after: float = DEFAULT_STALE_AFTER) -> Iterator[LockInfo]:
+        from botocore.exceptions import ClientError
+
+        info = LockInfo.new(operation)
+        for _ in range(5):
+            try:
+                self._call("lock", self.client.put_object, Key=self.lock_key, Body=info.to_bytes(),
+                           ContentType="application/json", IfNoneMatch="*")
+                break
+            except ClientError as e:
+                if not (_is_precondition(e) or _is_conflict(e)):
+                    raise StateError(f"s3://{self.bucket}/{self.lock_key}: lock failed: {_status(e)[0]}") from None
+            held = self.current_lock()
+            if held is not None:
+                raise LockHeld(self.env, held, stale_reason(held, stale_after))
+            # Released between our attempt and the read (or a 409 race): try again.
+        else:
+            raise StateError(f"s3://{self.bucket}/{self.lock_key}: could not take the lock (it keeps changing hands)")
+        _HELD_LOCK_IDS.add(info.id)
+        try:
+            yield info
+        finally:
+            _HELD_LOCK_IDS.discard(info.id)
+            with contextlib.suppress(StateError):
+                self._delete_lock_if(info.id)
+
+    def _delete_lock_if(self, lock_id: str) -> bool:
+        """Delete the lock object if it still carries `lock_id` (conditional on its ETag)."""
+        from botocore.exceptions import ClientError
+
+        got = self._lock_object()
+        if got is None or got[0].id != lock_id:
+            return False
+        try:
+            self._call("unlock", self.client.delete_object, Key=self.lock_key, IfMatch=got[1])
+        except ClientError as e:
+            if _is_missing(e):
+                return False
+            if _is_precondition(e) or _is_conflict(e):
+                return False  # replaced in between: not ours any more
+            raise
+        return True
+
+    def force_unlock(self, lock_id: str) -> None:
+        held = self.current_lock()
+        if held is None:
+            raise StateError(f"state for env '{self.env}' is not locked (s3://{self.bucket}/{self.lock_key} does not exist)")
+        if held.id != lock_id:
+            raise StateError(f"lock id {lock_id} does not match the lock on env '{self.env}' "
+                             f"(held by {held.owner}, pid {held.pid}, lock id {held.id}); nothing released")
+        if not self._delete_lock_if(lock_id):
+            raise StateError(f"lock {lock_id} on env '{self.env}' changed while releasing it; nothing released")

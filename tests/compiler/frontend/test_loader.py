@@ -1,0 +1,92 @@
+"""Repo discovery and whole-document validation: ignore lists, symlinks, multi-document
+files, and no traceback for any document shape."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from specops.frontend.loader import find_root, load
+from specops.frontend.validation import validate_document
+from specops.frontend.yamlio import YamlDoc
+
+ROOT = Path(__file__).resolve().parents[3]
+CHURN = ROOT / "examples" / "churn"
+
+
+def copy(tmp_path: Path) -> Path:
+    repo = tmp_path / "repo"
+    shutil.copytree(CHURN, repo, ignore=shutil.ignore_patterns("build", ".specops"))
+    return repo
+
+
+def test_find_root_walks_up(tmp_path: Path) -> None:
+    repo = copy(tmp_path)
+    assert find_root(repo / "models") == repo.resolve()
+    assert find_root(tmp_path) is None
+
+
+def test_specopsignore_and_hidden_dirs_are_skipped(tmp_path: Path) -> None:
+    repo = copy(tmp_path)
+    (repo / "k8s").mkdir()
+    (repo / "k8s" / "deploy.yaml").write_text("apiVersion: apps/v1\nkind: Deployment\n")
+    (repo / ".github").mkdir()
+    (repo / ".github" / "ci.yml").write_text("on: push\n")
+    assert any(d.file == "k8s/deploy.yaml" for d in load(repo).diagnostics.items)
+    (repo / ".specopsignore").write_text("# not specs\nk8s/\n")
+    r = load(repo)
+    assert not r.diagnostics.items
+    assert len(r.specs) == 4
+
+
+def test_symlink_out_of_the_repo_is_refused(tmp_path: Path) -> None:
+    repo = copy(tmp_path)
+    outside = tmp_path / "outside.yaml"
+    outside.write_text("apiVersion: specops.dev/v1alpha1\n")
+    os.symlink(outside, repo / "models" / "sneaky.yaml")
+    os.symlink(tmp_path, repo / "up")
+    r = load(repo)
+    bad = sorted((d.file, d.code) for d in r.diagnostics.items)
+    assert bad == [("models/sneaky.yaml", "path-escape"), ("up", "path-escape")]
+
+
+def test_symlink_inside_the_repo_is_read_once(tmp_path: Path) -> None:
+    repo = copy(tmp_path)
+    (repo / "models" / "churn.yaml").rename(repo / "churn-real.yaml")
+    os.symlink(repo / "churn-real.yaml", repo / "models" / "churn.yaml")
+    os.symlink(repo / "models", repo / "models-again")
+    r = load(repo)
+    assert [d.code for d in r.diagnostics.items] == []
+    assert [s.file for s in r.specs if s.kind == "Model"] == ["churn-real.yaml"]
+
+
+def test_several_documents_per_file(tmp_path: Path) -> None:
+    repo = copy(tmp_path)
+    gate = (repo / "gates" / "auc.yaml").read_text()
+    (repo / "gates" / "auc.yaml").write_text(gate + "---\n" + gate.replace("name: churn-auc", "name: churn-auc-2"))
+    r = load(repo)
+    assert not r.diagnostics.items
+    assert sorted(s.name for s in r.specs if s.kind == "EvalGate") == ["churn-auc", "churn-auc-2"]
+
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=12))
+_keys = st.sampled_from(["apiVersion", "kind", "metadata", "spec", "name", "type", "source", "uri", "datasets",
+                         "classical", "llm", "metrics", "threshold", "engine", "args", "accelerator", "overrides",
+                         "environments", "targets", "x"])
+_values = st.recursive(_scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                          st.dictionaries(_keys, inner, max_size=4)), max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from(["Project", "Dataset", "Model", "Prompt", "EvalGate", "ServingTarget", "Nope"]),
+       body=st.dictionaries(_keys, _values, max_size=5))
+def test_any_document_gives_a_model_or_positioned_diagnostics(kind: str, body: dict) -> None:
+    data = {"apiVersion": "specops.dev/v1alpha1", "kind": kind, **body}
+    model, diags = validate_document(YamlDoc("f.yaml", 0, data))
+    assert (model is None) == bool(diags)
+    for d in diags:
+        assert d.file == "f.yaml" and d.pos is not None

@@ -1,0 +1,206 @@
+"""`specops plan` / `drift`: actions, field diffs, targeting, JSON, exit codes, gates.
+
+Runs the CLI in-process against a copy of examples/support-assistant on one local target;
+the gitops and prompt providers are the real ones; the pipeline orchestrator is the stand-in
+described in ops_fixtures.py (the real ZenML provider runs in the slow tests).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from specops.backends import provider as P
+from specops.cli import main
+from specops.ops.plan import field_diffs, flatten, topo_order
+
+from .ops_fixtures import FAKE, make_repo
+
+
+@pytest.fixture()
+def repo(tmp_path, monkeypatch):
+    monkeypatch.setitem(P.PROVIDERS, "zenml_pipeline", FAKE)
+    for k in ("SPECOPS_FAKE_GATES", "SPECOPS_FAKE_FAIL", "SPECOPS_FAKE_THROTTLE", "SPECOPS_FAKE_SLOW"):
+        monkeypatch.delenv(k, raising=False)
+    return make_repo(tmp_path)
+
+
+def cli(*args: str, input: str | None = None):
+    return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
+
+
+def test_plan_fresh_env_creates_everything_in_dependency_order(repo):
+    r = cli("plan", str(repo), "--env", "staging", "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert doc["version"] == 1 and doc["env"] == "staging" and doc["state_serial"] is None
+    addrs = [x["address"] for x in doc["resources"]]
+    assert addrs == ["zenml_pipeline.support-llm", "k8s_manifests.support-llm", "prompt.support-reply",
+                     "prompt.ticket-triage"]
+    assert {x["action"] for x in doc["resources"]} == {"create"}
+    k8s = doc["resources"][1]
+    assert k8s["depends_on"] == ["zenml_pipeline.support-llm"]
+    assert [g["gate"] for g in k8s["gates"]] == ["support-quality"]
+    assert doc["summary"]["create"] == 4 and doc["changes"] is True
+
+
+def test_plan_json_is_byte_identical(repo):
+    a = cli("plan", str(repo), "--env", "prod", "--json").output
+    b = cli("plan", str(repo), "--env", "prod", "--json").output
+    assert a == b and str(repo) not in a
+
+
+def test_detailed_exitcode_and_empty_plan_after_apply(repo):
+    assert cli("plan", str(repo), "--env", "dev", "--detailed-exitcode").exit_code == 2
+    r = cli("apply", str(repo), "--env", "dev", "--auto-approve")
+    assert r.exit_code == 0, r.output
+    r = cli("plan", str(repo), "--env", "dev", "--detailed-exitcode")
+    assert r.exit_code == 0, r.output
+    assert "No changes" in r.output
+
+
+def test_editing_one_spec_shows_exactly_that_update(repo):
+    assert cli("apply", str(repo), "--env", "dev", "--auto-approve").exit_code == 0
+    p = repo / "prompts" / "triage.yaml"
+    p.write_text(p.read_text().replace("temperature: 0.0", "temperature: 0.3"))
+    r = cli("plan", str(repo), "--env", "dev", "--json", "--detailed-exitcode")
+    assert r.exit_code == 2
+    doc = json.loads(r.output)
+    changed = [x for x in doc["resources"] if x["action"] != "no-op"]
+    assert [(x["address"], x["action"]) for x in changed] == [("prompt.ticket-triage", "update")]
+    assert changed[0]["diffs"] == [{"path": "prompt.json:parameters.temperature", "before": 0.0, "after": 0.3}]
+    text = cli("plan", str(repo), "--env", "dev").output
+    assert "~ prompt.json:parameters.temperature: 0.0 -> 0.3" in text
+
+
+def test_target_limits_plan_to_the_resource_and_its_dependencies(repo):
+    doc = json.loads(cli("plan", str(repo), "--env", "staging", "--json",
+                         "--target", "k8s_manifests.support-llm").output)
+    assert [x["address"] for x in doc["resources"]] == ["zenml_pipeline.support-llm", "k8s_manifests.support-llm"]
+    r = CliRunner().invoke(main, ["plan", str(repo), "--env", "staging", "--target", "k8s_manifests.support-lm"])
+    assert r.exit_code == 1
+    assert "no such resource" in r.output and "did you mean 'k8s_manifests.support-llm'" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_removed_spec_is_deleted_with_prune_and_orphaned_without(repo):
+    for env in ("dev", "staging"):
+        assert cli("apply", str(repo), "--env", env, "--auto-approve").exit_code in (0, 1)
+    (repo / "prompts" / "triage.yaml").unlink()
+    dev = json.loads(cli("plan", str(repo), "--env", "dev", "--json").output)
+    assert [(x["address"], x["action"]) for x in dev["resources"] if x["action"] != "no-op"] == \
+        [("prompt.ticket-triage", "delete")]
+    staging = cli("plan", str(repo), "--env", "staging", "--json", "--detailed-exitcode")
+    rows = [(x["address"], x["action"]) for x in json.loads(staging.output)["resources"]]
+    assert ("prompt.ticket-triage", "orphan") in rows
+
+
+def test_prompt_registry_edit_is_drift(repo):
+    assert cli("apply", str(repo), "--env", "dev", "--auto-approve").exit_code == 0
+    assert cli("drift", str(repo), "--env", "dev").exit_code == 0
+    reg = repo / ".specops" / "prompts" / "dev" / "support-reply.json"
+    doc = json.loads(reg.read_text())
+    doc["labels"]["hotfix"] = 4  # someone labelled the version in the registry by hand
+    reg.write_text(json.dumps(doc))
+    r = cli("drift", str(repo), "--env", "dev")
+    assert r.exit_code == 2, r.output
+    assert "prompt.support-reply" in r.output
+    assert 'prompt.json:labels: ["latest"] -> ["hotfix", "latest"]' in r.output
+    # dev reconciles: the plan overwrites the live change, apply restores it.
+    doc = json.loads(cli("plan", str(repo), "--env", "dev", "--json").output)
+    row = next(x for x in doc["resources"] if x["address"] == "prompt.support-reply")
+    assert row["action"] == "update" and row["drift"] is True
+    assert cli("apply", str(repo), "--env", "dev", "--auto-approve").exit_code == 0
+    assert json.loads(reg.read_text())["labels"] == {"latest": 4}
+    assert cli("drift", str(repo), "--env", "dev").exit_code == 0
+
+
+def test_refresh_false_does_not_see_drift(repo):
+    assert cli("apply", str(repo), "--env", "dev", "--auto-approve").exit_code == 0
+    (repo / ".specops" / "prompts" / "dev" / "support-reply.json").unlink()
+    assert cli("plan", str(repo), "--env", "dev", "--detailed-exitcode").exit_code == 2
+    r = cli("plan", str(repo), "--env", "dev", "--detailed-exitcode", "--refresh=false")
+    assert r.exit_code == 0 and "not refreshed" in r.output
+
+
+def test_plan_shows_blocked_rollout_until_gate_passes(repo, tmp_path, monkeypatch):
+    monkeypatch.setenv("SPECOPS_FAKE_GATES", "support-quality=fail")
+    r = cli("apply", str(repo), "--env", "staging", "--auto-approve")
+    assert r.exit_code == 1
+    assert "blocked by gates (k8s_manifests.support-llm)" in r.output
+    assert not (repo / ".specops" / "gitops" / "staging" / "support-llm").exists()
+    doc = json.loads(cli("plan", str(repo), "--env", "staging", "--json").output)
+    row = next(x for x in doc["resources"] if x["address"] == "k8s_manifests.support-llm")
+    assert row["blocked"] is True and row["gates"][0]["status"] == "failed"
+    # An externally computed eval result for the same model version unblocks it.
+    m = tmp_path / "metrics.json"
+    m.write_text(json.dumps({"rougeL": 0.47, "latency_p95_ms": 900}))
+    r = cli("gate", "run", "support-quality", str(repo), "--env", "staging", "--metrics", str(m))
+    assert r.exit_code == 0, r.output
+    assert "gate support-quality: passed" in r.output
+    doc = json.loads(cli("plan", str(repo), "--env", "staging", "--json").output)
+    row = next(x for x in doc["resources"] if x["address"] == "k8s_manifests.support-llm")
+    assert row["blocked"] is False and row["gates"][0]["status"] == "passed"
+    assert cli("apply", str(repo), "--env", "staging", "--auto-approve").exit_code == 0
+    assert (repo / ".specops" / "gitops" / "staging" / "support-llm" / "deployment.yaml").is_file()
+    assert cli("plan", str(repo), "--env", "staging", "--detailed-exitcode").exit_code == 0
+
+
+def test_gate_run_with_failing_metrics_records_failure(repo, tmp_path):
+    m = tmp_path / "metrics.json"
+    m.write_text(json.dumps({"rougeL": 0.30, "latency_p95_ms": 900}))
+    r = CliRunner().invoke(main, ["gate", "run", "support-quality", str(repo), "--env", "staging", "--metrics", str(m)])
+    assert r.exit_code == 1
+    assert "rougeL = 0.3 < 0.42" in r.output
+    state = json.loads((repo / ".specops" / "state" / "staging.state.json").read_text())
+    assert state["gates"]["support-quality"]["passed"] is False
+
+
+def test_flatten_and_field_diffs():
+    assert flatten({"a": {"b": [1, 2], "c": [{"x": 1}]}}) == {"a.b": [1, 2], "a.c[0].x": 1}
+    d = field_diffs({"f.json": {"a": 1, "b": {"c": 2}}}, {"f.json": {"a": 1, "b": {"c": 3}}, "g.yaml": {}})
+    assert [(x.path, x.before, x.after) for x in d] == [("f.json:b.c", 2, 3), ("g.yaml:", None, "(file)")]
+
+
+def test_topo_order_puts_dependencies_first():
+    assert topo_order({"b": ["a"], "a": [], "c": ["b"], "0": []}) == ["0", "a", "b", "c"]
+
+
+def test_align_compares_only_what_the_provider_reads_back():
+    from specops.ops.plan import align
+
+    recorded = {"definition.json": {"Steps": [1], "Version": "1"}, "params/train.json": {"a": 1}}
+    assert align(recorded, {"definition.json": {"Steps": [2]}}) == \
+        ({"definition.json": {"Steps": [1], "Version": "1"}}, {"definition.json": {"Steps": [2]}})
+    # a provider returning the document itself is matched to the file it belongs to
+    assert align(recorded, {"Steps": [2], "Version": "1"}) == \
+        ({"definition.json": recorded["definition.json"]}, {"definition.json": {"Steps": [2], "Version": "1"}})
+
+
+def test_import_of_an_unsupported_address_is_one_line(repo):
+    r = CliRunner().invoke(main, ["import", "zenml_pipeline.x", "abc", str(repo), "--env", "dev"])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) == 1 and r.output.startswith("specops: error: ")
+
+
+def test_unknown_env_is_a_usage_error(repo):
+    r = CliRunner().invoke(main, ["plan", str(repo), "--env", "prd"])
+    assert r.exit_code == 2 and "unknown environment 'prd'" in r.output and "did you mean 'prod'" in r.output
+
+
+def test_plan_shows_serving_capacity(tmp_path) -> None:
+    """Issue 4: the capacity verdict of each serving target is in the plan, text and JSON."""
+    import json
+
+    from click.testing import CliRunner
+
+    from specops.cli import main
+    from tests.compiler.ops.ops_fixtures import make_repo
+
+    root = make_repo(tmp_path)
+    text = CliRunner().invoke(main, ["plan", str(root), "--env", "staging", "--refresh=false"]).output
+    assert "capacity ok: fits: 14.96 GiB weights (8.03 B params" in text
+    doc = json.loads(CliRunner().invoke(main, ["plan", str(root), "--env", "staging", "--refresh=false", "--json"]).stdout)
+    assert doc["capacity"]["support-llm"]["verdict"] == "ok"
