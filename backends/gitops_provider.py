@@ -10,19 +10,18 @@ Argo CD or Flux syncs the directory; specops only writes it. Layout:
 
 from __future__ import annotations
 
-from specops.fsio import write_atomic
-
 import shutil
 from pathlib import Path
 from typing import Any
 
-from .provider import Desired, Live, ProviderError, content_hash
-
-
-def _attributes(files: dict[str, bytes]) -> dict[str, Any]:
-    from specops.ops.resources import attributes_of
-
-    return attributes_of(files)
+from specops.backends.provider import (
+    Desired,
+    Live,
+    ProviderError,
+    attributes_of,
+    content_hash,
+)
+from specops.fsio import write_atomic
 
 
 class GitopsProvider:
@@ -63,7 +62,7 @@ class GitopsProvider:
             files = self._files(d)
         except OSError as e:
             raise ProviderError(f"{self._rel(d)}: cannot read ({e.strerror or e})") from None
-        return Live(exists=True, content_hash=content_hash(files), attributes=_attributes(files),
+        return Live(exists=True, content_hash=content_hash(files), attributes=attributes_of(files),
                     ids={"path": self._rel(d)})
 
     def apply(self, desired: Desired, current: Any) -> tuple[dict[str, str], dict[str, Any]]:

@@ -32,6 +32,10 @@ from specops.ir import Serving
 
 FORMAT = "vllm-project/production-stack Helm values (chart vllm-stack 0.1.12, servingEngineSpec.modelSpec[])"
 CHART_VERSION = "0.1.12"
+NAME = "helm"
+ARTIFACT_BACKEND = "helm"
+RESOURCE_TYPE = "k8s_manifests"
+PROVIDER = "specops.backends.gitops_provider"
 
 # serve-config key -> vllmConfig key (the chart renders these as flags itself).
 _TYPED: dict[str, str] = {
@@ -53,7 +57,7 @@ _INT_KEYS = {"maxModelLen", "tensorParallelSize", "maxNumSeqs", "maxLoras"}
 _DROPPED = ("host", "port")
 
 
-def check(node: Serving) -> list[Diagnostic]:
+def check(node: Serving, serve_config_yaml: bytes | None = None) -> list[Diagnostic]:
     out = k8s.common_checks(node, "production-stack")
     if "@" in node.image:
         file, pos = k8s._source_pos(node)
@@ -137,8 +141,8 @@ def helm_values(node: Serving, serve_config_yaml: bytes) -> dict[str, Any]:
     return {"servingEngineSpec": {"modelSpec": [model_spec(node, serve_config_yaml)]}}
 
 
-def emit_helm_values(node: Serving, serve_config_yaml: bytes | None = None) -> dict[str, bytes]:
-    """`{"<name>/values.yaml": bytes}` for `helm install <release> vllm/vllm-stack -f values.yaml`."""
+def emit(node: Serving, serve_config_yaml: bytes | None = None) -> dict[str, bytes]:
+    """`{"values.yaml": bytes}` for `helm install <release> vllm/vllm-stack -f values.yaml`."""
     if serve_config_yaml is None:
         serve_config_yaml = k8s.default_serve_config(node)
-    return {f"{node.name}/values.yaml": k8s.dump_yaml(helm_values(node, serve_config_yaml))}
+    return {"values.yaml": k8s.dump_yaml(helm_values(node, serve_config_yaml))}

@@ -39,6 +39,8 @@ from specops.ir import Pipeline, Source, Step
 
 NAME = "kfp"
 FORMAT = "KFP IR YAML (PipelineSpec schemaVersion 2.1.0, kfp 2.17 layout)"
+RESOURCE_TYPE = "kfp_pipeline"
+PROVIDER = "specops.backends.kfp_provider"
 SCHEMA_VERSION = "2.1.0"
 # Normalised: the installed SDK's version must not leak into the output.
 SDK_VERSION = "kfp-2.17.0"

@@ -39,7 +39,14 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
-from specops.backends.provider import Desired, Live, ProviderError, RetryableError, retrying
+from specops.backends import kfp as kfp_backend
+from specops.backends.provider import (
+    Desired,
+    Live,
+    ProviderError,
+    RetryableError,
+    retrying,
+)
 
 if TYPE_CHECKING:
     from specops import ir
@@ -58,7 +65,6 @@ def provider(type: str, *, env: str, target: "ir.Target", root: Path, options: d
 
 
 def pipeline_name_for(name: str, env: str) -> str:
-    from specops.backends import kfp as kfp_backend
 
     return kfp_backend.pipeline_name(SimpleNamespace(name=name, env=env))  # type: ignore[arg-type]
 

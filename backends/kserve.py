@@ -24,13 +24,17 @@ from specops.diagnostics import Diagnostic
 from specops.ir import Serving
 
 FORMAT = "KServe serving.kserve.io/v1beta1 InferenceService (huggingface runtime, vLLM backend)"
+NAME = "kserve"
+ARTIFACT_BACKEND = "kserve"
+RESOURCE_TYPE = "k8s_manifests"
+PROVIDER = "specops.backends.gitops_provider"
 
 _STORAGE_SCHEMES = ("gs://", "s3://", "hf://", "pvc://", "oci://", "https://", "http://")
 # Keys the InferenceService expresses itself rather than as vLLM flags.
 _OWNED_KEYS = ("model", "served-model-name", "host", "port")
 
 
-def check(node: Serving) -> list[Diagnostic]:
+def check(node: Serving, serve_config_yaml: bytes | None = None) -> list[Diagnostic]:
     out = k8s.common_checks(node, "kserve")
     if not 0 <= node.canary_percent <= 100:
         file, pos = k8s._source_pos(node)
@@ -81,11 +85,11 @@ def inferenceservice(node: Serving, serve_config_yaml: bytes) -> dict[str, Any]:
     }
 
 
-def emit_kserve(node: Serving, serve_config_yaml: bytes | None = None) -> dict[str, bytes]:
+def emit(node: Serving, serve_config_yaml: bytes | None = None) -> dict[str, bytes]:
     """`{"<name>/inferenceservice.yaml": bytes}` for one Serving node."""
     if serve_config_yaml is None:
         serve_config_yaml = k8s.default_serve_config(node)
-    return {f"{node.name}/inferenceservice.yaml": k8s.dump_yaml(inferenceservice(node, serve_config_yaml))}
+    return {"inferenceservice.yaml": k8s.dump_yaml(inferenceservice(node, serve_config_yaml))}
 
 
 # ---- validation against KServe's CRD schema ----------------------------------------------------

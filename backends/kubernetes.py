@@ -26,11 +26,17 @@ import json
 from typing import Any, Iterable
 
 import yaml
-
+from specops.backends.vllm import serve_config  # checks every flag against the version
+from specops.backends.yaml_emit import dump
 from specops.diagnostics import Diagnostic, Pos
+from specops.gpus import UnknownGPU, gpu  # stdlib-only catalogue
 from specops.ir import Serving
 
 FORMAT = "Kubernetes manifests: v1 ConfigMap/Service/PersistentVolumeClaim, apps/v1 Deployment, autoscaling/v2 HPA"
+NAME = "kubernetes"  # the Project's `serving.platform`
+ARTIFACT_BACKEND = "kubernetes"  # the manifest's `backend` for these files
+RESOURCE_TYPE = "k8s_manifests"  # what plan/apply manage: rendered into a GitOps directory
+PROVIDER = "specops.backends.gitops_provider"
 
 # Kubernetes version the manifests are validated against by default (kubernetes-validate ships
 # schemas up to its own version; 1.30 is the oldest minor still in GKE/EKS standard support).
@@ -122,7 +128,6 @@ _Dumper.add_representer(str, _str_representer)
 def dump_yaml(doc: Any) -> bytes:
     """One YAML document, keys sorted, no flow style, multi-line strings as literal blocks:
     byte-stable. Emitted straight to libyaml's C emitter (see yaml_emit)."""
-    from specops.backends.yaml_emit import dump
 
     return dump(doc)
 
@@ -137,7 +142,6 @@ def load_serve_config(serve_config_yaml: bytes) -> dict[str, Any]:
 
 def default_serve_config(node: Serving) -> bytes:
     """The node's serve config, from `specops.backends.vllm.serve_config` (the one emitter)."""
-    from specops.backends.vllm import serve_config  # checks every flag against the version
 
     return serve_config(dict(node.engine_args), model=node.model_uri, version=node.engine_version)
 
@@ -227,7 +231,6 @@ def gpu_tolerations(node: Serving) -> list[dict[str, str]]:
 
 def gpu_resource_name(node: Serving) -> str:
     """The device plugin's extended resource: amd.com/gpu for AMD parts, else nvidia.com/gpu."""
-    from specops.gpus import UnknownGPU, gpu  # stdlib-only catalogue
 
     try:
         vendor = gpu(node.accelerator).vendor
@@ -292,7 +295,7 @@ def common_checks(node: Serving, what: str) -> list[Diagnostic]:
 # ---- plain Kubernetes --------------------------------------------------------------------------
 
 
-def check(node: Serving) -> list[Diagnostic]:
+def check(node: Serving, serve_config_yaml: bytes | None = None) -> list[Diagnostic]:
     return common_checks(node, "kubernetes")
 
 
@@ -412,22 +415,22 @@ def _hpa(node: Serving) -> dict[str, Any]:
 
 
 def kubernetes_resources(node: Serving, serve_config_yaml: bytes) -> dict[str, dict[str, Any]]:
-    """The resources as dicts, keyed by file path (what `emit_kubernetes` serialises)."""
+    """The resources as dicts, keyed by file path (what `emit` serialises)."""
     config = load_serve_config(serve_config_yaml)
     sha = hashlib.sha256(serve_config_yaml).hexdigest()
     out = {
-        f"{node.name}/configmap.yaml": _configmap(node, serve_config_yaml),
-        f"{node.name}/deployment.yaml": _deployment(node, config, sha),
-        f"{node.name}/pvc.yaml": _pvc(node),
-        f"{node.name}/service.yaml": _service(node, serve_port(config)),
+        "configmap.yaml": _configmap(node, serve_config_yaml),
+        "deployment.yaml": _deployment(node, config, sha),
+        "pvc.yaml": _pvc(node),
+        "service.yaml": _service(node, serve_port(config)),
     }
     if node.replicas_max > node.replicas_min:
-        out[f"{node.name}/hpa.yaml"] = _hpa(node)
+        out["hpa.yaml"] = _hpa(node)
     return out
 
 
-def emit_kubernetes(node: Serving, serve_config_yaml: bytes | None = None) -> dict[str, bytes]:
-    """Plain Kubernetes manifests for one Serving node: path -> YAML bytes, one resource a file.
+def emit(node: Serving, serve_config_yaml: bytes | None = None) -> dict[str, bytes]:
+    """Plain Kubernetes manifests for one Serving node: file name -> YAML bytes, one resource a file.
 
     `serve_config_yaml` is the `vllm serve --config` file (from `specops.backends.vllm`); when
     None it is produced from the node.
@@ -475,53 +478,3 @@ def validate_manifests(files: dict[str, bytes], k8s_version: str = DEFAULT_K8S_V
 
 
 # ---- one entry point per serving platform ------------------------------------------------------
-
-
-def emit_deployment(node: Serving, serve_config_yaml: bytes | None = None, *,
-                    helm: bool = False) -> dict[str, bytes]:
-    """The deployment files for `node.target.serving_platform`, path -> bytes: the one
-    dispatcher over serving platforms.
-
-    kubernetes -> plain manifests (or, with `helm=True`, production-stack values instead);
-    helm -> production-stack values; kserve -> the InferenceService; sagemaker -> the
-    endpoint requests; local -> nothing (the embedded target serves in-process).
-    """
-    if serve_config_yaml is None:
-        serve_config_yaml = default_serve_config(node)
-    platform = node.target.serving_platform
-    if platform in ("kubernetes", "helm"):
-        if helm or platform == "helm":
-            from specops.backends.helm_stack import emit_helm_values
-
-            return emit_helm_values(node, serve_config_yaml)
-        return emit_kubernetes(node, serve_config_yaml)
-    if platform == "kserve":
-        from specops.backends.kserve import emit_kserve
-
-        return emit_kserve(node, serve_config_yaml)
-    if platform == "sagemaker":
-        from specops.backends.sagemaker_endpoint import emit_endpoint
-
-        return emit_endpoint(node, serve_config_yaml)
-    return {}
-
-
-def check_deployment(node: Serving, serve_config_yaml: bytes | None = None, *,
-                     helm: bool = False) -> list[Diagnostic]:
-    """Diagnostics of the shape `emit_deployment` would produce for this node."""
-    platform = node.target.serving_platform
-    if platform in ("kubernetes", "helm"):
-        if helm or platform == "helm":
-            from specops.backends.helm_stack import check as helm_check
-
-            return helm_check(node)
-        return check(node)
-    if platform == "kserve":
-        from specops.backends.kserve import check as kserve_check
-
-        return kserve_check(node)
-    if platform == "sagemaker":
-        from specops.backends.sagemaker_endpoint import check as sm_check
-
-        return sm_check(node, serve_config_yaml)
-    return []

@@ -17,7 +17,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .provider import Desired, Live, ProviderError, content_hash, json_bytes
+from specops.backends.provider import (
+    Desired,
+    Live,
+    ProviderError,
+    content_hash,
+    json_bytes,
+)
+from specops.fsio import write_atomic
 
 
 class PromptProvider:
@@ -45,7 +52,6 @@ class PromptProvider:
         return doc
 
     def _save(self, name: str, doc: dict[str, Any]) -> None:
-        from specops.fsio import write_atomic
 
         write_atomic(self._path(name), json_bytes(doc))
 

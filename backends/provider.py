@@ -14,7 +14,7 @@ module exposes
 (`type` lets one module serve several types, e.g. sagemaker_pipeline and
 sagemaker_endpoint). Third-party providers register under the `specops.providers`
 entry-point group (name = type, value = module); tests may also pass
-`options={"providers": {type: module}}` or edit `PROVIDERS`.
+`options={"providers": {type: module}}` or edit `PROVIDER_OVERRIDES`.
 
 Errors: a provider raises `ProviderError` (one human line) for a hard failure, and
 `RetryableError` for throttling / 5xx that is worth retrying; `retrying()` wraps a call
@@ -25,22 +25,21 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar
+
+import yaml
+from specops.backends.registry import UnknownBackend, provider_module
 
 if TYPE_CHECKING:
     from specops import ir
     from specops.state import ResourceState
 
-PROVIDERS: dict[str, str] = {
-    "zenml_pipeline": "specops.backends.zenml_provider",
-    "k8s_manifests": "specops.backends.gitops_provider",
-    "prompt": "specops.backends.prompt_provider",
-    "sagemaker_pipeline": "specops.backends.sagemaker_provider",
-    "sagemaker_endpoint": "specops.backends.sagemaker_provider",
-    "kfp_pipeline": "specops.backends.kfp_provider",
-}
+# Test hook and escape hatch: resource type -> provider module, consulted before the registry
+# (tests swap the ZenML provider for a fast stand-in this way).
+PROVIDER_OVERRIDES: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -117,6 +116,22 @@ def json_bytes(doc: Any) -> bytes:
 
     return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
+def parse_file(name: str, data: bytes) -> Any:
+    """JSON/YAML files as data (multi-document YAML as a list); anything else by its hash."""
+    try:
+        if name.endswith(".json"):
+            return json.loads(data)
+        if name.endswith((".yaml", ".yml")):
+            docs = list(yaml.safe_load_all(data.decode("utf-8")))
+            return docs[0] if len(docs) == 1 else docs
+    except (ValueError, yaml.YAMLError):  # a file that does not parse (a hand edit) is compared whole
+        pass
+    return {"sha256": hashlib.sha256(data).hexdigest()}
+
+
+def attributes_of(files: dict[str, bytes]) -> dict[str, Any]:
+    return {name: parse_file(name, data) for name, data in sorted(files.items())}
+
 
 T = TypeVar("T")
 
@@ -138,14 +153,12 @@ def _module_for(type: str, options: dict) -> str:
     overrides = options.get("providers") or {}
     if type in overrides:
         return overrides[type]
-    if type in PROVIDERS:
-        return PROVIDERS[type]
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group="specops.providers"):
-        if ep.name == type:
-            return ep.value
-    raise ProviderError(f"no provider for resource type '{type}'")
+    if type in PROVIDER_OVERRIDES:
+        return PROVIDER_OVERRIDES[type]
+    try:
+        return provider_module(type)
+    except UnknownBackend:
+        raise ProviderError(f"no provider for resource type '{type}'") from None
 
 
 def make_provider(type: str, *, env: str, target: "ir.Target", root: Path, options: dict | None = None) -> Provider:

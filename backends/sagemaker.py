@@ -45,13 +45,16 @@ import re
 from json.encoder import encode_basestring_ascii as _enc
 from typing import Any
 
-from specops.diagnostics import Diagnostic, Pos
 from specops.backends.sagemaker_schedule import eventbridge_cron
 from specops.backends.sagemaker_schedule import schedule_request as _schedule_request
+from specops.diagnostics import Diagnostic, Pos
 from specops.ir import Pipeline, Source, Step
+from specops.runtime.thresholds import Threshold
 
 NAME = "sagemaker"
 FORMAT = "SageMaker Pipelines definition JSON, Version 2020-12-01"
+RESOURCE_TYPE = "sagemaker_pipeline"
+PROVIDER = "specops.backends.sagemaker_provider"
 DEFINITION_VERSION = "2020-12-01"
 CONTENT_HASH_TAG = "specops:content-hash"
 
@@ -535,7 +538,6 @@ class _Builder:
 
     def conditions(self, gate: Step) -> tuple[list[dict[str, Any]], list[str]]:
         """The gate's BinaryConditions and the human text of each check, for the message."""
-        from specops.runtime.thresholds import Threshold
 
         source = gate.inputs.get("metrics", "")
         baseline = gate.params.get("baseline") or {}

@@ -51,6 +51,12 @@ from specops.diagnostics import Diagnostic
 from specops.ir import Serving
 
 FORMAT = "SageMaker CreateModel/CreateEndpointConfig/CreateEndpoint requests (LMI V20 vLLM container)"
+NAME = "sagemaker"
+# The manifest has always called these files' backend "sagemaker-endpoint", apart from the
+# "sagemaker" pipeline backend: kept, so every compiled manifest stays byte-identical.
+ARTIFACT_BACKEND = "sagemaker-endpoint"
+RESOURCE_TYPE = "sagemaker_endpoint"
+PROVIDER = "specops.backends.sagemaker_provider"
 
 LMI_REPOSITORY = "djl-inference"
 LMI_TAG = "0.36.0-lmi20.0.0-cu128-v1.0"
@@ -231,12 +237,12 @@ def endpoint_requests(node: Serving, serve_config_yaml: bytes) -> dict[str, dict
     return {"CreateModel": model, "CreateEndpointConfig": endpoint_config, "CreateEndpoint": endpoint}
 
 
-def emit_endpoint(node: Serving, serve_config_yaml: bytes | None = None) -> dict[str, bytes]:
-    """`{"<name>/endpoint.json": bytes}`: the three requests, sorted keys, 2-space indent."""
+def emit(node: Serving, serve_config_yaml: bytes | None = None) -> dict[str, bytes]:
+    """`{"endpoint.json": bytes}`: the three requests, sorted keys, 2-space indent."""
     if serve_config_yaml is None:
         serve_config_yaml = k8s.default_serve_config(node)
     doc = endpoint_requests(node, serve_config_yaml)
-    return {f"{node.name}/endpoint.json": (json.dumps(doc, sort_keys=True, indent=2) + "\n").encode("utf-8")}
+    return {"endpoint.json": (json.dumps(doc, sort_keys=True, indent=2) + "\n").encode("utf-8")}
 
 
 def validate_requests(requests: dict[str, dict[str, Any]], region: str = "us-east-1") -> list[str]:

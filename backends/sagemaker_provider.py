@@ -45,6 +45,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
+from specops.backends import sagemaker as sm
 from specops.backends.provider import Desired, Live, ProviderError, RetryableError
 
 if TYPE_CHECKING:
@@ -244,7 +245,6 @@ def _covers(have: Any, want: Any) -> bool:
 
 def pipeline_name_for(name: str, env: str) -> str:
     """The live SageMaker pipeline name, by the backend's own rule (`sagemaker.pipeline_name`)."""
-    from specops.backends import sagemaker as sm
 
     return sm.pipeline_name(SimpleNamespace(name=name, env=env))  # type: ignore[arg-type]
 
@@ -303,7 +303,6 @@ class SageMakerPipelineProvider(_AwsBase):
         return read_pipeline_live(self, self._name(desired, current))
 
     def apply(self, desired: Desired, current: "ResourceState | None") -> tuple[dict[str, str], dict[str, Any]]:
-        from specops.backends import sagemaker as sm
 
         # An imported pipeline keeps its own name (state ids); otherwise the backend's naming rule.
         name = (current.ids.get("name") if current is not None else None) or pipeline_name_for(desired.name, desired.env)

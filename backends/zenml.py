@@ -28,11 +28,16 @@ import re
 from fractions import Fraction
 from typing import Any, Iterable
 
+from specops.backends.yaml_emit import dump
+from specops.backends.zenml_run import run_local as _run_local
+from specops.backends.zenml_validate import validate
 from specops.diagnostics import Diagnostic, Pos
 from specops.ir import Pipeline, Source, Step
 
 NAME = "zenml"
 FORMAT = "ZenML pipeline module (pipeline.py) + PipelineRunConfiguration YAML (run.yaml), ZenML >= 0.92 (checked on 0.98)"
+RESOURCE_TYPE = "zenml_pipeline"
+PROVIDER = "specops.backends.zenml_provider"
 
 # Step kinds with one fixed ZenML step each in specops.backends.zenml_steps.
 STEP_KINDS = ("data_check", "train", "finetune", "evaluate", "gate", "register", "deploy", "command")
@@ -315,7 +320,6 @@ def pipeline_module(pipeline: Pipeline) -> str:
 
 def _yaml_dump(doc: dict[str, Any]) -> bytes:
     """Serialise JSON data as block YAML, keys sorted, on libyaml's C emitter (yaml_emit)."""
-    from specops.backends.yaml_emit import dump
 
     return dump(doc)
 
@@ -345,7 +349,6 @@ def validate_run_config(doc: Any, *, step_ids: Iterable[str] | None = None) -> l
     validate the values. `step_ids`, when given, are the pipeline's step invocation ids.
     Imports zenml (about 2 s the first time).
     """
-    from specops.backends.zenml_validate import validate
 
     return validate(doc, step_ids=step_ids)
 
@@ -353,7 +356,6 @@ def validate_run_config(doc: Any, *, step_ids: Iterable[str] | None = None) -> l
 def run_local(files: dict[str, bytes], *, workdir: str, repo_root: str, zenml_config_path: str,
               timeout: float | None = None):
     """Run emitted files on ZenML's local stack; see `specops.backends.zenml_run.run_local`."""
-    from specops.backends.zenml_run import run_local as _run_local
 
     return _run_local(files, workdir=workdir, repo_root=repo_root,
                       zenml_config_path=zenml_config_path, timeout=timeout)

@@ -30,7 +30,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .provider import Desired, Live, ProviderError
+from specops.backends.provider import Desired, Live, ProviderError
+from specops.backends.zenml_run import _pipeline_name, run_local
 
 HASH_TAG = "specops-hash:"
 
@@ -81,7 +82,6 @@ class ZenmlProvider:
     @staticmethod
     def pipeline_name(desired: Desired | None, current: Any) -> str:
         if desired is not None:
-            from .zenml_run import _pipeline_name
 
             return _pipeline_name(desired.files["pipeline.py"]) or f"{desired.name}-{desired.env}"
         return current.ids.get("pipeline") or f"{current.name}"
@@ -122,7 +122,6 @@ class ZenmlProvider:
                 return done["ids"], done["outputs"]
         import yaml
 
-        from .zenml_run import run_local
 
         files = dict(desired.files)
         config = yaml.safe_load(files["run.yaml"].decode("utf-8")) or {}

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from specops.runtime import StepError
+
 PACKAGE = "specops_generated"
 
 
@@ -136,7 +138,6 @@ def _tail(log: Path, n: int = 400) -> str:
 
 
 def _one_line(e: BaseException) -> str:
-    from specops.runtime import StepError
 
     text = str(e).strip().splitlines()
     msg = text[0] if text else ""

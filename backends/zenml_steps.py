@@ -26,6 +26,8 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Optional, Tuple
 
+from specops.runtime import StepFailed, run_step
+from specops.runtime.command import run_command
 from zenml import step
 
 # Output directories must outlive the step function (ZenML archives them after it returns);
@@ -41,7 +43,6 @@ def _cleanup() -> None:
 
 def _run(kind: str, step_name: str, params: dict, input_names: list[str], inputs: list[Path],
          pipeline_parameters: dict, command: Optional[list[str]] = None) -> Tuple[Path, dict]:
-    from specops.runtime import StepFailed
 
     if len(input_names) != len(inputs):
         raise ValueError(f"step {step_name!r}: {len(input_names)} input names for {len(inputs)} inputs")
@@ -52,7 +53,6 @@ def _run(kind: str, step_name: str, params: dict, input_names: list[str], inputs
     if kind == "command":
         result = _run_command(step_name, command, params, local_inputs, out, repo_root)
     else:
-        from specops.runtime import run_step
 
         result = run_step(kind, params, inputs=local_inputs, output_dir=str(out), repo_root=repo_root)
     if not isinstance(result, dict):
@@ -63,7 +63,6 @@ def _run(kind: str, step_name: str, params: dict, input_names: list[str], inputs
 def _run_command(step_name: str, argv: Optional[list[str]], params: dict, inputs: dict[str, str],
                  out: Path, repo_root: str) -> dict:
     """A user command: the runtime's one contract (specops.runtime.command)."""
-    from specops.runtime.command import run_command
 
     return run_command(argv, params, inputs, out, repo_root, step=step_name)
 

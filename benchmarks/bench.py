@@ -45,8 +45,7 @@ def main() -> None:
     a = ap.parse_args()
 
     from specops.build.compile import compile_repo
-    from specops.frontend.loader import load
-    from specops.resolve.refs import resolve
+    from specops.checks import analyze
 
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as d:
@@ -55,7 +54,7 @@ def main() -> None:
         results["help"] = best(lambda: subprocess.run(exe + ["--help"], capture_output=True, check=True), a.repeat)
 
         def validate() -> None:
-            r = resolve(load(repo))
+            r = analyze(repo)
             assert not r.diagnostics.has_errors, r.diagnostics.sorted()[:3]
 
         validate()  # warm imports, as a CLI process would have paid them before its clock
@@ -64,7 +63,7 @@ def main() -> None:
                                                               check=True), a.repeat)
 
         def full_compile() -> None:
-            r = resolve(load(repo))
+            r = analyze(repo)
             b = compile_repo(r, cache_dir=None)
             assert not b.diagnostics.has_errors, b.diagnostics.sorted()[:3]
             b.files()
@@ -76,7 +75,7 @@ def main() -> None:
         results["noop-cli"] = best(lambda: subprocess.run(exe + ["compile", str(repo), "--out", str(out)],
                                                           capture_output=True, check=True), a.repeat)
         try:
-            from specops.build.cache import noop_compile  # incremental compile's fast path
+            from specops.build.compile import noop_compile  # incremental compile's fast path
         except ImportError:
             noop_compile = None
         if noop_compile is not None:

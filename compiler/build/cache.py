@@ -1,6 +1,6 @@
 """Incremental compile: a content-addressed build cache under `<root>/.specops/cache/builds/`.
 
-Format (CACHE_FORMAT 1). Two kinds of file:
+Format (CACHE_FORMAT 2). Two kinds of file:
 
 - `in-<inputs key>.json`: `{"entries": [{probes, pack}]}`, newest first: what a compile of
   exactly these YAML inputs also read from the repo (the "probes": `{path: sha256 | "dir"}`:
@@ -25,17 +25,20 @@ This module imports only the standard library at top level, so the CLI can call 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from specops import __version__
+from specops.fsio import write_atomic
 from specops.paths import discover as _discover
 from specops.paths import find_root
 from specops.paths import ignore_patterns as _patterns
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: artifacts carry role, resource and file
 KEEP_PACKS = 16  # older packs are pruned after a store; each is one build of the repo
 
 _CODE_FP: str | None = None
@@ -58,10 +61,6 @@ def code_fingerprint() -> str:
     global _CODE_FP
     if _CODE_FP is not None:
         return _CODE_FP
-    import importlib.util
-
-    from specops import __version__
-
     h = hashlib.sha256(f"specops {__version__} cache {CACHE_FORMAT}\n".encode())
     roots = [Path(__file__).resolve().parent]
     for sub in ("backends", "specs", "templates"):
@@ -163,50 +162,17 @@ def _pack_key(ikey: str, probes: dict[str, str]) -> str:
 # ---- store / load ----------------------------------------------------------------------------
 
 
-def _diag_to_json(d: Any) -> dict:
-    pos = None
-    if d.pos is not None:
-        pos = [d.pos.line, d.pos.col, d.pos.end_line, d.pos.end_col]
-    return {"severity": d.severity, "code": d.code, "message": d.message, "file": d.file,
-            "pos": pos, "notes": list(d.notes)}
-
-
-def _diag_from_json(j: dict) -> Any:
-    from specops.diagnostics import Diagnostic, Pos
-
-    pos = Pos(*j["pos"]) if j.get("pos") else None
-    return Diagnostic(j["severity"], j["code"], j["message"], j.get("file"), pos, tuple(j.get("notes", ())))
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    from specops.fsio import write_atomic
-
-    write_atomic(path, data)
-
-
-def store(cache_dir: Path, ikey: str, probes: dict[str, str], envs: list[str], build: Any) -> None:
-    """Record a successful build (no errors) under its keys. Best effort: a read-only or full
-    disk leaves the compile correct, only slower next time."""
-    if build.diagnostics.has_errors:
-        return
+def store(cache_dir: Path, ikey: str, probes: dict[str, str], envs: list[str], index: dict[str, Any],
+          blob: bytes) -> None:
+    """Record a build (the build stage's `Build.to_record()`: a JSON-able index and the bytes
+    it points into) under its keys. Best effort: a read-only or full disk leaves the compile
+    correct, only slower next time."""
     try:
-        from specops.build.compile import manifest_bytes
-
-        blob = bytearray()
-        arts = []
-        for p, a in sorted(build.artifacts.items()):
-            arts.append({"path": p, "env": a.env, "backend": a.backend, "spec": a.spec, "source": a.source,
-                         "dependsOn": list(a.depends_on), "offset": len(blob), "size": len(a.data)})
-            blob += a.data
-        manifest = manifest_bytes(build)
-        index = {"format": CACHE_FORMAT, "envs": envs, "artifacts": arts,
-                 "specs": build.specs, "manifest": [len(blob), len(manifest)],
-                 "diagnostics": [_diag_to_json(d) for d in build.diagnostics.sorted()]}
-        blob += manifest
         pkey = _pack_key(ikey, probes)
         d = _builds(cache_dir)
-        _atomic_write(d / f"pack-{pkey}.bin",
-                      json.dumps(index, sort_keys=True, separators=(",", ":")).encode() + b"\n" + bytes(blob))
+        head = {**index, "format": CACHE_FORMAT, "envs": envs}
+        write_atomic(d / f"pack-{pkey}.bin",
+                     json.dumps(head, sort_keys=True, separators=(",", ":")).encode() + b"\n" + blob)
         # One inputs key can have met several states of the files it names (a config.json
         # edited and reverted): keep the last few, newest first.
         entries = [{"probes": probes, "pack": pkey}]
@@ -215,8 +181,8 @@ def store(cache_dir: Path, ikey: str, probes: dict[str, str], envs: list[str], b
             entries += [e for e in old.get("entries", []) if e.get("pack") != pkey][:7]
         except (OSError, ValueError, AttributeError):
             pass
-        _atomic_write(d / f"in-{ikey}.json", json.dumps({"format": CACHE_FORMAT, "entries": entries},
-                                                        sort_keys=True).encode())
+        write_atomic(d / f"in-{ikey}.json", json.dumps({"format": CACHE_FORMAT, "entries": entries},
+                                                       sort_keys=True).encode())
         _prune(d)
     except OSError:
         return
@@ -232,31 +198,16 @@ def _prune(d: Path) -> None:
 
 
 @dataclass
-class CachedBuild:
-    """A build read back from the cache: what compile_repo would have returned."""
+class CachedRecord:
+    """A stored build record: its environments, index and bytes (`Build.from_record` makes
+    the build of it)."""
 
     envs: list[str]
     index: dict
     blob: bytes
 
-    def build(self) -> Any:
-        from specops.build.compile import Artifact, Build
-        from specops.diagnostics import Diagnostics
 
-        b = Build(diagnostics=Diagnostics([_diag_from_json(j) for j in self.index["diagnostics"]]),
-                  specs=self.index["specs"])
-        for a in self.index["artifacts"]:
-            b.artifacts[a["path"]] = Artifact(a["path"], self.blob[a["offset"]:a["offset"] + a["size"]], a["env"],
-                                              a["backend"], a["spec"], a["source"], list(a["dependsOn"]))
-        b.manifest = self.manifest()  # set after the artifacts: add() would clear it
-        return b
-
-    def manifest(self) -> bytes:
-        off, size = self.index["manifest"]
-        return self.blob[off:off + size]
-
-
-def lookup(cache_dir: Path, root: Path, ikey: str) -> CachedBuild | None:
+def lookup(cache_dir: Path, root: Path, ikey: str) -> CachedRecord | None:
     d = _builds(cache_dir)
     try:
         pointer = json.loads((d / f"in-{ikey}.json").read_bytes())
@@ -276,7 +227,7 @@ def lookup(cache_dir: Path, root: Path, ikey: str) -> CachedBuild | None:
         index = json.loads(raw[:i])
         if index.get("format") != CACHE_FORMAT:
             return None
-        return CachedBuild(index["envs"], index, raw[i + 1:])
+        return CachedRecord(index["envs"], index, raw[i + 1:])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -284,7 +235,7 @@ def lookup(cache_dir: Path, root: Path, ikey: str) -> CachedBuild | None:
 @dataclass
 class FastResult:
     root: Path
-    cached: CachedBuild
+    cached: CachedRecord
 
 
 def fast_compile(path: str | Path = ".", envs: Iterable[str] | None = None) -> FastResult | None:
@@ -311,36 +262,3 @@ def fast_compile(path: str | Path = ".", envs: Iterable[str] | None = None) -> F
 
 def ignore_bytes(root: Path) -> bytes:
     return _patterns(root)[1]
-
-
-def cached_build(path: str | Path = ".", envs: Iterable[str] | None = None) -> tuple[Path, Any]:
-    """(root, Build) for the repo at `path`, through the fast path when nothing changed and a
-    full load/resolve/compile (which refreshes the cache) otherwise. Raises SpecError when
-    the specs have errors."""
-    envs = sorted(set(envs)) if envs else None
-    fast = fast_compile(path, envs)
-    if fast is not None and all(e in fast.cached.envs for e in envs or ()):
-        return fast.root, fast.cached.build()
-    from specops.build.compile import compile_repo
-    from specops.diagnostics import SpecError
-    from specops.frontend.loader import load
-    from specops.resolve.refs import resolve
-
-    resolved = resolve(load(path))
-    if resolved.diagnostics.has_errors:
-        raise SpecError(resolved.diagnostics)
-    root = resolved.repo.root
-    build = compile_repo(resolved, envs, cache_dir=cache_dir_of(root))
-    if build.diagnostics.has_errors:
-        raise SpecError(build.diagnostics)
-    return root, build
-
-
-def noop_compile(path: str | Path = ".", out: str | Path | None = None,
-                 envs: Iterable[str] | None = None) -> tuple[int, int]:
-    """`specops compile PATH --out OUT` in-process: returns (written, removed). Used by the
-    benchmark for the no-op recompile (every input unchanged since the last compile)."""
-    from specops.build.compile import write_build
-
-    root, build = cached_build(path, envs)
-    return write_build(build.files(), Path(out) if out else root / "build")

@@ -40,6 +40,9 @@ from typing import Any, Literal, Mapping, Sequence
 
 from specops import gpus as _gpus
 from specops.diagnostics import Diagnostic, Pos, did_you_mean
+from specops.fsio import write_atomic
+from specops.ir.nodes import diagnostic_location
+from specops.paths import user_cache_dir
 
 GIB = 1 << 30
 SCHEMA = "specops.dev/capacity/v1"
@@ -259,7 +262,6 @@ def _read_cached(disk: Path, sha: str) -> ModelFacts | None:
 
 
 def _write_atomic(disk: Path, facts: ModelFacts) -> None:
-    from specops.fsio import write_atomic
 
     # Atomic: a concurrent reader sees the old file or the new one.
     write_atomic(disk, (json.dumps(facts.to_dict(), sort_keys=True, indent=2) + "\n").encode("utf-8"))
@@ -735,3 +737,16 @@ def render_table(reports: Sequence[CapacityReport], *, reasons: bool = True) -> 
         if extra:
             lines += [""] + extra
     return "\n".join(lines) + "\n"
+
+
+def capacity_report(root: Path, s: Any) -> "CapacityReport | Diagnostic":
+    """The capacity report of one lowered serving node (`ir.Serving`), or a diagnostic at the
+    spec's line when planning fails. Model facts depend only on the config's bytes, so they
+    are cached per user, never in the repo."""
+    try:
+        facts = model_facts(Path(root) / s.model_config, cache_dir=user_cache_dir() / "model-facts")
+        return plan_engine_args(facts, s.engine_args, gpu=s.accelerator, count=s.accelerator_count,
+                                provider=s.target.provider if s.target.provider != "local" else None,
+                                instance_type=s.instance_type, label=f"{s.name} ({s.env})")
+    except (ValueError, OSError) as e:
+        return Diagnostic("error", "capacity", f"capacity planning failed: {e}", *diagnostic_location(s.source))

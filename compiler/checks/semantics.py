@@ -7,7 +7,15 @@ import re
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, Iterator
 
+import jinja2
+from jinja2 import meta
+from jinja2.sandbox import SandboxedEnvironment
+from specops.backends import vllm
+from specops.checks.capacity import capacity_report
 from specops.diagnostics import Diagnostic, Diagnostics, Pos, suggestion
+from specops.gpus import gpu_names
+from specops.ir.lower import engine_args_as_written, lower_serving
+from specops.runtime.thresholds import parse_threshold
 
 if TYPE_CHECKING:
     from specops.frontend.overrides import Node
@@ -68,10 +76,6 @@ def _template_line(resolved: "Resolved", node: "Node", path: tuple, lineno: int)
 
 
 def check_prompt(resolved: "Resolved", node: "Node", out: Diagnostics) -> None:
-    import jinja2
-    from jinja2 import meta
-    from jinja2.sandbox import SandboxedEnvironment
-
     spec = node.spec
     if (spec.template is None) == (spec.messages is None):
         out.add(_at(node, (), "value", "a Prompt needs exactly one of `template` or `messages`", prefer_key=True))
@@ -121,8 +125,6 @@ def _get(data: Any, path: tuple) -> Any:
 
 
 def check_gate(view: "EnvView", node: "Node", out: Diagnostics) -> None:
-    from specops.runtime.thresholds import parse_threshold
-
     spec = node.spec
     if spec.model is None and spec.prompt is None:
         out.add(_at(node, (), "missing-field", "an EvalGate needs `model`, `prompt` or both", prefer_key=True))
@@ -160,8 +162,6 @@ def _check_repo_file(resolved: "Resolved", node: "Node", path: tuple, rel: str, 
 
 
 def check_gpu(view: "EnvView", node: "Node", path: tuple, gpu_type: str, out: Diagnostics) -> None:
-    from specops.gpus import gpu_names
-
     names = {g.upper(): g for g in gpu_names()}
     if gpu_type.upper() not in names:
         out.add(_at(node, path, "value", f"unknown accelerator type '{gpu_type}'" + suggestion(gpu_type, names.values())))
@@ -229,16 +229,13 @@ def check_capacity(resolved: "Resolved", view: "EnvView", node: "Node", out: Dia
     only where the model's config.json is in the repo (parameter counts are cached per user
     by the config's hash, so torch is imported once per model config, not per validate;
     nothing is written into the repo)."""
-    from specops.build.compile import capacity_report
-    from specops.ir.lower import lower_serving
-
     model = view.get("Model", node.spec.model)
     if model is None or model.spec.type != "llm" or not model.spec.llm.base.path:
         return
     if not (resolved.repo.root / model.spec.llm.base.path / "config.json").is_file():
         return
     s = lower_serving(resolved, view, node)
-    report = capacity_report(resolved, s)
+    report = capacity_report(resolved.repo.root, s)
     if isinstance(report, Diagnostic):
         out.add(_at(node, ("accelerator",), report.code, report.message))
         return
@@ -250,19 +247,12 @@ def check_capacity(resolved: "Resolved", view: "EnvView", node: "Node", out: Dia
 
 
 def check_engine_args(resolved: "Resolved", node: "Node", out: Diagnostics) -> None:
-    from specops.backends import vllm
-
     spec = node.spec
     version = spec.engine.version or resolved.project.defaults.vllm_version
     args = engine_args_as_written(node)
     for p in vllm.check_args(args, version):
         path = ("engine", "version") if p.key is None else ("engine", "args", p.key)
         out.add(_at(node, path, p.code, p.message, severity=p.severity, prefer_key=p.code != "value"))
-
-
-def engine_args_as_written(node: "Node") -> dict[str, Any]:
-    """The engine args with the keys the user wrote (typed fields dumped by alias)."""
-    return node.spec.engine.args.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def check_semantics(resolved: "Resolved", out: Diagnostics) -> None:

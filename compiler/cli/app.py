@@ -54,12 +54,9 @@ def _git_prefix(root) -> str:
 
 
 def _load_resolved(path: str, fmt: str = "text"):
-    from specops.frontend.loader import load
-    from specops.resolve.refs import resolve
+    from specops.checks import analyze
 
-    repo = load(path)
-    resolved = resolve(repo)
-    return resolved
+    return analyze(path)
 
 
 def _fail_on_errors(resolved, fmt: str) -> None:
@@ -108,14 +105,14 @@ def main() -> None:
 @click.option("--env", "envs", multiple=True, help="Check only these environments (default: all).")
 def validate(path: str, fmt: str, envs: tuple[str, ...]) -> None:
     """Check every spec under PATH; report all problems at file:line:col."""
+    from specops.checks import analyze
     from specops.frontend.loader import load
-    from specops.resolve.refs import resolve
 
     repo = load(path)
     project = repo.project()
     if envs and project is not None:
         _check_env_names(envs, sorted(project.model.spec.environments))
-    resolved = resolve(repo, list(envs) or None)
+    resolved = analyze(repo, list(envs) or None)
     diags = resolved.diagnostics
     _emit_diagnostics(diags, resolved.repo.root, fmt)
     if diags.has_errors:
@@ -187,13 +184,15 @@ def graph(path: str, env: str | None, fmt: str) -> None:
               help="Also parse every serve config with vLLM's own parser (needs a vLLM install; ~20 s).")
 def compile_cmd(path: str, envs: tuple[str, ...], out: str | None, check: bool, fmt: str, vllm_live: bool) -> None:
     """Compile pipelines (KFP, SageMaker, ZenML) and vLLM serving for every environment."""
-    from specops.build.compile import stale_files, write_build
     from specops.build.cache import cache_dir_of, fast_compile
+    from specops.build.output import stale_files, write_build
 
     # Unchanged inputs (every file's hash, specops's own code): the last build, nothing parsed.
     fast = fast_compile(path, envs)
     if fast is not None and all(e in fast.cached.envs for e in envs):
-        root, build = fast.root, fast.cached.build()
+        from specops.build.manifest import Build
+
+        root, build = fast.root, Build.from_record(fast.cached.index, fast.cached.blob)
     else:
         from specops.build.compile import compile_repo
 
@@ -232,8 +231,7 @@ def capacity(path: str, envs: tuple[str, ...], as_json: bool) -> None:
     """GPU capacity of every serving target: weights, KV cache, concurrency, cost."""
     import json
 
-    from specops.build.compile import capacity_report
-    from specops.checks.capacity import render_table
+    from specops.checks.capacity import capacity_report, render_table
     from specops.diagnostics import Diagnostic
     from specops.ir.lower import lower_env
 
@@ -245,7 +243,7 @@ def capacity(path: str, envs: tuple[str, ...], as_json: bool) -> None:
         for s in lower_env(resolved, env)[1]:
             if not s.model_config:
                 continue
-            r = capacity_report(resolved, s)
+            r = capacity_report(resolved.repo.root, s)
             (problems if isinstance(r, Diagnostic) else reports).append(r)
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in reports], indent=2, sort_keys=True))

@@ -31,8 +31,8 @@ def diff_cmd(path: str, base: str, envs: tuple[str, ...], fmt: str) -> None:
     """
     import json
 
-    from specops.diff.repo import DiffError, diff_repo
     from specops.diff.render import render_json, render_markdown, render_text
+    from specops.diff.repo import DiffError, diff_repo
 
     try:
         doc, mermaid = diff_repo(path, base, list(envs) or None)

@@ -19,7 +19,12 @@ def _fail(msg: str) -> None:
 
 
 def _context(path: str, env: str, options: dict | None = None):
-    from specops.cli.app import _check_envs, _emit_diagnostics, _fail_on_errors, _load_resolved
+    from specops.cli.app import (
+        _check_envs,
+        _emit_diagnostics,
+        _fail_on_errors,
+        _load_resolved,
+    )
     from specops.ops.plan import load_env
 
     resolved = _load_resolved(path)
@@ -35,9 +40,8 @@ def _context(path: str, env: str, options: dict | None = None):
 def _one_line_errors():
     """The engine's own error types: printed as one line, exit 1."""
     from specops.backends.provider import ProviderError
-    from specops.state import StateError
-
     from specops.ops.plan import PlanError
+    from specops.state import StateError
 
     return (StateError, PlanError, ProviderError)
 
@@ -81,10 +85,15 @@ def register(main: click.Group) -> None:
     def apply(path: str, env: str, refresh: bool, targets: tuple[str, ...], auto_approve: bool,
               overwrite_drift: bool) -> None:
         """Apply the plan in dependency order, recording each action in state as it lands."""
-        from specops.state import State
-
-        from specops.ops.apply import APPLY_ACTIONS, drift_refusal, execute, is_tty, summary
+        from specops.ops.apply import (
+            APPLY_ACTIONS,
+            drift_refusal,
+            execute,
+            is_tty,
+            summary,
+        )
         from specops.ops.plan import render_text
+        from specops.state import State
 
         try:
             ctx = _context(path, env)
@@ -158,9 +167,8 @@ def register(main: click.Group) -> None:
     @env_opt
     def force_unlock(lock_id: str, path: str, env: str) -> None:
         """Release a lock left behind by a crashed apply (the id is in the refusal message)."""
-        from specops.state import StateError, open_store
-
         from specops.cli.app import _check_envs, _fail_on_errors, _load_resolved
+        from specops.state import StateError, open_store
 
         resolved = _load_resolved(path)
         _fail_on_errors(resolved, "text")

@@ -29,6 +29,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from specops.build.cache import cache_dir_of
+from specops.build.compile import compile_repo
+from specops.checks import analyze
+from specops.diagnostics import render_text, suggestion, summary
+from specops.frontend.loader import find_root
+from specops.resolve.graph import render_mermaid
+
 DIFF_SCHEMA_VERSION = 1
 MAX_CHANGES = 200  # field changes kept per artifact (the count of the rest is kept)
 MAX_TEXT_LINES = 400
@@ -136,7 +143,6 @@ def materialize(top: Path, commit: str, prefix: str, dest: Path) -> bool:
 
 
 def _render_diags(items: list, root: Path | None, label: str) -> str:
-    from specops.diagnostics import render_text, summary
 
     out = []
     for d in items:
@@ -146,11 +152,8 @@ def _render_diags(items: list, root: Path | None, label: str) -> str:
 
 
 def compile_side(path: Path, envs: list[str] | None, cache_dir: Path | None, label: str, side: str) -> Side:
-    from specops.build.compile import compile_repo
-    from specops.frontend.loader import load
-    from specops.resolve.refs import resolve
 
-    resolved = resolve(load(path))
+    resolved = analyze(path)
     if resolved.diagnostics.has_errors:
         items = resolved.diagnostics.sorted()
         raise DiffError(f"the {label} has invalid specs", side, items,
@@ -399,7 +402,6 @@ def compare(base: Side, head: Side, envs: list[str]) -> dict:
 def lineage_mermaid(base: Side, head: Side, env: str, keys: list[str]) -> str | None:
     """Mermaid flowchart of the affected specs and their direct neighbours, changed ones
     highlighted (graph.render_mermaid over a filtered view of the head, plus removed nodes)."""
-    from specops.resolve.graph import render_mermaid
 
     views = [s.resolved.envs[env] for s in (head, base) if s.resolved is not None and env in s.resolved.envs]
     if not views:
@@ -426,8 +428,6 @@ def lineage_mermaid(base: Side, head: Side, env: str, keys: list[str]) -> str | 
 def diff_repo(path: str | Path, base_ref: str, envs: list[str] | None = None) -> tuple[dict, dict[str, str]]:
     """Compile `base_ref` and the working tree at `path`; returns (diff document, mermaid per
     env). Raises DiffError (git failure, invalid specs on either side, unknown environment)."""
-    from specops.build.cache import cache_dir_of
-    from specops.frontend.loader import find_root
 
     start = Path(path)
     root = find_root(start)
@@ -451,7 +451,6 @@ def diff_repo(path: str | Path, base_ref: str, envs: list[str] | None = None) ->
         all_envs = set(head.resolved.envs) | (set(base.resolved.envs) if base.resolved else set())
         for e in envs or ():
             if e not in all_envs:
-                from specops.diagnostics import suggestion
 
                 raise DiffError(f"unknown environment '{e}'" + suggestion(e, all_envs))
         use = sorted(envs or all_envs)

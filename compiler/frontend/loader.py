@@ -16,9 +16,10 @@ from typing import Any
 from specops.diagnostics import Diagnostics, Pos
 from specops.frontend.validation import validate_document
 from specops.frontend.yamlio import YamlDoc, parse
-
 from specops.paths import PROJECT_FILE, find_root  # noqa: F401 (re-exported)
 from specops.paths import discover as _discover
+
+
 @dataclass
 class Spec:
     """One validated document: the raw YAML (with positions) and its pydantic model."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from specops.diagnostics import Diagnostic
-from specops.frontend.loader import Repo, Spec
+from specops.frontend.loader import Repo, Spec, mark_invalid
 from specops.frontend.validation import validate_document
 from specops.frontend.yamlio import YamlDoc
 
@@ -90,7 +90,6 @@ def env_nodes(repo: Repo, env: str) -> tuple[dict[str, Node], list[Diagnostic]]:
             model, dd = validate_document(doc)
             diags.extend(dd)
             if model is None:
-                from specops.frontend.loader import mark_invalid
 
                 mark_invalid(repo, doc.data)
                 continue

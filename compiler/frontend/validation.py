@@ -12,9 +12,9 @@ from functools import cache
 from typing import Any
 
 from pydantic import ValidationError
-
 from specops.diagnostics import CODES, Diagnostic, suggestion
 from specops.frontend.yamlio import YamlDoc
+from specops.specs import KINDS, document_model
 
 API_VERSION = "specops.dev/v1alpha1"
 
@@ -78,7 +78,6 @@ def _data_path(data: Any, loc: tuple) -> tuple[tuple, bool]:
 
 @cache
 def _schema(kind: str) -> dict:
-    from specops.specs import document_model
 
     return document_model(kind).model_json_schema(by_alias=True)
 
@@ -171,7 +170,6 @@ def _message(kind: str, doc: YamlDoc, err: dict, path: tuple) -> tuple[str, str,
 
 
 def validate_document(doc: YamlDoc) -> tuple[Any | None, list[Diagnostic]]:
-    from specops.specs import KINDS, document_model
 
     data = doc.data
     if not isinstance(data, dict):

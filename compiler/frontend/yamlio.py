@@ -22,7 +22,6 @@ import datetime as _dt
 from typing import Any
 
 import yaml
-
 from specops.diagnostics import Diagnostic, Pos
 
 MAX_FILE_BYTES = 1 << 20

@@ -15,6 +15,7 @@ from typing import Any
 from specops import ir
 from specops.frontend.overrides import Node, deep_merge
 from specops.resolve.refs import EnvView, Resolved
+from specops.runtime.thresholds import parse_threshold
 
 # Metrics evaluated when no gate asks for any.
 _DEFAULT_METRICS = {"classification": ["auc", "accuracy"], "regression": ["rmse"], "generation": ["rougeL"]}
@@ -69,7 +70,6 @@ def _resources(spec: Any) -> ir.Resources:
 
 
 def _gate_params(gate: Node) -> dict[str, Any]:
-    from specops.runtime.thresholds import parse_threshold
 
     metrics = [parse_threshold(m.threshold).to_params(m.metric) for m in gate.spec.metrics]
     return {"gate": gate.name, "metrics": metrics, "baseline": None,
@@ -163,9 +163,12 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipelin
     )
 
 
-def lower_serving(resolved: Resolved, view: EnvView, st: Node) -> ir.Serving:
-    from specops.checks.semantics import engine_args_as_written
+def engine_args_as_written(node: Node) -> dict[str, Any]:
+    """The engine args with the keys the user wrote (typed fields dumped by alias)."""
+    return node.spec.engine.args.model_dump(mode="json", by_alias=True, exclude_none=True)
 
+
+def lower_serving(resolved: Resolved, view: EnvView, st: Node) -> ir.Serving:
     spec = st.spec
     defaults = env_defaults(resolved, view.name)
     model = view.get("Model", spec.model)

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Literal
 
+from specops.diagnostics import Pos
+
 StepKind = Literal["data_check", "train", "finetune", "evaluate", "gate", "register", "deploy", "command"]
 Backend = Literal["kfp", "sagemaker", "zenml"]
 
@@ -58,6 +60,14 @@ class Source:
 
     def __deepcopy__(self, memo: dict) -> "Source":
         return Source(self.file, self.line, self.col)
+
+
+def diagnostic_location(source: Source | None) -> tuple[str | None, Pos | None]:
+    """(file, position) of an IR node's spec, for a diagnostic. Only asked for when there is
+    one: a position costs an exact re-parse of the spec's file."""
+    if source is None:
+        return None, None
+    return source.file, Pos(source.line, source.col)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from specops.ops.plan import Change, Plan, gate_status
+from specops.backends import zenml
+from specops.backends.provider import ProviderError, retrying
+from specops.backends.zenml_run import run_local
+from specops.diagnostics import suggestion
+from specops.ir.lower import _gate_params, lower_pipeline
+from specops.ops.plan import Change, Plan, _model_version, gate_status
+from specops.runtime.gate import _check
+from specops.runtime.thresholds import Threshold
+from specops.state import ResourceState, State
 
 APPLY_ACTIONS = ("create", "update", "replace", "delete")
 VERBS = {"create": "creating", "update": "updating", "replace": "replacing", "delete": "deleting"}
@@ -62,7 +70,6 @@ def _gate_lines(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 
 
 def _check_gates(ctx: Any, ch: Change, state: Any) -> list[dict[str, Any]]:
-    from specops.ops.plan import _model_version
 
     if not getattr(ctx.policy, "require_gates", False) or ch.desired is None:
         return []
@@ -75,8 +82,6 @@ def _check_gates(ctx: Any, ch: Change, state: Any) -> list[dict[str, Any]]:
 
 
 def _apply_one(ctx: Any, ch: Change, state: Any) -> None:
-    from specops.backends.provider import retrying
-    from specops.state import ResourceState
 
     provider = ctx.provider_for(ch.type)
     if ch.action == "delete":
@@ -101,7 +106,6 @@ def _apply_one(ctx: Any, ch: Change, state: Any) -> None:
 
 def execute(ctx: Any, plan: Plan, state: Any, *, echo: Callable[[str], None], tty: bool = False) -> ApplyResult:
     """Apply `plan` (computed against `state`, under the caller's lock) with `ctx`'s providers."""
-    from specops.backends.provider import ProviderError
 
     todo = [c for c in plan.changes if c.action in APPLY_ACTIONS]
     result = ApplyResult()
@@ -152,7 +156,13 @@ class _Progress:
         self.total, self.echo = total, echo
         self._bar = None
         if tty and total:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
 
             self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), transient=False)
@@ -226,11 +236,7 @@ def run_gate(ctx: Any, gate: str, *, metrics_file: str | None, version: str | No
     """
     import json
 
-    from specops.backends.provider import ProviderError
-    from specops.state import State
 
-    from specops.diagnostics import suggestion
-    from specops.ir.lower import _gate_params
 
     view = ctx.resolved.envs[ctx.env]
     node = view.get("EvalGate", gate)
@@ -267,8 +273,6 @@ def run_gate(ctx: Any, gate: str, *, metrics_file: str | None, version: str | No
 
 
 def _check_metrics(params: dict[str, Any], metrics: dict[str, Any], baseline: dict[str, Any] | None) -> dict[str, Any]:
-    from specops.runtime.gate import _check
-    from specops.runtime.thresholds import Threshold
 
     results = [_check(Threshold.from_params(c), metrics, baseline or {}, params["on_missing_baseline"])
                for c in params["metrics"]]
@@ -281,11 +285,7 @@ def _run_to_gate(ctx: Any, view: Any, node: Any, baseline: dict[str, Any] | None
                  echo: Callable[[str], None]) -> dict[str, Any]:
     import dataclasses
 
-    from specops.backends import zenml
-    from specops.backends.provider import ProviderError
-    from specops.backends.zenml_run import run_local
 
-    from specops.ir.lower import lower_pipeline
 
     model = view.get("Model", node.spec.model)
     p = lower_pipeline(ctx.resolved, view, model)

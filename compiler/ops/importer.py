@@ -20,6 +20,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from specops.backends.provider import ProviderError, make_provider
+from specops.backends.sagemaker_provider import read_endpoint_live, read_pipeline_live
 from specops.state import ResourceState, State, StateError
 
 if TYPE_CHECKING:
@@ -47,8 +49,6 @@ def import_resource(store: "StateStore", address: str, live_id: str, *, env: str
     Refuses an address already in state (`specops state rm` first, or just apply). Returns
     the ResourceState written.
     """
-    from specops.backends.provider import ProviderError, make_provider
-    from specops.backends.sagemaker_provider import read_endpoint_live, read_pipeline_live
 
     type_, _, name = address.partition(".")
     if type_ not in IMPORTABLE or not name:

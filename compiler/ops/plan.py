@@ -31,6 +31,15 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Callable
 
+from specops.backends.provider import ProviderError, make_provider
+from specops.backends.registry import serving_resource_types
+from specops.build.cache import cache_dir_of
+from specops.build.compile import compile_repo
+from specops.diagnostics import suggestion
+from specops.ir.lower import lower_target
+from specops.ops.resources import desired_resources, required_gates
+from specops.state import open_store
+
 PLAN_SCHEMA_VERSION = 1
 ACTIONS = ("create", "update", "replace", "delete", "drift", "orphan", "no-op")
 SYMBOLS = {"create": "+", "update": "~", "replace": "-/+", "delete": "-", "drift": "!", "orphan": "?", "no-op": " "}
@@ -207,7 +216,6 @@ def topo_order(nodes: dict[str, list[str]]) -> list[str]:
 
 
 def target_closure(targets: list[str], deps: dict[str, list[str]]) -> set[str]:
-    from specops.diagnostics import suggestion
 
     out: set[str] = set()
     todo = []
@@ -253,7 +261,6 @@ def gate_status(gates: list[str], state_gates: dict[str, Any], version: str | No
 def refresh(addresses: list[str], desired: dict[str, Any], current: dict[str, Any],
             provider_for: Callable[[str], Any]) -> dict[str, Any]:
     """Read every resource's live object in parallel (bounded pool); {address: Live}."""
-    from specops.backends.provider import ProviderError
 
     def one(a: str) -> Any:
         d, c = desired.get(a), current.get(a)
@@ -371,9 +378,8 @@ def _val(v: Any) -> str:
 
 
 def _serving_types() -> set[str]:
-    from specops.ops.resources import SERVING_TYPES  # platform -> resource type
 
-    return set(SERVING_TYPES.values())
+    return set(serving_resource_types().values())
 
 
 def render_text(plan: Plan, *, verbose_limit: int = 20) -> str:
@@ -440,7 +446,6 @@ class EnvContext:
     capacity: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def provider_for(self, type_: str) -> Any:
-        from specops.backends.provider import make_provider
 
         if type_ not in self._providers:
             self._providers[type_] = make_provider(type_, env=self.env, target=self.target, root=self.root,
@@ -448,7 +453,6 @@ class EnvContext:
         return self._providers[type_]
 
     def gates_for(self, serving: str) -> list[str]:
-        from specops.ops.resources import required_gates
 
         return required_gates(self.resolved, self.env, serving)
 
@@ -465,12 +469,7 @@ class EnvContext:
 
 def load_env(resolved: Any, env: str, options: dict[str, Any] | None = None) -> EnvContext:
     """Compile `env` and gather its desired resources, policy, state store and provider options."""
-    from specops.state import open_store
 
-    from specops.build.compile import compile_repo
-    from specops.build.cache import cache_dir_of
-    from specops.ir.lower import lower_target
-    from specops.ops.resources import desired_resources
 
     root = resolved.repo.root
     view = resolved.envs[env]
@@ -488,10 +487,9 @@ def load_env(resolved: Any, env: str, options: dict[str, Any] | None = None) -> 
 def _capacity_summaries(build: Any, env: str) -> dict[str, dict[str, Any]]:
     """The GPU capacity verdict of each serving target, from the compiled capacity.json."""
     out = {}
-    for path, a in build.artifacts.items():
-        parts = path.split("/")
-        if len(parts) == 4 and parts[0] == env and parts[1] == "serving" and parts[3] == "capacity.json":
+    for a in build.of_env(env):
+        if a.role == "report" and a.file == "capacity.json":
             rep = json.loads(a.data)
-            out[parts[2]] = {"verdict": rep.get("verdict"), "reason": rep.get("reason"),
+            out[a.resource] = {"verdict": rep.get("verdict"), "reason": rep.get("reason"),
                              "usd_per_hour": (rep.get("cost") or {}).get("usd_per_hour")}
     return out

@@ -16,42 +16,14 @@ files ({file: JSON/YAML data}) so plan can show field-level diffs.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from typing import Any
 
-from specops.backends.provider import Desired, content_hash, json_bytes
-
-from specops.build.compile import Build
+from specops.backends.provider import Desired, attributes_of, content_hash, json_bytes
+from specops.backends.registry import pipeline_backend, platform_of_artifact_backend
+from specops.build.manifest import Build
 from specops.ir.lower import lower_target
 from specops.resolve.refs import Resolved
-
-PIPELINE_BACKENDS = ("kfp", "sagemaker", "zenml")
-SERVING_TYPES = {"sagemaker": "sagemaker_endpoint", "kubernetes": "k8s_manifests", "kserve": "k8s_manifests",
-                 "helm": "k8s_manifests"}
-# Serving files that are not part of the live object (the report, and the config embedded
-# in the platform files).
-_SERVING_EXCLUDED = ("vllm.yaml", "capacity.json")
-
-
-def parse_file(name: str, data: bytes) -> Any:
-    """JSON/YAML files as data (multi-document YAML as a list); anything else by its hash."""
-    import hashlib
-
-    import yaml
-
-    try:
-        if name.endswith(".json"):
-            return json.loads(data)
-        if name.endswith((".yaml", ".yml")):
-            docs = list(yaml.safe_load_all(data.decode("utf-8")))
-            return docs[0] if len(docs) == 1 else docs
-    except (ValueError, yaml.YAMLError):  # a file that does not parse (a hand edit) is compared whole
-        pass
-    return {"sha256": hashlib.sha256(data).hexdigest()}
-
-
-def attributes_of(files: dict[str, bytes]) -> dict[str, Any]:
-    return {name: parse_file(name, data) for name, data in sorted(files.items())}
 
 
 def prompt_document(spec: Any, name: str, env: str) -> dict[str, Any]:
@@ -75,25 +47,20 @@ def desired_resources(resolved: Resolved, build: Build, env: str) -> list[Desire
     target = lower_target(view.target_name, view.target)
     groups: dict[tuple[str, str], dict[str, bytes]] = {}
     specs: dict[tuple[str, str], str] = {}
-    serving_platform: dict[str, str] = {}
-    for path, art in sorted(build.artifacts.items()):
-        parts = path.split("/")
-        if art.env != env or len(parts) < 4 or parts[0] != env:
-            continue
-        kind, name, rel = parts[1], parts[2], "/".join(parts[3:])
-        if kind in PIPELINE_BACKENDS:
-            key = (f"{kind}_pipeline", name)
-        elif kind == "serving":
-            if rel in _SERVING_EXCLUDED:
+    for art in build.of_env(env):
+        # Only pipeline files and a serving target's deployment files are live objects: its
+        # vLLM config is embedded in them, and its capacity report is for people.
+        if art.role == "pipeline":
+            type_ = pipeline_backend(art.backend).RESOURCE_TYPE
+        elif art.role == "serving":
+            platform = platform_of_artifact_backend(art.backend)
+            if platform is None or platform.RESOURCE_TYPE is None:
                 continue
-            platform = "sagemaker" if art.backend == "sagemaker-endpoint" else art.backend
-            if platform not in SERVING_TYPES:
-                continue
-            serving_platform[name] = platform
-            key = (SERVING_TYPES[platform], name)
+            type_ = platform.RESOURCE_TYPE
         else:
             continue
-        groups.setdefault(key, {})[rel] = art.data
+        key = (type_, art.resource)
+        groups.setdefault(key, {})[art.file] = art.data
         specs[key] = art.spec
 
     pipelines = {name: f"{t}.{name}" for (t, name) in groups if t.endswith("_pipeline")}
@@ -106,8 +73,6 @@ def desired_resources(resolved: Resolved, build: Build, env: str) -> list[Desire
             models = [node.spec.model, *node.spec.adapters] if node is not None else []
             deps = tuple(sorted({pipelines[m] for m in models if m in pipelines}))
             if node is not None and node.spec.platform is not None:
-                import dataclasses
-
                 t = dataclasses.replace(target, serving_platform=node.spec.platform)
         out.append(Desired(address=f"{type_}.{name}", type=type_, name=name, env=env,
                            content_hash=content_hash(files), files=dict(sorted(files.items())),

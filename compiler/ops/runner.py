@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+from specops.backends import pipeline_backend
+from specops.backends.zenml_run import run_local
 from specops.ir import Pipeline
 from specops.resolve.refs import Resolved
 
@@ -23,12 +25,10 @@ def _fmt_metrics(result: dict | None) -> str:
 
 def run_pipeline(resolved: Resolved, p: Pipeline, echo: Callable[[str], None]) -> bool:
     """Compile `p` for its backend and run it on the local stack; True when it succeeded."""
-    from specops.backends import pipeline_backend
 
     backend = pipeline_backend(p.target.backend)
     if backend.NAME != "zenml":
         raise NotImplementedError(f"local runs are on ZenML's local stack; target backend is {backend.NAME}")
-    from specops.backends.zenml_run import run_local
 
     root = resolved.repo.root
     state = root / ".specops"

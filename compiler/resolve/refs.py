@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from specops.diagnostics import Diagnostic, Diagnostics, suggestion
-from specops.frontend.overrides import Node, env_nodes
 from specops.frontend.loader import Repo
+from specops.frontend.overrides import Node, env_nodes
 
 
 @dataclass(frozen=True)
@@ -167,8 +167,6 @@ def _check_duplicates(repo: Repo, out: Diagnostics) -> None:
 
 def resolve(repo: Repo, only_envs: list[str] | None = None) -> Resolved:
     """Resolve every environment, or only `only_envs` (names the Project must declare)."""
-    from specops.checks.semantics import check_semantics
-
     out = Diagnostics(list(repo.diagnostics.items))
     proj_spec = repo.project()
     if proj_spec is None:
@@ -207,6 +205,4 @@ def resolve(repo: Repo, only_envs: list[str] | None = None) -> Resolved:
         _check_refs(repo, view, out)
         _check_cycles(view, out)
         envs[env_name] = view
-    resolved = Resolved(repo, project, proj_spec.name, envs, out)
-    check_semantics(resolved, out)
-    return resolved
+    return Resolved(repo, project, proj_spec.name, envs, out)

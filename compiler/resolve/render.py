@@ -9,11 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-
-from specops.specs import KINDS
-
-from specops.frontend.overrides import effective_document
+from specops.frontend.overrides import deep_merge, effective_document
 from specops.resolve.refs import Resolved
+from specops.specs import KINDS
 
 
 def _dump(doc: Any) -> str:
@@ -25,7 +23,6 @@ def render_env(resolved: Resolved, env: str) -> str:
     project = resolved.repo.project()
     env_spec = resolved.project.environments[env]
     defaults = resolved.project.defaults.model_dump(mode="json", by_alias=True, exclude_none=True)
-    from specops.frontend.overrides import deep_merge
 
     head = {
         "apiVersion": project.model.api_version,

@@ -28,6 +28,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from specops.diagnostics import suggestion
+from specops.fsio import write_atomic
 from specops.runtime.errors import ParamError, StepError, StepFailed
 
 __all__ = ["KINDS", "ParamError", "StepError", "StepFailed", "run_step"]
@@ -48,7 +50,6 @@ def run_step(kind: str, params: dict, *, inputs: dict[str, str], output_dir: str
              repo_root: str = ".") -> dict:
     """Run one lifecycle step; see the package docstring for the contract."""
     if kind not in KINDS:
-        from specops.diagnostics import suggestion
 
         raise ParamError(f"unknown step kind {kind!r} (expected one of {', '.join(KINDS)})"
                          f"{suggestion(kind, KINDS)}")
@@ -71,6 +72,5 @@ def run_step(kind: str, params: dict, *, inputs: dict[str, str], output_dir: str
 
 def write_json(path: Path, obj: Any) -> None:
     """Write JSON with sorted keys and a trailing newline, atomically (temp file + rename)."""
-    from specops.fsio import write_atomic
 
     write_atomic(path, (json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import IO, Any, Iterable
 
+from specops.diagnostics import suggestion
 from specops.runtime.errors import ParamError
 
 _MISSING = object()
@@ -30,7 +31,6 @@ class Params:
         allowed = set(allowed)
         for key in sorted(params, key=str):
             if key not in allowed:
-                from specops.diagnostics import suggestion
 
                 raise ParamError(f"{where}: unknown param {key!r}{suggestion(str(key), allowed)}"
                                  f" (allowed: {', '.join(sorted(allowed))})")
@@ -55,7 +55,6 @@ class Params:
         if choices is not None:
             choices = list(choices)
             if v not in choices:
-                from specops.diagnostics import suggestion
 
                 raise self.error(key, f"must be one of {', '.join(choices)}, got {v!r}{suggestion(v, choices)}")
         return v

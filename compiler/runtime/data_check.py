@@ -40,10 +40,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from specops.diagnostics import suggestion
 from specops.runtime import write_json
 from specops.runtime.common import Params, fmt_num, open_uri
 from specops.runtime.errors import ParamError, StepFailed
-from specops.runtime.tables import FORMATS, BadValue, a_type, canonical_type, coerce_value, read_table, to_utc, write_table
+from specops.runtime.tables import (
+    FORMATS,
+    BadValue,
+    a_type,
+    canonical_type,
+    coerce_value,
+    read_table,
+    to_utc,
+    write_table,
+)
 
 DATASET_KEYS = ("name", "uri", "format", "version", "schema", "splits", "checks", "seed")
 CHECK_KEYS = {
@@ -167,7 +177,6 @@ def _check_shape(c: Any, i: int) -> None:
         raise ParamError(f"{where}: expected a mapping with a 'type'")
     t = c["type"]
     if t not in CHECK_KEYS:
-        from specops.diagnostics import suggestion
 
         raise ParamError(f"{where}: unknown check type {t!r} (expected one of {', '.join(CHECK_KEYS)})"
                          f"{suggestion(t, CHECK_KEYS)}")
@@ -203,7 +212,6 @@ def _check_schema(schema: list[dict], columns: list[str], raw: list[dict], resul
     for col in schema:
         name, typ = col["name"], col["type"]
         if name not in columns:
-            from specops.diagnostics import suggestion
 
             results.append({"type": "schema", "column": name, "passed": False,
                             "message": f"column {name!r} is missing{suggestion(name, columns)}"})
@@ -251,7 +259,6 @@ def _run_check(c: dict, i: int, columns: list[str], raw: list[dict], typed: dict
     col = c["column"]
     res["column"] = col
     if col not in typed:
-        from specops.diagnostics import suggestion
 
         return _fail(res, f"{t}({col}): no column {col!r}{suggestion(col, columns)}")
     values = typed[col]

@@ -36,10 +36,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from specops.diagnostics import suggestion
 from specops.runtime import write_json
 from specops.runtime.common import Params, require_input
 from specops.runtime.errors import ParamError, StepError
+from specops.runtime.finetune import resolve_base_model
 from specops.runtime.tables import load_split
+from specops.runtime.train import feature_matrix, target_vector
 
 DIGITS = 6
 LATENCY = ("latency_p50_ms", "latency_p95_ms")
@@ -60,7 +63,6 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
         raise p.error("metrics", "must name at least one metric")
     for m in metrics:
         if m not in METRICS[task]:
-            from specops.diagnostics import suggestion
 
             raise ParamError(f"evaluate: metric {m!r} is not available for {task}"
                              f" (available: {', '.join(METRICS[task])}){suggestion(str(m), METRICS[task])}")
@@ -102,7 +104,6 @@ def _classical(p: Params, task: str, model_dir: Path, rows: list[dict], metrics:
     import joblib
     import numpy as np
 
-    from specops.runtime.train import feature_matrix, target_vector
 
     model = joblib.load(model_dir / "model.joblib")
     for f in meta["features"]:
@@ -182,7 +183,6 @@ def load_causal_lm(model_dir: Path, repo_root: Path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from specops.runtime.finetune import resolve_base_model
 
     tok_dir = model_dir
     if (model_dir / "adapter_config.json").is_file():

@@ -28,6 +28,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from specops.diagnostics import suggestion
 from specops.runtime.errors import ParamError
 
 FORMATS = ("csv", "jsonl", "parquet")
@@ -49,7 +50,6 @@ def a_type(t: str) -> str:
 def canonical_type(t: str, where: str) -> str:
     t2 = TYPE_ALIASES.get(t, t)
     if t2 not in TYPES:
-        from specops.diagnostics import suggestion
 
         raise ParamError(f"{where}: unknown column type {t!r} (expected one of {', '.join(TYPES)})"
                          f"{suggestion(str(t), list(TYPES) + list(TYPE_ALIASES))}")
@@ -234,7 +234,6 @@ def load_split(data_dir: Path, split: str, where: str) -> tuple[list[str], list[
     manifest = read_manifest(data_dir, where)
     files = manifest.get("splits", {})
     if split not in files:
-        from specops.diagnostics import suggestion
 
         raise ParamError(f"{where}: the dataset has no split {split!r} (have: {', '.join(sorted(files))})"
                          f"{suggestion(split, files)}")

@@ -29,6 +29,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from specops.diagnostics import suggestion
 from specops.runtime import write_json
 from specops.runtime.common import Params, require_input
 from specops.runtime.errors import ParamError, StepError
@@ -102,7 +103,6 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
 
 def select_features(columns: list[str], types: dict[str, str], target: str,
                     features: list | None) -> list[dict[str, str]]:
-    from specops.diagnostics import suggestion
 
     if target not in columns:
         raise ParamError(f"train: target {target!r} is not a column{suggestion(target, columns)}")
@@ -150,7 +150,6 @@ def target_vector(rows: list[dict[str, Any]], target: str, task: str, where: str
 def make_estimator(algorithm: str, task: str, hyper: dict, seed: int):
     import importlib
 
-    from specops.diagnostics import suggestion
 
     module, cls_name = ALGORITHMS[algorithm][task]
     cls = getattr(importlib.import_module(module), cls_name)

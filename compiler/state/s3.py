@@ -20,9 +20,9 @@ import os
 from typing import Any, Iterator
 
 from specops.state.base import (
+    _HELD_LOCK_IDS,
     DEFAULT_STALE_AFTER,
     KEEP_BACKUPS,
-    _HELD_LOCK_IDS,
     LockHeld,
     LockInfo,
     State,

@@ -18,7 +18,9 @@ import yaml
 
 from specops.backends import helm_stack, kserve
 from specops.backends import kubernetes as k8s
-from specops.backends.kubernetes import emit_kubernetes, validate_manifests
+from specops.backends.kubernetes import emit as emit_kubernetes
+from specops.backends.kubernetes import validate_manifests
+from specops.backends.registry import serving_platform
 from specops.ir import Target
 from tests.fixtures.ir_samples import AWS, GCP, serving
 
@@ -54,12 +56,12 @@ def chart_schema() -> dict:
 def test_emits_one_resource_per_file_and_hpa_only_when_autoscaling():
     node = serving(GCP, count=2)
     files = emit_kubernetes(node, config_for(node))
-    assert sorted(files) == [f"support-llm/{f}" for f in
+    assert sorted(files) == [f for f in
                              ("configmap.yaml", "deployment.yaml", "hpa.yaml", "pvc.yaml", "service.yaml")]
     kinds = {p: d["kind"] for p, d in docs(files).items()}
-    assert kinds["support-llm/hpa.yaml"] == "HorizontalPodAutoscaler"
+    assert kinds["hpa.yaml"] == "HorizontalPodAutoscaler"
     fixed = dataclasses.replace(node, replicas_min=2, replicas_max=2)
-    assert "support-llm/hpa.yaml" not in emit_kubernetes(fixed, config_for(fixed))
+    assert "hpa.yaml" not in emit_kubernetes(fixed, config_for(fixed))
 
 
 @pytest.mark.parametrize("target", [GCP, EKS, ONPREM], ids=["gke", "eks", "onprem"])
@@ -71,9 +73,9 @@ def test_manifests_validate_strictly_against_kubernetes_schemas(target):
 def test_validation_catches_unknown_fields_and_wrong_types():
     node = serving(GCP)
     files = docs(emit_kubernetes(node, config_for(node)))
-    dep = copy.deepcopy(files["support-llm/deployment.yaml"])
+    dep = copy.deepcopy(files["deployment.yaml"])
     dep["spec"]["template"]["spec"]["containers"][0]["comand"] = ["vllm"]
-    svc = copy.deepcopy(files["support-llm/service.yaml"])
+    svc = copy.deepcopy(files["service.yaml"])
     svc["spec"]["ports"][0]["port"] = "eight thousand"
     errors = validate_manifests({"d.yaml": k8s.dump_yaml(dep), "s.yaml": k8s.dump_yaml(svc)})
     assert len(errors) == 2
@@ -84,14 +86,14 @@ def test_validation_catches_unknown_fields_and_wrong_types():
 def test_validation_refuses_kinds_it_has_no_schema_for():
     # The InferenceService CRD is not among kubernetes-validate's schemas: never a silent pass.
     node = serving(GCP)
-    errors = validate_manifests(kserve.emit_kserve(node, config_for(node)))
+    errors = validate_manifests(kserve.emit(node, config_for(node)))
     assert len(errors) == 1 and "InferenceService" in errors[0]
 
 
 def test_deployment_runs_vllm_with_gpu_shm_cache_probes_and_secret_token():
     node = serving(GCP, count=2)
     files = docs(emit_kubernetes(node, config_for(node)))
-    dep = files["support-llm/deployment.yaml"]
+    dep = files["deployment.yaml"]
     pod = dep["spec"]["template"]["spec"]
     (c,) = pod["containers"]
     assert c["image"] == "vllm/vllm-openai:v0.32.0"
@@ -106,17 +108,17 @@ def test_deployment_runs_vllm_with_gpu_shm_cache_probes_and_secret_token():
     assert mounts["model-cache"] == env["HF_HOME"]["value"] == k8s.HF_CACHE_DIR
     assert "value" not in env["HF_TOKEN"]
     assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == k8s.HF_SECRET_NAME
-    assert vols["vllm-config"]["configMap"]["name"] == files["support-llm/configmap.yaml"]["metadata"]["name"]
+    assert vols["vllm-config"]["configMap"]["name"] == files["configmap.yaml"]["metadata"]["name"]
     assert mounts["vllm-config"] == "/etc/vllm"
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert c[probe]["httpGet"] == {"path": "/health", "port": 8000}
     assert c["ports"][0]["containerPort"] == 8000
     assert dep["spec"]["replicas"] == node.replicas_min
-    svc = files["support-llm/service.yaml"]
+    svc = files["service.yaml"]
     assert svc["spec"]["ports"][0]["port"] == 8000
     assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
     assert set(svc["spec"]["selector"].items()) <= set(pod and dep["spec"]["template"]["metadata"]["labels"].items())
-    hpa = files["support-llm/hpa.yaml"]
+    hpa = files["hpa.yaml"]
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 3)
     labels = dep["metadata"]["labels"]
     assert labels["app.kubernetes.io/name"] == "support-llm" and labels["app.kubernetes.io/managed-by"] == "specops"
@@ -131,7 +133,7 @@ def test_deployment_runs_vllm_with_gpu_shm_cache_probes_and_secret_token():
 ])
 def test_node_selector_comes_from_the_provider_table(target, gpu, expected):
     node = serving(target, gpu=gpu)
-    dep = yaml.safe_load(emit_kubernetes(node, config_for(node))["support-llm/deployment.yaml"])
+    dep = yaml.safe_load(emit_kubernetes(node, config_for(node))["deployment.yaml"])
     assert dep["spec"]["template"]["spec"]["nodeSelector"] == expected
     assert k8s.check(node) == []
 
@@ -146,7 +148,7 @@ def test_unknown_gpu_for_provider_is_an_error_at_the_spec():
 
 def test_amd_gpu_uses_amd_resource():
     node = serving(ONPREM, gpu="MI300X", count=2)
-    dep = yaml.safe_load(emit_kubernetes(node, config_for(node))["support-llm/deployment.yaml"])
+    dep = yaml.safe_load(emit_kubernetes(node, config_for(node))["deployment.yaml"])
     c = dep["spec"]["template"]["spec"]["containers"][0]
     assert c["resources"]["limits"] == {"amd.com/gpu": 2}
 
@@ -154,22 +156,22 @@ def test_amd_gpu_uses_amd_resource():
 def test_port_from_serve_config_drives_container_probes_and_service():
     node = serving(GCP)
     files = docs(emit_kubernetes(node, config_for(node, {"port": 9000})))
-    c = files["support-llm/deployment.yaml"]["spec"]["template"]["spec"]["containers"][0]
+    c = files["deployment.yaml"]["spec"]["template"]["spec"]["containers"][0]
     assert c["ports"][0]["containerPort"] == 9000 and c["readinessProbe"]["httpGet"]["port"] == 9000
-    assert files["support-llm/service.yaml"]["spec"]["ports"][0]["port"] == 9000
+    assert files["service.yaml"]["spec"]["ports"][0]["port"] == 9000
 
 
 def test_single_replica_uses_recreate_and_read_write_once():
     node = dataclasses.replace(serving(GCP), replicas_min=1, replicas_max=1)
     files = docs(emit_kubernetes(node, config_for(node)))
-    assert files["support-llm/deployment.yaml"]["spec"]["strategy"] == {"type": "Recreate"}
-    assert files["support-llm/pvc.yaml"]["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert files["deployment.yaml"]["spec"]["strategy"] == {"type": "Recreate"}
+    assert files["pvc.yaml"]["spec"]["accessModes"] == ["ReadWriteOnce"]
 
 
 def test_config_change_rolls_pods():
     node = serving(GCP)
-    a = docs(emit_kubernetes(node, config_for(node)))["support-llm/deployment.yaml"]
-    b = docs(emit_kubernetes(node, config_for(node, {"max-num-seqs": 64})))["support-llm/deployment.yaml"]
+    a = docs(emit_kubernetes(node, config_for(node)))["deployment.yaml"]
+    b = docs(emit_kubernetes(node, config_for(node, {"max-num-seqs": 64})))["deployment.yaml"]
     key = "specops.dev/config-sha256"
     assert a["spec"]["template"]["metadata"]["annotations"][key] != b["spec"]["template"]["metadata"]["annotations"][key]
 
@@ -181,7 +183,7 @@ def test_output_is_byte_identical_and_independent_of_dict_order():
     node = serving(GCP, count=2)
     shuffled = dataclasses.replace(node, engine_args=dict(reversed(list(node.engine_args.items()))),
                                    labels=dict(reversed(list(node.labels.items()))))
-    for emit in (emit_kubernetes, kserve.emit_kserve, helm_stack.emit_helm_values):
+    for emit in (emit_kubernetes, kserve.emit, helm_stack.emit):
         assert emit(node, config_for(node)) == emit(shuffled, config_for(node))
     assert emit_kubernetes(node) == emit_kubernetes(shuffled)  # default serve config path
 
@@ -198,19 +200,19 @@ def test_yaml_special_characters_are_emitted_as_data():
     node = serving(GCP)
     config = config_for(node, NASTY)
     files = emit_kubernetes(node, config)
-    cm = yaml.safe_load(files["support-llm/configmap.yaml"])
+    cm = yaml.safe_load(files["configmap.yaml"])
     assert cm["data"]["config.yaml"].encode() == config  # the file, byte for byte
     assert yaml.safe_load(cm["data"]["config.yaml"])["chat-template"] == NASTY["chat-template"]
     assert all(len(list(yaml.safe_load_all(b))) == 1 for b in files.values())
     assert validate_manifests(files) == []
 
-    isvc = yaml.safe_load(kserve.emit_kserve(node, config)["support-llm/inferenceservice.yaml"])
+    isvc = yaml.safe_load(kserve.emit(node, config)["inferenceservice.yaml"])
     args = isvc["spec"]["predictor"]["model"]["args"]
     assert f"--chat-template={NASTY['chat-template']}" in args
     assert "--model_name=support: llm" in args and "--tokenizer-mode=yes" in args
     assert "--hf-overrides=" + json.dumps(NASTY["hf-overrides"], sort_keys=True, separators=(",", ":")) in args
 
-    values = yaml.safe_load(helm_stack.emit_helm_values(node, config)["support-llm/values.yaml"])
+    values = yaml.safe_load(helm_stack.emit(node, config)["values.yaml"])
     extra = values["servingEngineSpec"]["modelSpec"][0]["vllmConfig"]["extraArgs"]
     assert f"--chat-template={NASTY['chat-template']}" in extra and "--served-model-name=support: llm" in extra
 
@@ -226,7 +228,7 @@ def test_config_to_argv_follows_vllm_config_rules():
 
 def test_inferenceservice_validates_against_kserve_crd(isvc_schema):
     node = serving(GCP, count=2)
-    doc = yaml.safe_load(kserve.emit_kserve(node, config_for(node))["support-llm/inferenceservice.yaml"])
+    doc = yaml.safe_load(kserve.emit(node, config_for(node))["inferenceservice.yaml"])
     assert kserve.validate_inferenceservice(doc, isvc_schema) == []
     p = doc["spec"]["predictor"]
     assert p["model"]["modelFormat"] == {"name": "huggingface"}
@@ -241,7 +243,7 @@ def test_inferenceservice_validates_against_kserve_crd(isvc_schema):
 
 def test_kserve_crd_validation_catches_mistakes(isvc_schema):
     node = serving(GCP)
-    doc = yaml.safe_load(kserve.emit_kserve(node, config_for(node))["support-llm/inferenceservice.yaml"])
+    doc = yaml.safe_load(kserve.emit(node, config_for(node))["inferenceservice.yaml"])
     doc["spec"]["predictor"]["model"]["modelFormt"] = {"name": "huggingface"}
     doc["spec"]["predictor"]["minReplicas"] = "one"
     doc["spec"]["explainer"] = {}
@@ -252,7 +254,7 @@ def test_kserve_crd_validation_catches_mistakes(isvc_schema):
 
 def test_kserve_storage_uri_and_no_canary():
     node = dataclasses.replace(serving(GCP), model_uri="gs://acme-ml-models/support-llm/v3", canary_percent=0)
-    p = yaml.safe_load(kserve.emit_kserve(node)["support-llm/inferenceservice.yaml"])["spec"]["predictor"]
+    p = yaml.safe_load(kserve.emit(node)["inferenceservice.yaml"])["spec"]["predictor"]
     assert p["model"]["storageUri"] == "gs://acme-ml-models/support-llm/v3"
     assert not any(a.startswith("--model_id") for a in p["model"]["args"])
     assert "canaryTrafficPercent" not in p
@@ -263,7 +265,7 @@ def test_kserve_storage_uri_and_no_canary():
 
 def test_helm_values_validate_against_chart_schema(chart_schema):
     node = serving(GCP, count=2)
-    values = yaml.safe_load(helm_stack.emit_helm_values(node, config_for(node))["support-llm/values.yaml"])
+    values = yaml.safe_load(helm_stack.emit(node, config_for(node))["values.yaml"])
     # The chart's schema leaves objects open; closing them makes a misspelt key fail too.
     validator = jsonschema.Draft202012Validator(kserve.strict_structural(chart_schema))
     assert [e.message for e in validator.iter_errors(values)] == []
@@ -288,7 +290,7 @@ def test_helm_values_put_other_flags_in_extra_args(chart_schema):
     node = serving(EKS, gpu="H100")
     config = config_for(node, {"runner": "generate", "enable-chunked-prefill": False, "port": 9000,
                                "speculative-config": {"method": "ngram"}})
-    (spec,) = yaml.safe_load(helm_stack.emit_helm_values(node, config)["support-llm/values.yaml"])["servingEngineSpec"]["modelSpec"]
+    (spec,) = yaml.safe_load(helm_stack.emit(node, config)["values.yaml"])["servingEngineSpec"]["modelSpec"]
     assert spec["vllmConfig"]["enableChunkedPrefill"] is False
     assert spec["vllmConfig"]["extraArgs"] == ["--runner=generate", '--speculative-config={"method":"ngram"}']
     assert spec["nodeSelectorTerms"] == [{"matchExpressions": [
@@ -303,16 +305,23 @@ def test_helm_image_split_and_digest_check():
     assert [d.code for d in helm_stack.check(node)] == ["unsupported"]
 
 
-def test_emit_deployment_dispatches_on_serving_platform():
+def test_registry_dispatches_on_serving_platform():
+    def emit(node, config=None):
+        return serving_platform(node.target.serving_platform).emit(node, config)
+
+    def check(node, config=None):
+        return serving_platform(node.target.serving_platform).check(node, config)
+
     gke = serving(GCP)  # serving_platform kserve
-    assert list(k8s.emit_deployment(gke, config_for(gke))) == ["support-llm/inferenceservice.yaml"]
+    assert list(emit(gke, config_for(gke))) == ["inferenceservice.yaml"]
     eks = serving(EKS)
-    assert "support-llm/deployment.yaml" in k8s.emit_deployment(eks, config_for(eks))
-    assert list(k8s.emit_deployment(eks, config_for(eks), helm=True)) == ["support-llm/values.yaml"]
-    assert list(k8s.emit_deployment(serving(AWS))) == ["support-llm/endpoint.json"]
+    assert "deployment.yaml" in emit(eks, config_for(eks))
+    helm = dataclasses.replace(eks, target=dataclasses.replace(EKS, serving_platform="helm"))
+    assert list(emit(helm, config_for(helm))) == ["values.yaml"]
+    assert list(emit(serving(AWS))) == ["endpoint.json"]
     local = dataclasses.replace(serving(GCP), target=dataclasses.replace(GCP, serving_platform="local"))
-    assert k8s.emit_deployment(local) == {} and k8s.check_deployment(local) == []
-    assert k8s.check_deployment(dataclasses.replace(gke, canary_percent=150))[0].code == "value"
+    assert emit(local) == {} and check(local) == []
+    assert check(dataclasses.replace(gke, canary_percent=150))[0].code == "value"
 
 
 def test_real_serve_config_from_vllm_backend_is_mounted_verbatim():
@@ -322,9 +331,9 @@ def test_real_serve_config_from_vllm_backend_is_mounted_verbatim():
                                                           "chat-template": NASTY["chat-template"]})
     config = serve_config(dict(node.engine_args), model=node.model_uri, version=node.engine_version)
     files = emit_kubernetes(node)  # default path: specops.backends.vllm.serve_config
-    assert yaml.safe_load(files["support-llm/configmap.yaml"])["data"]["config.yaml"].encode() == config
+    assert yaml.safe_load(files["configmap.yaml"])["data"]["config.yaml"].encode() == config
     assert validate_manifests(files) == []
-    args = yaml.safe_load(kserve.emit_kserve(node)["support-llm/inferenceservice.yaml"])["spec"]["predictor"]["model"]["args"]
+    args = yaml.safe_load(kserve.emit(node)["inferenceservice.yaml"])["spec"]["predictor"]["model"]["args"]
     assert f"--chat-template={NASTY['chat-template']}" in args
 
 

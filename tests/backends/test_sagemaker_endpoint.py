@@ -26,7 +26,7 @@ def config_for(node, extra: dict | None = None) -> bytes:
 
 
 def requests_for(node, extra: dict | None = None) -> dict:
-    return json.loads(sm.emit_endpoint(node, config_for(node, extra))[f"{node.name}/endpoint.json"])
+    return json.loads(sm.emit(node, config_for(node, extra))["endpoint.json"])
 
 
 @pytest.fixture(scope="module")
@@ -156,8 +156,8 @@ def test_names_follow_content_and_endpoint_name_is_stable():
 def test_byte_identical():
     node = serving(AWS)
     shuffled = dataclasses.replace(node, engine_args=dict(reversed(list(node.engine_args.items()))))
-    assert sm.emit_endpoint(node) == sm.emit_endpoint(shuffled)
-    assert sm.emit_endpoint(node, config_for(node)) == sm.emit_endpoint(node, config_for(node))
+    assert sm.emit(node) == sm.emit(shuffled)
+    assert sm.emit(node, config_for(node)) == sm.emit(node, config_for(node))
 
 
 def test_special_characters_are_data(sagemaker_client):

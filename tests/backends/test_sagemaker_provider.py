@@ -53,7 +53,7 @@ def pipeline_desired(pipeline, prefix: str | None = None) -> Desired:
 
 def endpoint_desired(node) -> Desired:
     cfg = yaml.safe_dump({"model": node.model_uri, **node.engine_args}, sort_keys=True).encode()
-    files = {f"{node.env}/serving/{node.name}/{k}": v for k, v in sme.emit_endpoint(node, cfg).items()}
+    files = {f"{node.env}/serving/{node.name}/{k}": v for k, v in sme.emit(node, cfg).items()}
     (body,) = files.values()
     return Desired(
         address=f"sagemaker_endpoint.{node.name}", type="sagemaker_endpoint", name=node.name, env=node.env,

@@ -12,8 +12,7 @@ import pytest
 
 from specops.backends.provider import ProviderError, make_provider
 from specops.build.compile import compile_repo
-from specops.frontend.loader import load
-from specops.resolve.refs import resolve
+from specops.checks import analyze
 from specops.ops.resources import desired_resources
 from specops.state import ResourceState
 
@@ -27,7 +26,7 @@ def churn(tmp_path: Path, gate: str | None = None):
     if gate is not None:
         g = root / "gates" / "auc.yaml"
         g.write_text(g.read_text().replace('">= 0.75"', repr(gate).replace("'", '"')))
-    resolved = resolve(load(str(root)))
+    resolved = analyze(str(root))
     (d,) = desired_resources(resolved, compile_repo(resolved, ["dev"]), "dev")
     p = make_provider(d.type, env="dev", target=d.target, root=root)
     return root, d, p

@@ -12,8 +12,7 @@ import pytest
 import yaml
 
 from specops.build.compile import compile_repo
-from specops.frontend.loader import load
-from specops.resolve.refs import resolve
+from specops.checks import analyze
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ["churn", "support-assistant"]
@@ -21,7 +20,7 @@ EXAMPLES = ["churn", "support-assistant"]
 
 @cache
 def files(name: str) -> dict[str, bytes]:
-    resolved = resolve(load(ROOT / "examples" / name))
+    resolved = analyze(ROOT / "examples" / name)
     return compile_repo(resolved, cache_dir=None).files()
 
 

@@ -63,12 +63,11 @@ def test_churn_compiled_for_kfp_runs_under_kfp_local(tmp_path: Path, monkeypatch
     from kfp import components
 
     from specops.backends import kfp as kfp_backend
-    from specops.frontend.loader import load
     from specops.ir.lower import lower_env
-    from specops.resolve.refs import resolve
+    from specops.checks import analyze
 
     repo = churn_copy(tmp_path, kfp_env=True)
-    resolved = resolve(load(repo))
+    resolved = analyze(repo)
     assert not resolved.diagnostics.has_errors, [d.headline() for d in resolved.diagnostics.sorted()]
     (pipeline,) = lower_env(resolved, "local-kfp")[0]
     assert kfp_backend.check(pipeline) == [] or not any(d.severity == "error" for d in kfp_backend.check(pipeline))

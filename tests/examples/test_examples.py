@@ -9,8 +9,7 @@ import jsonschema
 import pytest
 import yaml
 
-from specops.frontend.loader import load
-from specops.resolve.refs import resolve
+from specops.checks import analyze
 from specops.frontend.schema import schema_files
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,7 +19,7 @@ SCHEMAS = ROOT / "compiler" / "schemas"
 
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_example_validates_clean(name: str) -> None:
-    resolved = resolve(load(ROOT / "examples" / name))
+    resolved = analyze(ROOT / "examples" / name)
     assert not resolved.diagnostics.has_errors, [d.headline() for d in resolved.diagnostics.sorted()]
     assert sorted(resolved.envs) == ["dev", "prod", "staging"]
 

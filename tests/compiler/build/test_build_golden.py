@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from specops.build.compile import compile_repo
-from specops.frontend.loader import load
-from specops.resolve.refs import resolve
+from specops.checks import analyze
 
 ROOT = Path(__file__).resolve().parents[3]
 GOLDEN = ROOT / "tests" / "golden"
@@ -24,7 +23,7 @@ EXAMPLES = ["churn", "support-assistant"]
 
 
 def build_files(name: str, tmp_path: Path) -> dict[str, bytes]:
-    resolved = resolve(load(ROOT / "examples" / name))
+    resolved = analyze(ROOT / "examples" / name)
     assert not resolved.diagnostics.has_errors
     build = compile_repo(resolved, cache_dir=tmp_path / "cache")
     assert not build.diagnostics.has_errors, [d.headline() for d in build.diagnostics.sorted()]
@@ -70,7 +69,7 @@ def test_emit_cache_gives_the_same_bytes_and_moving_lines_changes_nothing(tmp_pa
     expected = {p.relative_to(golden).as_posix(): p.read_bytes() for p in golden.rglob("*") if p.is_file()}
     from specops.build.compile import _compile_repo
 
-    first = _compile_repo(resolve(load(repo)), None, cache).files()
+    first = _compile_repo(analyze(repo), None, cache).files()
     assert len(list((cache / "emit").rglob("*"))) > 3
-    second = _compile_repo(resolve(load(repo)), None, cache).files()
+    second = _compile_repo(analyze(repo), None, cache).files()
     assert first == second == expected

@@ -13,11 +13,12 @@ from click.testing import CliRunner
 
 from specops.build import compile as build_mod
 from specops.build import cache
+from specops.build.manifest import Build
 from specops.build.compile import compile_repo
 from specops.cli import main
 from specops.diagnostics import Diagnostics
-from specops.frontend.loader import discover, load
-from specops.resolve.refs import resolve
+from specops.frontend.loader import discover
+from specops.checks import analyze
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "examples"
@@ -51,23 +52,23 @@ def test_fast_discovery_matches_the_loader(tmp_path, bench_repo):
 
 def test_cached_build_is_byte_identical_and_skips_the_compile(tmp_path, monkeypatch):
     root = copy_example(tmp_path, "support-assistant")
-    resolved = resolve(load(root))
+    resolved = analyze(root)
     plain = compile_repo(resolved, cache_dir=None).files()
     cdir = cache.cache_dir_of(root)
     first = compile_repo(resolved, cache_dir=cdir).files()
     assert first == plain
     assert list((cdir / "builds").glob("pack-*.bin"))
     monkeypatch.setattr(build_mod, "_compile_repo", no_full_compile)
-    again = compile_repo(resolve(load(root)), cache_dir=cdir)
+    again = compile_repo(analyze(root), cache_dir=cdir)
     assert again.files() == plain
     fast = cache.fast_compile(root)
-    assert fast is not None and fast.cached.build().files() == plain
+    assert fast is not None and Build.from_record(fast.cached.index, fast.cached.blob).files() == plain
 
 
 def test_warnings_survive_the_cache(tmp_path):
     root = copy_example(tmp_path, "support-assistant")
     cdir = cache.cache_dir_of(root)
-    r = resolve(load(root))
+    r = analyze(root)
     fresh = compile_repo(r, cache_dir=None).diagnostics.sorted()
     compile_repo(r, cache_dir=cdir)
     hit = compile_repo(r, cache_dir=cdir).diagnostics.sorted()
@@ -77,21 +78,21 @@ def test_warnings_survive_the_cache(tmp_path):
 def test_any_input_change_misses(tmp_path, monkeypatch):
     root = copy_example(tmp_path, "support-assistant")
     cdir = cache.cache_dir_of(root)
-    base = compile_repo(resolve(load(root)), cache_dir=cdir).files()
+    base = compile_repo(analyze(root), cache_dir=cdir).files()
     assert cache.fast_compile(root) is not None
     # a spec edit
     f = root / "datasets" / "tickets.yaml"
     orig = f.read_text()
     f.write_text(orig.replace("rowCount, min: 20", "rowCount, min: 21"))
     assert cache.fast_compile(root) is None
-    changed = compile_repo(resolve(load(root)), cache_dir=cdir).files()
-    assert changed != base and changed == compile_repo(resolve(load(root)), cache_dir=None).files()
+    changed = compile_repo(analyze(root), cache_dir=cdir).files()
+    assert changed != base and changed == compile_repo(analyze(root), cache_dir=None).files()
     f.write_text(orig)
     assert cache.fast_compile(root) is not None  # back to the first build's inputs: a hit
     # a comment-only edit still misses the whole-repo key (bytes changed) but gives the same output
     f.write_text("# a comment\n" + orig)
     assert cache.fast_compile(root) is None
-    assert compile_repo(resolve(load(root)), cache_dir=cdir).files() == base
+    assert compile_repo(analyze(root), cache_dir=cdir).files() == base
     f.write_text(orig)
     # a non-YAML input that the compile reads (the model's config.json for capacity)
     cfg = root / "models" / "llama-3.1-8b" / "config.json"
@@ -99,7 +100,7 @@ def test_any_input_change_misses(tmp_path, monkeypatch):
     cfg.write_text(cfg_orig.replace('"num_hidden_layers": 32', '"num_hidden_layers": 16'))
     assert cfg.read_text() != cfg_orig
     assert cache.fast_compile(root) is None
-    assert compile_repo(resolve(load(root)), cache_dir=cdir).files() != base
+    assert compile_repo(analyze(root), cache_dir=cdir).files() != base
     cfg.write_text(cfg_orig)
     # a new YAML file, and the environments asked for
     assert cache.fast_compile(root) is not None
@@ -116,7 +117,7 @@ def test_errors_are_never_cached(tmp_path):
     root = copy_example(tmp_path, "support-assistant")
     f = root / "serving" / "support-llm.yaml"
     f.write_text(f.read_text().replace("max-model-len: 4096", "max-model: 4096"))
-    r = resolve(load(root))
+    r = analyze(root)
     compile_repo(r, cache_dir=cache.cache_dir_of(root))
     assert cache.fast_compile(root) is None
 
@@ -135,8 +136,8 @@ def test_cli_compile_and_check_use_the_cache(tmp_path, monkeypatch):
     r = runner.invoke(main, ["compile", str(root), "--check"])
     assert r.exit_code == 1 and "differs" in r.output
     # and the in-process no-op path writes back exactly the cached bytes
-    assert cache.noop_compile(root) == (1, 0)
-    assert cache.noop_compile(root) == (0, 0)
+    assert build_mod.noop_compile(root) == (1, 0)
+    assert build_mod.noop_compile(root) == (0, 0)
     r = runner.invoke(main, ["compile", str(root), "--check"])
     assert r.exit_code == 0, r.output
 
@@ -144,8 +145,8 @@ def test_cli_compile_and_check_use_the_cache(tmp_path, monkeypatch):
 def test_corrupt_cache_is_a_miss(tmp_path):
     root = copy_example(tmp_path, "churn")
     cdir = cache.cache_dir_of(root)
-    want = compile_repo(resolve(load(root)), cache_dir=cdir).files()
+    want = compile_repo(analyze(root), cache_dir=cdir).files()
     for p in (cdir / "builds").glob("pack-*.bin"):
         p.write_bytes(b"garbage")
     assert cache.fast_compile(root) is None
-    assert compile_repo(resolve(load(root)), cache_dir=cdir).files() == want
+    assert compile_repo(analyze(root), cache_dir=cdir).files() == want

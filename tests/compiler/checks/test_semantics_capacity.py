@@ -5,8 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from specops.frontend.loader import load
-from specops.resolve.refs import resolve
+from specops.checks import analyze
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -24,7 +23,7 @@ def repo_with(tmp_path: Path, config: str | None, gpu: str = "L4", count: int = 
 
 def test_70b_on_one_l4_is_an_error_with_the_numbers(tmp_path: Path) -> None:
     repo = repo_with(tmp_path, "llama-3-70b")
-    diags = resolve(load(repo)).diagnostics.sorted()
+    diags = analyze(repo).diagnostics.sorted()
     cap = [d for d in diags if d.code == "capacity"]
     assert cap, [d.headline() for d in diags]
     d = cap[0]
@@ -35,12 +34,12 @@ def test_70b_on_one_l4_is_an_error_with_the_numbers(tmp_path: Path) -> None:
 
 
 def test_the_example_fits(tmp_path: Path) -> None:
-    diags = resolve(load(repo_with(tmp_path, None))).diagnostics.sorted()
+    diags = analyze(repo_with(tmp_path, None)).diagnostics.sorted()
     assert not [d for d in diags if d.code.startswith("capacity")], [d.headline() for d in diags]
 
 
 def test_context_longer_than_the_model_supports_is_an_error_at_the_override(tmp_path: Path) -> None:
     # Llama 3 (not 3.1) has 8,192 positions; prod's override asks for 32,768.
-    diags = resolve(load(repo_with(tmp_path, "llama-3-8b"))).diagnostics.sorted()
+    diags = analyze(repo_with(tmp_path, "llama-3-8b")).diagnostics.sorted()
     cap = [d for d in diags if d.code == "capacity"]
     assert [(d.pos.line, "max_model_len 32768 exceeds" in d.message) for d in cap] == [(29, True)]

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from specops.frontend.loader import load
-from specops.resolve.refs import resolve
+from specops.checks import analyze
 
 ROOT = Path(__file__).resolve().parents[3]
 CASES = sorted((Path(__file__).parent / "bad_inputs").glob("*.yaml"))
@@ -42,7 +41,7 @@ def run_case(path: Path, tmp: Path):
     target = repo / file
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, target)
-    resolved = resolve(load(repo))
+    resolved = analyze(repo)
     return file, expects, resolved.diagnostics.sorted()
 
 

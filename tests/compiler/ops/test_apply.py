@@ -3,7 +3,7 @@ policy, crash safety, and the README's main job on the real ZenML provider (slow
 
 Fast tests use the pipeline stand-in described in ops_fixtures.py; the gitops and prompt
 providers are the real ones. Subprocess tests run the real CLI in a child process with the
-stand-in registered through `PROVIDERS` (see _child_cmd).
+stand-in registered through `PROVIDER_OVERRIDES` (see _child_cmd).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ FAKE_VARS = ("SPECOPS_FAKE_GATES", "SPECOPS_FAKE_FAIL", "SPECOPS_FAKE_THROTTLE",
 
 @pytest.fixture()
 def repo(tmp_path, monkeypatch):
-    monkeypatch.setitem(P.PROVIDERS, "zenml_pipeline", FAKE)
+    monkeypatch.setitem(P.PROVIDER_OVERRIDES, "zenml_pipeline", FAKE)
     for k in FAKE_VARS:
         monkeypatch.delenv(k, raising=False)
     fake_pipeline_provider._calls.clear()
@@ -135,7 +135,7 @@ def test_corrupt_state_is_one_line_and_untouched(repo):
 
 def _child_cmd(repo: Path, env: str) -> list[str]:
     code = ("import sys; import specops.backends.provider as p; "
-            f"p.PROVIDERS['zenml_pipeline'] = {FAKE!r}; "
+            f"p.PROVIDER_OVERRIDES['zenml_pipeline'] = {FAKE!r}; "
             "from specops.cli import main; main()")
     return [sys.executable, "-c", code, "apply", str(repo), "--env", env, "--auto-approve"]
 

@@ -21,7 +21,7 @@ from .ops_fixtures import FAKE, make_repo
 
 @pytest.fixture()
 def repo(tmp_path, monkeypatch):
-    monkeypatch.setitem(P.PROVIDERS, "zenml_pipeline", FAKE)
+    monkeypatch.setitem(P.PROVIDER_OVERRIDES, "zenml_pipeline", FAKE)
     for k in ("SPECOPS_FAKE_GATES", "SPECOPS_FAKE_FAIL", "SPECOPS_FAKE_THROTTLE", "SPECOPS_FAKE_SLOW"):
         monkeypatch.delenv(k, raising=False)
     return make_repo(tmp_path)
