@@ -26,6 +26,7 @@ import json
 from typing import Any, Iterable
 
 import yaml
+
 from specops.backends.vllm import serve_config  # checks every flag against the version
 from specops.backends.yaml_emit import dump
 from specops.diagnostics import Diagnostic, Pos

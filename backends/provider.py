@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar
 
 import yaml
+
 from specops.backends.registry import UnknownBackend, provider_module
 
 if TYPE_CHECKING:

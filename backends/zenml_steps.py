@@ -26,9 +26,10 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Optional, Tuple
 
+from zenml import step
+
 from specops.runtime import StepFailed, run_step
 from specops.runtime.command import run_command
-from zenml import step
 
 # Output directories must outlive the step function (ZenML archives them after it returns);
 # they are removed when the process that ran the steps exits.

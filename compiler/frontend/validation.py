@@ -12,6 +12,7 @@ from functools import cache
 from typing import Any
 
 from pydantic import ValidationError
+
 from specops.diagnostics import CODES, Diagnostic, suggestion
 from specops.frontend.yamlio import YamlDoc
 from specops.specs import KINDS, document_model

@@ -22,6 +22,7 @@ import datetime as _dt
 from typing import Any
 
 import yaml
+
 from specops.diagnostics import Diagnostic, Pos
 
 MAX_FILE_BYTES = 1 << 20

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
+
 from specops.frontend.overrides import deep_merge, effective_document
 from specops.resolve.refs import Resolved
 from specops.specs import KINDS

@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 
 from specops.backends.gitops_provider import GitopsProvider
-from specops.backends.provider import Desired, ProviderError, content_hash, make_provider
+from specops.backends.provider import Desired, ProviderError, attributes_of, content_hash, make_provider
 from specops.ir import Target
-from specops.backends.provider import attributes_of
 from specops.state import ResourceState
 
 DEPLOY = b"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: llm\nspec:\n  replicas: 2\n"

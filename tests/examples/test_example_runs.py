@@ -63,8 +63,8 @@ def test_churn_compiled_for_kfp_runs_under_kfp_local(tmp_path: Path, monkeypatch
     from kfp import components
 
     from specops.backends import kfp as kfp_backend
-    from specops.ir.lower import lower_env
     from specops.checks import analyze
+    from specops.ir.lower import lower_env
 
     repo = churn_copy(tmp_path, kfp_env=True)
     resolved = analyze(repo)

@@ -8,22 +8,23 @@ sagemaker-train==1.27.0 sagemaker-serve==1.27.0` and graphene, docker, tqdm, psu
 `python make_sagemaker_sdk_fixture.py | python -m json.tool --sort-keys --indent 2`.
 """
 import os
+
 os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
                   AWS_EC2_METADATA_DISABLED="true", SAGEMAKER_VALIDATE_ROLE="false")
 import boto3
-from sagemaker.core.workflow.pipeline_context import PipelineSession
-from sagemaker.core.workflow.parameters import ParameterString
-from sagemaker.core.workflow.properties import PropertyFile
-from sagemaker.core.workflow.functions import JsonGet
-from sagemaker.core.workflow.conditions import ConditionGreaterThanOrEqualTo
 from sagemaker.core.processing import Processor
 from sagemaker.core.shapes import ProcessingInput, ProcessingOutput, ProcessingS3Input, ProcessingS3Output
-from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep
+from sagemaker.core.workflow.conditions import ConditionGreaterThanOrEqualTo
+from sagemaker.core.workflow.functions import JsonGet
+from sagemaker.core.workflow.parameters import ParameterString
+from sagemaker.core.workflow.pipeline_context import PipelineSession
+from sagemaker.core.workflow.properties import PropertyFile
 from sagemaker.mlops.workflow.condition_step import ConditionStep
 from sagemaker.mlops.workflow.fail_step import FailStep
 from sagemaker.mlops.workflow.pipeline import Pipeline
+from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep
 from sagemaker.train import ModelTrainer
-from sagemaker.train.configs import Compute, OutputDataConfig, InputData
+from sagemaker.train.configs import Compute, InputData, OutputDataConfig
 
 ROLE = "arn:aws:iam::123456789012:role/specops-sagemaker"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/specops-runtime:0.1.0"

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from specops.build import compile as build_mod
 from specops.build import cache
-from specops.build.manifest import Build
+from specops.build import compile as build_mod
 from specops.build.compile import compile_repo
+from specops.build.manifest import Build
+from specops.checks import analyze
 from specops.cli import main
 from specops.diagnostics import Diagnostics
 from specops.frontend.loader import discover
-from specops.checks import analyze
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "examples"

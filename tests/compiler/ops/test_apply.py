@@ -90,8 +90,8 @@ def test_hard_error_stops_and_reports_what_landed(repo, monkeypatch):
 
 
 def test_lock_held_refuses_apply_naming_the_holder(repo):
-    from specops.state import open_store
     from specops.specs.project import StateBackend
+    from specops.state import open_store
 
     store = open_store(StateBackend(), "dev", repo)
     with store.lock("apply") as info:

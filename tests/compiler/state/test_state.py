@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from specops.state import local as st
 from specops.specs.project import StateBackend
 from specops.state import LocalStore, LockHeld, LockInfo, ResourceState, State, StateError, open_store
+from specops.state import local as st
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -1,0 +1,70 @@
+"""Helpers every check uses: a diagnostic at a spec path, string walks, repo paths and GPUs."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any, Iterator
+
+from specops.diagnostics import Diagnostic, Diagnostics, Pos, suggestion
+from specops.gpus import gpu_names
+
+if TYPE_CHECKING:
+    from specops.frontend.overrides import Node
+    from specops.resolve.refs import EnvView, Resolved
+
+
+def at(node: "Node", path: tuple, code: str, msg: str, severity: str = "error",
+        notes: tuple[str, ...] = (), prefer_key: bool = False) -> Diagnostic:
+    return Diagnostic(severity, code, msg, node.file, node.doc.pos_of(("spec",) + path, prefer_key), notes)  # type: ignore[arg-type]
+
+
+def strings(data: Any, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
+    if isinstance(data, str):
+        yield path, data
+    elif isinstance(data, dict):
+        for k, v in data.items():
+            yield from strings(v, path + (k,))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            yield from strings(v, path + (i,))
+
+
+def offset_pos(node: "Node", path: tuple, offset: int | None) -> Pos:
+    """The position `offset` characters into a single-line string value (skipping a quote)."""
+    pos = node.doc.pos_of(("spec",) + path)
+    if offset is None or pos.end_line != pos.line:
+        return pos
+    quoted = (pos.end_col or 0) - pos.col > len(str(get_path(node.doc.data, ("spec",) + path)))
+    return Pos(pos.line, pos.col + offset + (1 if quoted else 0))
+
+
+def get_path(data: Any, path: tuple) -> Any:
+    for p in path:
+        data = data[p]
+    return data
+
+
+def check_repo_file(resolved: "Resolved", node: "Node", path: tuple, rel: str, what: str, out: Diagnostics) -> None:
+    root = resolved.repo.root
+    p = PurePosixPath(rel)
+    if p.is_absolute() or ".." in p.parts:
+        out.add(at(node, path, "path-escape", f"{what} '{rel}' must stay inside the repository"))
+        return
+    full = (root / rel).resolve()
+    if not full.is_relative_to(root.resolve()):
+        out.add(at(node, path, "path-escape", f"{what} '{rel}' resolves outside the repository (symlink?)"))
+    elif not full.exists():
+        out.add(at(node, path, "value", f"{what} '{rel}' does not exist in the repository"))
+
+
+def check_gpu(view: "EnvView", node: "Node", path: tuple, gpu_type: str, out: Diagnostics) -> None:
+    names = {g.upper(): g for g in gpu_names()}
+    if gpu_type.upper() not in names:
+        out.add(at(node, path, "value", f"unknown accelerator type '{gpu_type}'" + suggestion(gpu_type, names.values())))
+        return
+    offered = view.target.gpus if view.target is not None else []
+    if offered and names[gpu_type.upper()] not in offered:
+        out.add(at(node, path, "value", f"target '{view.target_name}' (environment '{view.name}') offers "
+                    f"{', '.join(offered)}, not {gpu_type}"))
+
+

@@ -1,0 +1,69 @@
+"""Serving targets: GPUs, the served model and adapters, exact vLLM flags, and capacity."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from specops.backends import vllm
+from specops.checks.capacity import capacity_report
+from specops.checks.common import at, check_gpu
+from specops.diagnostics import Diagnostic, Diagnostics
+from specops.ir.lower import engine_args_as_written, lower_serving
+
+if TYPE_CHECKING:
+    from specops.frontend.overrides import Node
+    from specops.resolve.refs import EnvView, Resolved
+
+
+def check_serving(resolved: "Resolved", view: "EnvView", node: "Node", out: Diagnostics) -> None:
+    spec = node.spec
+    mine = Diagnostics()  # this target's own problems, to decide whether capacity can run
+    check_gpu(view, node, ("accelerator", "type"), spec.accelerator.type, mine)
+    model = view.get("Model", spec.model)
+    if model is not None and model.spec.type != "llm":
+        mine.add(at(node, ("model",), "wrong-kind-ref", f"model '{model.name}' is a classical model; "
+                     "vLLM serves LLMs (type: llm)"))
+    for i, a in enumerate(spec.adapters):
+        m = view.get("Model", a)
+        if m is not None and (m.spec.type != "llm" or m.spec.llm.finetune is None
+                              or m.spec.llm.finetune.method != "lora"):
+            mine.add(at(node, ("adapters", i), "value", f"adapter '{a}' is not a LoRA fine-tune"))
+    check_engine_args(resolved, node, mine)
+    # Capacity only for a target that is otherwise sound (an unknown GPU is reported once).
+    if not mine.has_errors:
+        check_capacity(resolved, view, node, mine)
+    out.extend(mine.items)
+
+
+def check_capacity(resolved: "Resolved", view: "EnvView", node: "Node", out: Diagnostics) -> None:
+    """Weights + KV cache against the target GPU, in the PR, before anything is applied: an
+    error that shows the numbers when it cannot fit, a warning when the fit is tight. Runs
+    only where the model's config.json is in the repo (parameter counts are cached per user
+    by the config's hash, so torch is imported once per model config, not per validate;
+    nothing is written into the repo)."""
+    model = view.get("Model", node.spec.model)
+    if model is None or model.spec.type != "llm" or not model.spec.llm.base.path:
+        return
+    if not (resolved.repo.root / model.spec.llm.base.path / "config.json").is_file():
+        return
+    s = lower_serving(resolved, view, node)
+    report = capacity_report(resolved.repo.root, s)
+    if isinstance(report, Diagnostic):
+        out.add(at(node, ("accelerator",), report.code, report.message))
+        return
+    if report.verdict != "ok":
+        severity = "error" if report.verdict == "does-not-fit" else "warning"
+        code = "capacity" if severity == "error" else "capacity-tight"
+        out.add(at(node, ("accelerator", "type"), code, f"{report.label}: {report.reason}",
+                    severity=severity, notes=tuple(report.notes)))
+
+
+def check_engine_args(resolved: "Resolved", node: "Node", out: Diagnostics) -> None:
+    spec = node.spec
+    version = spec.engine.version or resolved.project.defaults.vllm_version
+    args = engine_args_as_written(node)
+    for p in vllm.check_args(args, version):
+        path = ("engine", "version") if p.key is None else ("engine", "args", p.key)
+        out.add(at(node, path, p.code, p.message, severity=p.severity, prefer_key=p.code != "value"))
+
+
