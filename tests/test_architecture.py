@@ -122,3 +122,15 @@ def test_function_level_imports_are_only_for_heavy_or_optional_packages():
                     continue  # command bodies: the CLI's start-up budget
                 bad.append(f"{rel}:{line}: {mod}")
     assert bad == []
+
+
+def test_every_module_imports():
+    """Every module imports on the core install's dependencies (heavy SDKs are imported when
+    used): a name moved between modules fails here, not in the first command that needs it."""
+    code = ("import importlib, pkgutil, specops, specops.specs, specops.backends; "
+            "mods = [m.name for p in (specops, specops.specs, specops.backends) "
+            "for m in pkgutil.walk_packages(p.__path__, p.__name__ + '.')]; "
+            "[importlib.import_module(m) for m in sorted(mods) if not m.endswith('.__main__')]; print(len(mods))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert int(r.stdout) > 60

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from specops.backends import pipeline_backend
+from specops.backends.registry import pipeline_backend
 from specops.backends.zenml_run import run_local
 from specops.ir import Pipeline
 from specops.resolve.refs import Resolved
