@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Union
 from pydantic import AfterValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from .common import Ref, RepoPath, Resources, SpecModel
+from .common import AliasName, EnvName, HfRepoId, ImageRef, Ref, RegistryName, RepoPath, Resources, Revision, SpecModel
 
 
 class DatasetUse(SpecModel):
@@ -45,9 +45,9 @@ class FineTune(SpecModel):
 
 class BaseModelRef(SpecModel):
     # Hub id or registry name of the base weights, e.g. meta-llama/Llama-3.1-8B-Instruct.
-    model: str | None = Field(default=None, min_length=1)
+    model: HfRepoId | None = None
     # Pinned revision (a commit sha or tag): an unpinned base makes runs irreproducible.
-    revision: str | None = Field(default=None, min_length=1)
+    revision: Revision | None = None
     # Or continue from another Model of this repo (its registered weights).
     from_model: Ref | None = None
     # Repo-relative folder holding the base's config.json (capacity planning, meta-device
@@ -75,15 +75,15 @@ class Llm(SpecModel):
 class Command(SpecModel):
     """A user-supplied step, Azure ML command-job style: exec'd as a list, never a shell."""
 
-    image: str = Field(min_length=1)
+    image: ImageRef
     command: list[str] = Field(min_length=1)
     args: list[str] = Field(default_factory=list)
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[EnvName, str] = Field(default_factory=dict)
 
 
 class Registry(SpecModel):
-    name: str | None = None
-    aliases: list[str] = Field(default_factory=list)
+    name: RegistryName | None = None
+    aliases: list[AliasName] = Field(default_factory=list)
 
 
 def _check_cron(v: str) -> str:
