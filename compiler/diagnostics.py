@@ -49,6 +49,9 @@ CODES: dict[str, str] = {
     "vllm-removed-flag": "a vLLM flag that the chosen version removed",
     "capacity": "the serving target does not fit its GPUs",
     "capacity-tight": "the serving target fits its GPUs with little headroom",
+    "data-schema": "a local data file's header or schema disagrees with the declared columns",
+    "data-lock": "a data source differs from its pin in specops.lock",
+    "hyperparameter": "an estimator has no such hyperparameter, or a value of the wrong type",
     "internal": "specops itself failed; please report it",
 }
 
