@@ -8,6 +8,8 @@ python/huggingfaceserver/huggingfaceserver/__main__.py). So the serve config bec
 - `model` -> `--model_id=<hf id>`, or `storageUri` for `gs://`, `s3://`, `hf://`, `pvc://`,
   `oci://`, `https://` (KServe's storage initializer downloads it to /mnt/models);
 - `served-model-name` -> `--model_name` (KServe's name for the served model, default node.name);
+- `revision`/`tokenizer-revision` -> `--model_revision`/`--tokenizer_revision` (KServe's own
+  flags; it overwrites vLLM's `--revision` with `--model_revision`);
 - `host`/`port` are dropped: KServe owns the container port (8080);
 - every other key -> a vLLM flag, by `vllm serve --config` rules (see kubernetes.config_to_argv).
 
@@ -31,7 +33,11 @@ PROVIDER = "specops.backends.gitops_provider"
 
 _STORAGE_SCHEMES = ("gs://", "s3://", "hf://", "pvc://", "oci://", "https://", "http://")
 # Keys the InferenceService expresses itself rather than as vLLM flags.
-_OWNED_KEYS = ("model", "served-model-name", "host", "port")
+_OWNED_KEYS = ("model", "served-model-name", "host", "port", "revision", "tokenizer-revision")
+# KServe's server defines its own revision flags and overwrites vLLM's `revision` with
+# `--model_revision` (huggingfaceserver/__main__.py: `args.revision = args.model_revision`),
+# so the pin must travel under KServe's names.
+_KSERVE_FLAGS = {"revision": "model_revision", "tokenizer-revision": "tokenizer_revision"}
 
 
 def check(node: Serving, serve_config_yaml: bytes | None = None) -> list[Diagnostic]:
@@ -54,7 +60,8 @@ def inferenceservice(node: Serving, serve_config_yaml: bytes) -> dict[str, Any]:
     config = k8s.load_serve_config(serve_config_yaml)
     model = str(config.get("model") or node.model_uri)
     location, model_args = _model_location(model)
-    args = [f"--model_name={k8s.served_model_name(node, config)}", *model_args,
+    pins = [f"--{flag}={config[key]}" for key, flag in sorted(_KSERVE_FLAGS.items()) if config.get(key)]
+    args = [f"--model_name={k8s.served_model_name(node, config)}", *model_args, *pins,
             *k8s.config_to_argv(config, skip=_OWNED_KEYS)]
     model_spec: dict[str, Any] = {
         "modelFormat": {"name": "huggingface"},

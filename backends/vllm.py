@@ -45,6 +45,12 @@ RESERVED = {
     "config": "a serve config cannot include another config file",
     "help": "'help' makes vLLM print its usage and exit",
 }
+# Serve flags the lowering sets from other spec fields: a spec may not write them as engine
+# args (two sources for one value), but the lowered args carry them.
+SPEC_OWNED = {
+    "revision": "the revision is the served Model's `llm.base.revision` (a pinned commit)",
+    "lora-modules": "adapters are set from the ServingTarget's `adapters`",
+}
 
 _HUMAN_INT = re.compile(r"\s*(\d+(\.\d+)?[kmgt]|\d+[KMGT]|[+-]?\d+)\s*")
 
@@ -310,13 +316,14 @@ def _unknown_key(key: str, norm: str, version: str, table: FlagTable) -> ArgProb
     return ArgProblem(key, "vllm-flag", msg, best)
 
 
-def check_args(args: Mapping[str, Any], version: str) -> list[ArgProblem]:
+def check_args(args: Mapping[str, Any], version: str, *, as_written: bool = True) -> list[ArgProblem]:
     """Problems with engine args (spec keys -> values) for vLLM `version`, in key order.
 
     Keys must be exact serve-flag names in kebab case; underscores pass (vLLM accepts them)
     with a warning naming the kebab form. Problems: unknown or abbreviated flags and short
     aliases ('vllm-flag'), flags the version removed ('vllm-removed-flag', suggestion = the
     replacement), and values of the wrong type or outside the choices ('value').
+    `as_written`: the args as the spec wrote them, where SPEC_OWNED flags are errors too.
     """
     try:
         table = flags_for(version)
@@ -344,8 +351,8 @@ def check_args(args: Mapping[str, Any], version: str) -> list[ArgProblem]:
             problems.append(ArgProblem(key, "vllm-flag",
                                        f"'{key}': write '{head}' as a mapping instead of dotted keys", head))
             continue
-        if norm in RESERVED:
-            problems.append(ArgProblem(key, "vllm-flag", f"'{key}': {RESERVED[norm]}"))
+        if norm in RESERVED or (as_written and norm in SPEC_OWNED):
+            problems.append(ArgProblem(key, "vllm-flag", f"'{key}': {RESERVED.get(norm) or SPEC_OWNED[norm]}"))
             continue
         flag = table.get(norm)
         if flag is None:
@@ -401,7 +408,7 @@ def _plain(value: Any) -> Any:
 
 def serve_config_dict(args: Mapping[str, Any], *, model: str, version: str) -> dict[str, Any]:
     """The serve config as a plain dict (kebab keys, `model` included); see serve_config."""
-    errors = [p for p in check_args(args, version) if p.severity == "error"]
+    errors = [p for p in check_args(args, version, as_written=False) if p.severity == "error"]
     if errors:
         raise VllmArgsError(errors)
     if not isinstance(model, str) or not model:
