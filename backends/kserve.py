@@ -40,8 +40,13 @@ _OWNED_KEYS = ("model", "served-model-name", "host", "port", "revision", "tokeni
 _KSERVE_FLAGS = {"revision": "model_revision", "tokenizer-revision": "tokenizer_revision"}
 
 
+# Adapters are fetched by init containers into this shared emptyDir (KServe's storage
+# initializer handles only the predictor's one storageUri).
+ADAPTERS_VOLUME = "adapters"
+
+
 def check(node: Serving, serve_config_yaml: bytes | None = None) -> list[Diagnostic]:
-    out = k8s.common_checks(node, "kserve")
+    out = k8s.common_checks(node, "kserve") + k8s.adapter_checks(node, "kserve")
     if not 0 <= node.canary_percent <= 100:
         file, pos = k8s._source_pos(node)
         out.append(Diagnostic("error", "value",
@@ -71,13 +76,21 @@ def inferenceservice(node: Serving, serve_config_yaml: bytes) -> dict[str, Any]:
         "volumeMounts": [{"mountPath": "/dev/shm", "name": "shm"}],
         **location,
     }
+    volumes = [k8s.shm_volume()]
+    if node.adapters and node.adapter_root:
+        mount = {"mountPath": node.adapter_root, "name": ADAPTERS_VOLUME}
+        model_spec["volumeMounts"].append(mount)
+        volumes.append({"emptyDir": {}, "name": ADAPTERS_VOLUME})
+    inits = k8s.adapter_init_containers(node, [mount]) if node.adapters and node.adapter_root else []
     predictor: dict[str, Any] = {
         "minReplicas": node.replicas_min,
         "maxReplicas": node.replicas_max,
         "model": model_spec,
         "tolerations": k8s.gpu_tolerations(node),
-        "volumes": [k8s.shm_volume()],
+        "volumes": sorted(volumes, key=lambda v: v["name"]),
     }
+    if inits:
+        predictor["initContainers"] = inits
     selector = k8s.gpu_node_selector(node)
     if selector:
         predictor["nodeSelector"] = selector

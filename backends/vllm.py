@@ -427,6 +427,33 @@ def serve_config_dict(args: Mapping[str, Any], *, model: str, version: str) -> d
     return out
 
 
+def lora_rank_for(rank: int, version: str) -> int | None:
+    """The smallest `max-lora-rank` vLLM `version` allows that holds an adapter of `rank`
+    (its flag's choices: 1, 8, 16, 32, 64, 128, 256, 320, 512 in 0.32); None when none does."""
+    flag = flags_for(version).get("max-lora-rank")
+    choices = sorted(int(c) for c in (flag.choices or ())) if flag is not None else []
+    return next((c for c in choices if c >= rank), None)
+
+
+def serving_args(node: Any) -> dict[str, Any]:
+    """An `ir.Serving` node's engine args plus what its other fields set: `lora-modules` for
+    its adapters (`name=path`, the path the platform's init step fetched them to) and the
+    smallest `max-lora-rank` that holds the largest adapter, unless the spec gave one."""
+    args = dict(node.engine_args)
+    if node.adapters:
+        args["lora-modules"] = [f"{a.name}={a.path}" for a in node.adapters]
+        if "max-lora-rank" not in args:
+            rank = lora_rank_for(max(a.rank for a in node.adapters), node.engine_version)
+            if rank is not None:  # too large a rank is reported by the serving checks
+                args["max-lora-rank"] = rank
+    return dict(sorted(args.items()))
+
+
+def node_serve_config(node: Any) -> bytes:
+    """The `vllm serve --config` file of an `ir.Serving` node (see serving_args)."""
+    return serve_config(serving_args(node), model=node.model_uri, version=node.engine_version)
+
+
 def serve_config(args: Mapping[str, Any], *, model: str, version: str) -> bytes:
     """`vllm serve --config` YAML for `model` with engine `args`, checked against `version`.
 

@@ -198,6 +198,41 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipelin
     )
 
 
+# Where each serving platform's init step puts adapters for the server to read: the model
+# cache volume (its Hugging Face cache dir on plain Kubernetes and KServe; the chart's /data,
+# where its LoRA sidecar downloads too), or on the local platform a folder of the repo.
+ADAPTER_ROOTS = {
+    "kubernetes": "/root/.cache/huggingface/adapters",
+    "kserve": "/root/.cache/huggingface/adapters",
+    "helm": "/data/lora-adapters",
+    "local": ".specops/adapters",
+}
+
+
+def trained_adapter_uri(artifact_store: str, env: str, model: str) -> str:
+    """Where a fine-tuned Model's registered adapter lives in the target's artifact store."""
+    return f"{artifact_store.rstrip('/')}/{env}/{model}/adapter"
+
+
+def _adapter(view: EnvView, st: Node, i: int, name: str, root: str | None) -> ir.Adapter:
+    m = view.get("Model", name)
+    llm = m.spec.llm if m.spec.type == "llm" else None
+    pub = llm.adapter if llm is not None else None
+    where = _source(st, ("adapters", i))
+    if pub is not None:
+        return ir.Adapter(name, "published", pub.model, pub.revision, pub.rank,
+                          f"{root or ADAPTER_ROOTS['local']}/{name}", where)
+    ft = llm.finetune if llm is not None else None
+    rank = ft.lora.r if ft is not None and ft.method == "lora" else 0
+    uri = trained_adapter_uri(view.target.artifact_store, view.name, name)
+    if root is None or root == ADAPTER_ROOTS["local"]:
+        # Served where it was trained: read in place (file:// store), no fetch.
+        path = uri[len("file://"):] if uri.startswith("file://") else f"{ADAPTER_ROOTS['local']}/{name}"
+    else:
+        path = f"{root}/{name}"
+    return ir.Adapter(name, "trained", uri, None, rank, path, where)
+
+
 def engine_args_as_written(node: Node) -> dict[str, Any]:
     """The engine args with the keys the user wrote (typed fields dumped by alias)."""
     return node.spec.engine.args.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -218,14 +253,14 @@ def lower_serving(resolved: Resolved, view: EnvView, st: Node) -> ir.Serving:
     if spec.accelerator.count > 1 and "tensor-parallel-size" not in args:
         # One replica spans its GPUs by tensor parallelism unless the spec says otherwise.
         args["tensor-parallel-size"] = spec.accelerator.count
-    adapters = []
-    for a in spec.adapters:
-        adapters.append(ir.Adapter(a, f"registry://{a}"))
-    if adapters and "enable-lora" not in args:
-        args["enable-lora"] = True
     target = lower_target(view.target_name, view.target)
     if spec.platform is not None:
         target = dataclasses.replace(target, serving_platform=spec.platform)
+    root = ADAPTER_ROOTS.get(target.serving_platform)
+    adapters = tuple(_adapter(view, st, i, a, root) for i, a in enumerate(spec.adapters)
+                     if view.get("Model", a) is not None)
+    if adapters and "enable-lora" not in args:
+        args["enable-lora"] = True
     return ir.Serving(
         name=st.name, env=view.name, target=target, model=spec.model,
         model_uri=(base.model or f"registry://{base.from_model}") if base else f"registry://{spec.model}",
@@ -233,7 +268,7 @@ def lower_serving(resolved: Resolved, view: EnvView, st: Node) -> ir.Serving:
         engine_version=spec.engine.version or defaults["vllm_version"],
         engine_args=dict(sorted(args.items())), accelerator=spec.accelerator.type,
         accelerator_count=spec.accelerator.count, replicas_min=spec.replicas.min, replicas_max=spec.replicas.max,
-        canary_percent=spec.canary.traffic, adapters=tuple(adapters), gates=tuple(spec.gates),
+        canary_percent=spec.canary.traffic, adapters=adapters, adapter_root=root, gates=tuple(spec.gates),
         image=spec.image or defaults["serving_image"], instance_type=spec.instance_type,
         hf_token_secret=_k8s_secret(spec.hf_token),
         labels=dict(sorted(st.labels.items())), source=_source(st),
