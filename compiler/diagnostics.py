@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Literal
+
+from specops.fsio import ReadRefused, read_regular
 
 Severity = Literal["error", "warning", "note"]
 
@@ -25,6 +28,9 @@ CODES: dict[str, str] = {
     "yaml-encoding": "the file is not UTF-8",
     "yaml-too-large": "the file exceeds the size limit",
     "yaml-key-type": "a mapping key is not a string",
+    "yaml-limit": "nesting depth, node count or integer size exceeds specops's limit",
+    "file-type": "a spec path is a FIFO, device, socket or other special file",
+    "file-read": "a file or folder cannot be read",
     "path-escape": "a path or symlink leaves the repository",
     "no-project": "no specops.yaml at the repository root",
     "envelope": "apiVersion/kind/metadata/spec envelope is malformed",
@@ -175,6 +181,9 @@ def suggestion(word: str, candidates: Iterable[str]) -> str:
 
 # ---- rendering ---------------------------------------------------------------------------
 
+_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+_MAX_SOURCE_BYTES = 4 << 20
+
 
 def _source_line(root: Path | None, d: Diagnostic, cache: dict[str, list[str]]) -> list[str]:
     if root is None or d.file is None or d.pos is None:
@@ -182,9 +191,11 @@ def _source_line(root: Path | None, d: Diagnostic, cache: dict[str, list[str]]) 
     lines = cache.get(d.file)
     if lines is None:
         try:
-            lines = (root / d.file).read_text(encoding="utf-8", errors="replace").splitlines()
-        except OSError:
-            lines = []
+            raw = read_regular(root / d.file, _MAX_SOURCE_BYTES)
+            # Lines as YAML counts them (Python's splitlines also breaks at \f, \v, \x1c…).
+            lines = _LINE_BREAK.split(raw.decode("utf-8-sig", errors="replace"))
+        except (OSError, ReadRefused):
+            lines = []  # a special or oversized file: the headline says so, no source line
         cache[d.file] = lines
     if not 1 <= d.pos.line <= len(lines):
         return []

@@ -83,6 +83,8 @@ def check_capacity(resolved: "Resolved", view: "EnvView", node: "Node", out: Dia
     only where the model's config.json is in the repo (parameter counts are cached per user
     by the config's hash, so torch is imported once per model config, not per validate;
     nothing is written into the repo)."""
+    if view.target is None:
+        return  # the environment names an unknown target: reported once, at its line
     model = view.get("Model", node.spec.model)
     if model is None or model.spec.type != "llm" or not model.spec.llm.base.path:
         return
