@@ -54,6 +54,7 @@ from specops.runtime.thresholds import Threshold
 NAME = "sagemaker"
 FORMAT = "SageMaker Pipelines definition JSON, Version 2020-12-01"
 RESOURCE_TYPE = "sagemaker_pipeline"
+RUNS_ON_APPLY = False  # apply upserts the pipeline definition; executions happen on AWS, later
 PROVIDER = "specops.backends.sagemaker_provider"
 DEFINITION_VERSION = "2020-12-01"
 CONTENT_HASH_TAG = "specops:content-hash"
