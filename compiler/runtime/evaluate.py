@@ -13,7 +13,10 @@ Params::
      "prompt_field": "prompt",      # generation; default: the fine-tune's, else "prompt"
      "response_field": "response",  # generation; default: the fine-tune's, else "response"
      "max_new_tokens": 32,          # generation; default 32 (greedy decoding)
-     "max_rows": null}              # optional cap on rows scored (first N of the split)
+     "max_rows": null,              # optional cap on rows scored (first N of the split)
+     "base_model": null,            # a model served as published: its local base folder,
+     "revision": null,              #   evaluated when no `model` input is given (the
+     "adapter": null}               #   revision is recorded; Hub adapters cannot load here)
 
 Inputs: `model` (a train output: model.joblib + model.json; or a finetune output: a LoRA
 adapter or a full model folder) and `data` (a data_check output).
@@ -51,7 +54,8 @@ METRICS = {
     "regression": ("rmse", "mse", "mae", "mape", "r2") + LATENCY,
     "generation": ("rougeL", "rouge1", "exact_match") + LATENCY,
 }
-KEYS = ("task", "metrics", "split", "target", "prompt_field", "response_field", "max_new_tokens", "max_rows")
+KEYS = ("task", "metrics", "split", "target", "prompt_field", "response_field", "max_new_tokens", "max_rows",
+        "base_model", "revision", "adapter")
 LATENCY_ROWS = 100
 
 
@@ -68,7 +72,7 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
                              f" (available: {', '.join(METRICS[task])}){suggestion(str(m), METRICS[task])}")
     split = p.str("split", "test")
     max_rows = p.int("max_rows", None, minimum=1)
-    model_dir = require_input(inputs, "model", "evaluate")
+    model_dir = _model_dir(p, inputs, repo_root)
     data_dir = require_input(inputs, "data", "evaluate")
     if task == "generation":
         _, rows, _ = load_split(data_dir, split, "evaluate")
@@ -92,6 +96,17 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
     result = {m: round(float(values[m]), DIGITS) for m in metrics}
     write_json(out / "metrics.json", result)
     return {"metrics": result, "rows": n, "split": split}
+
+
+def _model_dir(p: Params, inputs: dict[str, Path], repo_root: Path) -> Path:
+    """The trained model (the `model` input), or the published base when nothing was trained."""
+    base = p.str("base_model", None)
+    p.str("revision", None)
+    if "model" in inputs or base is None:
+        return require_input(inputs, "model", "evaluate")
+    if p.raw("adapter", None) is not None:
+        raise p.error("adapter", "is a Hub adapter; the step runtime loads models only from local folders")
+    return resolve_base_model(base, repo_root, "evaluate")
 
 
 # ---- classical (scikit-learn) ------------------------------------------------------------
