@@ -149,15 +149,8 @@ PromptLabel = Annotated[str, grammar(PROMPT_LABEL_RE, "prompt label", "lowercase
 SplitName = Annotated[str, grammar(re.compile(r"[a-z][a-z0-9_-]{0,62}"), "split name",
                                    "lowercase letters, digits, '_' and '-', starting with a letter", 63)]
 
-# Hugging Face repo ids (huggingface_hub.utils.validate_repo_id) and git revisions.
+# Hugging Face repo ids (huggingface_hub.utils.validate_repo_id), for hf:// URIs.
 HF_REPO_RE = re.compile(r"(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}")
-HfRepoId = Annotated[str, grammar(HF_REPO_RE, "Hugging Face repo id", "[org/]name of letters, digits, "
-                                  "'-', '_' and '.'", 193,
-                                  lambda v: "'--' and '..' are not allowed" if "--" in v or ".." in v
-                                  or v.endswith((".", "-")) else None)]
-REVISION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,254}")
-Revision = Annotated[str, grammar(REVISION_RE, "revision", "a commit sha, tag or branch name", 255,
-                                  lambda v: "'..' is not allowed" if ".." in v else None)]
 
 # Cloud identifiers.
 ROLE_ARN_RE = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
