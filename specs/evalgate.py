@@ -10,10 +10,10 @@ from .common import Name, Ref, SpecModel
 
 
 class MetricThreshold(SpecModel):
-    # auc, accuracy, f1, precision, recall, rmse, rougeL, rouge1, exact_match,
-    # latency_p50_ms, latency_p95_ms
-    metric: Literal["auc", "accuracy", "f1", "precision", "recall", "rmse", "rougeL", "rouge1",
-                    "exact_match", "latency_p50_ms", "latency_p95_ms"]
+    # classification: auc, accuracy, f1, precision, recall, logloss, pr_auc; regression: rmse,
+    # mse, mae, mape, r2; generation: rougeL, rouge1, exact_match; any: latency_p50_ms, latency_p95_ms
+    metric: Literal["auc", "accuracy", "f1", "precision", "recall", "logloss", "pr_auc", "rmse", "mse", "mae",
+                    "mape", "r2", "rougeL", "rouge1", "exact_match", "latency_p50_ms", "latency_p95_ms"]
     # Absolute (">= 0.42") or relative to the live baseline (">= baseline - 0.01").
     threshold: str
 
