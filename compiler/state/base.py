@@ -335,7 +335,35 @@ def prepare_write(state: State, current: State | None, env: str, where: str) -> 
     if state.serial < current.serial:
         raise StateError(f"{where}: state changed since it was read (serial {current.serial} stored, "
                          f"{state.serial} in hand); re-run to plan against the current state")
-    return max(state.serial, current.serial) + 1
+    if state.serial > current.serial:
+        # Someone put an older version in place while this run held what it read.
+        raise StateError(f"{where}: the stored state went backwards since it was read (serial "
+                         f"{current.serial} stored, {state.serial} in hand); nothing was written; "
+                         "restore the newest backup or re-run to plan against what is stored")
+    return current.serial + 1
+
+
+def check_follows(state: State, data: bytes, backup: State, backup_data: bytes, where: str,
+                  backup_where: str) -> None:
+    """The stored version must follow its newest backup: the same lineage, and the next serial
+    (or the very same bytes: a write that stopped between keeping the backup and replacing
+    the state). Anything else was edited or replaced outside specops: refused, naming the
+    backup to restore."""
+    restore = f"nothing was changed; to restore, copy the newest backup {backup_where} over {where}"
+    if state.lineage != backup.lineage:
+        raise StateError(f"{where}: lineage {state.lineage} is not the lineage of its newest backup "
+                         f"({backup.lineage}): this state comes from another project or environment; {restore}")
+    if state.serial == backup.serial + 1 or (state.serial == backup.serial and data == backup_data):
+        return
+    how = "jumps ahead of" if state.serial > backup.serial else "goes back behind"
+    raise StateError(f"{where}: serial {state.serial} {how} its newest backup (serial {backup.serial}; "
+                     f"the next version is {backup.serial + 1}): the file was edited or replaced; {restore}")
+
+
+def genesis(state: State, serial: int) -> State:
+    """The empty version a history starts from: kept as the first backup, so the first real
+    version already has a backup to be checked against."""
+    return State(version=state.version, serial=serial, lineage=state.lineage, env=state.env)
 
 
 def backup_name(state_name: str, serial: int) -> str:

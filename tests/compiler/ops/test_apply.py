@@ -63,7 +63,7 @@ def test_apply_records_every_action_and_second_plan_is_empty(repo):
     assert sorted(st["resources"]) == ["prompt.support-reply", "prompt.ticket-triage", "zenml_pipeline.support-llm"]
     assert st["serial"] == 3  # one write per action
     assert sorted(p.name for p in (repo / ".specops" / "state").glob("dev.state.json.*.bak")) == \
-        ["dev.state.json.1.bak", "dev.state.json.2.bak"]
+        ["dev.state.json.0.bak", "dev.state.json.1.bak", "dev.state.json.2.bak"]  # 0: the empty start
     r = cli("apply", str(repo), "--env", "dev", "--auto-approve")
     assert r.exit_code == 0 and "No changes" in r.output and state_of(repo, "dev")["serial"] == 3
 
