@@ -5,6 +5,10 @@ State file format (schema version 1): one JSON object, keys sorted, indent 2, tr
     {"env": ..., "gates": {...}, "lineage": "<uuid4>", "resources": {"<address>": {...}},
      "serial": N, "version": 1}
 
+plus, only while an action is in flight, `"pending": {"<address>": {"action", "content_hash",
+"run_key"}}`: the intent `apply` records before any work starts, so a run interrupted by a
+crash is adopted by the next apply instead of repeated (see specops.ops.apply).
+
 Stores (`local`, `s3`) import only this module; `specops.state.open_store` picks one.
 Only the standard library is used, so the CLI can import it at start-up.
 """
@@ -64,6 +68,8 @@ class State:
     env: str = ""
     resources: dict[str, ResourceState] = field(default_factory=dict)
     gates: dict[str, Any] = field(default_factory=dict)
+    # address -> {"action", "content_hash", "run_key"}: actions started and not yet recorded.
+    pending: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @classmethod
     def new(cls, env: str) -> "State":
@@ -71,7 +77,7 @@ class State:
         return cls(env=env)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        doc = {
             "version": self.version,
             "serial": self.serial,
             "lineage": self.lineage,
@@ -80,6 +86,9 @@ class State:
                           for a, r in self.resources.items()},
             "gates": self.gates,
         }
+        if self.pending:  # only while something is in flight: a settled state reads as before
+            doc["pending"] = {a: dict(sorted(i.items())) for a, i in sorted(self.pending.items())}
+        return doc
 
     def to_bytes(self) -> bytes:
         return (json.dumps(self.to_dict(), sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
@@ -116,7 +125,7 @@ class State:
         if version != SCHEMA_VERSION:
             newer = " (written by a newer specops?)" if version > SCHEMA_VERSION else ""
             raise StateError(f"{where}: state schema version {version} is not supported{newer}; this specops reads version {SCHEMA_VERSION}")
-        expected = {"version", "serial", "lineage", "env", "resources", "gates"}
+        expected = {"version", "serial", "lineage", "env", "resources", "gates", "pending"}
         unknown = sorted(set(doc) - expected)
         if unknown:
             raise bad(f"unknown key(s) {', '.join(map(repr, unknown))}")
@@ -153,7 +162,20 @@ class State:
                 depends_on=list(raw.get("depends_on", [])),
             )
         return cls(version=version, serial=serial, lineage=doc["lineage"], env=doc["env"],
-                   resources=resources, gates=dict(doc["gates"]))
+                   resources=resources, gates=dict(doc["gates"]), pending=_pending(doc.get("pending", {}), bad))
+
+
+_INTENT_KEYS = {"action", "content_hash", "run_key"}
+
+
+def _pending(raw: Any, bad: Any) -> dict[str, dict[str, str]]:
+    if not isinstance(raw, dict):
+        raise bad("'pending' is not an object")
+    for addr, intent in raw.items():
+        if not isinstance(intent, dict) or set(intent) != _INTENT_KEYS or not all(
+                isinstance(v, str) and v for v in intent.values()):
+            raise bad(f"pending[{addr!r}] is not an intent ({', '.join(sorted(_INTENT_KEYS))})")
+    return {a: dict(i) for a, i in raw.items()}
 
 
 # ---------------------------------------------------------------------------------------
