@@ -14,6 +14,7 @@ from typing import Any
 
 from specops import ir
 from specops.frontend.overrides import Node, deep_merge
+from specops.resolve.lockfile import pin_for
 from specops.resolve.refs import EnvView, Resolved
 from specops.runtime.thresholds import parse_threshold
 
@@ -71,14 +72,19 @@ def _check_params(view: EnvView, check: Any) -> dict[str, Any]:
     return out
 
 
-def _dataset_params(view: EnvView, ds: Node, seed: int) -> dict[str, Any]:
+def _dataset_params(view: EnvView, ds: Node, seed: int, root: Any) -> dict[str, Any]:
     s = ds.spec
-    return {
+    out = {
         **_source_params(ds),
         "splits": dict(s.splits),
         "checks": [_check_params(view, c) for c in s.checks],
         "seed": seed,
     }
+    pin = pin_for(root, s.source.uri, s.source.version)
+    if pin:
+        # The data must be what `specops lock` recorded: the step refuses anything else.
+        out["lock"] = pin
+    return out
 
 
 def _resources(spec: Any) -> ir.Resources:
@@ -171,7 +177,7 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipelin
         return None  # gates without data are reported by the gate checks
     steps: list[ir.Step] = []
     for (name, where), ds in zip(dict.fromkeys(uses), datasets):
-        steps.append(ir.Step(f"check-{ds.name}", "data_check", {"dataset": _dataset_params(view, ds, seed)},
+        steps.append(ir.Step(f"check-{ds.name}", "data_check", {"dataset": _dataset_params(view, ds, seed, resolved.repo.root)},
                              image=image, source=_source(model, where) if where else _source(ds)))
     if train is not None:
         steps.append(train)
