@@ -35,6 +35,9 @@ def check_model(resolved: "Resolved", view: "EnvView", node: "Node", out: Diagno
     acc = spec.resources.accelerator
     if acc is not None:
         check_gpu(view, node, ("resources", "accelerator", "type"), acc.type, out)
+    if spec.resources.nodes > 1 and spec.type == "classical" and spec.command is None:
+        out.add(at(node, ("resources", "nodes"), "unsupported",
+                   "a classical model trains on one machine; more nodes need an LLM fine-tune or a `command`"))
     if spec.type == "classical":
         check_estimator(node, out)
         for use in spec.datasets:

@@ -94,7 +94,16 @@ def _resources(spec: Any) -> ir.Resources:
         cpu=str(r.cpu) if r.cpu is not None else None, memory=r.memory,
         accelerator=acc.type if acc else None, accelerator_count=acc.count if acc else 0,
         instance_type=r.instance_type,
+        nodes=getattr(r, "nodes", 1), strategy=getattr(r, "strategy", None),
     )
+
+
+def distributed_params(resources: ir.Resources) -> dict[str, Any] | None:
+    """The finetune step's `distributed` param (runtime/distributed.py): nodes x processes."""
+    if resources.nodes == 1 and resources.strategy is None:
+        return None
+    per_node = max(1, resources.accelerator_count)
+    return {"nodes": resources.nodes, "nproc_per_node": per_node, "strategy": resources.strategy or "ddp"}
 
 
 def _gate_params(gate: Node) -> dict[str, Any]:
@@ -119,6 +128,7 @@ def _finetune_step(model: Node, data_step: str, split: str, image: str, resource
         "epochs": ft.epochs, "learning_rate": ft.learning_rate, "batch_size": ft.batch_size,
         "max_seq_length": ft.max_seq_length, "prompt_field": llm.prompt_field,
         "response_field": llm.response_field, "split": split, "max_steps": ft.max_steps, "seed": seed,
+        **({"distributed": dist} if (dist := distributed_params(resources)) else {}),
     }, inputs={"data": data_step}, image=image, resources=resources, source=_source(model, ("llm", "finetune")))
 
 
@@ -194,7 +204,10 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipelin
     if train is None:
         eval_params.update(_base_params(model))
     steps.append(ir.Step("evaluate", "evaluate", eval_params, inputs={**model_input, "data": data_step},
-                         image=image, resources=_resources(spec) if task == "generation" else ir.Resources(),
+                         image=image,
+                         # Evaluation runs on one machine, whatever the training spans.
+                         resources=dataclasses.replace(_resources(spec), nodes=1, strategy=None)
+                         if task == "generation" else ir.Resources(),
                          source=_source(model)))
     gate_steps = []
     for g in gates:
