@@ -11,6 +11,7 @@ from specops.checks.gates import check_gate
 from specops.checks.prompts import check_prompt
 from specops.checks.secrets import check_plaintext_secrets
 from specops.checks.serving import check_serving
+from specops.checks.targets import check_targets
 from specops.diagnostics import Diagnostics, suggestion
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
 def check_semantics(resolved: "Resolved", out: Diagnostics) -> None:
     check_plaintext_secrets(resolved, out)
+    check_targets(resolved, out)
     envs = resolved.project.environments
     # A spec without overrides is the same document in every environment: checks that do
     # not depend on the environment run once per document.
