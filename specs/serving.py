@@ -6,7 +6,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+<<<<<<< HEAD
 from .common import Accelerator, Name, Ref, Secret, SpecModel
+=======
+from .common import Accelerator, ImageRef, InstanceType, Ref, Secret, SpecModel
+>>>>>>> main
 
 
 def _kebab(name: str) -> str:
@@ -69,8 +73,8 @@ class ServingTargetSpec(SpecModel):
     # Gates that must have passed for the model version before it is served.
     gates: list[Ref] = Field(default_factory=list)
     # SageMaker endpoint instance type (when the target serves on SageMaker).
-    instance_type: str | None = None
-    image: str | None = None
+    instance_type: InstanceType | None = None
+    image: ImageRef | None = None
     # Hugging Face token for gated weights. Only secret references.
     hf_token: Secret | None = None
     # Overrides the target's serving platform (a name in the backend registry).
