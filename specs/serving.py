@@ -6,11 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-<<<<<<< HEAD
-from .common import Accelerator, Name, Ref, Secret, SpecModel
-=======
-from .common import Accelerator, ImageRef, InstanceType, Ref, Secret, SpecModel
->>>>>>> main
+from .common import Accelerator, ImageRef, InstanceType, Name, Ref, Secret, SpecModel
 
 
 def _kebab(name: str) -> str:
