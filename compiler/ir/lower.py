@@ -70,10 +70,57 @@ def _resources(spec: Any) -> ir.Resources:
 
 
 def _gate_params(gate: Node) -> dict[str, Any]:
-
     metrics = [parse_threshold(m.threshold).to_params(m.metric) for m in gate.spec.metrics]
+    if gate.spec.prompt is not None and not any(m["metric"] == "regression_p_value" for m in metrics):
+        # The significance test of a prompt gate: its drop against the baseline's rows must
+        # not be significant at the gate's alpha (the p-value is 1 without a baseline).
+        metrics.append(parse_threshold(f">= {gate.spec.alpha!r}").to_params("regression_p_value"))
     return {"gate": gate.name, "metrics": metrics, "baseline": None,
             "on_missing_baseline": gate.spec.on_missing_baseline}
+
+
+def gates_of_model(view: EnvView, model: Node) -> list[Node]:
+    """The EvalGates evaluated in `model`'s pipeline: those naming it, and prompt gates
+    without a model whose Prompt targets it. Sorted by name."""
+    out = []
+    for g in view.of_kind("EvalGate"):
+        prompt = view.get("Prompt", g.spec.prompt) if g.spec.prompt else None
+        target = g.spec.model or (prompt.spec.model if prompt is not None else None)
+        if target == model.name:
+            out.append(g)
+    return out
+
+
+def _endpoint_params(ep: Any) -> dict[str, Any]:
+    key = ep.api_key.secret_ref if ep.api_key is not None else None
+    return {"url": ep.url, "model": ep.model, "api_key_env": key.name if key is not None else None,
+            "concurrency": ep.concurrency, "timeout_s": ep.timeout_seconds}
+
+
+def prompt_eval_params(view: EnvView, gate: Node, seed: int) -> dict[str, Any]:
+    """The `evaluate` step params (task prompt, see specops.runtime.prompt_eval) of a prompt gate."""
+    s = gate.spec
+    prompt = view.get("Prompt", s.prompt)
+    ps = prompt.spec
+    body: dict[str, Any] = {"name": prompt.name, "version": ps.version,
+                            "defaults": {k: v.default for k, v in sorted(ps.variables.items()) if v.default is not None},
+                            "parameters": ps.parameters.model_dump(mode="json", exclude_none=True)}
+    if ps.template is not None:
+        body["template"] = ps.template
+    else:
+        body["messages"] = [m.model_dump(mode="json") for m in ps.messages or []]
+    judge = None
+    if s.judge is not None:
+        if s.judge.endpoint is not None:
+            judge = {"endpoint": _endpoint_params(s.judge.endpoint)}
+        else:
+            jm = view.get("Model", s.judge.model)
+            judge = {"model_path": jm.spec.llm.base.path if jm is not None and jm.spec.type == "llm" else None}
+    return {"task": "prompt", "gate": gate.name, "split": s.split, "prompt": body,
+            "assertions": [a.model_dump(mode="json") for a in s.assertions],
+            "endpoint": _endpoint_params(s.endpoint) if s.endpoint is not None else None,
+            "judge": judge, "repeat": s.repeat, "row_pass_fraction": s.row_pass_fraction, "alpha": s.alpha,
+            "baseline_rows": None, "seed": seed}
 
 
 def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipeline:
@@ -121,10 +168,10 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipelin
         }, inputs={"data": data_step}, image=image, resources=resources, source=_source(model, ("llm",)))
     steps.append(train)
 
-    gates = [view.nodes[k] for k in view.referrers(model.key) if k.startswith("EvalGate/")
-             and view.nodes[k].spec.model == model.name]
-    metrics = sorted({m.metric for g in gates for m in g.spec.metrics}) or _DEFAULT_METRICS[task]
-    split = gates[0].spec.split if gates else "test"
+    gates = gates_of_model(view, model)
+    model_gates = [g for g in gates if g.spec.prompt is None]
+    metrics = sorted({m.metric for g in model_gates for m in g.spec.metrics}) or _DEFAULT_METRICS[task]
+    split = model_gates[0].spec.split if model_gates else "test"
     eval_params: dict[str, Any] = {"task": task, "metrics": metrics, "split": split}
     if task == "generation":
         eval_params.update({"prompt_field": spec.llm.prompt_field if spec.type == "llm" else "prompt",
@@ -136,8 +183,23 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipelin
                          image=image, resources=resources if task == "generation" else ir.Resources(),
                          source=_source(model)))
     gate_steps = []
+    checked = {ds.name for ds in datasets}
     for g in gates:
-        step = ir.Step(f"gate-{g.name}", "gate", _gate_params(g), inputs={"metrics": "evaluate"}, image=image,
+        measured = "evaluate"
+        if g.spec.prompt is not None:
+            ds = view.get("Dataset", g.spec.dataset)
+            if ds.name not in checked:  # the gate's rows come from a dataset the model does not train on
+                checked.add(ds.name)
+                steps.append(ir.Step(f"check-{ds.name}", "data_check", {"dataset": _dataset_params(ds, seed)},
+                                     image=image, source=_source(g, ("dataset",))))
+            inputs = {"data": f"check-{ds.name}"}
+            if g.spec.endpoint is None:
+                inputs["model"] = train.name
+            measured = f"eval-{g.name}"
+            steps.append(ir.Step(measured, "evaluate", prompt_eval_params(view, g, seed), inputs=inputs, image=image,
+                                 resources=resources if g.spec.endpoint is None else ir.Resources(),
+                                 source=_source(g, ("prompt",))))
+        step = ir.Step(f"gate-{g.name}", "gate", _gate_params(g), inputs={"metrics": measured}, image=image,
                        source=_source(g, ("metrics",)))
         steps.append(step)
         gate_steps.append(step.name)

@@ -134,7 +134,9 @@ class LocalGenerator:
         import torch
 
         p = req.parameters
-        enc = self.tokenizer(self._text(req.prompt), return_tensors="pt")
+        # A chat template writes its own special tokens (as vLLM tokenizes it, too).
+        templated = not isinstance(req.prompt, str) and bool(getattr(self.tokenizer, "chat_template", None))
+        enc = self.tokenizer(self._text(req.prompt), return_tensors="pt", add_special_tokens=not templated)
         kwargs: dict[str, Any] = {"max_new_tokens": p.get("max_tokens") or 64, "pad_token_id": self.pad_id}
         temperature = p.get("temperature")
         if temperature:

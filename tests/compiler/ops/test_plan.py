@@ -136,7 +136,7 @@ def test_plan_shows_blocked_rollout_until_gate_passes(repo, tmp_path, monkeypatc
     assert row["blocked"] is True and row["gates"][0]["status"] == "failed"
     # An externally computed eval result for the same model version unblocks it.
     m = tmp_path / "metrics.json"
-    m.write_text(json.dumps({"rougeL": 0.47, "latency_p95_ms": 900}))
+    m.write_text(json.dumps({"pass_rate": 0.9, "rougeL": 0.47, "latency_p95_ms": 900, "regression_p_value": 1.0}))
     r = cli("gate", "run", "support-quality", str(repo), "--env", "staging", "--metrics", str(m))
     assert r.exit_code == 0, r.output
     assert "gate support-quality: passed" in r.output
