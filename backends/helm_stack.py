@@ -54,11 +54,21 @@ _ENUMS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "convert": ("convert", "convert", ("token_embed", "embed", "token_classify", "classify", "score")),
 }
 _INT_KEYS = {"maxModelLen", "tensorParallelSize", "maxNumSeqs", "maxLoras"}
-_DROPPED = ("host", "port")
+# lora-modules: the chart's LoRA controller loads adapters (loraAdapters) through vLLM's
+# runtime LoRA API instead.
+_DROPPED = ("host", "port", "lora-modules")
+LORA_CONTROLLER_IMAGE = {"repository": "lmcache/lmstack-lora-controller", "tag": "latest"}
 
 
 def check(node: Serving, serve_config_yaml: bytes | None = None) -> list[Diagnostic]:
-    out = k8s.common_checks(node, "production-stack")
+    out = k8s.common_checks(node, "production-stack") + k8s.adapter_checks(node, "production-stack")
+    fetched = [a for a in node.adapters if k8s.adapter_fetch_command(node, a) is not None]
+    for a in fetched[1:]:
+        file, pos = k8s._source_pos_of(a.source_pos)
+        out.append(Diagnostic(
+            "error", "unsupported",
+            f"production-stack: the chart runs one init container per model, which fetches adapter "
+            f"'{fetched[0].name}'; adapter '{a.name}' cannot be fetched too", file, pos))
     if "@" in node.image:
         file, pos = k8s._source_pos(node)
         out.append(Diagnostic(
@@ -126,6 +136,19 @@ def model_spec(node: Serving, serve_config_yaml: bytes) -> dict[str, Any]:
         "podLabels": chart_labels(node),
         "tolerations": k8s.gpu_tolerations(node),
     })
+    if node.adapters:
+        spec["enableLoRA"] = True
+        # The chart's LoRA controller loads adapters at runtime through this vLLM API.
+        spec["env"] = [{"name": "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "value": "True"}]
+        fetched = [(a, f) for a in node.adapters if (f := k8s.adapter_fetch_command(node, a))]
+        if fetched:
+            # The chart's adapter sources carry no revision: adapters are pre-fetched (at their
+            # pinned commit, or from the artifact store) onto the model's volume at /data.
+            a, (image, argv) = fetched[0]
+            spec["initContainer"] = {"name": "fetch-adapter", "image": image, "command": argv,
+                                     "mountPvcStorage": True}
+            if a.source == "published":
+                spec["initContainer"]["env"] = [k8s.hf_token_env(node)]
     selector = k8s.gpu_node_selector(node)
     if selector:
         spec["nodeSelectorTerms"] = [{"matchExpressions": [
@@ -137,8 +160,22 @@ def model_spec(node: Serving, serve_config_yaml: bytes) -> dict[str, Any]:
     return spec
 
 
+def lora_adapters(node: Serving) -> list[dict[str, Any]]:
+    """`loraAdapters[]` entries: each adapter, pre-fetched to its local path on the model's
+    volume, loaded by the LoRA controller onto this model's pods."""
+    return [{"name": f"{node.name}-{a.name}", "baseModel": node.name,
+             "adapterSource": {"type": "local", "adapterName": a.name, "adapterPath": a.path},
+             "loraAdapterDeploymentConfig": {"algorithm": "default", "replicas": max(1, node.replicas_min)}}
+            for a in node.adapters]
+
+
 def helm_values(node: Serving, serve_config_yaml: bytes) -> dict[str, Any]:
-    return {"servingEngineSpec": {"modelSpec": [model_spec(node, serve_config_yaml)]}}
+    values: dict[str, Any] = {"servingEngineSpec": {"modelSpec": [model_spec(node, serve_config_yaml)]}}
+    if node.adapters:
+        # The chart requires its LoRA controller for loraAdapters.
+        values["loraAdapters"] = lora_adapters(node)
+        values["loraController"] = {"enableLoraController": True, "image": dict(LORA_CONTROLLER_IMAGE)}
+    return values
 
 
 def emit(node: Serving, serve_config_yaml: bytes | None = None) -> dict[str, bytes]:

@@ -40,6 +40,7 @@ from specops.ir import Pipeline, Source, Step
 NAME = "kfp"
 FORMAT = "KFP IR YAML (PipelineSpec schemaVersion 2.1.0, kfp 2.17 layout)"
 RESOURCE_TYPE = "kfp_pipeline"
+RUNS_ON_APPLY = False  # apply uploads the pipeline; runs happen on the cluster, later
 PROVIDER = "specops.backends.kfp_provider"
 SCHEMA_VERSION = "2.1.0"
 # Normalised: the installed SDK's version must not leak into the output.

@@ -8,6 +8,8 @@ python/huggingfaceserver/huggingfaceserver/__main__.py). So the serve config bec
 - `model` -> `--model_id=<hf id>`, or `storageUri` for `gs://`, `s3://`, `hf://`, `pvc://`,
   `oci://`, `https://` (KServe's storage initializer downloads it to /mnt/models);
 - `served-model-name` -> `--model_name` (KServe's name for the served model, default node.name);
+- `revision`/`tokenizer-revision` -> `--model_revision`/`--tokenizer_revision` (KServe's own
+  flags; it overwrites vLLM's `--revision` with `--model_revision`);
 - `host`/`port` are dropped: KServe owns the container port (8080);
 - every other key -> a vLLM flag, by `vllm serve --config` rules (see kubernetes.config_to_argv).
 
@@ -31,11 +33,20 @@ PROVIDER = "specops.backends.gitops_provider"
 
 _STORAGE_SCHEMES = ("gs://", "s3://", "hf://", "pvc://", "oci://", "https://", "http://")
 # Keys the InferenceService expresses itself rather than as vLLM flags.
-_OWNED_KEYS = ("model", "served-model-name", "host", "port")
+_OWNED_KEYS = ("model", "served-model-name", "host", "port", "revision", "tokenizer-revision")
+# KServe's server defines its own revision flags and overwrites vLLM's `revision` with
+# `--model_revision` (huggingfaceserver/__main__.py: `args.revision = args.model_revision`),
+# so the pin must travel under KServe's names.
+_KSERVE_FLAGS = {"revision": "model_revision", "tokenizer-revision": "tokenizer_revision"}
+
+
+# Adapters are fetched by init containers into this shared emptyDir (KServe's storage
+# initializer handles only the predictor's one storageUri).
+ADAPTERS_VOLUME = "adapters"
 
 
 def check(node: Serving, serve_config_yaml: bytes | None = None) -> list[Diagnostic]:
-    out = k8s.common_checks(node, "kserve")
+    out = k8s.common_checks(node, "kserve") + k8s.adapter_checks(node, "kserve")
     if not 0 <= node.canary_percent <= 100:
         file, pos = k8s._source_pos(node)
         out.append(Diagnostic("error", "value",
@@ -54,7 +65,8 @@ def inferenceservice(node: Serving, serve_config_yaml: bytes) -> dict[str, Any]:
     config = k8s.load_serve_config(serve_config_yaml)
     model = str(config.get("model") or node.model_uri)
     location, model_args = _model_location(model)
-    args = [f"--model_name={k8s.served_model_name(node, config)}", *model_args,
+    pins = [f"--{flag}={config[key]}" for key, flag in sorted(_KSERVE_FLAGS.items()) if config.get(key)]
+    args = [f"--model_name={k8s.served_model_name(node, config)}", *model_args, *pins,
             *k8s.config_to_argv(config, skip=_OWNED_KEYS)]
     model_spec: dict[str, Any] = {
         "modelFormat": {"name": "huggingface"},
@@ -64,13 +76,21 @@ def inferenceservice(node: Serving, serve_config_yaml: bytes) -> dict[str, Any]:
         "volumeMounts": [{"mountPath": "/dev/shm", "name": "shm"}],
         **location,
     }
+    volumes = [k8s.shm_volume()]
+    if node.adapters and node.adapter_root:
+        mount = {"mountPath": node.adapter_root, "name": ADAPTERS_VOLUME}
+        model_spec["volumeMounts"].append(mount)
+        volumes.append({"emptyDir": {}, "name": ADAPTERS_VOLUME})
+    inits = k8s.adapter_init_containers(node, [mount]) if node.adapters and node.adapter_root else []
     predictor: dict[str, Any] = {
         "minReplicas": node.replicas_min,
         "maxReplicas": node.replicas_max,
         "model": model_spec,
         "tolerations": k8s.gpu_tolerations(node),
-        "volumes": [k8s.shm_volume()],
+        "volumes": sorted(volumes, key=lambda v: v["name"]),
     }
+    if inits:
+        predictor["initContainers"] = inits
     selector = k8s.gpu_node_selector(node)
     if selector:
         predictor["nodeSelector"] = selector

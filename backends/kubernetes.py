@@ -27,7 +27,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from specops.backends.vllm import serve_config  # checks every flag against the version
+from specops.backends.vllm import node_serve_config  # checks every flag against the version
 from specops.backends.yaml_emit import dump
 from specops.diagnostics import Diagnostic, Pos
 from specops.gpus import UnknownGPU, gpu  # stdlib-only catalogue
@@ -144,7 +144,7 @@ def load_serve_config(serve_config_yaml: bytes) -> dict[str, Any]:
 def default_serve_config(node: Serving) -> bytes:
     """The node's serve config, from `specops.backends.vllm.serve_config` (the one emitter)."""
 
-    return serve_config(dict(node.engine_args), model=node.model_uri, version=node.engine_version)
+    return node_serve_config(node)
 
 
 def serve_port(config: dict[str, Any]) -> int:
@@ -265,10 +265,65 @@ def shm_volume() -> dict[str, Any]:
     return {"emptyDir": {"medium": "Memory"}, "name": "shm"}
 
 
-def _source_pos(node: Serving) -> tuple[str | None, Pos | None]:
-    if node.source is None:
+# Images of the init steps that fetch trained adapters from the artifact store (pinned tags;
+# argv lists, no shell). Published adapters are fetched by the serving image itself, whose
+# huggingface_hub brings the `hf` CLI and can download at a pinned commit.
+FETCH_IMAGES = {
+    "s3://": "amazon/aws-cli:2.22.35",
+    "gs://": "gcr.io/google.com/cloudsdktool/google-cloud-cli:502.0.0-slim",
+}
+
+
+def adapter_fetch_command(node: Serving, adapter: Any) -> tuple[str, list[str]] | None:
+    """(image, argv) of the init step that puts `adapter` at its path; None when this platform
+    cannot fetch it (its URI's scheme has no fetcher: `check` reports it)."""
+    if adapter.source == "published":
+        return node.image, ["hf", "download", adapter.uri, "--revision", adapter.revision,
+                            "--local-dir", adapter.path]
+    if adapter.uri.startswith("s3://"):
+        return FETCH_IMAGES["s3://"], ["aws", "s3", "sync", adapter.uri, adapter.path]
+    if adapter.uri.startswith("gs://"):
+        return FETCH_IMAGES["gs://"], ["gcloud", "storage", "rsync", "--recursive", adapter.uri, adapter.path]
+    return None
+
+
+def adapter_init_containers(node: Serving, mounts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One init container per adapter, each writing into the volume the server reads."""
+    out = []
+    for i, a in enumerate(node.adapters):
+        fetch = adapter_fetch_command(node, a)
+        if fetch is None:
+            continue
+        image, argv = fetch
+        c: dict[str, Any] = {"name": f"fetch-adapter-{i}", "image": image, "command": argv,
+                             "volumeMounts": mounts}
+        if a.source == "published":
+            c["env"] = [{"name": "HF_HOME", "value": HF_CACHE_DIR}, hf_token_env(node)]
+        out.append(c)
+    return out
+
+
+def adapter_checks(node: Serving, what: str) -> list[Diagnostic]:
+    """Adapters this platform cannot fetch, at their line in the ServingTarget."""
+    out = []
+    for a in node.adapters:
+        if adapter_fetch_command(node, a) is None:
+            file, pos = _source_pos_of(a.source_pos or node.source)
+            out.append(Diagnostic(
+                "error", "unsupported",
+                f"{what}: adapter '{a.name}' lives at {a.uri}, which no init step of this platform can "
+                f"fetch (s3:// and gs:// artifact stores can be)", file, pos))
+    return out
+
+
+def _source_pos_of(source: Any) -> tuple[str | None, Pos | None]:
+    if source is None:
         return None, None
-    return node.source.file, Pos(node.source.line, node.source.col)
+    return source.file, Pos(source.line, source.col)
+
+
+def _source_pos(node: Serving) -> tuple[str | None, Pos | None]:
+    return _source_pos_of(node.source)
 
 
 def common_checks(node: Serving, what: str) -> list[Diagnostic]:
@@ -297,7 +352,7 @@ def common_checks(node: Serving, what: str) -> list[Diagnostic]:
 
 
 def check(node: Serving, serve_config_yaml: bytes | None = None) -> list[Diagnostic]:
-    return common_checks(node, "kubernetes")
+    return common_checks(node, "kubernetes") + adapter_checks(node, "kubernetes")
 
 
 def _metadata(node: Serving, name: str) -> dict[str, Any]:
@@ -345,6 +400,8 @@ def _deployment(node: Serving, config: dict[str, Any], config_sha: str) -> dict[
     }
     pod_spec: dict[str, Any] = {
         "containers": [container],
+        **({"initContainers": inits} if (inits := adapter_init_containers(
+            node, [{"mountPath": HF_CACHE_DIR, "name": "model-cache"}])) else {}),
         "tolerations": gpu_tolerations(node),
         "volumes": [
             {"configMap": {"items": [{"key": CONFIG_KEY, "path": CONFIG_KEY}],

@@ -38,6 +38,7 @@ class PipelineBackend(Protocol):
     FORMAT: str  # what it emits, with the format's version
     RESOURCE_TYPE: str  # the plan/apply address type of one compiled pipeline
     PROVIDER: str  # module whose `provider()` talks to the live orchestrator
+    RUNS_ON_APPLY: bool  # apply runs the pipeline, so its gate verdicts exist when apply ends
 
     def check(self, pipeline: Pipeline) -> list[Diagnostic]:
         """What this backend cannot express, as diagnostics at the spec's position."""
@@ -132,6 +133,11 @@ def platform_of_artifact_backend(artifact_backend: str) -> ServingPlatform | Non
         if m.ARTIFACT_BACKEND == artifact_backend:
             return m
     return None
+
+
+def runs_on_apply(resource_type: str) -> bool:
+    """Whether applying a resource of this type runs its pipeline (and so decides its gates)."""
+    return any(m.RESOURCE_TYPE == resource_type and m.RUNS_ON_APPLY for m in PIPELINE_BACKENDS.values())
 
 
 def provider_module(resource_type: str) -> str:

@@ -54,6 +54,7 @@ from specops.runtime.thresholds import Threshold
 NAME = "sagemaker"
 FORMAT = "SageMaker Pipelines definition JSON, Version 2020-12-01"
 RESOURCE_TYPE = "sagemaker_pipeline"
+RUNS_ON_APPLY = False  # apply upserts the pipeline definition; executions happen on AWS, later
 PROVIDER = "specops.backends.sagemaker_provider"
 DEFINITION_VERSION = "2020-12-01"
 CONTENT_HASH_TAG = "specops:content-hash"
@@ -304,7 +305,8 @@ def _check_step(pipeline: Pipeline, step: Step) -> list[Diagnostic]:
                          "receive a model package ARN from a register step", src))
     if step.kind == "gate":
         out.extend(_check_gate(pipeline, step, src))
-    if step.kind == "register" and step.inputs.get("model") not in {s.name for s in pipeline.steps}:
+    if (step.kind == "register" and step.inputs.get("model") not in {s.name for s in pipeline.steps}
+            and not step.params.get("base_model")):
         out.append(_diag("error", "unsupported",
                          f"step '{step.name}': RegisterModel needs a 'model' input naming the training step", src))
     if step.kind not in PROCESSING_KINDS | TRAINING_KINDS | {"gate", "register"}:
@@ -512,7 +514,12 @@ class _Builder:
 
     def register(self, step: Step, skip: set[str]) -> dict[str, Any]:
         prm = step.params
-        model_ref = self.output_ref(step.inputs.get("model", "")) or ""
+        container: dict[str, Any] = {"Image": step.image}
+        if "model" in step.inputs or not prm.get("base_model"):
+            container["ModelDataUrl"] = self.output_ref(step.inputs.get("model", "")) or ""
+        else:  # a model served as published: the package names its pinned base, no weights
+            container["Environment"] = {"SPECOPS_BASE_MODEL": str(prm["base_model"]),
+                                        "SPECOPS_BASE_REVISION": str(prm.get("revision") or "")}
         metrics_from = step.inputs.get("metrics")
         aliases = ",".join(prm.get("aliases") or []) or "none"
         # The schema's RegisterModel arguments have no ModelApprovalStatus (the service's
@@ -524,7 +531,7 @@ class _Builder:
                 f"specops model={prm.get('model') or self.p.model} version={prm.get('version', '')} "
                 f"env={self.p.env} aliases={aliases}"),
             "InferenceSpecification": {
-                "Containers": [{"Image": step.image, "ModelDataUrl": model_ref}],
+                "Containers": [container],
                 "SupportedContentTypes": ["application/json"],
                 "SupportedResponseMIMETypes": ["application/json"],
             },

@@ -84,7 +84,8 @@ _RENAMED: dict[str, str] = {
     "quantization": "QUANTIZE",
     "cpu-offload-gb": "CPU_OFFLOAD_GB_PER_GPU",
 }
-_DROPPED = ("host", "port", "model")
+# lora-modules: adapters are reported by `check` (not in the endpoint definition).
+_DROPPED = ("host", "port", "model", "lora-modules")
 # LMI maps dtype through its own table and fails on other names.
 LMI_DTYPES = ("auto", "bf16", "bfloat16", "float16", "float32", "fp16", "fp32")
 VLLM_DEFAULT_MAX_NUM_SEQS = 256
@@ -116,7 +117,7 @@ def check(node: Serving, serve_config_yaml: bytes | None = None) -> list[Diagnos
         err("unsupported", f"no LMI container is known for region '{node.target.region}'",
             f"known regions: {', '.join(sorted(LMI_ACCOUNTS))}")
     for key in sorted(config):
-        if isinstance(config[key], list):
+        if isinstance(config[key], list) and key not in _DROPPED:
             err("unsupported", f"'{key}' takes a list, which LMI cannot pass through one "
                                f"environment variable")
     dtype = config.get("dtype")
@@ -137,11 +138,14 @@ def check(node: Serving, serve_config_yaml: bytes | None = None) -> list[Diagnos
             "warning", "unsupported",
             f"sagemaker endpoint: the LMI container runs vLLM {LMI_VLLM_VERSION}, but the flags "
             f"were checked against vLLM {node.engine_version}", file, pos))
-    if node.adapters:
+    for a in node.adapters:
+        afile, apos = k8s._source_pos_of(a.source_pos or node.source)
         out.append(Diagnostic(
             "warning", "unsupported",
-            "sagemaker endpoint: LoRA adapters are registered through LMI's adapter API after "
-            "deployment, not in the endpoint definition", file, pos))
+            f"sagemaker endpoint: adapter '{a.name}' is not in the endpoint definition: LMI loads "
+            f"adapters from an `adapters/` folder beside S3 model weights, and this endpoint loads "
+            f"the base from the Hub ({a.uri} must be registered as an inference component after "
+            f"deployment)", afile, apos))
     return out
 
 

@@ -45,6 +45,12 @@ RESERVED = {
     "config": "a serve config cannot include another config file",
     "help": "'help' makes vLLM print its usage and exit",
 }
+# Serve flags the lowering sets from other spec fields: a spec may not write them as engine
+# args (two sources for one value), but the lowered args carry them.
+SPEC_OWNED = {
+    "revision": "the revision is the served Model's `llm.base.revision` (a pinned commit)",
+    "lora-modules": "adapters are set from the ServingTarget's `adapters`",
+}
 
 _HUMAN_INT = re.compile(r"\s*(\d+(\.\d+)?[kmgt]|\d+[KMGT]|[+-]?\d+)\s*")
 
@@ -310,13 +316,14 @@ def _unknown_key(key: str, norm: str, version: str, table: FlagTable) -> ArgProb
     return ArgProblem(key, "vllm-flag", msg, best)
 
 
-def check_args(args: Mapping[str, Any], version: str) -> list[ArgProblem]:
+def check_args(args: Mapping[str, Any], version: str, *, as_written: bool = True) -> list[ArgProblem]:
     """Problems with engine args (spec keys -> values) for vLLM `version`, in key order.
 
     Keys must be exact serve-flag names in kebab case; underscores pass (vLLM accepts them)
     with a warning naming the kebab form. Problems: unknown or abbreviated flags and short
     aliases ('vllm-flag'), flags the version removed ('vllm-removed-flag', suggestion = the
     replacement), and values of the wrong type or outside the choices ('value').
+    `as_written`: the args as the spec wrote them, where SPEC_OWNED flags are errors too.
     """
     try:
         table = flags_for(version)
@@ -344,8 +351,8 @@ def check_args(args: Mapping[str, Any], version: str) -> list[ArgProblem]:
             problems.append(ArgProblem(key, "vllm-flag",
                                        f"'{key}': write '{head}' as a mapping instead of dotted keys", head))
             continue
-        if norm in RESERVED:
-            problems.append(ArgProblem(key, "vllm-flag", f"'{key}': {RESERVED[norm]}"))
+        if norm in RESERVED or (as_written and norm in SPEC_OWNED):
+            problems.append(ArgProblem(key, "vllm-flag", f"'{key}': {RESERVED.get(norm) or SPEC_OWNED[norm]}"))
             continue
         flag = table.get(norm)
         if flag is None:
@@ -401,7 +408,7 @@ def _plain(value: Any) -> Any:
 
 def serve_config_dict(args: Mapping[str, Any], *, model: str, version: str) -> dict[str, Any]:
     """The serve config as a plain dict (kebab keys, `model` included); see serve_config."""
-    errors = [p for p in check_args(args, version) if p.severity == "error"]
+    errors = [p for p in check_args(args, version, as_written=False) if p.severity == "error"]
     if errors:
         raise VllmArgsError(errors)
     if not isinstance(model, str) or not model:
@@ -418,6 +425,33 @@ def serve_config_dict(args: Mapping[str, Any], *, model: str, version: str) -> d
             value = json.dumps(value, sort_keys=True, separators=(",", ":"))
         out[name] = value
     return out
+
+
+def lora_rank_for(rank: int, version: str) -> int | None:
+    """The smallest `max-lora-rank` vLLM `version` allows that holds an adapter of `rank`
+    (its flag's choices: 1, 8, 16, 32, 64, 128, 256, 320, 512 in 0.32); None when none does."""
+    flag = flags_for(version).get("max-lora-rank")
+    choices = sorted(int(c) for c in (flag.choices or ())) if flag is not None else []
+    return next((c for c in choices if c >= rank), None)
+
+
+def serving_args(node: Any) -> dict[str, Any]:
+    """An `ir.Serving` node's engine args plus what its other fields set: `lora-modules` for
+    its adapters (`name=path`, the path the platform's init step fetched them to) and the
+    smallest `max-lora-rank` that holds the largest adapter, unless the spec gave one."""
+    args = dict(node.engine_args)
+    if node.adapters:
+        args["lora-modules"] = [f"{a.name}={a.path}" for a in node.adapters]
+        if "max-lora-rank" not in args:
+            rank = lora_rank_for(max(a.rank for a in node.adapters), node.engine_version)
+            if rank is not None:  # too large a rank is reported by the serving checks
+                args["max-lora-rank"] = rank
+    return dict(sorted(args.items()))
+
+
+def node_serve_config(node: Any) -> bytes:
+    """The `vllm serve --config` file of an `ir.Serving` node (see serving_args)."""
+    return serve_config(serving_args(node), model=node.model_uri, version=node.engine_version)
 
 
 def serve_config(args: Mapping[str, Any], *, model: str, version: str) -> bytes:

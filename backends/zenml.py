@@ -37,6 +37,7 @@ from specops.ir import Pipeline, Source, Step
 NAME = "zenml"
 FORMAT = "ZenML pipeline module (pipeline.py) + PipelineRunConfiguration YAML (run.yaml), ZenML >= 0.92 (checked on 0.98)"
 RESOURCE_TYPE = "zenml_pipeline"
+RUNS_ON_APPLY = True  # apply runs the pipeline on the target and records the gate verdicts it reached
 PROVIDER = "specops.backends.zenml_provider"
 
 # Step kinds with one fixed ZenML step each in specops.backends.zenml_steps.

@@ -9,48 +9,74 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Literal
 
+from specops.fsio import ReadRefused, read_regular
+
 Severity = Literal["error", "warning", "note"]
 
-# Named codes, one registry (mypy-style). The value says what the code is for; `specops
-# validate --format json` carries the code so CI tooling can filter on it.
-CODES: dict[str, str] = {
-    "yaml-syntax": "the file is not well-formed YAML",
-    "yaml-duplicate-key": "a mapping holds the same key twice",
-    "yaml-tag": "a custom or unsafe YAML tag",
-    "yaml-alias-limit": "alias expansion exceeds the limit (billion-laughs guard)",
-    "yaml-encoding": "the file is not UTF-8",
-    "yaml-too-large": "the file exceeds the size limit",
-    "yaml-key-type": "a mapping key is not a string",
-    "path-escape": "a path or symlink leaves the repository",
-    "no-project": "no specops.yaml at the repository root",
-    "envelope": "apiVersion/kind/metadata/spec envelope is malformed",
-    "unknown-kind": "kind is not one specops knows",
-    "unknown-field": "a key the schema does not have",
-    "missing-field": "a required key is absent",
-    "type": "a value has the wrong type",
-    "value": "a value is out of range or malformed",
-    "duplicate-name": "two specs of one kind share a name",
-    "unresolved-ref": "a reference names no spec",
-    "wrong-kind-ref": "a reference names a spec of the wrong kind",
-    "cycle": "references form a cycle",
-    "template-vars": "a prompt's template variables and declared variables disagree",
-    "template-syntax": "a prompt template does not parse",
-    "threshold": "an eval-gate threshold does not parse",
-    "unknown-env": "an environment name that the Project does not declare",
-    "unknown-target": "a target name that the Project does not declare",
-    "plaintext-secret": "a secret field holds a plaintext value instead of a secret reference",
-    "credentials-in-uri": "a URI embeds credentials",
-    "unsupported": "the chosen backend cannot express this",
-    "vllm-flag": "not an exact vLLM serve flag for the chosen version",
-    "vllm-removed-flag": "a vLLM flag that the chosen version removed",
-    "capacity": "the serving target does not fit its GPUs",
-    "capacity-tight": "the serving target fits its GPUs with little headroom",
-    "internal": "specops itself failed; please report it",
-}
+@dataclass(frozen=True, slots=True)
+class Code:
+    """A named diagnostic code (mypy's ErrorCode): what `--json` and GitHub annotations carry,
+    so CI tooling can filter on it. Every code is registered once, below; a Diagnostic with
+    an unregistered code is a programming error, refused at construction (and by the tests)."""
+
+    name: str
+    description: str
+
+    def __str__(self) -> str:
+        return self.name
+
+
+# The one registry: code name -> Code.
+CODES: dict[str, Code] = {}
+
+
+def register(name: str, description: str) -> Code:
+    if name in CODES:
+        raise ValueError(f"diagnostic code {name!r} is registered twice")
+    code = CODES[name] = Code(name, description)
+    return code
+
+
+YAML_SYNTAX = register("yaml-syntax", "the file is not well-formed YAML")
+YAML_DUPLICATE_KEY = register("yaml-duplicate-key", "a mapping holds the same key twice")
+YAML_TAG = register("yaml-tag", "a custom or unsafe YAML tag")
+YAML_ALIAS_LIMIT = register("yaml-alias-limit", "alias expansion exceeds the limit (billion-laughs guard)")
+YAML_ENCODING = register("yaml-encoding", "the file is not UTF-8")
+YAML_TOO_LARGE = register("yaml-too-large", "the file exceeds the size limit")
+YAML_KEY_TYPE = register("yaml-key-type", "a mapping key is not a string")
+YAML_LIMIT = register("yaml-limit", "nesting depth, node count or integer size exceeds specops's limit")
+FILE_TYPE = register("file-type", "a spec path is a FIFO, device, socket or other special file")
+FILE_READ = register("file-read", "a file or folder cannot be read")
+PATH_ESCAPE = register("path-escape", "a path or symlink leaves the repository")
+NO_PROJECT = register("no-project", "no specops.yaml at the repository root")
+ENVELOPE = register("envelope", "apiVersion/kind/metadata/spec envelope is malformed")
+UNKNOWN_KIND = register("unknown-kind", "kind is not one specops knows")
+UNKNOWN_FIELD = register("unknown-field", "a key the schema does not have")
+MISSING_FIELD = register("missing-field", "a required key is absent")
+TYPE = register("type", "a value has the wrong type")
+VALUE = register("value", "a value is out of range or malformed")
+DUPLICATE_NAME = register("duplicate-name", "two specs of one kind share a name")
+UNRESOLVED_REF = register("unresolved-ref", "a reference names no spec")
+WRONG_KIND_REF = register("wrong-kind-ref", "a reference names a spec of the wrong kind")
+CYCLE = register("cycle", "references form a cycle")
+TEMPLATE_VARS = register("template-vars", "a prompt's template variables and declared variables disagree")
+TEMPLATE_SYNTAX = register("template-syntax", "a prompt template does not parse")
+THRESHOLD = register("threshold", "an eval-gate threshold does not parse")
+UNKNOWN_ENV = register("unknown-env", "an environment name that the Project does not declare")
+UNKNOWN_TARGET = register("unknown-target", "a target name that the Project does not declare")
+PLAINTEXT_SECRET = register("plaintext-secret", "a secret field holds a plaintext value instead of a secret reference")
+CREDENTIALS_IN_URI = register("credentials-in-uri", "a URI embeds credentials")
+UNSUPPORTED = register("unsupported", "the chosen backend cannot express this")
+VLLM_FLAG = register("vllm-flag", "not an exact vLLM serve flag for the chosen version")
+VLLM_REMOVED_FLAG = register("vllm-removed-flag", "a vLLM flag that the chosen version removed")
+CAPACITY = register("capacity", "the serving target does not fit its GPUs")
+CAPACITY_TIGHT = register("capacity-tight", "the serving target fits its GPUs with little headroom")
+INTERNAL = register("internal", "specops itself failed; please report it")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +100,13 @@ class Diagnostic:
     pos: Pos | None = None
     # Extra lines shown under the caret: "did you mean", the numbers behind a capacity error.
     notes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        code = str(self.code)  # a Code object or its name
+        if code not in CODES:
+            raise ValueError(f"unregistered diagnostic code {code!r}: add it to specops.diagnostics")
+        if code is not self.code:
+            object.__setattr__(self, "code", code)
 
     def sort_key(self) -> tuple:
         return (
@@ -175,6 +208,9 @@ def suggestion(word: str, candidates: Iterable[str]) -> str:
 
 # ---- rendering ---------------------------------------------------------------------------
 
+_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+_MAX_SOURCE_BYTES = 4 << 20
+
 
 def _source_line(root: Path | None, d: Diagnostic, cache: dict[str, list[str]]) -> list[str]:
     if root is None or d.file is None or d.pos is None:
@@ -182,9 +218,11 @@ def _source_line(root: Path | None, d: Diagnostic, cache: dict[str, list[str]]) 
     lines = cache.get(d.file)
     if lines is None:
         try:
-            lines = (root / d.file).read_text(encoding="utf-8", errors="replace").splitlines()
-        except OSError:
-            lines = []
+            raw = read_regular(root / d.file, _MAX_SOURCE_BYTES)
+            # Lines as YAML counts them (Python's splitlines also breaks at \f, \v, \x1c…).
+            lines = _LINE_BREAK.split(raw.decode("utf-8-sig", errors="replace"))
+        except (OSError, ReadRefused):
+            lines = []  # a special or oversized file: the headline says so, no source line
         cache[d.file] = lines
     if not 1 <= d.pos.line <= len(lines):
         return []

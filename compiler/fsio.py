@@ -1,4 +1,10 @@
-"""Writing files so that a reader never sees half of one (stdlib only).
+"""Reading files without trusting them, and writing them so that a reader never sees half
+of one (stdlib only).
+
+Every file specops reads from a spec repo goes through `read_regular`: only a regular file is
+read (a FIFO would block for ever, a character device such as /dev/zero would fill memory),
+its size is checked before any byte is read, and the read itself is bounded (the file may grow
+in between).
 
 Every file specops writes for someone else to read — build output, caches, the GitOps
 directory, the prompt registry, step outputs, state — goes through `write_atomic`: a temp
@@ -10,9 +16,53 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Callable
+
+
+class ReadRefused(Exception):
+    """A path `read_regular` does not read: one human line (`str(e)`) saying why, and
+    `too_large` telling a regular file over the limit from a special file."""
+
+    def __init__(self, message: str, *, too_large: bool = False) -> None:
+        super().__init__(message)
+        self.too_large = too_large
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
+
+
+def read_regular(path: str | os.PathLike[str], limit: int) -> bytes:
+    """The bytes of the regular file at `path`, at most `limit` of them.
+
+    Raises ReadRefused for anything that is not a regular file or holds more than `limit`
+    bytes (checked with fstat on the opened descriptor, so a file swapped for a FIFO after a
+    directory listing is still caught), and OSError when the file cannot be opened or read.
+    """
+    # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
+            raise ReadRefused(f"{kind}, not a regular file; refusing to read it")
+        if st.st_size > limit:
+            raise ReadRefused(f"file is {st.st_size} bytes; the limit is {limit}", too_large=True)
+        chunks, total = [], 0
+        while total <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > limit:
+            raise ReadRefused(f"file grew past the limit of {limit} bytes while being read", too_large=True)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def fsync_dir(path: Path) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from specops.fsio import ReadRefused, read_regular
+
 PROJECT_FILE = "specops.yaml"
 
 
@@ -23,6 +25,8 @@ def find_root(start: Path) -> Path | None:
 
 
 IGNORE_FILE = ".specopsignore"
+# An ignore file holds a few patterns; anything bigger is not one.
+MAX_IGNORE_BYTES = 1 << 20
 # Never spec sources: VCS, specops's own state and build output, virtualenvs, hidden folders.
 DEFAULT_IGNORES = (".git", ".specops", "build", "node_modules", ".venv*", ".*")
 
@@ -33,7 +37,10 @@ def ignore_patterns(root: Path) -> tuple[list[str], bytes]:
     raw = b""
     f = root / IGNORE_FILE
     if f.is_file():
-        raw = f.read_bytes()
+        try:
+            raw = read_regular(f, MAX_IGNORE_BYTES)
+        except (OSError, ReadRefused):
+            raw = b""  # discover() reports it
         for line in raw.decode("utf-8", errors="replace").splitlines():
             line = line.strip()
             if line and not line.startswith("#"):
@@ -41,24 +48,31 @@ def ignore_patterns(root: Path) -> tuple[list[str], bytes]:
     return pats, raw
 
 
-def discover(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
+def discover(root: Path) -> tuple[list[str], list[tuple[str, str, str]]]:
     """Repo-relative posix paths of the YAML files to read (sorted), and the problems met as
-    (path, message). Symlinks leaving the repo are refused; symlinks inside it are skipped
-    (their targets are read under their own paths, and directory links could loop)."""
+    (path, diagnostic code, message). Symlinks leaving the repo are refused; symlinks inside
+    it are skipped (their targets are read under their own paths, and directory links could
+    loop). Special files named *.yaml are listed: reading them reports what they are."""
     import fnmatch
     import os
 
     pats, _ = ignore_patterns(root)
     real_root = os.path.realpath(root)
     out: list[str] = []
-    problems: list[tuple[str, str]] = []
+    problems: list[tuple[str, str, str]] = []
+    ignore = root / IGNORE_FILE
+    if os.path.lexists(ignore):
+        try:
+            read_regular(ignore, MAX_IGNORE_BYTES)
+        except (OSError, ReadRefused) as e:
+            problems.append((IGNORE_FILE, "file-read", f"cannot read {IGNORE_FILE}: {getattr(e, 'strerror', None) or e}"))
     stack = [""]
     while stack:
         rel_dir = stack.pop()
         try:
             entries = sorted(os.scandir(root / rel_dir), key=lambda e: e.name)
         except OSError as e:
-            problems.append((rel_dir or ".", f"cannot read directory: {e.strerror}"))
+            problems.append((rel_dir or ".", "file-read", f"cannot read directory: {e.strerror}"))
             continue
         for e in entries:
             rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
@@ -68,7 +82,7 @@ def discover(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
                 target = os.path.realpath(e.path)
                 if os.path.commonpath([real_root, target]) != real_root and (
                         e.name.endswith((".yaml", ".yml")) or os.path.isdir(target)):
-                    problems.append((rel, "symlink points outside the repository; refusing to follow it"))
+                    problems.append((rel, "path-escape", "symlink points outside the repository; refusing to follow it"))
                 continue
             if e.is_dir(follow_symlinks=False):
                 stack.append(rel)

@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal, Union
 
 from pydantic import AfterValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from specops.runtime import defaults as D
+
 from .common import Ref, RepoPath, Resources, SpecModel
+
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+# A Hugging Face Hub repo id: 'org/name' (or a bare 'name'); it becomes an argv word, so it
+# may not start with '-'.
+_HUB_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+
+
+def _check_commit(v: str) -> str:
+    if not _COMMIT.match(v):
+        raise PydanticCustomError(
+            "value", "revision '{rev}' is not a full commit hash; a branch or tag moves, so pin the "
+            "40-character commit (the Hub shows it under 'Files and versions' > 'History')", {"rev": v})
+    return v
+
+
+def _check_hub_repo(v: str) -> str:
+    if not _HUB_REPO.match(v):
+        raise PydanticCustomError("value", "'{repo}' is not a Hugging Face repo id ('org/name')", {"repo": v})
+    return v
+
+
+# A pinned Hub revision: a full commit hash (branches and tags move under you).
+Commit = Annotated[str, AfterValidator(_check_commit)]
+HubRepo = Annotated[str, AfterValidator(_check_hub_repo)]
 
 
 class DatasetUse(SpecModel):
@@ -27,27 +54,40 @@ class Classical(SpecModel):
 
 
 class Lora(SpecModel):
-    r: int = Field(default=16, ge=1, le=1024)
-    alpha: int = Field(default=32, ge=1)
-    dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
-    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"])
+    # Defaults live in specops.runtime.defaults, shared with the step runtime.
+    r: int = Field(default=D.LORA_R, ge=1, le=1024)
+    alpha: int = Field(default=D.LORA_ALPHA, ge=1)
+    dropout: float = Field(default=D.LORA_DROPOUT, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(default_factory=lambda: list(D.LORA_TARGET_MODULES))
 
 
 class FineTune(SpecModel):
     method: Literal["lora", "full"] = "lora"
     lora: Lora = Field(default_factory=Lora)
-    epochs: int = Field(default=1, ge=1)
-    learning_rate: float = Field(default=2e-4, gt=0)
-    batch_size: int = Field(default=8, ge=1)
-    max_seq_length: int = Field(default=2048, ge=16)
+    epochs: int = Field(default=D.EPOCHS, ge=1)
+    learning_rate: float = Field(default=D.LEARNING_RATE, gt=0)
+    batch_size: int = Field(default=D.BATCH_SIZE, ge=1)
+    max_seq_length: int = Field(default=D.MAX_SEQ_LENGTH, ge=16)
     max_steps: int | None = Field(default=None, ge=1)
+
+
+class PublishedAdapter(SpecModel):
+    """A LoRA adapter published on the Hub: loaded by the server, never trained here."""
+
+    # Hub repo id of the adapter, e.g. nvidia/llama-3.1-nemoguard-8b-topic-control.
+    model: HubRepo
+    # Its pinned commit.
+    revision: Commit
+    # LoRA rank (adapter_config.json's `r`): sizes vLLM's max-lora-rank.
+    rank: int = Field(ge=1, le=1024)
 
 
 class BaseModelRef(SpecModel):
     # Hub id or registry name of the base weights, e.g. meta-llama/Llama-3.1-8B-Instruct.
     model: str | None = Field(default=None, min_length=1)
-    # Pinned revision (a commit sha or tag): an unpinned base makes runs irreproducible.
-    revision: str | None = Field(default=None, min_length=1)
+    # Pinned revision, a full commit hash: an unpinned base makes runs irreproducible, and
+    # serving takes whatever the Hub holds today.
+    revision: Commit | None = None
     # Or continue from another Model of this repo (its registered weights).
     from_model: Ref | None = None
     # Repo-relative folder holding the base's config.json (capacity planning, meta-device
@@ -67,9 +107,19 @@ class BaseModelRef(SpecModel):
 
 class Llm(SpecModel):
     base: BaseModelRef
+    # Without it the base is served as published: no fine-tune step is emitted.
     finetune: FineTune | None = None
+    # Or: this Model is a LoRA adapter published on the Hub, for `base`.
+    adapter: PublishedAdapter | None = None
     prompt_field: str = "prompt"
     response_field: str = "response"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "Llm":
+        if self.adapter is not None and self.finetune is not None:
+            raise PydanticCustomError(
+                "value", "a published `adapter` is loaded, not trained: drop `finetune`, or the adapter")
+        return self
 
 
 class Command(SpecModel):
@@ -116,6 +166,14 @@ class ClassicalModelSpec(_ModelCommon):
 class LlmModelSpec(_ModelCommon):
     type: Literal["llm"]
     llm: Llm
+    # Training data; a model that is served as published (no finetune, no command) needs none.
+    datasets: list[DatasetUse] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _trained_needs_data(self) -> "LlmModelSpec":
+        if not self.datasets and (self.llm.finetune is not None or self.command is not None):
+            raise PydanticCustomError("missing-field", "a fine-tuned or command-trained model needs `datasets`")
+        return self
 
 
 ModelSpec = Annotated[Union[ClassicalModelSpec, LlmModelSpec], Field(discriminator="type")]

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from specops import __version__
-from specops.fsio import write_atomic
+from specops.frontend.yamlio import MAX_FILE_BYTES
+from specops.fsio import ReadRefused, read_regular, write_atomic
 from specops.paths import discover as _discover
 from specops.paths import find_root
 from specops.paths import ignore_patterns as _patterns
@@ -107,12 +108,24 @@ def inputs_key(files: dict[str, bytes], envs: Iterable[str] | None, ignore_raw: 
     return h.hexdigest()
 
 
+# Probed files (data, model configs) up to this size are hashed; bigger ones by size and mtime.
+MAX_PROBE_BYTES = 8 << 20
+
+
 def _probe(root: Path, rel: str) -> str | None:
     p = root / rel
     if p.is_dir():
         return "dir"
     try:
-        return _sha(p.read_bytes())
+        return _sha(read_regular(p, MAX_PROBE_BYTES))
+    except ReadRefused as e:
+        if not e.too_large:
+            return None  # a FIFO or device: never read (it would block or never end)
+        try:  # a big data file: its size and mtime stand for its bytes
+            st = p.stat()
+        except OSError:
+            return None
+        return f"stat:{st.st_size}:{st.st_mtime_ns}"
     except OSError:
         return None
 
@@ -250,10 +263,9 @@ def fast_compile(path: str | Path = ".", envs: Iterable[str] | None = None) -> F
     files: dict[str, bytes] = {}
     try:
         for rel in rels:
-            with open(root / rel, "rb") as f:
-                files[rel] = f.read()
-    except OSError:
-        return None
+            files[rel] = read_regular(root / rel, MAX_FILE_BYTES)
+    except (OSError, ReadRefused):
+        return None  # the slow path reports it
     _, ignore_raw = _patterns(root)
     envs = sorted(set(envs)) if envs else None
     hit = lookup(cache_dir_of(root), root, inputs_key(files, envs, ignore_raw))

@@ -127,7 +127,7 @@ def compile_serving(resolved: Resolved, view: EnvView, s: ir.Serving, build: Bui
         build.add(Artifact(f"{base}/{file}", data, view.name, backend, key, src, deps, role, s.name, file))
 
     try:
-        config = vllm.serve_config(s.engine_args, model=s.model_uri, version=s.engine_version)
+        config = vllm.node_serve_config(s)
     except vllm.VllmArgsError as e:  # already reported by validate at the flag's line
         build.diagnostics.add(Diagnostic("error", "vllm-flag", str(e), *diagnostic_location(s.source)))
         return

@@ -40,13 +40,15 @@ from typing import Any, Literal, Mapping, Sequence
 
 from specops import gpus as _gpus
 from specops.diagnostics import Diagnostic, Pos, did_you_mean
-from specops.fsio import write_atomic
+from specops.fsio import ReadRefused, read_regular, write_atomic
 from specops.ir.nodes import diagnostic_location
 from specops.paths import user_cache_dir
 
 GIB = 1 << 30
 SCHEMA = "specops.dev/capacity/v1"
 FACTS_VERSION = 1  # bump when ModelFacts changes shape: invalidates the on-disk cache
+# A Hugging Face config.json is a few KiB; a bigger "config" is not one.
+MAX_CONFIG_BYTES = 1 << 20
 
 # vLLM's default (FACTS.md); it multiplies the memory the driver reports.
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.92
@@ -229,7 +231,9 @@ def model_facts(config_path: str | os.PathLike[str], *, cache_dir: str | os.Path
     if path.is_dir():
         path = path / "config.json"
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path, MAX_CONFIG_BYTES)
+    except ReadRefused as e:
+        raise ModelConfigError(f"model config {path.name}: {e}") from None
     except OSError as e:
         raise ModelConfigError(f"cannot read model config {path.name}: {e.strerror or e}") from e
     try:

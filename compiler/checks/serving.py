@@ -23,16 +23,58 @@ def check_serving(resolved: "Resolved", view: "EnvView", node: "Node", out: Diag
     if model is not None and model.spec.type != "llm":
         mine.add(at(node, ("model",), "wrong-kind-ref", f"model '{model.name}' is a classical model; "
                      "vLLM serves LLMs (type: llm)"))
-    for i, a in enumerate(spec.adapters):
-        m = view.get("Model", a)
-        if m is not None and (m.spec.type != "llm" or m.spec.llm.finetune is None
-                              or m.spec.llm.finetune.method != "lora"):
-            mine.add(at(node, ("adapters", i), "value", f"adapter '{a}' is not a LoRA fine-tune"))
+    check_adapters(resolved, view, node, model, mine)
     check_engine_args(resolved, node, mine)
     # Capacity only for a target that is otherwise sound (an unknown GPU is reported once).
     if not mine.has_errors:
         check_capacity(resolved, view, node, mine)
     out.extend(mine.items)
+
+
+def _base_of(model: "Node") -> tuple:
+    b = model.spec.llm.base
+    return (b.model, b.revision, b.from_model)
+
+
+def check_adapters(resolved: "Resolved", view: "EnvView", node: "Node", model: "Node | None",
+                   out: Diagnostics) -> None:
+    """Each adapter is a LoRA (trained here or published) on the served model's own base, and
+    vLLM's max-lora-rank holds the largest of them."""
+    spec = node.spec
+    ranks: list[tuple[int, int]] = []
+    for i, a in enumerate(spec.adapters):
+        m = view.get("Model", a)
+        if m is None:
+            continue
+        llm = m.spec.llm if m.spec.type == "llm" else None
+        ft = llm.finetune if llm is not None else None
+        if llm is None or (llm.adapter is None and (ft is None or ft.method != "lora")):
+            out.add(at(node, ("adapters", i), "value", f"adapter '{a}' is neither a LoRA fine-tune nor a "
+                       "published adapter (`llm.adapter`)"))
+            continue
+        ranks.append((i, llm.adapter.rank if llm.adapter is not None else ft.lora.r))
+        if model is not None and model.spec.type == "llm" and _base_of(m) != _base_of(model) \
+                and a != model.name:
+            out.add(at(node, ("adapters", i), "value",
+                       f"adapter '{a}' was made for base '{m.spec.llm.base.model or m.spec.llm.base.from_model}' "
+                       f"@ {m.spec.llm.base.revision}, but this target serves '{model.name}' on "
+                       f"'{model.spec.llm.base.model or model.spec.llm.base.from_model}' @ {model.spec.llm.base.revision}"))
+    if not ranks:
+        return
+    version = spec.engine.version or resolved.project.defaults.vllm_version
+    i, largest = max(ranks, key=lambda t: (t[1], -t[0]))
+    given = spec.engine.args.max_lora_rank
+    try:
+        allowed = vllm.lora_rank_for(largest, version)
+    except vllm.UnknownVersion:
+        return  # reported by the engine-args check
+    if allowed is None:
+        out.add(at(node, ("adapters", i), "value", f"adapter '{spec.adapters[i]}' has LoRA rank {largest}, "
+                   f"above the largest max-lora-rank vLLM {version} allows"))
+    elif given is not None and given < largest:
+        out.add(at(node, ("engine", "args", "max-lora-rank"), "value",
+                   f"max-lora-rank {given} is below adapter '{spec.adapters[i]}''s rank {largest}; "
+                   f"omit it and specops sets {allowed}"))
 
 
 def check_capacity(resolved: "Resolved", view: "EnvView", node: "Node", out: Diagnostics) -> None:
@@ -41,6 +83,8 @@ def check_capacity(resolved: "Resolved", view: "EnvView", node: "Node", out: Dia
     only where the model's config.json is in the repo (parameter counts are cached per user
     by the config's hash, so torch is imported once per model config, not per validate;
     nothing is written into the repo)."""
+    if view.target is None:
+        return  # the environment names an unknown target: reported once, at its line
     model = view.get("Model", node.spec.model)
     if model is None or model.spec.type != "llm" or not model.spec.llm.base.path:
         return

@@ -19,7 +19,6 @@ diff_render.py turns it into text or a markdown PR comment.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -35,10 +34,11 @@ from specops.checks import analyze
 from specops.diagnostics import render_text, suggestion, summary
 from specops.frontend.loader import find_root
 from specops.resolve.graph import render_mermaid
+from specops.structdiff import FieldDiff, parse_document, text_diff
+from specops.structdiff import structural_diff as _structural_diff
 
 DIFF_SCHEMA_VERSION = 1
 MAX_CHANGES = 200  # field changes kept per artifact (the count of the rest is kept)
-MAX_TEXT_LINES = 400
 
 
 class DiffError(Exception):
@@ -194,99 +194,20 @@ def spec_index(resolved: Any, envs: list[str]) -> dict[str, dict]:
 # ---- structural diff -------------------------------------------------------------------------
 
 
-def parse_structured(path: str, data: bytes) -> tuple[str, Any]:
-    """('json' | 'yaml', value) for files that parse, else ('text', str)."""
-    text = data.decode("utf-8", "replace")
-    try:
-        if path.endswith(".json"):
-            return "json", json.loads(text)
-        if path.endswith((".yaml", ".yml")):
-            import yaml
-
-            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-            docs = list(yaml.load_all(text, Loader=loader))
-            return "yaml", docs[0] if len(docs) == 1 else docs
-    except ValueError:
-        pass
-    except Exception as e:  # yaml.YAMLError: fall back to a text diff
-        if type(e).__module__.split(".")[0] != "yaml":
-            raise
-    return "text", text
-
-
-def _key_seg(k: Any) -> str:
-    k = str(k)
-    if k and all(c.isalnum() or c in "_-" for c in k):
-        return f".{k}"
-    return f"[{json.dumps(k)}]"
-
-
-def _named(items: list) -> dict | None:
-    # Lists of named objects (containers, env vars, steps) are matched by name, so inserting
-    # one item does not report every later item as changed.
-    if not items or not all(isinstance(x, dict) for x in items):
-        return None
-    for field_ in ("name", "Name", "id"):
-        names = [x.get(field_) for x in items]
-        if all(isinstance(n, str) for n in names) and len(set(names)) == len(names):
-            return {n: x for n, x in zip(names, items)}
-    return None
-
-
-def _keyed(old: dict, new: dict, seg: Any, path: str) -> list[dict]:
-    """Removed / added / recursively changed entries of two keyed collections, old order first."""
-    out: list[dict] = []
-    for k in list(old) + [k for k in new if k not in old]:
-        p = path + seg(k)
-        if k not in new:
-            out.append({"path": p.lstrip("."), "op": "removed", "old": old[k]})
-        elif k not in old:
-            out.append({"path": p.lstrip("."), "op": "added", "new": new[k]})
-        else:
-            out.extend(structural_diff(old[k], new[k], p))
+def _change(fd: FieldDiff) -> dict:
+    """A structural change as the diff document has always written it (DIFF_SCHEMA_VERSION 1)."""
+    out: dict[str, Any] = {"path": fd.path, "op": fd.op}
+    if fd.op != "added":
+        out["old"] = fd.before
+    if fd.op != "removed":
+        out["new"] = fd.after
+    if fd.text:
+        out["text"] = list(fd.text)
     return out
 
 
-def structural_diff(old: Any, new: Any, path: str = "") -> list[dict]:
-    """Field-level changes: [{path, op: changed|added|removed, old?, new?}], in document order."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        return _keyed(old, new, _key_seg, path)
-    if isinstance(old, list) and isinstance(new, list):
-        a, b = _named(old), _named(new)
-        if a is not None and b is not None:
-            # Lists of named things (steps, containers) pair up by name, not by position.
-            field_ = next(f for f in ("name", "Name", "id") if all(f in x for x in old + new))
-            return _keyed(a, b, lambda n: f"[{field_}={n}]", path)
-        return _keyed(dict(enumerate(old)), dict(enumerate(new)), lambda i: f"[{i}]", path)
-    if isinstance(old, str) and isinstance(new, str) and old != new:
-        # JSON carried inside a string (KFP parameter constants, env vars): diff its fields.
-        a, b = _json_in_string(old), _json_in_string(new)
-        if a is not None and b is not None:
-            return structural_diff(a, b, path + "<json>")
-    if old != new or type(old) is not type(new):
-        change = {"path": path.lstrip(".") or "(document)", "op": "changed", "old": old, "new": new}
-        if isinstance(old, str) and isinstance(new, str) and ("\n" in old or "\n" in new):
-            change["text"] = text_diff(old, new)
-        return [change]
-    return []
-
-
-def _json_in_string(s: str) -> Any:
-    if not s.startswith(("{", "[")):
-        return None
-    try:
-        v = json.loads(s)
-    except ValueError:
-        return None
-    return v if isinstance(v, (dict, list)) else None
-
-
-def text_diff(old: str, new: str, name: str = "") -> list[str]:
-    lines = list(difflib.unified_diff(old.splitlines(), new.splitlines(), f"a/{name}" if name else "old",
-                                      f"b/{name}" if name else "new", n=2, lineterm=""))
-    if len(lines) > MAX_TEXT_LINES:
-        lines = lines[:MAX_TEXT_LINES] + [f"... {len(lines) - MAX_TEXT_LINES} more lines"]
-    return lines
+def structural_diff(old: Any, new: Any) -> list[dict]:
+    return [_change(fd) for fd in _structural_diff(old, new)]
 
 
 def artifact_diff(path: str, old: bytes | None, new: bytes | None) -> dict:
@@ -294,8 +215,8 @@ def artifact_diff(path: str, old: bytes | None, new: bytes | None) -> dict:
     out: dict[str, Any] = {"path": path, "status": status}
     if status != "changed":
         return out
-    k1, v1 = parse_structured(path, old)  # type: ignore[arg-type]
-    k2, v2 = parse_structured(path, new)  # type: ignore[arg-type]
+    k1, v1 = parse_document(path, old)  # type: ignore[arg-type]
+    k2, v2 = parse_document(path, new)  # type: ignore[arg-type]
     if k1 == k2 != "text":
         changes = structural_diff(v1, v2)
         out["format"] = k1

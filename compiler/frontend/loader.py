@@ -15,7 +15,8 @@ from typing import Any
 
 from specops.diagnostics import Diagnostics, Pos
 from specops.frontend.validation import validate_document
-from specops.frontend.yamlio import YamlDoc, parse
+from specops.frontend.yamlio import MAX_FILE_BYTES, YamlDoc, parse
+from specops.fsio import ReadRefused, read_regular
 from specops.paths import PROJECT_FILE, find_root  # noqa: F401 (re-exported)
 from specops.paths import discover as _discover
 
@@ -65,8 +66,8 @@ class Repo:
 def discover(root: Path, diags: Diagnostics) -> list[str]:
     """The YAML files to read (see paths.discover); its problems become diagnostics."""
     files, problems = _discover(root)
-    for rel, message in problems:
-        diags.error("path-escape", message, rel)
+    for rel, code, message in problems:
+        diags.error(code, message, rel)
     return files
 
 
@@ -82,9 +83,12 @@ def load(path: Path | str = ".") -> Repo:
     repo = Repo(root=root)
     for rel in discover(root, repo.diagnostics):
         try:
-            raw = (root / rel).read_bytes()
+            raw = read_regular(root / rel, MAX_FILE_BYTES)
+        except ReadRefused as e:
+            repo.diagnostics.error("yaml-too-large" if e.too_large else "file-type", str(e), rel, Pos(1, 1))
+            continue
         except OSError as e:
-            repo.diagnostics.error("yaml-syntax", f"cannot read file: {e.strerror}", rel)
+            repo.diagnostics.error("file-read", f"cannot read file: {e.strerror or e}", rel, Pos(1, 1))
             continue
         repo.files[rel] = raw
         load_bytes(repo, rel, raw)

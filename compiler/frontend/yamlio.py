@@ -14,11 +14,19 @@ Two paths give the same data:
 
 A document's positions are computed on first use, by the exact path over the same bytes, so
 only files that have a diagnostic pay for them.
+
+Limits hold on both paths, and the exact path reports each where it was crossed: nesting
+depth, nodes per document, integer size. libyaml's composer recurses in C (about 50,000
+levels overflow the stack), so a file that could nest deeper than `_COMPOSE_SAFE_DEPTH` by a
+cheap upper bound, or that is large enough to hold more than `MAX_NODES` nodes, is first
+scanned as a flat event stream, which never recurses and stops at the first crossing.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import math
+import re
 from typing import Any
 
 import yaml
@@ -29,7 +37,15 @@ MAX_FILE_BYTES = 1 << 20
 # Nodes materialised per file, counting every alias expansion. Real spec files have a few
 # hundred; a billion-laughs file reaches this within microseconds of walking.
 MAX_NODES = 100_000
+# Collections nested in one another (the document's root counts as the first).
 MAX_DEPTH = 64
+# Integers must fit in int64: protobuf, JSON consumers and every backend API stop there, and
+# Python refuses to print integers of more than 4,300 digits.
+MAX_INT = (1 << 63) - 1
+# Beyond this bound on nesting (or text long enough to hold MAX_NODES nodes), scan events
+# before composing: the C composer is recursive.
+_COMPOSE_SAFE_DEPTH = 1000
+_SCAN_FROM_CHARS = MAX_NODES // 2
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -37,8 +53,10 @@ _STR = "tag:yaml.org,2002:str"
 _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
 _MERGE = "tag:yaml.org,2002:merge"
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
 _SCALAR_TAGS = {
-    _STR, "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
+    _STR, _INT, _FLOAT, "tag:yaml.org,2002:bool",
     "tag:yaml.org,2002:null", "tag:yaml.org,2002:timestamp",
 }
 
@@ -62,7 +80,10 @@ class YamlDoc:
 
     def _ensure(self) -> None:
         if self._keys is None:
-            exact = self._source.exact()[self.index] if self._source is not None else None
+            docs = self._source.exact() if self._source is not None else []
+            # Both paths enforce the same limits, so the exact path holds this document too;
+            # should they ever disagree, positions fall back to the document start.
+            exact = docs[self.index] if self.index < len(docs) else None
             if exact is None:
                 self._keys, self._values, self._start = {}, {}, self._start or Pos(1, 1)
             else:
@@ -144,10 +165,48 @@ def _show_tag(tag: str) -> str:
     return "!!" + tag[len("tag:yaml.org,2002:"):] if tag.startswith("tag:yaml.org,2002:") else tag
 
 
+def _clip(text: str, n: int = 24) -> str:
+    return text if len(text) <= n else text[:n] + "…"
+
+
+def _int(node: Any) -> int:
+    """A YAML 1.1 integer, within int64. The digits are measured before converting: a long
+    sexagesimal literal (`1:2:3:…`) costs quadratic time, a long decimal one a ValueError."""
+    text = node.value
+    if len(text.replace("_", "")) > 70:  # 2^63 in any notation (binary included) is shorter
+        raise _Fail("yaml-limit", f"integer {_clip(text)} is out of range (at most {MAX_INT})", _pos(node.start_mark))
+    pn = node if isinstance(node, yaml.ScalarNode) else yaml.ScalarNode(_INT, text, node.start_mark)
+    try:
+        value = _constructor.construct_yaml_int(pn)
+    except (ValueError, IndexError):  # `0b_`, `0x_`: the resolver's pattern allows them
+        raise _Fail("yaml-syntax", f"'{_clip(text)}' is not a valid integer; quote it if it is text",
+                    _pos(node.start_mark)) from None
+    if not -MAX_INT - 1 <= value <= MAX_INT:
+        raise _Fail("yaml-limit", f"integer {_clip(text)} is out of range (at most {MAX_INT})", _pos(node.start_mark))
+    return value
+
+
+def _float(node: Any) -> float:
+    text = node.value
+    pn = node if isinstance(node, yaml.ScalarNode) else yaml.ScalarNode(_FLOAT, text, node.start_mark)
+    try:
+        value = _constructor.construct_yaml_float(pn)
+    except (ValueError, IndexError):
+        raise _Fail("yaml-syntax", f"'{_clip(text)}' is not a valid number; quote it if it is text",
+                    _pos(node.start_mark)) from None
+    if math.isinf(value) and "inf" not in text.lower():
+        raise _Fail("yaml-limit", f"number {_clip(text)} is out of range", _pos(node.start_mark))
+    return value
+
+
 def _scalar(node: Any) -> Any:
     tag = _tag(node)
     if tag == _STR:
         return node.value
+    if tag == _INT:
+        return _int(node)
+    if tag == _FLOAT:
+        return _float(node)
     if tag not in _SCALAR_TAGS:
         raise _Fail("yaml-tag", f"unsupported YAML tag '{_show_tag(tag)}'; specs use plain YAML values", _pos(node.start_mark))
     pn = node if isinstance(node, yaml.ScalarNode) else yaml.ScalarNode(tag, node.value)
@@ -164,20 +223,27 @@ class _Walker:
         self.doc = doc
         self.count = 0
         self.active: set[int] = set()
+        # Whether an alias was followed: the node-limit message then names the likely cause.
+        self.expanded = False
+        self._seen: set[int] = set()
 
-    def walk(self, node: Any, path: Path, depth: int = 0) -> Any:
+    def _count(self, node: Any) -> None:
         self.count += 1
         if self.count > MAX_NODES:
-            raise _Fail("yaml-alias-limit",
-                        f"document expands to more than {MAX_NODES} nodes (alias expansion bomb?)",
-                        _pos(node.start_mark))
-        if depth > MAX_DEPTH:
-            raise _Fail("yaml-alias-limit", f"nesting deeper than {MAX_DEPTH} levels", _pos(node.start_mark))
+            raise _too_many(node.start_mark, self.expanded)
+
+    def walk(self, node: Any, path: Path, depth: int = 0) -> Any:
+        self._count(node)
         self.doc._values.setdefault(path, _span(node))
         kind = type(node).__name__
         if kind == "ScalarNode":
             return _scalar(node)
+        if depth >= MAX_DEPTH:
+            raise _too_deep(node.start_mark)
         nid = id(node)
+        if nid in self._seen:  # the same node again: an alias was followed
+            self.expanded = True
+        self._seen.add(nid)
         if nid in self.active:
             raise _Fail("yaml-alias-limit", "recursive alias", _pos(node.start_mark))
         self.active.add(nid)
@@ -205,6 +271,7 @@ class _Walker:
                     for k, v in val.items():
                         merged.setdefault(k, v)
                 continue
+            self._count(knode)
             if type(knode).__name__ != "ScalarNode":
                 raise _Fail("yaml-key-type", "mapping keys must be plain strings", _pos(knode.start_mark))
             ktag = _tag(knode)
@@ -242,6 +309,119 @@ def _decode(raw: bytes, file: str) -> str:
     return text
 
 
+def _too_deep(mark: Any) -> _Fail:
+    return _Fail("yaml-limit", f"nesting deeper than {MAX_DEPTH} levels", _pos(mark))
+
+
+def _too_many(mark: Any, expanded: bool = False) -> _Fail:
+    if expanded:
+        return _Fail("yaml-alias-limit", f"document expands to more than {MAX_NODES} nodes (alias expansion bomb?)",
+                     _pos(mark))
+    return _Fail("yaml-limit", f"document has more than {MAX_NODES} nodes", _pos(mark))
+
+
+# ---- limits before composing ----------------------------------------------------------------
+
+# A line's indentation and compact block indicators (`- `, `? `, `: `). Block collections
+# nested in one another start at non-decreasing columns, rising at least every second level,
+# so no block nesting is deeper than twice the longest such prefix plus a few.
+_BREAKS = "\r\n\x85\u2028\u2029"
+_PREFIX = re.compile(f"[{_BREAKS}][ \t?:-]*")
+_SHALLOW_FLOW, _SHALLOW_PREFIX = 26, 18
+_DEEP_PREFIX = re.compile(f"[{_BREAKS}][ \t?:-]{{{_SHALLOW_PREFIX}}}")
+
+
+def _depth_bound(text: str) -> int:
+    """An upper bound on the nesting depth of `text`, cheap for the usual shallow file.
+    Flow collections nest at most as deep as there are brackets, block ones as deep as the
+    indentation allows; flow never contains block."""
+    flow = text.count("[") + text.count("{")
+    if flow <= _SHALLOW_FLOW and not _DEEP_PREFIX.search(text) and not _DEEP_PREFIX.match("\n" + text[:_SHALLOW_PREFIX]):
+        return MAX_DEPTH
+    prefix = max(len(m) for m in _PREFIX.findall("\n" + text)) - 1
+    return flow + 2 * prefix + 4
+
+
+def _scan(events: Any) -> None:
+    """Walk a flat event stream (no recursion) and fail at the first node that crosses the
+    depth or node limit, counting what each alias expands to (an anchored subtree's size and
+    height are known when it closes), so an alias bomb fails at the alias that crosses the
+    limit. A syntax error ends the scan: composing reports it."""
+    open_ = count = 0
+    size: dict[str, tuple[int, int]] = {}  # anchor -> (nodes, collection levels)
+    stack: list[tuple[str | None, int, int]] = []  # (anchor, count before, levels below)
+    for ev in events:
+        name = type(ev).__name__
+        if name == "DocumentStartEvent":
+            open_ = count = 0
+            size.clear()
+            continue
+        if name in ("MappingStartEvent", "SequenceStartEvent"):
+            if open_ >= MAX_DEPTH:
+                raise _too_deep(ev.start_mark)
+            stack.append((ev.anchor, count, 0))
+            open_ += 1
+            count += 1
+        elif name in ("MappingEndEvent", "SequenceEndEvent"):
+            anchor, before, below = stack.pop()
+            open_ -= 1
+            if anchor is not None:
+                size[anchor] = (count - before, below + 1)
+            if stack:
+                a, b, lv = stack[-1]
+                stack[-1] = (a, b, max(lv, below + 1))
+            continue
+        elif name == "ScalarEvent":
+            count += 1
+            if ev.anchor is not None:
+                size[ev.anchor] = (1, 0)
+        elif name == "AliasEvent":
+            nodes, levels = size.get(ev.anchor, (1, 0))
+            if open_ + levels > MAX_DEPTH:
+                raise _too_deep(ev.start_mark)
+            if stack and levels:
+                a, b, lv = stack[-1]
+                stack[-1] = (a, b, max(lv, levels))
+            count += nodes
+            if count > MAX_NODES:
+                raise _too_many(ev.start_mark, expanded=True)
+            continue
+        else:
+            continue
+        if count > MAX_NODES:
+            raise _too_many(ev.start_mark)
+
+
+def _libyaml_events(text: str) -> Any:
+    loader = _Loader(text)
+    try:
+        while loader.check_event():
+            yield loader.get_event()
+    except yaml.YAMLError:
+        return
+    finally:
+        loader.dispose()
+
+
+def _ruamel_events(text: str) -> Any:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        yield from YAML(typ="safe", pure=True).parse(text)
+    except YAMLError:
+        return
+
+
+def _precheck(text: str, file: str) -> int:
+    """Fail where a limit is crossed if composing could meet deep nesting, many nodes or
+    aliases; return the depth bound (the fast path tracks depth only above MAX_DEPTH)."""
+    bound = _depth_bound(text)
+    if bound > _COMPOSE_SAFE_DEPTH or len(text) >= _SCAN_FROM_CHARS or "*" in text:
+        _scan(_libyaml_events(text))
+    return bound
+
+
 def _compose_libyaml(text: str) -> list:
     loader = _Loader(text)
     try:
@@ -253,19 +433,64 @@ def _compose_libyaml(text: str) -> list:
         loader.dispose()
 
 
-def _compose_ruamel(text: str) -> list:
+def _compose_ruamel(text: str, file: str) -> list:
     from ruamel.yaml import YAML
 
     y = YAML(typ="safe", pure=True)
-    return list(y.compose_all(text))
+    try:
+        return list(y.compose_all(text))
+    except RecursionError:
+        # ruamel's composer recurses in Python: locate the crossing in its event stream.
+        _scan(_ruamel_events(text))
+        raise _Fail("yaml-limit", f"nesting deeper than {MAX_DEPTH} levels", Pos(1, 1)) from None
 
 
-def _syntax_error(exc: Exception) -> _Fail:
+_LINE_BREAK = re.compile("\r\n|[" + _BREAKS + "]")
+
+
+def _lines(text: str) -> list[str]:
+    """The text's lines as YAML counts them (Python's splitlines also breaks at \\f, \\v…)."""
+    return _LINE_BREAK.split(text)
+
+
+def _syntax_error(exc: Exception, text: str) -> _Fail:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    context_mark = getattr(exc, "context_mark", None)
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     context = getattr(exc, "context", None)
     msg = f"{problem} ({context})" if context else str(problem)
-    return _Fail("yaml-syntax", msg, _pos(mark) if mark is not None else Pos(1, 1))
+    if mark is None:
+        return _Fail("yaml-syntax", msg, Pos(1, 1))
+    lines = _lines(text)
+    while len(lines) > 1 and not lines[-1].strip():
+        lines.pop()
+    last = Pos(len(lines), len(lines[-1]) + 1)
+    if (mark.line + 1, mark.column + 1) < (last.line, last.col):
+        return _Fail("yaml-syntax", msg, _pos(mark))
+    # The file ended inside something: point where it opened (the quote, or the innermost
+    # `[`/`{` still open), not one line past the end.
+    if context_mark is not None and (context or "").endswith("quoted scalar"):
+        return _Fail("yaml-syntax", "this quoted string is never closed: the file ends first", _pos(context_mark))
+    opened = _open_flow(text)
+    if opened is not None:
+        line = lines[opened.line] if opened.line < len(lines) else ""
+        opener = line[opened.column:opened.column + 1] or "["
+        return _Fail("yaml-syntax", f"'{opener}' is never closed: the file ends first", _pos(opened))
+    if context_mark is not None and (context_mark.line + 1, context_mark.column + 1) < (last.line, last.col):
+        return _Fail("yaml-syntax", msg, _pos(context_mark))
+    return _Fail("yaml-syntax", msg, last)
+
+
+def _open_flow(text: str) -> Any:
+    """The start mark of the innermost flow collection still open where parsing stops."""
+    stack: list = []
+    for ev in _libyaml_events(text):
+        if isinstance(ev, yaml.CollectionStartEvent):
+            stack.append(ev.start_mark if ev.flow_style else None)
+        elif isinstance(ev, yaml.CollectionEndEvent) and stack:
+            stack.pop()
+    flows = [m for m in stack if m is not None]
+    return flows[-1] if flows else None
 
 
 class _Slow(Exception):
@@ -285,17 +510,52 @@ class _FastLoader(_Loader):  # type: ignore[misc, valid-type]
         return out
 
 
-# Dates stay strings, as in the exact path.
-_FastLoader.add_constructor("tag:yaml.org,2002:timestamp", lambda self, node: node.value)
+class _DepthLoader(_FastLoader):
+    """The fast loader for a file that might nest deeper than MAX_DEPTH: each collection
+    carries its depth to its children, and crossing the limit sends the file to the exact
+    path, which reports it."""
+
+    def _depth(self, node: Any) -> int:
+        depth = node.__dict__.get("depth", 0)
+        if depth >= MAX_DEPTH:
+            raise _Slow
+        for child in (v for _, v in node.value) if isinstance(node, yaml.MappingNode) else node.value:
+            if not isinstance(child, yaml.ScalarNode):
+                child.depth = depth + 1
+        return depth
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict:
+        self._depth(node)
+        return super().construct_mapping(node, deep)
+
+    def construct_sequence(self, node: Any, deep: bool = False) -> list:
+        self._depth(node)
+        return super().construct_sequence(node, deep)
+
+
+def _fast_scalar(convert: Any) -> Any:
+    def construct(loader: Any, node: Any) -> Any:
+        try:
+            return convert(node)
+        except _Fail:
+            raise _Slow from None
+    return construct
+
+
+for _cls in (_FastLoader,):
+    # Dates stay strings, as in the exact path; numbers go through the same limits.
+    _cls.add_constructor("tag:yaml.org,2002:timestamp", lambda self, node: node.value)
+    _cls.add_constructor(_INT, _fast_scalar(_int))
+    _cls.add_constructor(_FLOAT, _fast_scalar(_float))
 
 # Anchors, aliases, tags and merge keys: the exact path handles (and bounds) them.
 _EXACT_ONLY = ("&", "*", "!", "<<")
 
 
-def _parse_fast(text: str, file: str) -> list[YamlDoc] | None:
+def _parse_fast(text: str, file: str, depth_bound: int) -> list[YamlDoc] | None:
     if any(c in text for c in _EXACT_ONLY):
         return None
-    loader = _FastLoader(text)
+    loader = (_FastLoader if depth_bound <= MAX_DEPTH else _DepthLoader)(text)
     try:
         datas = []
         while loader.check_data():
@@ -309,14 +569,17 @@ def _parse_fast(text: str, file: str) -> list[YamlDoc] | None:
 
 
 def _parse_exact(text: str, file: str) -> tuple[list[YamlDoc], list[Diagnostic]]:
+    # Callers ran _precheck on this text (parse; _Source holds only text that passed it).
     try:
         try:
             nodes = _compose_libyaml(text)
         except yaml.YAMLError as first:
             try:
-                nodes = _compose_ruamel(text)
+                nodes = _compose_ruamel(text, file)
+            except _Fail:
+                raise
             except Exception as second:  # ruamel's errors share the mark/problem shape
-                raise _syntax_error(second if getattr(second, "problem_mark", None) else first)
+                raise _syntax_error(second if getattr(second, "problem_mark", None) else first, text)
         docs = []
         for i, node in enumerate(nodes):
             doc = YamlDoc(file=file, index=i, data=None, start=_pos(node.start_mark))
@@ -325,18 +588,17 @@ def _parse_exact(text: str, file: str) -> tuple[list[YamlDoc], list[Diagnostic]]
         return docs, []
     except _Fail as f:
         return [], [Diagnostic("error", f.code, f.message, file, f.pos)]
-    except RecursionError:
-        return [], [Diagnostic("error", "yaml-alias-limit", "nesting too deep", file, Pos(1, 1))]
 
 
 def parse(raw: bytes, file: str, exact: bool = False) -> tuple[list[YamlDoc], list[Diagnostic]]:
     """Parse every document of a file. On error: no documents, one diagnostic."""
     try:
         text = _decode(raw, file)
+        bound = _precheck(text, file)
     except _Fail as f:
         return [], [Diagnostic("error", f.code, f.message, file, f.pos)]
     if not exact:
-        docs = _parse_fast(text, file)
+        docs = _parse_fast(text, file, bound)
         if docs is not None:
             return docs, []
     return _parse_exact(text, file)

@@ -123,53 +123,105 @@ def prompt_eval_params(view: EnvView, gate: Node, seed: int) -> dict[str, Any]:
             "baseline_rows": None, "seed": seed}
 
 
-def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipeline:
+def _finetune_step(model: Node, data_step: str, split: str, image: str, resources: ir.Resources,
+                   seed: int) -> ir.Step:
+    """The fine-tune step; every knob from the spec (its schema holds the defaults)."""
+    llm = model.spec.llm
+    ft = llm.finetune
+    base = llm.base.path or llm.base.model
+    if llm.base.from_model:
+        base = f"registry://{llm.base.from_model}"
+    return ir.Step("finetune", "finetune", {
+        "base_model": base, "revision": llm.base.revision, "method": ft.method,
+        "lora": ({"r": ft.lora.r, "alpha": ft.lora.alpha, "dropout": ft.lora.dropout,
+                  "target_modules": list(ft.lora.target_modules)} if ft.method == "lora" else None),
+        "epochs": ft.epochs, "learning_rate": ft.learning_rate, "batch_size": ft.batch_size,
+        "max_seq_length": ft.max_seq_length, "prompt_field": llm.prompt_field,
+        "response_field": llm.response_field, "split": split, "max_steps": ft.max_steps, "seed": seed,
+    }, inputs={"data": data_step}, image=image, resources=resources, source=_source(model, ("llm", "finetune")))
+
+
+def _train_step(model: Node, data_step: str, image: str, seed: int) -> tuple[ir.Step | None, str]:
+    """(train | finetune | command step, task); None when the model is served as published."""
+    spec = model.spec
+    resources = _resources(spec)
+    train_split = spec.datasets[0].split if spec.datasets else "train"
+    if spec.command is not None:
+        c = spec.command
+        step = ir.Step("train", "command", {"env": dict(sorted(c.env.items()))}, inputs={"data": data_step},
+                       image=c.image, resources=resources, command=tuple(c.command) + tuple(c.args),
+                       source=_source(model, ("command",)))
+        return step, spec.classical.task if spec.type == "classical" else "generation"
+    if spec.type == "classical":
+        cl = spec.classical
+        return ir.Step("train", "train", {
+            "algorithm": cl.algorithm, "task": cl.task, "target": cl.target,
+            "features": list(cl.features) if cl.features is not None else None,
+            "hyperparameters": dict(sorted(spec.hyperparameters.items())), "split": train_split, "seed": seed,
+        }, inputs={"data": data_step}, image=image, resources=resources, source=_source(model, ("classical",))), cl.task
+    if spec.llm.finetune is None:
+        return None, "generation"
+    return _finetune_step(model, data_step, train_split, image, resources, seed), "generation"
+
+
+def _base_params(model: Node) -> dict[str, Any]:
+    """What evaluate and register read when the model is its published base (no training)."""
+    llm = model.spec.llm
+    base = llm.base
+    out: dict[str, Any] = {"base_model": base.path or base.model or f"registry://{base.from_model}",
+                           "revision": base.revision}
+    if llm.adapter is not None:
+        out["adapter"] = {"model": llm.adapter.model, "revision": llm.adapter.revision}
+    return out
+
+
+def _prompt_gate_steps(view: EnvView, g: Node, name: str, checked: set[str], model_input: dict[str, str],
+                       model: Node, image: str, seed: int) -> list[ir.Step]:
+    """A prompt gate's evaluate step (and the data check of its dataset when the model's
+    pipeline does not check it already)."""
+    out = []
+    ds = view.get("Dataset", g.spec.dataset)
+    if ds.name not in checked:
+        checked.add(ds.name)
+        out.append(ir.Step(f"check-{ds.name}", "data_check", {"dataset": _dataset_params(ds, seed)},
+                           image=image, source=_source(g, ("dataset",))))
+    params = prompt_eval_params(view, g, seed)
+    inputs = {"data": f"check-{ds.name}"}
+    if g.spec.endpoint is None:
+        inputs.update(model_input)
+        if not model_input:
+            params.update(_base_params(model))
+    out.append(ir.Step(name, "evaluate", params, inputs=inputs, image=image,
+                       resources=_resources(model.spec) if g.spec.endpoint is None else ir.Resources(),
+                       source=_source(g, ("prompt",))))
+    return out
+
+
+def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipeline | None:
+    """The lifecycle pipeline of one Model, or None when it has nothing to run: an LLM served
+    as published (no finetune, no command) that no gate evaluates."""
     spec = model.spec
     defaults = env_defaults(resolved, view.name)
     image = defaults["image"]
     seed = defaults["seed"]
-    steps: list[ir.Step] = []
-    datasets = [view.get("Dataset", u.dataset) for u in spec.datasets]
-    for i, ds in enumerate(datasets):
-        steps.append(ir.Step(f"check-{ds.name}", "data_check", {"dataset": _dataset_params(ds, seed)},
-                             image=image, source=_source(model, ("datasets", i, "dataset"))))
-    data_step = f"check-{datasets[0].name}"
-    train_split = spec.datasets[0].split
-    resources = _resources(spec)
-    if spec.command is not None:
-        c = spec.command
-        train = ir.Step("train", "command", {"env": dict(sorted(c.env.items()))}, inputs={"data": data_step},
-                        image=c.image, resources=resources, command=tuple(c.command) + tuple(c.args),
-                        source=_source(model, ("command",)))
-        task = spec.classical.task if spec.type == "classical" else "generation"
-    elif spec.type == "classical":
-        cl = spec.classical
-        task = cl.task
-        train = ir.Step("train", "train", {
-            "algorithm": cl.algorithm, "task": cl.task, "target": cl.target,
-            "features": list(cl.features) if cl.features is not None else None,
-            "hyperparameters": dict(sorted(spec.hyperparameters.items())), "split": train_split, "seed": seed,
-        }, inputs={"data": data_step}, image=image, resources=resources, source=_source(model, ("classical",)))
-    else:
-        llm = spec.llm
-        task = "generation"
-        ft = llm.finetune
-        base = llm.base.path or llm.base.model
-        if llm.base.from_model:
-            base = f"registry://{llm.base.from_model}"
-        train = ir.Step("finetune", "finetune", {
-            "base_model": base, "method": ft.method if ft else "lora",
-            "lora": ({"r": ft.lora.r, "alpha": ft.lora.alpha, "dropout": ft.lora.dropout,
-                      "target_modules": list(ft.lora.target_modules)} if ft else None),
-            "epochs": ft.epochs if ft else 1, "learning_rate": ft.learning_rate if ft else 2e-4,
-            "batch_size": ft.batch_size if ft else 4, "max_seq_length": ft.max_seq_length if ft else 512,
-            "prompt_field": llm.prompt_field, "response_field": llm.response_field, "split": train_split,
-            "max_steps": ft.max_steps if ft else None, "seed": seed,
-        }, inputs={"data": data_step}, image=image, resources=resources, source=_source(model, ("llm",)))
-    steps.append(train)
-
     gates = gates_of_model(view, model)
     model_gates = [g for g in gates if g.spec.prompt is None]
+    uses = [(u.dataset, ("datasets", i, "dataset")) for i, u in enumerate(spec.datasets)]
+    if not uses:  # a published model is evaluated on its gates' data
+        uses = [(g.spec.dataset, None) for g in gates if g.spec.dataset]
+    datasets = [view.get("Dataset", name) for name, _ in dict.fromkeys(uses)]
+    data_step = f"check-{datasets[0].name}" if datasets else ""
+    train, task = _train_step(model, data_step, image, seed)
+    if train is None and not gates:
+        return None
+    if not datasets:
+        return None  # gates without data are reported by the gate checks
+    steps: list[ir.Step] = []
+    for (name, where), ds in zip(dict.fromkeys(uses), datasets):
+        steps.append(ir.Step(f"check-{ds.name}", "data_check", {"dataset": _dataset_params(ds, seed)},
+                             image=image, source=_source(model, where) if where else _source(ds)))
+    if train is not None:
+        steps.append(train)
     metrics = sorted({m.metric for g in model_gates for m in g.spec.metrics}) or _DEFAULT_METRICS[task]
     split = model_gates[0].spec.split if model_gates else "test"
     eval_params: dict[str, Any] = {"task": task, "metrics": metrics, "split": split}
@@ -179,37 +231,32 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipelin
                             "max_new_tokens": 64})
     else:
         eval_params["target"] = spec.classical.target
-    steps.append(ir.Step("evaluate", "evaluate", eval_params, inputs={"model": train.name, "data": data_step},
-                         image=image, resources=resources if task == "generation" else ir.Resources(),
+    model_input = {"model": train.name} if train is not None else {}
+    if train is None:
+        eval_params.update(_base_params(model))
+    steps.append(ir.Step("evaluate", "evaluate", eval_params, inputs={**model_input, "data": data_step},
+                         image=image, resources=_resources(spec) if task == "generation" else ir.Resources(),
                          source=_source(model)))
     gate_steps = []
     checked = {ds.name for ds in datasets}
     for g in gates:
         measured = "evaluate"
         if g.spec.prompt is not None:
-            ds = view.get("Dataset", g.spec.dataset)
-            if ds.name not in checked:  # the gate's rows come from a dataset the model does not train on
-                checked.add(ds.name)
-                steps.append(ir.Step(f"check-{ds.name}", "data_check", {"dataset": _dataset_params(ds, seed)},
-                                     image=image, source=_source(g, ("dataset",))))
-            inputs = {"data": f"check-{ds.name}"}
-            if g.spec.endpoint is None:
-                inputs["model"] = train.name
             measured = f"eval-{g.name}"
-            steps.append(ir.Step(measured, "evaluate", prompt_eval_params(view, g, seed), inputs=inputs, image=image,
-                                 resources=resources if g.spec.endpoint is None else ir.Resources(),
-                                 source=_source(g, ("prompt",))))
+            steps.extend(_prompt_gate_steps(view, g, measured, checked, model_input, model, image, seed))
         step = ir.Step(f"gate-{g.name}", "gate", _gate_params(g), inputs={"metrics": measured}, image=image,
                        source=_source(g, ("metrics",)))
         steps.append(step)
         gate_steps.append(step.name)
-    reg_inputs = {"model": train.name, "metrics": "evaluate"}
+    reg_inputs = {**model_input, "metrics": "evaluate"}
     for i, gs in enumerate(gate_steps):
         reg_inputs[f"gate_{i}" if i else "gate"] = gs
-    steps.append(ir.Step("register", "register", {
-        "registry": spec.registry.name or model.name, "model": model.name, "version": None,
-        "aliases": list(spec.registry.aliases),
-    }, inputs=reg_inputs, image=image, source=_source(model, ("registry",))))
+    reg_params: dict[str, Any] = {"registry": spec.registry.name or model.name, "model": model.name,
+                                  "version": None, "aliases": list(spec.registry.aliases)}
+    if train is None:
+        reg_params.update(_base_params(model))
+    steps.append(ir.Step("register", "register", reg_params, inputs=reg_inputs, image=image,
+                         source=_source(model, ("registry",))))
     for st in (view.nodes[k] for k in view.referrers(model.key) if k.startswith("ServingTarget/")):
         if st.spec.model == model.name or model.name in st.spec.adapters:
             steps.append(ir.Step(f"deploy-{st.name}", "deploy", {
@@ -225,6 +272,41 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipelin
     )
 
 
+# Where each serving platform's init step puts adapters for the server to read: the model
+# cache volume (its Hugging Face cache dir on plain Kubernetes and KServe; the chart's /data,
+# where its LoRA sidecar downloads too), or on the local platform a folder of the repo.
+ADAPTER_ROOTS = {
+    "kubernetes": "/root/.cache/huggingface/adapters",
+    "kserve": "/root/.cache/huggingface/adapters",
+    "helm": "/data/lora-adapters",
+    "local": ".specops/adapters",
+}
+
+
+def trained_adapter_uri(artifact_store: str, env: str, model: str) -> str:
+    """Where a fine-tuned Model's registered adapter lives in the target's artifact store."""
+    return f"{artifact_store.rstrip('/')}/{env}/{model}/adapter"
+
+
+def _adapter(view: EnvView, st: Node, i: int, name: str, root: str | None) -> ir.Adapter:
+    m = view.get("Model", name)
+    llm = m.spec.llm if m.spec.type == "llm" else None
+    pub = llm.adapter if llm is not None else None
+    where = _source(st, ("adapters", i))
+    if pub is not None:
+        return ir.Adapter(name, "published", pub.model, pub.revision, pub.rank,
+                          f"{root or ADAPTER_ROOTS['local']}/{name}", where)
+    ft = llm.finetune if llm is not None else None
+    rank = ft.lora.r if ft is not None and ft.method == "lora" else 0
+    uri = trained_adapter_uri(view.target.artifact_store, view.name, name)
+    if root is None or root == ADAPTER_ROOTS["local"]:
+        # Served where it was trained: read in place (file:// store), no fetch.
+        path = uri[len("file://"):] if uri.startswith("file://") else f"{ADAPTER_ROOTS['local']}/{name}"
+    else:
+        path = f"{root}/{name}"
+    return ir.Adapter(name, "trained", uri, None, rank, path, where)
+
+
 def engine_args_as_written(node: Node) -> dict[str, Any]:
     """The engine args with the keys the user wrote (typed fields dumped by alias)."""
     return node.spec.engine.args.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -236,17 +318,23 @@ def lower_serving(resolved: Resolved, view: EnvView, st: Node) -> ir.Serving:
     model = view.get("Model", spec.model)
     base = model.spec.llm.base if model is not None and model.spec.type == "llm" else None
     args = engine_args_as_written(st)
+    if base is not None and base.revision:
+        # The pin reaches the server: weights and, unless another tokenizer is named, the
+        # tokenizer come from exactly this commit.
+        args["revision"] = base.revision
+        if "tokenizer" not in args:
+            args.setdefault("tokenizer-revision", base.revision)
     if spec.accelerator.count > 1 and "tensor-parallel-size" not in args:
         # One replica spans its GPUs by tensor parallelism unless the spec says otherwise.
         args["tensor-parallel-size"] = spec.accelerator.count
-    adapters = []
-    for a in spec.adapters:
-        adapters.append(ir.Adapter(a, f"registry://{a}"))
-    if adapters and "enable-lora" not in args:
-        args["enable-lora"] = True
     target = lower_target(view.target_name, view.target)
     if spec.platform is not None:
         target = dataclasses.replace(target, serving_platform=spec.platform)
+    root = ADAPTER_ROOTS.get(target.serving_platform)
+    adapters = tuple(_adapter(view, st, i, a, root) for i, a in enumerate(spec.adapters)
+                     if view.get("Model", a) is not None)
+    if adapters and "enable-lora" not in args:
+        args["enable-lora"] = True
     return ir.Serving(
         name=st.name, env=view.name, target=target, model=spec.model,
         model_uri=(base.model or f"registry://{base.from_model}") if base else f"registry://{spec.model}",
@@ -254,7 +342,7 @@ def lower_serving(resolved: Resolved, view: EnvView, st: Node) -> ir.Serving:
         engine_version=spec.engine.version or defaults["vllm_version"],
         engine_args=dict(sorted(args.items())), accelerator=spec.accelerator.type,
         accelerator_count=spec.accelerator.count, replicas_min=spec.replicas.min, replicas_max=spec.replicas.max,
-        canary_percent=spec.canary.traffic, adapters=tuple(adapters), gates=tuple(spec.gates),
+        canary_percent=spec.canary.traffic, adapters=adapters, adapter_root=root, gates=tuple(spec.gates),
         image=spec.image or defaults["serving_image"], instance_type=spec.instance_type,
         hf_token_secret=_k8s_secret(spec.hf_token),
         labels=dict(sorted(st.labels.items())), source=_source(st),
@@ -270,6 +358,6 @@ def _k8s_secret(ref: Any) -> tuple[str, str] | None:
 
 def lower_env(resolved: Resolved, env: str) -> tuple[list[ir.Pipeline], list[ir.Serving]]:
     view = resolved.envs[env]
-    pipelines = [lower_pipeline(resolved, view, m) for m in view.of_kind("Model")]
+    pipelines = [p for p in (lower_pipeline(resolved, view, m) for m in view.of_kind("Model")) if p is not None]
     servings = [lower_serving(resolved, view, s) for s in view.of_kind("ServingTarget")]
     return pipelines, servings

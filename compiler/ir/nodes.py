@@ -158,8 +158,22 @@ class Pipeline:
 
 @dataclass(frozen=True)
 class Adapter:
-    name: str
-    path: str  # where the LoRA adapter lives (registry URI or repo-relative path)
+    """A LoRA adapter served on the base, and where its weights come from.
+
+    published: a Hub repo at a pinned commit (`uri` = repo id, `revision` = commit).
+    trained:   the registered artifact of a Model this repo fine-tunes (`uri` = its artifact
+               URI, s3:// gs:// or file://).
+    `path` is where the server reads it: on a cluster, a folder of the model-cache volume an
+    init step fetches it into; on the local platform, a folder on this machine.
+    """
+
+    name: str  # the served LoRA name: the adapter Model's spec name
+    source: Literal["published", "trained"]
+    uri: str
+    revision: str | None
+    rank: int  # LoRA rank (sizes vLLM's max-lora-rank)
+    path: str
+    source_pos: Source | None = None  # the adapter's entry in the ServingTarget
 
 
 @dataclass(frozen=True)
@@ -183,6 +197,8 @@ class Serving:
     gates: tuple[str, ...] = ()
     image: str = "vllm/vllm-openai:v0.32.0"
     instance_type: str | None = None  # SageMaker endpoint instance type
+    # Where adapters are fetched to on this platform (None: the platform fetches nothing).
+    adapter_root: str | None = None
     # Kubernetes Secret (name, key) holding the Hugging Face token, from the spec's
     # `hfToken: {secretRef: ...}`; None = the cluster convention (optional "hf-token"/"token").
     hf_token_secret: tuple[str, str] | None = None

@@ -25,13 +25,12 @@ from specops.backends.provider import ProviderError, retrying
 from specops.backends.zenml_run import run_local
 from specops.diagnostics import suggestion
 from specops.ir.lower import _gate_params, lower_pipeline
-from specops.ops.plan import Change, Plan, _model_version, gate_status
+from specops.ops.plan import APPLY_ACTIONS, Action, Change, GateStatus, Plan, rollout_gates
 from specops.runtime.gate import _check
 from specops.runtime.thresholds import Threshold
 from specops.state import ResourceState, State
 
-APPLY_ACTIONS = ("create", "update", "replace", "delete")
-VERBS = {"create": "creating", "update": "updating", "replace": "replacing", "delete": "deleting"}
+VERBS = {Action.CREATE: "creating", Action.UPDATE: "updating", Action.REPLACE: "replacing", Action.DELETE: "deleting"}
 
 
 @dataclass
@@ -70,26 +69,18 @@ def _gate_lines(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 
 
 def _check_gates(ctx: Any, ch: Change, state: Any) -> list[dict[str, Any]]:
-
-    if not getattr(ctx.policy, "require_gates", False) or ch.desired is None:
-        return []
-    if ch.type.endswith("_pipeline") or ch.type == "prompt":
-        return []
-    gates = ctx.gates_for(ch.name)
-    if not gates:
-        return []
-    return gate_status(gates, state.gates, _model_version(ch.depends_on, state.resources), pending=False)
+    return rollout_gates(ch, policy=ctx.policy, gates_for=ctx.gates_for, state=state)
 
 
 def _apply_one(ctx: Any, ch: Change, state: Any) -> None:
 
     provider = ctx.provider_for(ch.type)
-    if ch.action == "delete":
+    if ch.action == Action.DELETE:
         retrying(lambda: provider.delete(ch.current))
         state.resources.pop(ch.address, None)
         return
     current = ch.current
-    if ch.action == "replace" and current is not None:
+    if ch.action == Action.REPLACE and current is not None:
         retrying(lambda: provider.delete(current))
         state.resources.pop(ch.address, None)
         ctx.store.write(state)  # the old object is gone: say so before creating the new one
@@ -113,7 +104,7 @@ def execute(ctx: Any, plan: Plan, state: Any, *, echo: Callable[[str], None], tt
     try:
         for i, ch in enumerate(todo, 1):
             gates = _check_gates(ctx, ch, state)
-            bad = [g for g in gates if g["status"] != "passed"]
+            bad = [g for g in gates if g["status"] != GateStatus.PASSED]
             if bad:
                 result.blocked.append(ch.address)
                 progress.line(f"[{i}/{len(todo)}] {ch.address}: blocked: " +
@@ -198,7 +189,7 @@ def drift_refusal(plan: Plan) -> str | None:
     """Under `drift: report`, apply refuses while any resource drifted: the message, or None."""
     if plan.policy.get("drift") != "report":
         return None
-    drifted = [c.address for c in plan.drifted if c.action != "orphan"]
+    drifted = [c.address for c in plan.drifted if c.action != Action.ORPHAN]
     if not drifted:
         return None
     return (f"env '{plan.env}' drifted outside specops ({', '.join(drifted)}) and its policy is drift: report; "

@@ -24,25 +24,55 @@ Everything is sorted; no timestamps, no absolute paths.
 
 from __future__ import annotations
 
+import graphlib
+import heapq
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import StrEnum
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Callable
 
 from specops.backends.provider import ProviderError, make_provider
-from specops.backends.registry import serving_resource_types
+from specops.backends.registry import runs_on_apply, serving_resource_types
 from specops.build.cache import cache_dir_of
 from specops.build.compile import compile_repo
 from specops.diagnostics import suggestion
 from specops.ir.lower import lower_target
 from specops.ops.resources import desired_resources, required_gates
 from specops.state import open_store
+from specops.structdiff import FieldDiff, file_diffs
 
 PLAN_SCHEMA_VERSION = 1
-ACTIONS = ("create", "update", "replace", "delete", "drift", "orphan", "no-op")
-SYMBOLS = {"create": "+", "update": "~", "replace": "-/+", "delete": "-", "drift": "!", "orphan": "?", "no-op": " "}
+
+
+class Action(StrEnum):
+    """What a plan does with one resource (the JSON carries the value)."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    REPLACE = "replace"
+    DELETE = "delete"
+    DRIFT = "drift"  # changed live behind specops's back; policy `report` keeps apply off it
+    ORPHAN = "orphan"  # no longer declared; prune is off, so it is left in place
+    NOOP = "no-op"
+
+
+class GateStatus(StrEnum):
+    """A required gate's standing for one rollout."""
+
+    PASSED = "passed"
+    PENDING = "pending"  # decided by a pipeline run earlier in the same apply
+    MISSING = "missing"
+    FAILED = "failed"
+    STALE = "stale"  # passed, but for another model version
+
+
+ACTIONS = tuple(Action)
+APPLY_ACTIONS = (Action.CREATE, Action.UPDATE, Action.REPLACE, Action.DELETE)
+SYMBOLS = {Action.CREATE: "+", Action.UPDATE: "~", Action.REPLACE: "-/+", Action.DELETE: "-", Action.DRIFT: "!",
+           Action.ORPHAN: "?", Action.NOOP: " "}
 # Live fields that change on their own (timestamps, status, server bookkeeping): never drift.
 BUILTIN_IGNORES = (
     "*:*.status", "*:status", "*:*.status.*", "*:status.*",
@@ -58,22 +88,12 @@ class PlanError(Exception):
     """One human line (a refresh that failed, an unknown --target): exit 1, no traceback."""
 
 
-@dataclass(frozen=True)
-class FieldDiff:
-    path: str  # "<file>:<dotted.path[0]>"
-    before: Any
-    after: Any
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "before": self.before, "after": self.after}
-
-
 @dataclass
 class Change:
     address: str
     type: str
     name: str
-    action: str
+    action: Action
     reason: str = ""
     drift: bool = False
     diffs: list[FieldDiff] = field(default_factory=list)
@@ -117,7 +137,7 @@ class Plan:
     def has_changes(self) -> bool:
         """What --detailed-exitcode reports as 2: anything apply would do, drift it refuses,
         and rollouts waiting for gates. Orphans are shown but are not changes (apply leaves them)."""
-        return any(c.action not in ("no-op", "orphan") for c in self.changes)
+        return any(c.action not in (Action.NOOP, Action.ORPHAN) for c in self.changes)
 
     @property
     def drifted(self) -> list[Change]:
@@ -134,36 +154,6 @@ class Plan:
 
 
 # ---- field diffs ------------------------------------------------------------------------------
-
-
-def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
-    """Leaves of nested dicts/lists by dotted path ("a.b[2].c"); empty containers are leaves."""
-    out: dict[str, Any] = {}
-    if isinstance(obj, dict) and obj:
-        for k in sorted(obj, key=str):
-            out.update(flatten(obj[k], f"{prefix}.{k}" if prefix else str(k)))
-    elif isinstance(obj, list) and obj and any(isinstance(x, (dict, list)) for x in obj):
-        for i, x in enumerate(obj):
-            out.update(flatten(x, f"{prefix}[{i}]"))
-    else:
-        out[prefix] = obj
-    return out
-
-
-def field_diffs(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[FieldDiff]:
-    """Per-file leaf differences between two attribute maps ({file: data})."""
-    before, after = before or {}, after or {}
-    out: list[FieldDiff] = []
-    for f in sorted(set(before) | set(after)):
-        if f not in before or f not in after:
-            out.append(FieldDiff(f"{f}:", None if f not in before else "(file)", None if f not in after else "(file)"))
-            continue
-        a, b = flatten(before[f]), flatten(after[f])
-        for p in sorted(set(a) | set(b)):
-            va, vb = a.get(p), b.get(p)
-            if va != vb or (p in a) != (p in b):
-                out.append(FieldDiff(f"{f}:{p}", va, vb))
-    return out
 
 
 def align(recorded: dict[str, Any], live: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -196,23 +186,20 @@ def ignored(address: str, path: str, patterns: list[str]) -> bool:
 
 
 def topo_order(nodes: dict[str, list[str]]) -> list[str]:
-    """Addresses with their dependencies first; ties (and cycles, which cannot come from
-    resolved specs) broken by address."""
-    done: list[str] = []
-    seen: set[str] = set()
-
-    def visit(a: str, stack: tuple[str, ...]) -> None:
-        if a in seen or a in stack:
-            return
-        for d in sorted(nodes.get(a, [])):
-            if d in nodes:
-                visit(d, stack + (a,))
-        seen.add(a)
-        done.append(a)
-
-    for a in sorted(nodes):
-        visit(a, ())
-    return done
+    """Addresses with their dependencies first (graphlib), and among those ready, the smallest
+    address first: names only break ties. Dependencies outside `nodes` are ignored; resolved
+    specs have no cycles, so a cycle here is a bug (graphlib raises)."""
+    ts = graphlib.TopologicalSorter({a: [d for d in ds if d in nodes] for a, ds in nodes.items()})
+    ts.prepare()
+    ready: list[str] = []
+    out: list[str] = []
+    while ts.is_active():
+        for a in ts.get_ready():
+            heapq.heappush(ready, a)
+        a = heapq.heappop(ready)
+        out.append(a)
+        ts.done(a)
+    return out
 
 
 def target_closure(targets: list[str], deps: dict[str, list[str]]) -> set[str]:
@@ -235,24 +222,43 @@ def target_closure(targets: list[str], deps: dict[str, list[str]]) -> set[str]:
 # ---- gates ------------------------------------------------------------------------------------
 
 
+def is_rollout(ch: Change) -> bool:
+    """A change that serves a model: what gates can hold back (not pipelines, not prompts)."""
+    return ch.desired is not None and not ch.type.endswith("_pipeline") and ch.type != "prompt"
+
+
 def gate_status(gates: list[str], state_gates: dict[str, Any], version: str | None, pending: bool) -> list[dict[str, Any]]:
     """Each required gate's status for a rollout of model `version` (None: not known)."""
     out = []
     for g in gates:
         rec = state_gates.get(g)
         if pending:
-            status, msg = "pending", "decided by the pipeline run earlier in this apply"
+            status, msg = GateStatus.PENDING, "decided by the pipeline run earlier in this apply"
         elif not isinstance(rec, dict):
-            status, msg = "missing", "no result recorded (run the pipeline or `specops gate run`)"
+            status, msg = GateStatus.MISSING, "no result recorded (run the pipeline or `specops gate run`)"
         elif not rec.get("passed"):
-            status, msg = "failed", rec.get("message") or "the gate failed"
+            status, msg = GateStatus.FAILED, rec.get("message") or "the gate failed"
         elif version is not None and rec.get("version") not in (None, version):
-            status, msg = "stale", f"passed for version {rec.get('version')}, not {version}"
+            status, msg = GateStatus.STALE, f"passed for version {rec.get('version')}, not {version}"
         else:
-            status, msg = "passed", ""
+            status, msg = GateStatus.PASSED, ""
         out.append({"gate": g, "status": status, "version": rec.get("version") if isinstance(rec, dict) else None,
                     "message": msg})
     return out
+
+
+def rollout_gates(ch: Change, *, policy: Any, gates_for: Callable[[str], list[str]] | None, state: Any,
+                  pending: bool = False) -> list[dict[str, Any]]:
+    """The gates a rollout waits for and their status, or [] when none apply (the policy does
+    not require gates, or the change is not a rollout). Plan and apply both decide here."""
+    if not getattr(policy, "require_gates", False) or gates_for is None or not is_rollout(ch):
+        return []
+    gates = gates_for(ch.name)
+    if not gates:
+        return []
+    resources = state.resources if state is not None else {}
+    gate_records = state.gates if state is not None else {}
+    return gate_status(gates, gate_records, _model_version(ch.depends_on, resources), pending)
 
 
 # ---- the plan ---------------------------------------------------------------------------------
@@ -297,53 +303,47 @@ def compute_plan(desired_list: list[Any], state: Any, *, env: str, target: str, 
     for a in addresses:
         d, c, lv = desired.get(a), current.get(a), live.get(a)
         type_ = d.type if d is not None else c.type
-        ch = Change(a, type_, d.name if d is not None else c.name, "no-op", depends_on=sorted(deps.get(a, [])),
+        ch = Change(a, type_, d.name if d is not None else c.name, Action.NOOP, depends_on=sorted(deps.get(a, [])),
                     spec=d.spec if d is not None else None, desired=d, current=c, live=lv)
         if c is not None and lv is not None:
             if not lv.exists:
                 ch.drift, ch.drift_diffs = True, [FieldDiff("(object)", "exists", "deleted outside specops")]
             elif lv.content_hash != c.content_hash:
-                diffs = [x for x in field_diffs(*align(c.attributes, lv.attributes)) if not ignored(a, x.path, ignores)] \
+                diffs = [x for x in file_diffs(*align(c.attributes, lv.attributes)) if not ignored(a, x.path, ignores)] \
                     if lv.attributes is not None else []
                 if lv.attributes is None or diffs:
                     ch.drift, ch.drift_diffs = True, diffs
         if d is None:
-            ch.action = "delete" if policy.prune else "orphan"
+            ch.action = Action.DELETE if policy.prune else Action.ORPHAN
             ch.reason = "no longer declared" + ("" if policy.prune else "; prune is off, left in place")
         elif c is None:
-            ch.action = "create"
-            ch.diffs = field_diffs({}, d.attributes)
+            ch.action = Action.CREATE
+            ch.diffs = file_diffs({}, d.attributes)
             if lv is not None and lv.exists and lv.content_hash == d.content_hash:
                 ch.reason = "exists live with this content; apply records it"
         elif d.content_hash != c.content_hash:
-            ch.diffs = field_diffs(c.attributes, d.attributes)
+            ch.diffs = file_diffs(c.attributes, d.attributes)
             replace_on = _replace_fields(provider_for, type_) if provider_for else ()
             if any(x.path.split(":", 1)[0] in replace_on or x.path in replace_on for x in ch.diffs):
-                ch.action, ch.reason = "replace", "a changed field cannot be updated in place"
+                ch.action, ch.reason = Action.REPLACE, "a changed field cannot be updated in place"
             else:
-                ch.action = "update"
+                ch.action = Action.UPDATE
             if ch.drift and not reconcile:
                 ch.reason = "also drifted; policy drift: report blocks apply until it is resolved"
         elif ch.drift:
-            ch.action = "update" if reconcile else "drift"
+            ch.action = Action.UPDATE if reconcile else Action.DRIFT
             ch.reason = ("changed outside specops; policy drift: reconcile overwrites it" if reconcile else
                          "changed outside specops; policy drift: report, apply refuses until it is resolved")
         changes[a] = ch
 
     # Promotion: serving rollouts in envs that require gates.
-    if getattr(policy, "require_gates", False) and gates_for is not None:
-        for ch in changes.values():
-            if ch.desired is None or ch.type.endswith("_pipeline") or ch.type == "prompt":
-                continue
-            gates = gates_for(ch.name)
-            if not gates:
-                continue
-            pending = any(changes[p].action in ("create", "update", "replace") and changes[p].type == "zenml_pipeline"
-                          for p in ch.depends_on if p in changes)
-            version = _model_version(ch.depends_on, current)
-            ch.gates = gate_status(gates, state_gates, version, pending)
-            if ch.action in ("create", "update", "replace") and any(g["status"] not in ("passed", "pending") for g in ch.gates):
-                ch.blocked = True
+    for ch in changes.values():
+        pending = any(changes[p].action in APPLY_ACTIONS and runs_on_apply(changes[p].type)
+                      for p in ch.depends_on if p in changes)
+        ch.gates = rollout_gates(ch, policy=policy, gates_for=gates_for, state=state, pending=pending)
+        if ch.action in (Action.CREATE, Action.UPDATE, Action.REPLACE) and any(
+                g["status"] not in (GateStatus.PASSED, GateStatus.PENDING) for g in ch.gates):
+            ch.blocked = True
 
     order = topo_order({a: deps.get(a, []) for a in addresses if a in desired})
     deletes = [a for a in reversed(topo_order({a: deps.get(a, []) for a in addresses if a not in desired}))]
@@ -386,7 +386,7 @@ def render_text(plan: Plan, *, verbose_limit: int = 20) -> str:
     lines = [f"env {plan.env} (target {plan.target}); state serial "
              f"{plan.state_serial if plan.state_serial is not None else 'none'}"
              f"{'' if plan.refreshed else '; live state not refreshed'}"]
-    shown = [c for c in plan.changes if c.action != "no-op" or c.drift or c.blocked]
+    shown = [c for c in plan.changes if c.action != Action.NOOP or c.drift or c.blocked]
     if not shown:
         lines.append("No changes. The live system matches the specs.")
         return "\n".join(lines) + "\n"
@@ -401,7 +401,7 @@ def render_text(plan: Plan, *, verbose_limit: int = 20) -> str:
         for title, diffs in (("live vs state", c.drift_diffs), ("", c.diffs)):
             if not diffs:
                 continue
-            if c.action == "create" and not title:
+            if c.action == Action.CREATE and not title:
                 files = sorted({x.path.split(':')[0] for x in diffs})
                 lines.append(f"        {len(files)} file(s): {', '.join(files)}")
                 continue

@@ -13,7 +13,10 @@ Params (task `prompt`, a Prompt rendered per row and judged by assertions: see p
      "prompt_field": "prompt",      # generation; default: the fine-tune's, else "prompt"
      "response_field": "response",  # generation; default: the fine-tune's, else "response"
      "max_new_tokens": 32,          # generation; default 32 (greedy decoding)
-     "max_rows": null}              # optional cap on rows scored (first N of the split)
+     "max_rows": null,              # optional cap on rows scored (first N of the split)
+     "base_model": null,            # a model served as published: its local base folder,
+     "revision": null,              #   evaluated when no `model` input is given (the
+     "adapter": null}               #   revision is recorded; Hub adapters cannot load here)
 
 Inputs: `model` (a train output: model.joblib + model.json; or a finetune output: a LoRA
 adapter or a full model folder) and `data` (a data_check output).
@@ -40,7 +43,7 @@ from specops.diagnostics import suggestion
 from specops.runtime import prompt_eval, write_json
 from specops.runtime.common import Params, require_input
 from specops.runtime.errors import ParamError, StepError
-from specops.runtime.generate import finetune_meta, load_causal_lm
+from specops.runtime.generate import finetune_meta, load_causal_lm, model_dir_of
 from specops.runtime.tables import load_split
 from specops.runtime.train import feature_matrix, target_vector
 
@@ -51,7 +54,8 @@ METRICS = {
     "regression": ("rmse", "mae", "r2") + LATENCY,
     "generation": ("rougeL", "rouge1", "exact_match") + LATENCY,
 }
-KEYS = ("task", "metrics", "split", "target", "prompt_field", "response_field", "max_new_tokens", "max_rows")
+KEYS = ("task", "metrics", "split", "target", "prompt_field", "response_field", "max_new_tokens", "max_rows",
+        "base_model", "revision", "adapter")
 LATENCY_ROWS = 100
 
 
@@ -70,7 +74,7 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
                              f" (available: {', '.join(METRICS[task])}){suggestion(str(m), METRICS[task])}")
     split = p.str("split", "test")
     max_rows = p.int("max_rows", None, minimum=1)
-    model_dir = require_input(inputs, "model", "evaluate")
+    model_dir = model_dir_of(p, inputs, repo_root)
     data_dir = require_input(inputs, "data", "evaluate")
     _, rows, _ = load_split(data_dir, split, "evaluate")
     rows = rows[:max_rows] if max_rows else rows

@@ -6,13 +6,16 @@ Params::
                                           #   or absolute) holding config.json + tokenizer;
                                           #   the runtime never downloads from a hub
      "method": "lora",                    # lora | full (default lora)
-     "lora": {"r": 8, "alpha": 16, "dropout": 0.05,
+     "revision": "0e9e39f2...",           # optional: the base's pinned commit (recorded)
+     "lora": {"r": 16, "alpha": 32, "dropout": 0.05,
               "target_modules": ["q_proj", "v_proj"]},   # optional; target_modules null =
                                           #   peft's default for the model type
      "epochs": 1,                         # default 1
      "learning_rate": 0.0002,             # default 2e-4
-     "batch_size": 4,                     # default 4
-     "max_seq_length": 512,               # default 512 (prompt + response tokens, truncated)
+     "batch_size": 8,                     # default 8
+     "max_seq_length": 2048,              # default 2048 (prompt + response tokens, truncated)
+
+Defaults come from specops.runtime.defaults, which the spec schema reads too.
      "prompt_field": "prompt",            # default "prompt"
      "response_field": "response",        # default "response"
      "split": "train",                    # default "train"
@@ -39,12 +42,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from specops.runtime import defaults as D
 from specops.runtime import write_json
 from specops.runtime.common import Params, require_input, resolve_path
 from specops.runtime.errors import ParamError
 from specops.runtime.tables import load_split
 
-KEYS = ("base_model", "method", "lora", "epochs", "learning_rate", "batch_size", "max_seq_length",
+KEYS = ("base_model", "revision", "method", "lora", "epochs", "learning_rate", "batch_size", "max_seq_length",
         "prompt_field", "response_field", "split", "max_steps", "seed")
 LORA_KEYS = ("r", "alpha", "dropout", "target_modules")
 
@@ -64,19 +68,20 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
     method = p.str("method", "lora", choices=("lora", "full"))
     lp = Params(p.dict("lora", {}), "finetune: lora", LORA_KEYS)
     lora = {
-        "r": lp.int("r", 8, minimum=1),
-        "alpha": lp.float("alpha", 16.0, minimum=0),
-        "dropout": lp.float("dropout", 0.05, minimum=0),
+        "r": lp.int("r", D.LORA_R, minimum=1),
+        "alpha": lp.float("alpha", float(D.LORA_ALPHA), minimum=0),
+        "dropout": lp.float("dropout", D.LORA_DROPOUT, minimum=0),
         "target_modules": lp.list("target_modules", None),
     }
     if lora["target_modules"] is not None and not all(isinstance(m, str) and m for m in lora["target_modules"]):
         raise lp.error("target_modules", "must be a list of module names")
     if method == "full" and params.get("lora"):
         raise p.error("lora", "is only for method 'lora'")
-    epochs = p.int("epochs", 1, minimum=1)
-    lr = p.float("learning_rate", 2e-4, minimum=0)
-    batch_size = p.int("batch_size", 4, minimum=1)
-    max_len = p.int("max_seq_length", 512, minimum=2)
+    revision = p.str("revision", None)
+    epochs = p.int("epochs", D.EPOCHS, minimum=1)
+    lr = p.float("learning_rate", D.LEARNING_RATE, minimum=0)
+    batch_size = p.int("batch_size", D.BATCH_SIZE, minimum=1)
+    max_len = p.int("max_seq_length", D.MAX_SEQ_LENGTH, minimum=2)
     prompt_field = p.str("prompt_field", "prompt")
     response_field = p.str("response_field", "response")
     split = p.str("split", "train")
@@ -154,6 +159,7 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
     summary = {
         "method": method,
         "base_model": base_model,
+        "revision": revision,
         "steps": len(losses),
         "train_rows": len(rows),
         "loss_first": round(losses[0], 6),

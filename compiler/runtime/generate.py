@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from specops.runtime.common import Params, resolve_path
+from specops.runtime.common import Params, require_input, resolve_path
 from specops.runtime.errors import ParamError, StepError
 from specops.runtime.finetune import resolve_base_model
 
@@ -187,6 +187,17 @@ def load_causal_lm(model_dir: Path, repo_root: Path):
 def finetune_meta(model_dir: Path) -> dict[str, Any]:
     path = model_dir / "finetune.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def model_dir_of(p: Params, inputs: dict[str, Path], repo_root: Path) -> Path:
+    """The trained model (the `model` input), or the published base when nothing was trained."""
+    base = p.str("base_model", None)
+    p.str("revision", None)
+    if "model" in inputs or base is None:
+        return require_input(inputs, "model", "evaluate")
+    if p.raw("adapter", None) is not None:
+        raise p.error("adapter", "is a Hub adapter; the step runtime loads models only from local folders")
+    return resolve_base_model(base, repo_root, "evaluate")
 
 
 def local_generator(model_dir: Path, repo_root: Path) -> LocalGenerator:

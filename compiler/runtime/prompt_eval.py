@@ -17,9 +17,11 @@ Params::
      "row_pass_fraction": 0.5,                # a row passes when >= this fraction of its runs pass
      "alpha": 0.05,                           # significance level against the baseline
      "baseline_rows": {"<row id>": true, ...} | null,   # the baseline's stored row outcomes
-     "seed": 0}
+     "seed": 0,
+     "base_model": null, "revision": null, "adapter": null}   # a published model (evaluate.py)
 
-Inputs: `data` (a data_check output) and, without an endpoint, `model` (a finetune output).
+Inputs: `data` (a data_check output) and, without an endpoint, `model` (a finetune output) or,
+for a model served as published, its local `base_model` folder.
 
 A run passes when every assertion passes (promptfoo's test semantics); a row's pass fraction
 is the share of its `repeat` runs that passed. Row ids are content hashes of the row's values,
@@ -43,14 +45,14 @@ from specops.runtime import write_json
 from specops.runtime.assertions import Context, check, validate
 from specops.runtime.common import Params, require_input
 from specops.runtime.errors import ParamError, StepError
-from specops.runtime.generate import Request, embedder, judge_of, local_generator, HttpGenerator
+from specops.runtime.generate import HttpGenerator, Request, embedder, judge_of, local_generator, model_dir_of
 from specops.runtime.render import render_rows
 from specops.runtime.significance import Significance, paired_regression
 from specops.runtime.tables import load_split
 
 DIGITS = 6
 KEYS = ("task", "gate", "split", "max_rows", "prompt", "assertions", "endpoint", "judge", "repeat",
-        "row_pass_fraction", "alpha", "baseline_rows", "seed")
+        "row_pass_fraction", "alpha", "baseline_rows", "seed", "base_model", "revision", "adapter")
 PROMPT_KEYS = ("name", "version", "template", "messages", "defaults", "parameters")
 GEN_KEYS = ("temperature", "top_p", "max_tokens", "stop")
 
@@ -136,7 +138,7 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
 
     endpoint = p.raw("endpoint", None)
     generator: Any = (HttpGenerator(endpoint, where) if endpoint is not None
-                      else local_generator(require_input(inputs, "model", "evaluate"), repo_root))
+                      else local_generator(model_dir_of(p, inputs, repo_root), repo_root))
     ctx = Context(embed=embedder() if any(str(a["type"]).endswith("similar") for a in assertions) else None,
                   judge=judge_of(p.raw("judge", None), repo_root, where))
     if any(str(a["type"]).endswith("llm-rubric") for a in assertions) and ctx.judge is None:

@@ -6,7 +6,10 @@ Params::
      "model": "churn",                   # required: the Model spec's name (recorded)
      "version": "3",                     # optional; null = "sha-" + 12 hex of the content hash
      "aliases": ["staging"],             # optional; each alias is moved to this version
-     "registry_root": ".specops/registry"}  # optional; repo-relative (default) or absolute
+     "registry_root": ".specops/registry",  # optional; repo-relative (default) or absolute
+     "base_model": null, "revision": null, "adapter": null}
+                                         # a model served as published (no `model` input): the
+                                         # version records this reference (base.json), no weights
 
 Names (registry, version, aliases) are single path segments: [A-Za-z0-9][A-Za-z0-9._-]*.
 
@@ -38,7 +41,7 @@ from specops.runtime import write_json
 from specops.runtime.common import Params, require_input, resolve_path, sha256_tree
 from specops.runtime.errors import ParamError, StepError
 
-KEYS = ("registry", "model", "version", "aliases", "registry_root")
+KEYS = ("registry", "model", "version", "aliases", "registry_root", "base_model", "revision", "adapter")
 SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 SKIP = ("result.json",)
 
@@ -57,6 +60,18 @@ def file_uri(path: Path, repo_root: Path) -> str:
     return "file://" + path.as_posix()
 
 
+def _source_dir(p: Params, inputs: dict[str, Path], out: Path) -> Path:
+    """The trained model (the `model` input), or a folder holding only the reference to the
+    published base (and adapter) when nothing was trained."""
+    base = p.str("base_model", None)
+    if "model" in inputs or base is None:
+        return require_input(inputs, "model", "register")
+    ref = {"base_model": base, "revision": p.str("revision", None), "adapter": p.raw("adapter", None)}
+    src = out / ".published"
+    write_json(src / "base.json", ref)
+    return src
+
+
 def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> dict:
     p = Params(params, "register", KEYS)
     registry = _segment(p, "registry", p.str("registry"))
@@ -67,7 +82,7 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
     root = resolve_path(p.str("registry_root", ".specops/registry"), repo_root,
                         what="register: registry_root", allow_absolute=True)
 
-    src = require_input(inputs, "model", "register")
+    src = _source_dir(p, inputs, out)
     files = sorted(f.relative_to(src).as_posix() for f in src.rglob("*")
                    if f.is_file() and f.relative_to(src).as_posix() not in SKIP)
     if not files:

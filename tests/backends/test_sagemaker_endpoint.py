@@ -179,12 +179,12 @@ def test_check_reports_what_lmi_cannot_express():
     assert sm.check(pinned, config_for(pinned)) == []
     bad_target = dataclasses.replace(AWS, role_arn=None, region="mars-1")
     bad = dataclasses.replace(node, target=bad_target, instance_type=None)
-    cfg = config_for(bad, {"lora-modules": ["a=s3://x", "b=s3://y"], "dtype": "half"})
+    cfg = config_for(bad, {"served-model-name": ["a", "b"], "dtype": "half"})
     errors = [d for d in sm.check(bad, cfg) if d.severity == "error"]
     messages = " | ".join(d.message for d in errors)
     assert len(errors) == 5
     assert "instance type" in messages and "role_arn" in messages and "mars-1" in messages
-    assert "lora-modules" in messages and "dtype 'half'" in messages
+    assert "served-model-name" in messages and "dtype 'half'" in messages
     assert all(d.file == "serving/support-llm.yaml" for d in errors)
 
 

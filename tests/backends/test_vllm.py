@@ -275,7 +275,9 @@ def test_emitted_configs_parse_cleanly_with_vllms_parser(tmp_path: Path):
     # out: vLLM's post-parse validation requires an environment variable for it.
     every = {n: _one_valid_value(f) for n, f in table.flags.items()
              if n not in vllm.RESERVED and n != "grpc-port"}
-    assert vllm.check_args(every, V) == []
+    assert vllm.check_args(every, V, as_written=False) == []
+    # Flags other spec fields own are refused as written engine args (two sources for one value).
+    assert {p.key for p in vllm.check_args(every, V)} == set(vllm.SPEC_OWNED)
     configs = {
         "every-flag": vllm.serve_config(every, model="/models/x", version=V),
         "typical": vllm.serve_config(ARGS, model="/models/x", version=V),

@@ -90,3 +90,37 @@ def test_any_document_gives_a_model_or_positioned_diagnostics(kind: str, body: d
     assert (model is None) == bool(diags)
     for d in diags:
         assert d.file == "f.yaml" and d.pos is not None
+
+
+# ---- only regular files are read, their size checked before reading --------------------------
+
+
+def test_fifo_named_yaml_is_one_located_error_not_a_hang(tmp_path: Path) -> None:
+    repo = copy(tmp_path)
+    os.mkfifo(repo / "models" / "pipe.yaml")  # opening it for reading would block for ever
+    r = load(repo)
+    assert [(d.file, d.code, d.pos.line, d.pos.col) for d in r.diagnostics.items] == [
+        ("models/pipe.yaml", "file-type", 1, 1)]
+    assert "FIFO" in r.diagnostics.items[0].message
+    assert len(r.specs) == 4
+
+
+def test_huge_file_is_refused_by_its_size_before_reading(tmp_path: Path, monkeypatch) -> None:
+    repo = copy(tmp_path)
+    with open(repo / "models" / "big.yaml", "wb") as f:
+        f.truncate(1 << 30)  # sparse: 1 GiB that takes no disk
+    reads: list[int] = []
+    real_read = os.read
+    monkeypatch.setattr(os, "read", lambda fd, n: reads.append(n) or real_read(fd, n))
+    r = load(repo)
+    assert [(d.file, d.code, d.pos.line) for d in r.diagnostics.items] == [("models/big.yaml", "yaml-too-large", 1)]
+    assert sum(reads) < 8 << 20  # the four small specs were read, the big one not at all
+
+
+def test_special_file_renders_without_reading_it(tmp_path: Path) -> None:
+    from specops.diagnostics import render_text
+
+    repo = copy(tmp_path)
+    os.mkfifo(repo / "models" / "pipe.yaml")
+    text = render_text(load(repo).diagnostics.sorted(), repo)  # must not block on the FIFO
+    assert text.startswith("models/pipe.yaml:1:1: error:")

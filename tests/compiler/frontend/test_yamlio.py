@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from specops.diagnostics import Pos
-from specops.frontend.yamlio import MAX_FILE_BYTES, parse
+from specops.frontend.yamlio import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES, parse
 
 
 def one(raw: bytes):
@@ -126,3 +126,106 @@ def test_yaml_shaped_text_never_crashes(text: str) -> None:
     docs, diags = parse(text.encode(), "fuzz.yaml")
     for d in diags:
         assert d.code.startswith("yaml-")
+
+
+# ---- limits: the same on the fast and the exact path, reported where they are crossed --------
+
+
+def both(raw: bytes):
+    """(fast-path result, exact-path result) as (codes and positions, data)."""
+    out = []
+    for exact in (False, True):
+        docs, diags = parse(raw, "f.yaml", exact=exact)
+        out.append(([(d.code, d.pos.line, d.pos.col) for d in diags], [d.data for d in docs]))
+    assert out[0] == out[1], "the fast and the exact path disagree"
+    return out[0]
+
+
+def test_flow_nesting_limit_is_located_on_both_paths() -> None:
+    ok = b"a: " + b"[" * (MAX_DEPTH - 1) + b"]" * (MAX_DEPTH - 1) + b"\n"
+    assert both(ok)[0] == []
+    # The root mapping is level 1: the 64th bracket opens level 65, at column 3 + 64.
+    deep = b"a: " + b"[" * MAX_DEPTH + b"]" * MAX_DEPTH + b"\n"
+    assert both(deep)[0] == [("yaml-limit", 1, 4 + MAX_DEPTH - 1)]
+
+
+def test_block_nesting_limit_is_located() -> None:
+    raw = b"".join(b"  " * i + b"k:\n" for i in range(100)) + b"  " * 100 + b"v\n"
+    assert both(raw)[0] == [("yaml-limit", MAX_DEPTH + 1, 2 * MAX_DEPTH + 1)]
+
+
+def test_lone_cr_block_nesting_is_bounded_too() -> None:
+    raw = b"".join(b"  " * i + b"k:\r" for i in range(100)) + b"  " * 100 + b"v\r"
+    assert both(raw)[0] == [("yaml-limit", MAX_DEPTH + 1, 2 * MAX_DEPTH + 1)]
+
+
+def test_nesting_that_would_overflow_the_c_stack_fails_fast() -> None:
+    # 100,000 levels crash libyaml's recursive composer (SIGSEGV); the event scan stops at 65.
+    raw = b"a: " + b"[" * 100_000 + b"]" * 100_000 + b"\n"
+    assert both(raw)[0] == [("yaml-limit", 1, 4 + MAX_DEPTH - 1)]
+
+
+def test_node_limit_is_located_without_aliases() -> None:
+    raw = b"a:\n" + b"- 1\n" * (MAX_NODES + 10)
+    # Nodes counted in document order: the root, `a`, the list, then one per item.
+    assert both(raw)[0] == [("yaml-limit", MAX_NODES - 1, 3)]
+
+
+def test_alias_bomb_is_reported_at_the_alias_that_crosses_the_limit() -> None:
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, 7):
+        lines.append(f"a{i}: &a{i} [{','.join(f'*a{i - 1}' for _ in range(10))}]")
+    codes, _ = both(("\n".join(lines) + "\n").encode())
+    # 12,341 nodes before a4's aliases, each adding a3's 11,111: the eighth crosses 100,000.
+    assert codes == [("yaml-alias-limit", 5, 10 + 4 * 7)]
+
+
+def test_alias_that_nests_too_deep() -> None:
+    raw = b"a: &a " + b"[" * 40 + b"]" * 40 + b"\nb: " + b"[" * 30 + b"*a" + b"]" * 30 + b"\n"
+    assert both(raw)[0] == [("yaml-limit", 2, 34)]
+
+
+def test_integers_must_fit_in_int64() -> None:
+    assert both(b"a: 9223372036854775807\nb: -9223372036854775808\n") == (
+        [], [{"a": 2**63 - 1, "b": -(2**63)}])
+    assert both(b"a: 1\nb: 9223372036854775808\n")[0] == [("yaml-limit", 2, 4)]
+    # More digits than Python will convert, a huge hex number, 10^4000.
+    for big in (b"9" * 5000, b"0x" + b"f" * 5000, b"1" + b"0" * 4000):
+        assert both(b"replicas: " + big + b"\n")[0] == [("yaml-limit", 1, 11)]
+
+
+def test_sexagesimal_integers_cannot_burn_cpu() -> None:
+    assert both(b"a: 1:30\n") == ([], [{"a": 90}])
+    assert both(b"a: 1" + b":1" * 200_000 + b"\n")[0] == [("yaml-limit", 1, 4)]
+
+
+def test_malformed_numbers_the_resolver_allows_are_located() -> None:
+    for lit in (b"0b_", b"0x_", b"-0b__"):
+        assert both(b"x: 1\na: " + lit + b"\n")[0] == [("yaml-syntax", 2, 4)]
+
+
+def test_float_overflow_is_refused_but_explicit_inf_is_data() -> None:
+    assert both(b"a: 1.0e+400\n")[0] == [("yaml-limit", 1, 4)]
+    assert both(b"a: .inf\n") == ([], [{"a": float("inf")}])
+
+
+def test_unclosed_bracket_is_reported_where_it_opened() -> None:
+    assert both(b"a: 1\nb: [1, 2,\nc: 3\n")[0] == [("yaml-syntax", 2, 4)]
+    assert both(b"a: 1\nb: {x: 1\n")[0] == [("yaml-syntax", 2, 4)]
+    # The innermost one still open.
+    assert both(b"a: 1\nb: [1, {x: [2,\n")[0] == [("yaml-syntax", 2, 12)]
+    assert both(b"a: 1\r\nb: [1,\r\n")[0] == [("yaml-syntax", 2, 4)]
+
+
+def test_unclosed_quote_is_reported_where_it_opened() -> None:
+    assert both(b"a: 1\nb: \"abc\nc: 3\n")[0] == [("yaml-syntax", 2, 4)]
+    _, diags = parse(b"a: 1\nb: 'abc", "f.yaml")
+    assert [(d.code, d.pos.line, d.pos.col) for d in diags] == [("yaml-syntax", 2, 4)]
+    assert "never closed" in diags[0].message
+
+
+def test_positions_never_fall_past_the_last_line() -> None:
+    for raw in (b"a: [\n\n\n", b"a: {b: 1,\n", b"k: v\nx", b"- [\n  - 1\n"):
+        _, diags = parse(raw, "f.yaml")
+        lines = raw.decode().split("\n")
+        assert diags and diags[0].pos.line <= len([ln for ln in lines if ln.strip()]) , (raw, diags)

@@ -50,7 +50,10 @@ def make_repo(tmp: Path) -> Path:
     shutil.copytree(REPO / "examples" / "support-assistant", root,
                     ignore=shutil.ignore_patterns("build", ".specops"))
     (root / "specops.yaml").write_text(PROJECT, encoding="utf-8")
-    # Kubernetes has no instance types: drop the SageMaker one from the prod override.
+    # Kubernetes has no instance types: drop the SageMaker one from the prod override. The
+    # adapter goes too: no init step can fetch it from this target's file:// artifact store
+    # (an error at its line, tested in tests/backends/test_adapters.py).
     st = root / "serving" / "support-llm.yaml"
-    st.write_text(st.read_text(encoding="utf-8").replace("    instanceType: ml.p5.48xlarge\n", ""), encoding="utf-8")
+    st.write_text(st.read_text(encoding="utf-8").replace("    instanceType: ml.p5.48xlarge\n", "")
+                  .replace("  adapters: [support-llm]\n", ""), encoding="utf-8")
     return root

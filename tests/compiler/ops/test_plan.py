@@ -14,7 +14,8 @@ from click.testing import CliRunner
 
 from specops.backends import provider as P
 from specops.cli import main
-from specops.ops.plan import field_diffs, flatten, topo_order
+from specops.ops.plan import topo_order
+from specops.structdiff import file_diffs
 
 from .ops_fixtures import FAKE, make_repo
 
@@ -37,10 +38,11 @@ def test_plan_fresh_env_creates_everything_in_dependency_order(repo):
     doc = json.loads(r.output)
     assert doc["version"] == 1 and doc["env"] == "staging" and doc["state_serial"] is None
     addrs = [x["address"] for x in doc["resources"]]
-    assert addrs == ["zenml_pipeline.support-llm", "k8s_manifests.support-llm", "prompt.support-reply",
-                     "prompt.ticket-triage"]
+    # dependencies first; among what is ready, names break ties
+    assert addrs == ["prompt.support-reply", "prompt.ticket-triage", "zenml_pipeline.support-llm",
+                     "k8s_manifests.support-llm"]
     assert {x["action"] for x in doc["resources"]} == {"create"}
-    k8s = doc["resources"][1]
+    k8s = doc["resources"][3]
     assert k8s["depends_on"] == ["zenml_pipeline.support-llm"]
     assert [g["gate"] for g in k8s["gates"]] == ["support-quality"]
     assert doc["summary"]["create"] == 4 and doc["changes"] is True
@@ -70,7 +72,8 @@ def test_editing_one_spec_shows_exactly_that_update(repo):
     doc = json.loads(r.output)
     changed = [x for x in doc["resources"] if x["action"] != "no-op"]
     assert [(x["address"], x["action"]) for x in changed] == [("prompt.ticket-triage", "update")]
-    assert changed[0]["diffs"] == [{"path": "prompt.json:parameters.temperature", "before": 0.0, "after": 0.3}]
+    assert changed[0]["diffs"] == [{"path": "prompt.json:parameters.temperature", "op": "changed", "before": 0.0,
+                                   "after": 0.3}]
     text = cli("plan", str(repo), "--env", "dev").output
     assert "~ prompt.json:parameters.temperature: 0.0 -> 0.3" in text
 
@@ -158,10 +161,11 @@ def test_gate_run_with_failing_metrics_records_failure(repo, tmp_path):
     assert state["gates"]["support-quality"]["passed"] is False
 
 
-def test_flatten_and_field_diffs():
-    assert flatten({"a": {"b": [1, 2], "c": [{"x": 1}]}}) == {"a.b": [1, 2], "a.c[0].x": 1}
-    d = field_diffs({"f.json": {"a": 1, "b": {"c": 2}}}, {"f.json": {"a": 1, "b": {"c": 3}}, "g.yaml": {}})
-    assert [(x.path, x.before, x.after) for x in d] == [("f.json:b.c", 2, 3), ("g.yaml:", None, "(file)")]
+def test_plan_field_diffs_come_from_the_one_structural_engine():
+    d = file_diffs({"f.json": {"a": 1, "b": {"c": 2}, "s": [{"name": "x", "v": 1}]}},
+                   {"f.json": {"a": 1, "b": {"c": 3}, "s": [{"name": "x", "v": 2}]}, "g.yaml": {}})
+    assert [(x.path, x.before, x.after, x.op) for x in d] == [
+        ("f.json:b.c", 2, 3, "changed"), ("f.json:s[name=x].v", 1, 2, "changed"), ("g.yaml:", None, "(file)", "added")]
 
 
 def test_topo_order_puts_dependencies_first():

@@ -1,0 +1,53 @@
+"""Diagnostic codes are objects in one registry; a code that is not registered fails here."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from specops import diagnostics as D
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_an_unregistered_code_is_refused_at_construction():
+    with pytest.raises(ValueError, match="unregistered diagnostic code 'no-such-code'"):
+        D.Diagnostic("error", "no-such-code", "x")
+    d = D.Diagnostic("error", D.UNKNOWN_FIELD, "x")
+    assert d.code == "unknown-field" and d.to_json()["code"] == "unknown-field"
+
+
+def test_a_code_cannot_be_registered_twice():
+    with pytest.raises(ValueError, match="registered twice"):
+        D.register("value", "again")
+
+
+def _code_literals() -> list[tuple[str, int, str]]:
+    """String constants in the places a diagnostic code goes: Diagnostic(severity, CODE, ...),
+    <diagnostics>.error/.warning(CODE, ...), the checks' at(node, path, CODE, ...), and the
+    spec models' PydanticCustomError(CODE, ...)."""
+    found = []
+    for src in ("compiler", "backends", "specs"):
+        for f in sorted((ROOT / src).rglob("*.py")):
+            if f.is_relative_to(ROOT / "compiler" / "runtime"):
+                continue  # the step runtime reports step errors, not spec diagnostics
+            for node in ast.walk(ast.parse(f.read_text(), str(f))):
+                if not isinstance(node, ast.Call):
+                    continue
+                fn = node.func
+                name = fn.attr if isinstance(fn, ast.Attribute) else fn.id if isinstance(fn, ast.Name) else ""
+                pos = {"Diagnostic": 1, "error": 0, "warning": 0, "at": 2, "PydanticCustomError": 0}.get(name)
+                if pos is None or len(node.args) <= pos:
+                    continue
+                arg = node.args[pos]
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                    found.append((f.relative_to(ROOT).as_posix(), node.lineno, arg.value))
+    return found
+
+
+def test_every_code_literal_in_the_source_is_registered():
+    literals = _code_literals()
+    assert len(literals) > 30  # the scan sees the codebase's diagnostics
+    assert [f"{f}:{line}: {code}" for f, line, code in literals if code not in D.CODES] == []
