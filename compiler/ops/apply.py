@@ -6,7 +6,8 @@ one action without creating a duplicate. Throttling / 5xx (`RetryableError`) are
 with tenacity's jittered exponential backoff; any other provider error stops the apply with
 a report of what landed and what did not.
 
-Promotion: in an env whose policy requires gates, a serving rollout is checked against
+Promotion: in an env whose policy requires gates, a serving rollout (or a prompt's label
+move, gated by the EvalGates over that prompt that block the env) is checked against
 `state.gates` right before it is applied (a pipeline run earlier in the same apply records
 its gate verdicts first); a rollout whose gates did not pass for the model version is
 skipped and reported as blocked.
