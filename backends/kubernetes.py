@@ -94,6 +94,7 @@ GPU_NODE_LABELS: dict[str, dict[str, tuple[str, str]]] = {
     },
     "onprem": {
         "T4": ("nvidia.com/gpu.product", "Tesla-T4"),
+        "V100": ("nvidia.com/gpu.product", "Tesla-V100-SXM2-16GB"),
         "A10G": ("nvidia.com/gpu.product", "NVIDIA-A10G"),
         "L4": ("nvidia.com/gpu.product", "NVIDIA-L4"),
         "L40S": ("nvidia.com/gpu.product", "NVIDIA-L40S"),

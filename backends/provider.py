@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar
 import yaml
 
 from specops.backends.registry import UnknownBackend, provider_module
+from specops.extras import missing_extra
 
 if TYPE_CHECKING:
     from specops import ir
@@ -169,5 +170,5 @@ def make_provider(type: str, *, env: str, target: "ir.Target", root: Path, optio
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise ProviderError(f"provider for '{type}' ({module_name}) cannot be loaded: {e}") from None
+        raise ProviderError(missing_extra(e) or f"provider for '{type}' ({module_name}) cannot be loaded: {e}") from None
     return module.provider(type, env=env, target=target, root=Path(root), options=options)

@@ -32,6 +32,7 @@ from typing import Any
 
 from specops.backends.provider import Desired, Live, ProviderError
 from specops.backends.zenml_run import _pipeline_name, run_local
+from specops.extras import MissingExtra, require
 
 HASH_TAG = "specops-hash:"
 
@@ -173,6 +174,10 @@ class ZenmlProvider:
 
 
 def provider(type: str, *, env: str, target: Any, root: Path, options: dict) -> ZenmlProvider:
+    try:
+        require("zenml")  # the pipeline runs in a child process: say which extra, not its ImportError
+    except MissingExtra as e:
+        raise ProviderError(str(e)) from None
     return ZenmlProvider(env, Path(root), options)
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from specops.extras import require
 from specops.runtime import StepError
 
 PACKAGE = "specops_generated"
@@ -69,6 +70,7 @@ def run_local(files: dict[str, bytes], *, workdir: str | os.PathLike, repo_root:
     `repo_root` is where the steps resolve `file://` URIs and repo-relative paths.
     Never raises for a failed run: the status and the failing step's message are returned.
     """
+    require("zenml")
     work = Path(workdir).resolve()
     pkg = work / PACKAGE
     pkg.mkdir(parents=True, exist_ok=True)

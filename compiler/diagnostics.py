@@ -76,6 +76,10 @@ VLLM_FLAG = register("vllm-flag", "not an exact vLLM serve flag for the chosen v
 VLLM_REMOVED_FLAG = register("vllm-removed-flag", "a vLLM flag that the chosen version removed")
 CAPACITY = register("capacity", "the serving target does not fit its GPUs")
 CAPACITY_TIGHT = register("capacity-tight", "the serving target fits its GPUs with little headroom")
+CAPACITY_SKIPPED = register("capacity-skipped", "capacity was not planned: the model's parameters cannot be counted")
+DATA_SCHEMA = register("data-schema", "a local data file's header or schema disagrees with the declared columns")
+DATA_LOCK = register("data-lock", "a data source differs from its pin in specops.lock")
+HYPERPARAMETER = register("hyperparameter", "an estimator has no such hyperparameter, or a value of the wrong type")
 INTERNAL = register("internal", "specops itself failed; please report it")
 
 

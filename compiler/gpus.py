@@ -76,6 +76,8 @@ class GPU:
     memory_bandwidth_gbps: float  # GB/s (decimal)
     description: str  # form factor and memory type, for reports
     instances: tuple[Instance, ...] = ()
+    # Native bf16 tensor math (compute capability >= 8.0); T4 and V100 have none.
+    bf16: bool = True
 
     @property
     def memory_bytes(self) -> int:
@@ -101,6 +103,33 @@ def _inst(provider: Provider, gpu: str, rows: list[tuple[str, int, float | None]
 
 
 # ---- the catalogue ----------------------------------------------------------------------
+
+_T4 = (
+    _inst("aws", "T4", [
+        ("g4dn.xlarge", 1, 0.526), ("g4dn.2xlarge", 1, 0.752), ("g4dn.4xlarge", 1, 1.204),
+        ("g4dn.8xlarge", 1, 2.176), ("g4dn.16xlarge", 1, 4.352), ("g4dn.12xlarge", 4, 3.912),
+        ("g4dn.metal", 8, 7.824),
+    ])
+    + _inst("sagemaker", "T4", [
+        ("ml.g4dn.xlarge", 1, 0.736), ("ml.g4dn.2xlarge", 1, 0.94), ("ml.g4dn.4xlarge", 1, 1.505),
+        ("ml.g4dn.8xlarge", 1, 2.72), ("ml.g4dn.16xlarge", 1, 5.44), ("ml.g4dn.12xlarge", 4, 4.89),
+    ])
+    # GCP attaches T4s to N1 machines; the shape is the machine type plus the GPU count.
+    + _inst("gcp", "T4", [
+        ("n1-standard-4+1xT4", 1, 0.54), ("n1-standard-16+2xT4", 2, 1.46), ("n1-standard-32+4xT4", 4, 2.92),
+    ])
+)
+
+_V100 = (
+    _inst("aws", "V100", [("p3.2xlarge", 1, 3.06), ("p3.8xlarge", 4, 12.24), ("p3.16xlarge", 8, 24.48)])
+    + _inst("sagemaker", "V100", [
+        ("ml.p3.2xlarge", 1, 3.825), ("ml.p3.8xlarge", 4, 14.688), ("ml.p3.16xlarge", 8, 28.152),
+    ])
+    + _inst("gcp", "V100", [
+        ("n1-standard-8+1xV100", 1, 2.86), ("n1-standard-16+2xV100", 2, 5.72),
+        ("n1-standard-32+4xV100", 4, 11.44), ("n1-standard-64+8xV100", 8, 22.88),
+    ])
+)
 
 _A10G = (
     _inst("aws", "A10G", [
@@ -165,9 +194,12 @@ _A100_80 = (
 )
 
 _H100 = (
-    _inst("aws", "H100", [("p5.4xlarge", 1, None), ("p5.48xlarge", 8, 55.04)])
+    _inst("aws", "H100", [("p5.4xlarge", 1, 6.88), ("p5.48xlarge", 8, 55.04)])
     + _inst("sagemaker", "H100", [("ml.p5.48xlarge", 8, 113.07)])
-    + _inst("gcp", "H100", [("a3-highgpu-8g", 8, 88.2539), ("a3-megagpu-8g", 8, None)])
+    # a3-highgpu comes in 1, 2, 4 and 8 GPUs, priced per GPU (8g / 8 each).
+    + _inst("gcp", "H100", [("a3-highgpu-1g", 1, 11.0317), ("a3-highgpu-2g", 2, 22.0635),
+                            ("a3-highgpu-4g", 4, 44.127), ("a3-highgpu-8g", 8, 88.2539),
+                            ("a3-megagpu-8g", 8, None)])
 )
 
 _H200 = (
@@ -187,6 +219,10 @@ CATALOGUE: dict[str, GPU] = {
     for g in (
         # A10G: AWS-only A10 variant; NVIDIA publishes no A10G datasheet. 70 TFLOP/s is the
         # commonly quoted dense bf16 figure (the A10 is 125); treat it as approximate.
+        # T4 and V100: Turing and Volta, no bf16 (vLLM needs fp16 there).
+        GPU("T4", "NVIDIA", 16, "GiB", 15360 * _MIB, 65.0, 320.0, "Turing, PCIe, 16 GB GDDR6", _T4, bf16=False),
+        GPU("V100", "NVIDIA", 16, "GiB", 16160 * _MIB, 125.0, 900.0, "Volta, SXM2, 16 GB HBM2", _V100,
+            bf16=False),
         GPU("A10G", "NVIDIA", 24, "GiB", 23028 * _MIB, 70.0, 600.0, "Ampere, PCIe, 24 GB GDDR6", _A10G),
         GPU("L4", "NVIDIA", 24, "GiB", 23034 * _MIB, 121.0, 300.0, "Ada, PCIe, 24 GB GDDR6", _L4),
         GPU("L40S", "NVIDIA", 48, "GiB", 46068 * _MIB, 362.05, 864.0, "Ada, PCIe, 48 GB GDDR6", _L40S),
@@ -211,6 +247,22 @@ class UnknownGPU(ValueError):
     """A GPU name the catalogue does not hold; the message carries a did-you-mean."""
 
 
+# Names that stand for several catalogue entries: a spec must say which.
+AMBIGUOUS: dict[str, tuple[str, ...]] = {"A100": ("A100-40GB", "A100-80GB")}
+
+
+def gpu_problem(name: str) -> str | None:
+    """Why `name` names no single catalogue GPU (ambiguous or unknown), or None."""
+    key = name.strip().upper()
+    if key in AMBIGUOUS:
+        return f"'{name}' is ambiguous: write {' or '.join(AMBIGUOUS[key])}"
+    try:
+        gpu(name)
+    except UnknownGPU as e:
+        return str(e)
+    return None
+
+
 def gpu_names() -> tuple[str, ...]:
     return tuple(CATALOGUE)
 
@@ -223,6 +275,8 @@ def gpu(name: str | GPU) -> GPU:
     found = by_lower.get(str(name).strip().lower())
     if found is not None:
         return found
+    if str(name).strip().upper() in AMBIGUOUS:
+        raise UnknownGPU(f"'{name}' is ambiguous: write {' or '.join(AMBIGUOUS[str(name).strip().upper()])}")
     best = did_you_mean(str(name).strip().lower(), by_lower)
     hint = f"; did you mean '{by_lower[best].name}'?" if best else ""
     raise UnknownGPU(f"unknown GPU '{name}'{hint} (known: {', '.join(CATALOGUE)})")

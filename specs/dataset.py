@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from .common import Secret, SpecModel, Uri
+from .common import Ref, Secret, SpecModel, Uri
+
+Char = Annotated[str, Field(min_length=1, max_length=1)]
+
+
+class CsvOptions(SpecModel):
+    """How a CSV file is written (the data_check step reads it with exactly these options)."""
+
+    # false: the first line is data; the columns are named by `columns`, in order.
+    header: bool = True
+    delimiter: Char = ","
+    quote: Char = '"'
+    # Escape character inside quoted values (none: a doubled quote escapes a quote).
+    escape: Char | None = None
+    encoding: Literal["utf-8", "utf-16", "latin-1"] = "utf-8"
 
 
 class Source(SpecModel):
@@ -17,11 +32,13 @@ class Source(SpecModel):
     version: str = Field(min_length=1)
     # Optional content hash of the data, for reproducibility checks.
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    # CSV options (format csv only).
+    csv: CsvOptions | None = None
 
 
 class Column(SpecModel):
     name: str = Field(min_length=1)
-    type: Literal["string", "int", "float", "bool", "datetime", "category"]
+    type: Literal["string", "int", "float", "bool", "date", "datetime", "category"]
     nullable: bool = False
     description: str | None = None
 
@@ -45,8 +62,17 @@ class AllowedValues(SpecModel):
 
 
 class Unique(SpecModel):
+    """One column's values, or a composite key's tuples (`columns`), appear once."""
+
     type: Literal["unique"]
-    column: str
+    column: str | None = None
+    columns: list[str] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "Unique":
+        if (self.column is None) == (self.columns is None):
+            raise PydanticCustomError("value", "give `column` or `columns` (a composite key), not both or neither")
+        return self
 
 
 class Freshness(SpecModel):
@@ -55,7 +81,73 @@ class Freshness(SpecModel):
     max_age_days: int = Field(ge=0)
 
 
-Check = Annotated[Union[RowCount, NullFraction, AllowedValues, Unique, Freshness], Field(discriminator="type")]
+class _Bounded(SpecModel):
+    column: str
+    min: float | int | None = None
+    max: float | int | None = None
+
+    @model_validator(mode="after")
+    def _a_bound(self) -> "_Bounded":
+        if self.min is None and self.max is None:
+            raise PydanticCustomError("missing-field", "give `min`, `max` or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise PydanticCustomError("value", "`min` is above `max`")
+        return self
+
+
+class Range(_Bounded):
+    """Every non-null value lies in [min, max]."""
+
+    type: Literal["range"]
+
+
+class Mean(_Bounded):
+    """The column's mean lies in [min, max]."""
+
+    type: Literal["mean"]
+
+
+class Quantile(_Bounded):
+    """The column's q-quantile (0.5: the median) lies in [min, max]."""
+
+    type: Literal["quantile"]
+    q: float = Field(ge=0.0, le=1.0)
+
+
+def _check_regex(v: str) -> str:
+    try:
+        re.compile(v)
+    except re.error as e:
+        raise PydanticCustomError("value", "not a regular expression: {err}", {"err": str(e)}) from None
+    return v
+
+
+class Regex(SpecModel):
+    """Every non-null value matches `pattern` as a whole (RE2 syntax, run by the engine)."""
+
+    type: Literal["regex"]
+    column: str
+    pattern: Annotated[str, AfterValidator(_check_regex)] = Field(min_length=1)
+
+
+class References(SpecModel):
+    """Every non-null value of `column` appears in `key` (default: the same name) of another
+    Dataset: a foreign key."""
+
+    type: Literal["references"]
+    column: str
+    dataset: Ref
+    key: str | None = None
+
+
+class SchemaDrift(SpecModel):
+    """The data's columns are exactly the declared `columns`: none added, none gone."""
+
+    type: Literal["schemaDrift"]
+
+
+Check = Annotated[Union[RowCount, NullFraction, AllowedValues, Unique, Freshness, Range, Mean, Quantile, Regex,
+                        References, SchemaDrift], Field(discriminator="type")]
 
 
 class Pii(SpecModel):

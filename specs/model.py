@@ -44,8 +44,11 @@ class DatasetUse(SpecModel):
 
 
 class Classical(SpecModel):
-    # A fixed registry of estimators: spec values never name code to import.
-    algorithm: Literal["logistic_regression", "random_forest", "gradient_boosting"]
+    # A short name (logistic_regression, linear_regression, random_forest, gradient_boosting,
+    # xgboost, lightgbm) or a scikit-learn estimator's import path (sklearn.linear_model.Ridge),
+    # checked at validate against the generated catalogue (specops.runtime.estimators): spec
+    # values never name code to import beyond it.
+    algorithm: str = Field(min_length=1)
     task: Literal["classification", "regression"] = "classification"
     # Label column.
     target: str

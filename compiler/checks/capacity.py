@@ -1,7 +1,9 @@
 """GPU capacity planning for vLLM serving targets: does the model fit, how many sequences.
 
-`model_facts()` reads a local `config.json` (transformers `AutoConfig`, nothing downloaded)
-and counts parameters exactly by building the model on torch's `meta` device. `plan()`
+`model_facts()` reads a local `config.json` and counts parameters exactly without torch
+(`specops.checks.params`: safetensors headers, the shard index, or a per-architecture formula
+checked against transformers' meta-device counts in the tests), so capacity planning runs in
+`specops validate` on the core install. `plan()`
 checks weights + runtime overhead + KV cache against one GPU of the catalogue
 (`specops.gpus`) the way vLLM budgets memory, and returns a `CapacityReport` whose
 `to_dict()` is the capacity report JSON (schema `specops.dev/capacity/v1`) written next to
@@ -25,7 +27,7 @@ max_position_embeddings, or the parallelism is invalid; 'tight' when the KV budg
 fewer than TIGHT_MIN_SEQUENCES sequences at max_model_len or is under TIGHT_HEADROOM of the
 usable memory; 'ok' otherwise.
 
-torch and transformers are imported inside `model_facts` only.
+Neither torch nor transformers is imported.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 from specops import gpus as _gpus
+from specops.checks.params import UnknownArchitecture, count_parameters
 from specops.diagnostics import Diagnostic, Pos, did_you_mean
 from specops.fsio import ReadRefused, read_regular, write_atomic
 from specops.ir.nodes import diagnostic_location
@@ -46,7 +49,7 @@ from specops.paths import user_cache_dir
 
 GIB = 1 << 30
 SCHEMA = "specops.dev/capacity/v1"
-FACTS_VERSION = 1  # bump when ModelFacts changes shape: invalidates the on-disk cache
+FACTS_VERSION = 2  # bump when ModelFacts changes shape or derivation: invalidates the on-disk cache
 # A Hugging Face config.json is a few KiB; a bigger "config" is not one.
 MAX_CONFIG_BYTES = 1 << 20
 
@@ -140,82 +143,50 @@ def _dtype_name(value: Any) -> str:
 
 
 def _facts_from_config(raw: bytes, source: Path, sha: str) -> ModelFacts:
+    """Facts from config.json alone (plus the folder's safetensors metadata): no torch."""
+    cfg = json.loads(raw)
+    if not isinstance(cfg, dict):
+        raise ModelConfigError(f"{source.name} is not a JSON object")
+    # Multimodal configs nest the language model's settings.
+    text = cfg["text_config"] if isinstance(cfg.get("text_config"), dict) and "hidden_size" not in cfg else cfg
+    if "model_type" not in text and "model_type" in cfg:
+        text = {**text, "model_type": cfg["model_type"]}
+    dtype = _dtype_name(text.get("torch_dtype") or text.get("dtype") or cfg.get("torch_dtype"))
     try:
-        import torch
-        from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
-    except ImportError as e:  # pragma: no cover - the llm/serve extras are missing
-        raise ModelConfigError(f"capacity planning needs torch and transformers: {e}") from e
-
-    # A folder holding config.json is what transformers expects; a differently named json
-    # file is accepted by path.
-    target = str(source.parent if source.name == "config.json" else source)
-    try:
-        cfg = AutoConfig.from_pretrained(target, local_files_only=True, trust_remote_code=False)
-    except Exception as e:  # transformers raises ValueError/OSError/KeyError by model_type
-        raise ModelConfigError(f"{source.name}: transformers cannot read it: {str(e).splitlines()[0]}") from e
-    text = cfg.get_text_config()
-    try:
-        with torch.device("meta"):
-            try:
-                model = AutoModelForCausalLM.from_config(cfg)
-            except ValueError:  # no causal-LM head registered for this type
-                model = AutoModel.from_config(cfg)
-    except Exception as e:
-        raise ModelConfigError(
-            f"{source.name}: cannot build a '{cfg.model_type}' model from it: {str(e).splitlines()[0]}"
-        ) from e
-
-    # parameters() yields each Parameter once, so tied input/output embeddings count once.
-    params = sum(p.numel() for p in model.parameters())
-    emb_in = model.get_input_embeddings()
-    emb_out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    embedding = emb_in.weight.numel() if emb_in is not None else 0
-    tied = emb_out is not None and emb_in is not None and emb_out.weight is emb_in.weight
-    if emb_out is not None and not tied:
-        embedding += emb_out.weight.numel()
-
-    heads = int(text.num_attention_heads)
-    hidden = int(text.hidden_size)
-    kv_lora = getattr(text, "kv_lora_rank", None)
+        params, embedding, _how = count_parameters(source.parent, text, dtype)
+        heads = int(text["num_attention_heads"])
+        hidden = int(text["hidden_size"])
+        layers = int(text["num_hidden_layers"])
+        vocab = int(text["vocab_size"])
+    except UnknownArchitecture:
+        raise
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelConfigError(f"{source.name}: cannot read a '{text.get('model_type')}' model from it: {e}") from e
+    kv_lora = text.get("kv_lora_rank")
     if kv_lora:
         attention: AttentionKind = "mla"
-        rope = int(text.qk_rope_head_dim)
-        head_dim = int(getattr(text, "qk_nope_head_dim", 0) or 0) + rope
+        rope = int(text["qk_rope_head_dim"])
+        head_dim = int(text.get("qk_nope_head_dim") or 0) + rope
         kv_heads = heads
     else:
         rope = None
-        kv_heads = int(getattr(text, "num_key_value_heads", None) or heads)
+        kv_heads = int(text.get("num_key_value_heads") or heads)
         attention = "mha" if kv_heads == heads else "gqa"
-        head_dim = int(getattr(text, "head_dim", None) or hidden // heads)
-
-    qcfg = getattr(cfg, "quantization_config", None) or {}
-    if not isinstance(qcfg, dict):
-        qcfg = qcfg.to_dict()
-    quant = qcfg.get("quant_method")
-    bits = qcfg.get("bits")
+        head_dim = int(text.get("head_dim") or hidden // heads)
+    qcfg = cfg.get("quantization_config") or {}
+    quant = qcfg.get("quant_method") if isinstance(qcfg, dict) else None
+    bits = qcfg.get("bits") if isinstance(qcfg, dict) else None
     if bits is None and quant:
         bits = _QUANT_BITS.get(str(quant))
-
-    archs = getattr(cfg, "architectures", None) or []
+    archs = cfg.get("architectures") or []
+    tied = embedding == vocab * hidden
     return ModelFacts(
-        config_sha256=sha,
-        model_type=str(cfg.model_type),
-        architecture=str(archs[0]) if archs else None,
-        params=int(params),
-        embedding_params=int(embedding),
-        layers=int(text.num_hidden_layers),
-        hidden=hidden,
-        heads=heads,
-        kv_heads=kv_heads,
-        head_dim=head_dim,
-        max_position_embeddings=int(getattr(text, "max_position_embeddings", 0) or 0),
-        dtype=_dtype_name(getattr(text, "dtype", None) or getattr(cfg, "dtype", None)),
-        attention=attention,
-        kv_lora_rank=int(kv_lora) if kv_lora else None,
-        qk_rope_head_dim=rope,
-        vocab=int(text.vocab_size),
-        tie_word_embeddings=bool(tied),
-        quantization=str(quant) if quant else None,
+        config_sha256=sha, model_type=str(text.get("model_type", "")), architecture=str(archs[0]) if archs else None,
+        params=int(params), embedding_params=int(embedding), layers=layers, hidden=hidden, heads=heads,
+        kv_heads=kv_heads, head_dim=head_dim,
+        max_position_embeddings=int(text.get("max_position_embeddings") or 0), dtype=dtype,
+        attention=attention, kv_lora_rank=int(kv_lora) if kv_lora else None, qk_rope_head_dim=rope,
+        vocab=vocab, tie_word_embeddings=tied, quantization=str(quant) if quant else None,
         quantization_bits=int(bits) if bits else None,
     )
 
@@ -241,19 +212,29 @@ def model_facts(config_path: str | os.PathLike[str], *, cache_dir: str | os.Path
     except ValueError as e:
         raise ModelConfigError(f"{path.name} is not valid JSON: {e}") from e
     sha = hashlib.sha256(raw).hexdigest()
-    disk = Path(cache_dir) / f"model-facts-v{FACTS_VERSION}-{sha}.json" if cache_dir else None
-    facts = _FACTS_CACHE.get(sha)
+    key = _cache_key(sha, path.parent)
+    disk = Path(cache_dir) / f"model-facts-v{FACTS_VERSION}-{key}.json" if cache_dir else None
+    facts = _FACTS_CACHE.get(key)
     if facts is None and disk is not None:
         facts = _read_cached(disk, sha)
         if facts is not None:
-            _FACTS_CACHE[sha] = facts
+            _FACTS_CACHE[key] = facts
             return facts
     if facts is None:
         facts = _facts_from_config(raw, path, sha)
-        _FACTS_CACHE[sha] = facts
+        _FACTS_CACHE[key] = facts
     if disk is not None and _read_cached(disk, sha) != facts:
         _write_atomic(disk, facts)
     return facts
+
+
+def _cache_key(config_sha: str, folder: Path) -> str:
+    """The config's hash, plus the names and sizes of the weight files beside it (their headers
+    feed the count): a folder of weights that changes gets new facts."""
+    weights = sorted((p.name, p.stat().st_size) for p in folder.glob("*.safetensors*") if p.is_file())
+    if not weights:
+        return config_sha
+    return hashlib.sha256(f"{config_sha}\n{weights}".encode()).hexdigest()
 
 
 def _read_cached(disk: Path, sha: str) -> ModelFacts | None:
@@ -752,5 +733,7 @@ def capacity_report(root: Path, s: Any) -> "CapacityReport | Diagnostic":
         return plan_engine_args(facts, s.engine_args, gpu=s.accelerator, count=s.accelerator_count,
                                 provider=s.target.provider if s.target.provider != "local" else None,
                                 instance_type=s.instance_type, label=f"{s.name} ({s.env})")
+    except UnknownArchitecture as e:
+        return Diagnostic("warning", "capacity-skipped", f"capacity not planned: {e}", *diagnostic_location(s.source))
     except (ValueError, OSError) as e:
         return Diagnostic("error", "capacity", f"capacity planning failed: {e}", *diagnostic_location(s.source))

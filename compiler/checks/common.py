@@ -6,7 +6,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, Iterator
 
 from specops.diagnostics import Diagnostic, Diagnostics, Pos, suggestion
-from specops.gpus import gpu_names
+from specops.gpus import AMBIGUOUS, gpu_names, gpu_problem
 
 if TYPE_CHECKING:
     from specops.frontend.overrides import Node
@@ -59,6 +59,9 @@ def check_repo_file(resolved: "Resolved", node: "Node", path: tuple, rel: str, w
 
 def check_gpu(view: "EnvView", node: "Node", path: tuple, gpu_type: str, out: Diagnostics) -> None:
     names = {g.upper(): g for g in gpu_names()}
+    if gpu_type.upper() in AMBIGUOUS:
+        out.add(at(node, path, "value", gpu_problem(gpu_type) or ""))
+        return
     if gpu_type.upper() not in names:
         out.add(at(node, path, "value", f"unknown accelerator type '{gpu_type}'" + suggestion(gpu_type, names.values())))
         return

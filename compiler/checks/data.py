@@ -1,15 +1,30 @@
-"""Models and datasets: columns, splits, repo files and accelerators they name."""
+"""Models and datasets: columns, splits, repo files, accelerators, and local data files.
+
+For a `file://` dataset with declared columns, validate reads the CSV header line (with the
+declared CSV options) or the Parquet footer's schema, never the data: milliseconds for a file
+of any size.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import codecs
+import csv
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from specops.checks.common import at, check_gpu, check_repo_file
 from specops.diagnostics import Diagnostics, suggestion
+from specops.runtime.estimators import check_hyperparameters
+from specops.runtime.estimators import resolve as resolve_estimator
 
 if TYPE_CHECKING:
     from specops.frontend.overrides import Node
     from specops.resolve.refs import EnvView, Resolved
+
+NUMERIC = ("int", "float")
+# Bytes read to find a CSV's first record: a header longer than this is not a header.
+HEADER_BYTES = 1 << 20
 
 
 def check_model(resolved: "Resolved", view: "EnvView", node: "Node", out: Diagnostics) -> None:
@@ -18,6 +33,7 @@ def check_model(resolved: "Resolved", view: "EnvView", node: "Node", out: Diagno
     if acc is not None:
         check_gpu(view, node, ("resources", "accelerator", "type"), acc.type, out)
     if spec.type == "classical":
+        check_estimator(node, out)
         for use in spec.datasets:
             ds = view.get("Dataset", use.dataset)
             if ds is None or not ds.spec.columns:
@@ -37,9 +53,139 @@ def check_model(resolved: "Resolved", view: "EnvView", node: "Node", out: Diagno
         check_repo_file(resolved, node, ("llm", "base", "path"), spec.llm.base.path, "base model folder", out)
 
 
-def check_dataset(resolved: "Resolved", node: "Node", out: Diagnostics) -> None:
-    uri = node.spec.source.uri
-    if uri.startswith("file://"):
-        check_repo_file(resolved, node, ("source", "uri"), uri[len("file://"):], "dataset file", out)
+def check_estimator(node: "Node", out: Diagnostics) -> None:
+    """The algorithm is in the estimator catalogue and every hyperparameter is one of its own
+    (or an alias), each unknown key reported at its own line."""
+    spec = node.spec
+    if spec.command is not None:
+        return  # a user command trains; its hyperparameters are its own business
+    path, why = resolve_estimator(spec.classical.algorithm, spec.classical.task)
+    if path is None:
+        out.add(at(node, ("classical", "algorithm"), "value", why or "unknown algorithm"))
+        return
+    _, problems = check_hyperparameters(path, dict(spec.hyperparameters))
+    for key, msg in problems:
+        out.add(at(node, ("hyperparameters", key), "hyperparameter", msg, prefer_key=True))
 
 
+def check_dataset(resolved: "Resolved", view: "EnvView", node: "Node", out: Diagnostics) -> None:
+    spec = node.spec
+    src = spec.source
+    if src.csv is not None and src.format != "csv":
+        out.add(at(node, ("source", "csv"), "value", f"`csv` options are for format csv, not {src.format}"))
+    if src.format == "csv" and src.csv is not None and not src.csv.header and not spec.columns:
+        out.add(at(node, ("source", "csv", "header"), "missing-field",
+                    "a CSV without a header row needs `columns` to name its fields, in order"))
+    _check_check_columns(view, node, out)
+    if src.uri.startswith("file://"):
+        rel = src.uri[len("file://"):]
+        before = len(out)
+        check_repo_file(resolved, node, ("source", "uri"), rel, "dataset file", out)
+        if len(out) == before and spec.columns:
+            check_data_header(resolved.repo.root / rel, rel, node, out)
+
+
+def _check_check_columns(view: "EnvView", node: "Node", out: Diagnostics) -> None:
+    """Columns that checks name exist among the declared ones, with a type that fits."""
+    columns = {c.name: c.type for c in node.spec.columns}
+    if not columns:
+        return
+    for i, c in enumerate(node.spec.checks):
+        named: list[tuple[tuple, str]] = []
+        if getattr(c, "column", None) is not None:
+            named.append((("checks", i, "column"), c.column))
+        for j, col in enumerate(getattr(c, "columns", None) or []):
+            named.append((("checks", i, "columns", j), col))
+        for path, col in named:
+            if col not in columns:
+                out.add(at(node, path, "unresolved-ref", f"no declared column '{col}'" + suggestion(col, columns)))
+            elif c.type in ("range", "mean", "quantile") and columns[col] not in NUMERIC:
+                out.add(at(node, path, "value", f"{c.type} needs a numeric column; '{col}' is {columns[col]}"))
+            elif c.type == "freshness" and columns[col] not in ("date", "datetime", "string"):
+                out.add(at(node, path, "value", f"freshness needs a date column; '{col}' is {columns[col]}"))
+        if c.type == "references":
+            other = view.get("Dataset", c.dataset)
+            key = c.key or c.column
+            if other is not None and other.spec.columns and key not in {x.name for x in other.spec.columns}:
+                path = ("checks", i, "key") if c.key else ("checks", i, "column")
+                out.add(at(node, path, "unresolved-ref", f"dataset '{other.name}' has no column '{key}'"
+                            + suggestion(key, [x.name for x in other.spec.columns])))
+
+
+def check_data_header(path: Path, rel: str, node: "Node", out: Diagnostics) -> None:
+    """The file's header (CSV) or schema (Parquet) against the declared columns."""
+    src = node.spec.source
+    declared = [c.name for c in node.spec.columns]
+    if src.format == "csv":
+        opts = src.csv
+        header = opts.header if opts else True
+        try:
+            first = first_csv_record(path, opts)
+        except (OSError, UnicodeDecodeError, csv.Error) as e:
+            out.add(at(node, ("source", "uri"), "data-schema", f"cannot read the first line of '{rel}': {e}"))
+            return
+        if first is None:
+            return  # an empty file: the rowCount check is where that is caught
+        if not header:
+            if len(first) != len(declared):
+                out.add(at(node, ("columns",), "data-schema",
+                            f"'{rel}' has {len(first)} field(s) per row but `columns` declares {len(declared)}"
+                            " (a CSV without a header is read by position)", prefer_key=True))
+            return
+        fields = first
+    elif src.format == "parquet":
+        fields = parquet_columns(path)
+        if fields is None:
+            out.add(at(node, ("source", "uri"), "data-schema", f"'{rel}' is not a Parquet file"))
+            return
+    else:
+        return
+    hint = ()
+    if src.format == "csv" and all(_looks_like_data(f) for f in fields if f) and any(_is_number(f) for f in fields):
+        hint = (f"the first line of '{rel}' reads like data ({','.join(fields[:4])}…): if the file has no header"
+                " row, set `source.csv.header: false`",)
+    where = "header" if src.format == "csv" else "schema"
+    if hint and not set(declared) & set(fields):
+        # No declared name in the first line: one error, not one per column.
+        out.add(at(node, ("columns",), "data-schema", f"no declared column is in the header of '{rel}'",
+                   notes=hint, prefer_key=True))
+        return
+    for i, c in enumerate(node.spec.columns):
+        if c.name not in fields:
+            out.add(at(node, ("columns", i, "name"), "data-schema",
+                       f"column '{c.name}' is not in the {where} of '{rel}'" + suggestion(c.name, fields),
+                       notes=hint))
+
+
+def first_csv_record(path: Path, opts: Any) -> list[str] | None:
+    encoding = opts.encoding if opts else "utf-8"
+    with open(path, "rb") as f:
+        head = f.read(HEADER_BYTES)
+    # Incremental: a read that ends inside a multi-byte character is not an error.
+    codec = {"utf-8": "utf-8-sig"}.get(encoding, encoding)
+    text = codecs.getincrementaldecoder(codec)().decode(head, final=len(head) < HEADER_BYTES)
+    reader = csv.reader(io.StringIO(text), delimiter=opts.delimiter if opts else ",",
+                        quotechar=opts.quote if opts else '"', escapechar=opts.escape if opts else None)
+    return next(reader, None)
+
+
+def parquet_columns(path: Path) -> list[str] | None:
+    """Column names from the Parquet footer only (pyarrow reads the metadata, not the data)."""
+    import pyarrow.parquet as pq
+
+    try:
+        return list(pq.read_schema(path).names)
+    except (OSError, ValueError):
+        return None
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _looks_like_data(s: str) -> bool:
+    return _is_number(s) or len(s) <= 2

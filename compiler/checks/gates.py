@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from specops.frontend.overrides import Node
     from specops.resolve.refs import EnvView, Resolved
 
-CLASSICAL_METRICS = {"auc", "accuracy", "f1", "precision", "recall", "rmse"}
+CLASSICAL_METRICS = {"auc", "accuracy", "f1", "precision", "recall", "logloss", "pr_auc", "rmse", "mse", "mae",
+                     "mape", "r2"}
 LLM_METRICS = {"rougeL", "rouge1", "exact_match", "latency_p50_ms", "latency_p95_ms"}
 # What a prompt evaluation measures besides its assertions' named metrics (prompt_eval.py).
 PROMPT_METRICS = {"pass_rate", "regression_p_value", "latency_p50_ms", "latency_p95_ms"}

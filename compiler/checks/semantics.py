@@ -48,7 +48,7 @@ def check_semantics(resolved: "Resolved", out: Diagnostics) -> None:
                                 + suggestion(env, envs)))
         for node in view.of_kind("Dataset"):
             if first_time(node):
-                check_dataset(resolved, node, out)
+                check_dataset(resolved, view, node, out)
         for node in view.of_kind("Model"):
             check_model(resolved, view, node, out)
         for node in view.of_kind("ServingTarget"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from specops import gpus
 from specops.backends import vllm
 from specops.checks.capacity import capacity_report
 from specops.checks.common import at, check_gpu
@@ -23,12 +24,35 @@ def check_serving(resolved: "Resolved", view: "EnvView", node: "Node", out: Diag
     if model is not None and model.spec.type != "llm":
         mine.add(at(node, ("model",), "wrong-kind-ref", f"model '{model.name}' is a classical model; "
                      "vLLM serves LLMs (type: llm)"))
+    if not mine.has_errors:
+        check_gpu_fit(view, node, mine)
     check_adapters(resolved, view, node, model, mine)
     check_engine_args(resolved, node, mine)
     # Capacity only for a target that is otherwise sound (an unknown GPU is reported once).
     if not mine.has_errors:
         check_capacity(resolved, view, node, mine)
     out.extend(mine.items)
+
+
+def check_gpu_fit(view: "EnvView", node: "Node", out: Diagnostics) -> None:
+    """The GPU can run the dtype asked for, and one instance shape of the target's cloud holds
+    the GPUs of one replica."""
+    spec = node.spec
+    g = gpus.gpu(spec.accelerator.type)
+    if spec.engine.args.dtype == "bfloat16" and not g.bf16:
+        out.add(at(node, ("engine", "args", "dtype"), "value",
+                   f"{g.name} has no bf16 support; use dtype 'half' (float16)"))
+    platform = spec.platform or (view.target.serving.platform if view.target is not None else None)
+    provider = "sagemaker" if platform == "sagemaker" else (view.target.provider if view.target is not None else "local")
+    if provider in ("local", "onprem"):
+        return
+    count = spec.accelerator.count
+    if not gpus.instances_for(g, provider, count):
+        shapes = sorted({f"{i.name} ({i.gpu_count})" for i in g.instances if i.provider == provider})
+        out.add(at(node, ("accelerator", "count") if "count" in (node.doc.data.get("spec", {}).get("accelerator") or {})
+                   else ("accelerator",), "value",
+                   f"no {provider} instance holds {count} x {g.name}" + (
+                       f"; shapes: {', '.join(shapes)}" if shapes else f"; {provider} offers no {g.name}")))
 
 
 def _base_of(model: "Node") -> tuple:
@@ -80,9 +104,10 @@ def check_adapters(resolved: "Resolved", view: "EnvView", node: "Node", model: "
 def check_capacity(resolved: "Resolved", view: "EnvView", node: "Node", out: Diagnostics) -> None:
     """Weights + KV cache against the target GPU, in the PR, before anything is applied: an
     error that shows the numbers when it cannot fit, a warning when the fit is tight. Runs
-    only where the model's config.json is in the repo (parameter counts are cached per user
-    by the config's hash, so torch is imported once per model config, not per validate;
-    nothing is written into the repo)."""
+    only where the model's config.json is in the repo; parameters are counted without torch
+    (safetensors metadata or a per-architecture formula), cached per user by the config's
+    hash; nothing is written into the repo. An architecture nothing can count is a warning
+    at the model's base."""
     if view.target is None:
         return  # the environment names an unknown target: reported once, at its line
     model = view.get("Model", node.spec.model)
@@ -93,7 +118,10 @@ def check_capacity(resolved: "Resolved", view: "EnvView", node: "Node", out: Dia
     s = lower_serving(resolved, view, node)
     report = capacity_report(resolved.repo.root, s)
     if isinstance(report, Diagnostic):
-        out.add(at(node, ("accelerator",), report.code, report.message))
+        if report.severity == "warning":  # nothing counts this architecture: said at the model
+            out.add(at(model, ("llm", "base"), report.code, report.message, severity="warning"))
+        else:
+            out.add(at(node, ("accelerator",), report.code, report.message))
         return
     if report.verdict != "ok":
         severity = "error" if report.verdict == "does-not-fit" else "warning"

@@ -1,10 +1,7 @@
 """The `specops` command line (top layer): commands parse options, call the stages below, and
-render through the views. `main` is the console-script entry point."""
+render through `views`. `main` is the console-script entry point; each command's module is
+imported only when that command runs (see app.COMMANDS)."""
 
-from specops.cli import diff, ops
 from specops.cli.app import main
-
-ops.register(main)
-diff.register(main)
 
 __all__ = ["main"]

@@ -302,7 +302,7 @@ def compare(base: Side, head: Side, envs: list[str]) -> dict:
         before = capacity_summary(ba[path].data if path in ba else None)
         after = capacity_summary(ha[path].data if path in ha else None)
         if before != after:
-            capacity.append({"env": art.env, "serving": art.spec.split("/", 1)[1], "path": path,
+            capacity.append({"env": art.env, "serving": art.resource, "path": path,
                              "before": before, "after": after})
     affected: dict[str, list[str]] = {}
     for env in envs:

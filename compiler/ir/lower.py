@@ -48,13 +48,35 @@ def env_defaults(resolved: Resolved, env: str) -> dict[str, Any]:
     return deep_merge(base, {snake.get(k, k): v for k, v in over.items()})
 
 
-def _dataset_params(ds: Node, seed: int) -> dict[str, Any]:
+def _source_params(ds: Node) -> dict[str, Any]:
+    """What the data_check step needs to read a dataset (runtime.data_check SOURCE_KEYS)."""
     s = ds.spec
-    return {
+    out: dict[str, Any] = {
         "name": ds.name, "uri": s.source.uri, "format": s.source.format, "version": s.source.version,
         "schema": [{"name": c.name, "type": c.type, "nullable": c.nullable} for c in s.columns],
+    }
+    if s.source.csv is not None:
+        out["csv"] = s.source.csv.model_dump(mode="json")
+    if s.credentials is not None:
+        # The secret's reference (where it lives), never its value.
+        out["credentials"] = s.credentials.secret_ref.model_dump(mode="json", exclude_none=True)
+    return out
+
+
+def _check_params(view: EnvView, check: Any) -> dict[str, Any]:
+    out = check.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if out["type"] == "references":
+        other = view.get("Dataset", check.dataset)
+        out["dataset"] = _source_params(other) if other is not None else {"name": check.dataset}
+    return out
+
+
+def _dataset_params(view: EnvView, ds: Node, seed: int) -> dict[str, Any]:
+    s = ds.spec
+    return {
+        **_source_params(ds),
         "splits": dict(s.splits),
-        "checks": [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in s.checks],
+        "checks": [_check_params(view, c) for c in s.checks],
         "seed": seed,
     }
 
@@ -218,7 +240,7 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipelin
         return None  # gates without data are reported by the gate checks
     steps: list[ir.Step] = []
     for (name, where), ds in zip(dict.fromkeys(uses), datasets):
-        steps.append(ir.Step(f"check-{ds.name}", "data_check", {"dataset": _dataset_params(ds, seed)},
+        steps.append(ir.Step(f"check-{ds.name}", "data_check", {"dataset": _dataset_params(view, ds, seed)},
                              image=image, source=_source(model, where) if where else _source(ds)))
     if train is not None:
         steps.append(train)

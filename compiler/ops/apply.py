@@ -26,7 +26,7 @@ from specops.backends.provider import ProviderError, retrying
 from specops.backends.zenml_run import run_local
 from specops.diagnostics import suggestion
 from specops.ir.lower import _gate_params, lower_pipeline
-from specops.ops.plan import APPLY_ACTIONS, Action, Change, GateStatus, Plan, rollout_gates
+from specops.ops.plan import APPLY_ACTIONS, Action, Change, GateStatus, Plan, align, rollout_gates
 from specops.runtime.gate import _check
 from specops.runtime.thresholds import Threshold
 from specops.state import ResourceState, State
@@ -184,6 +184,28 @@ class _Progress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
+
+
+def accept_live(ctx: Any, plan: Plan, state: Any) -> list[str]:
+    """`apply --refresh-only`: record what is live as the state of every drifted resource (a
+    deleted object is forgotten), in one locked, backed-up write. Returns the addresses."""
+    accepted = []
+    for ch in plan.drifted:
+        cur, live = state.resources.get(ch.address), ch.live
+        if cur is None or live is None:
+            continue
+        if not live.exists:
+            del state.resources[ch.address]
+        else:
+            cur.content_hash = live.content_hash or cur.content_hash
+            if live.attributes:
+                _, seen = align(cur.attributes, live.attributes)
+                cur.attributes = {**cur.attributes, **seen}
+            cur.ids = dict(sorted({**cur.ids, **(live.ids or {})}.items()))
+        accepted.append(ch.address)
+    if accepted:
+        ctx.store.write(state)
+    return accepted
 
 
 def drift_refusal(plan: Plan) -> str | None:

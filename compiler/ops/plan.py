@@ -25,6 +25,7 @@ Everything is sorted; no timestamps, no absolute paths.
 from __future__ import annotations
 
 import graphlib
+import hashlib
 import heapq
 import json
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from specops.backends.provider import ProviderError, make_provider
-from specops.backends.registry import runs_on_apply, serving_resource_types
+from specops.backends.registry import runs_on_apply
 from specops.build.cache import cache_dir_of
 from specops.build.compile import compile_repo
 from specops.diagnostics import suggestion
@@ -124,6 +125,8 @@ class Plan:
     changes: list[Change]
     # serving target name -> its capacity report summary (verdict, reason, usd_per_hour)
     capacity: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # "normal", or "refresh-only": the plan only accepts live values into state
+    mode: str = "normal"
 
     def counts(self) -> dict[str, int]:
         out = {a: 0 for a in ACTIONS}
@@ -136,7 +139,10 @@ class Plan:
     @property
     def has_changes(self) -> bool:
         """What --detailed-exitcode reports as 2: anything apply would do, drift it refuses,
-        and rollouts waiting for gates. Orphans are shown but are not changes (apply leaves them)."""
+        and rollouts waiting for gates. Orphans are shown but are not changes (apply leaves them).
+        A refresh-only plan changes state only, for every drifted resource."""
+        if self.mode == "refresh-only":
+            return bool(self.drifted)
         return any(c.action not in (Action.NOOP, Action.ORPHAN) for c in self.changes)
 
     @property
@@ -147,7 +153,7 @@ class Plan:
         return {"version": PLAN_SCHEMA_VERSION, "env": self.env, "target": self.target, "refreshed": self.refreshed,
                 "state_serial": self.state_serial, "policy": dict(sorted(self.policy.items())),
                 "resources": [c.to_dict() for c in self.changes], "summary": self.counts(),
-                "changes": self.has_changes, "capacity": dict(sorted(self.capacity.items()))}
+                "changes": self.has_changes, "capacity": dict(sorted(self.capacity.items())), "mode": self.mode}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
@@ -285,15 +291,20 @@ def refresh(addresses: list[str], desired: dict[str, Any], current: dict[str, An
 
 def compute_plan(desired_list: list[Any], state: Any, *, env: str, target: str, policy: Any,
                  provider_for: Callable[[str], Any] | None, refresh_live: bool = True,
-                 targets: list[str] | None = None, gates_for: Callable[[str, str], list[str]] | None = None) -> Plan:
+                 targets: list[str] | None = None, gates_for: Callable[[str, str], list[str]] | None = None,
+                 replace: list[str] | None = None, refresh_only: bool = False) -> Plan:
     """The plan for one environment. `provider_for(type)` gives a provider (refresh), `policy`
-    is specs.project.Policy, `gates_for(type, name)` the gates a rollout (serving or prompt) needs."""
+    is specs.project.Policy, `gates_for(type, name)` the gates a rollout (serving or prompt)
+    needs. `replace`: addresses to re-create even when nothing changed (`--replace`);
+    `refresh_only`: a plan that only accepts live values into state (`--refresh-only`)."""
     desired = {d.address: d for d in desired_list}
     current = dict(state.resources) if state is not None else {}
-    state_gates = dict(state.gates) if state is not None else {}
     deps = {a: list(d.depends_on) for a, d in desired.items()}
     for a, c in current.items():
         deps.setdefault(a, [x for x in c.depends_on])
+    for a in replace or []:
+        if a not in deps:
+            raise PlanError(f"--replace {a}: no such resource in this environment" + suggestion(a, deps))
     scope = target_closure(targets, deps) if targets else set(deps)
     addresses = sorted(scope)
     live = refresh(addresses, desired, current, provider_for) if refresh_live and provider_for else {}
@@ -331,10 +342,14 @@ def compute_plan(desired_list: list[Any], state: Any, *, env: str, target: str, 
                 ch.action = Action.UPDATE
             if ch.drift and not reconcile:
                 ch.reason = "also drifted; policy drift: report blocks apply until it is resolved"
+        elif a in (replace or []):
+            ch.action, ch.reason = Action.REPLACE, "forced by --replace"
         elif ch.drift:
             ch.action = Action.UPDATE if reconcile else Action.DRIFT
             ch.reason = ("changed outside specops; policy drift: reconcile overwrites it" if reconcile else
                          "changed outside specops; policy drift: report, apply refuses until it is resolved")
+        if refresh_only:  # only state changes: accept what is live
+            ch.action, ch.reason = Action.NOOP, "live values would be accepted into state" if ch.drift else ""
         changes[a] = ch
 
     # Promotion: serving rollouts and prompt label moves in envs that require gates.
@@ -350,7 +365,8 @@ def compute_plan(desired_list: list[Any], state: Any, *, env: str, target: str, 
     deletes = [a for a in reversed(topo_order({a: deps.get(a, []) for a in addresses if a not in desired}))]
     ordered = [changes[a] for a in order] + [changes[a] for a in deletes]
     return Plan(env, target, bool(refresh_live and provider_for), state.serial if state is not None else None,
-                {"drift": policy.drift, "prune": policy.prune, "require_gates": policy.require_gates}, ordered)
+                {"drift": policy.drift, "prune": policy.prune, "require_gates": policy.require_gates}, ordered,
+                mode="refresh-only" if refresh_only else "normal")
 
 
 def _replace_fields(provider_for: Callable[[str], Any], type_: str) -> tuple[str, ...]:
@@ -366,63 +382,6 @@ def _model_version(deps: list[str], current: dict[str, Any]) -> str | None:
         if c is not None and c.outputs.get("model_version") is not None:
             return str(c.outputs["model_version"])
     return None
-
-
-# ---- rendering --------------------------------------------------------------------------------
-
-
-def _val(v: Any) -> str:
-    s = json.dumps(v, sort_keys=True, ensure_ascii=False, default=str)
-    return s if len(s) <= 80 else s[:77] + "..."
-
-
-
-
-def _serving_types() -> set[str]:
-
-    return set(serving_resource_types().values())
-
-
-def render_text(plan: Plan, *, verbose_limit: int = 20) -> str:
-    lines = [f"env {plan.env} (target {plan.target}); state serial "
-             f"{plan.state_serial if plan.state_serial is not None else 'none'}"
-             f"{'' if plan.refreshed else '; live state not refreshed'}"]
-    shown = [c for c in plan.changes if c.action != Action.NOOP or c.drift or c.blocked]
-    if not shown:
-        lines.append("No changes. The live system matches the specs.")
-        return "\n".join(lines) + "\n"
-    lines.append("")
-    for c in shown:
-        head = f"  {SYMBOLS[c.action]:>3} {c.address}  {c.action}"
-        if c.blocked:
-            head += " (blocked by gates)"
-        if c.reason:
-            head += f": {c.reason}"
-        lines.append(head)
-        for title, diffs in (("live vs state", c.drift_diffs), ("", c.diffs)):
-            if not diffs:
-                continue
-            if c.action == Action.CREATE and not title:
-                files = sorted({x.path.split(':')[0] for x in diffs})
-                lines.append(f"        {len(files)} file(s): {', '.join(files)}")
-                continue
-            for x in diffs[:verbose_limit]:
-                lines.append(f"        ~ {x.path}: {_val(x.before)} -> {_val(x.after)}" + (f"  ({title})" if title else ""))
-            if len(diffs) > verbose_limit:
-                lines.append(f"        ... {len(diffs) - verbose_limit} more")
-        for g in c.gates:
-            extra = f" ({g['message']})" if g["message"] else ""
-            lines.append(f"        gate {g['gate']}: {g['status']}{extra}")
-        cap = plan.capacity.get(c.name) if c.type in _serving_types() else None
-        if cap:
-            cost = f"; ${cap['usd_per_hour']:.2f}/h" if cap.get("usd_per_hour") is not None else ""
-            lines.append(f"        capacity {cap['verdict']}: {cap['reason']}{cost}")
-    n = plan.counts()
-    lines.append("")
-    lines.append(f"Plan: {n['create']} to create, {n['update']} to update, {n['replace']} to replace, "
-                 f"{n['delete']} to delete; {len(plan.drifted)} drifted, {n['orphan']} orphaned, "
-                 f"{n['blocked']} blocked by gates.")
-    return "\n".join(lines) + "\n"
 
 
 # ---- loading an environment -------------------------------------------------------------------
@@ -442,6 +401,7 @@ class EnvContext:
     store: Any
     options: dict[str, Any]
     diagnostics: Any
+    manifest_sha256: str = ""  # of the compiled manifest: a saved plan is bound to it
     _providers: dict[str, Any] = field(default_factory=dict)
     # serving target -> capacity summary, shown next to its resource in the plan
     capacity: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -456,13 +416,16 @@ class EnvContext:
     def gates_for(self, type_: str, name: str) -> list[str]:
         return required_gates(self.resolved, self.env, name, "prompt" if type_ == "prompt" else "serving")
 
-    def plan(self, state: Any, *, refresh_live: bool = True, targets: list[str] | None = None) -> Plan:
+    def plan(self, state: Any, *, refresh_live: bool = True, targets: list[str] | None = None,
+             replace: list[str] | None = None, refresh_only: bool = False) -> Plan:
         # Providers are built before the parallel refresh so the pool never races on the cache.
         for t in sorted({d.type for d in self.desired} | {c.type for c in (state.resources.values() if state else [])}):
             self.provider_for(t)
+        # Providers that adopt an existing run for the same content must not, for --replace.
+        self.options["replace"] = sorted(replace or [])
         plan = compute_plan(self.desired, state, env=self.env, target=self.target_name, policy=self.policy,
-                            provider_for=self.provider_for, refresh_live=refresh_live, targets=targets,
-                            gates_for=self.gates_for)
+                            provider_for=self.provider_for, refresh_live=refresh_live or refresh_only,
+                            targets=targets, gates_for=self.gates_for, replace=replace, refresh_only=refresh_only)
         plan.capacity = dict(self.capacity)
         return plan
 
@@ -479,7 +442,8 @@ def load_env(resolved: Any, env: str, options: dict[str, Any] | None = None) -> 
     opts.update(options or {})
     store = open_store(resolved.project.state, env, root)
     ctx = EnvContext(resolved, env, root, view.env.policy, view.target_name, lower_target(view.target_name, view.target),
-                     desired, store, opts, build.diagnostics)
+                     desired, store, opts, build.diagnostics,
+                     manifest_sha256=hashlib.sha256(build.files()["manifest.json"]).hexdigest())
     ctx.capacity = _capacity_summaries(build, env)
     return ctx
 

@@ -23,6 +23,16 @@ def _label(s: str) -> str:
     return s.replace('"', "'")
 
 
+def graph_document(view: EnvView) -> dict:
+    """`graph --json`: nodes and lineage edges (from what is used to what uses it)."""
+    nodes = []
+    for key in sorted(view.nodes):
+        n = view.nodes[key]
+        nodes.append({"key": key, "kind": n.kind, "name": n.name, "file": n.file})
+    edges = [{"from": a, "to": b} for a, b in lineage_edges(view)]
+    return {"version": 1, "env": view.name, "nodes": nodes, "edges": edges}
+
+
 def lineage_edges(view: EnvView) -> list[tuple[str, str]]:
     return sorted({(e.dst, e.src) for e in view.edges})
 
@@ -31,7 +41,7 @@ def render_mermaid(view: EnvView, highlight: set[str] | None = None) -> str:
     lines = ["flowchart LR"]
     for key in sorted(view.nodes):
         kind, name = key.split("/", 1)
-        a, b = _SHAPES[kind]
+        a, b = _SHAPES.get(kind, ("[", "]"))
         lines.append(f'  {node_id(key)}{a}"{_label(kind)}: {_label(name)}"{b}')
     for src, dst in lineage_edges(view):
         lines.append(f"  {node_id(src)} --> {node_id(dst)}")
@@ -48,7 +58,7 @@ def render_dot(view: EnvView) -> str:
     lines = [f'digraph "{view.name}" {{', "  rankdir=LR;"]
     for key in sorted(view.nodes):
         kind, name = key.split("/", 1)
-        lines.append(f'  "{key}" [label="{kind}\\n{name}", shape={shapes[kind]}];')
+        lines.append(f'  "{key}" [label="{kind}\\n{name}", shape={shapes.get(kind, "box")}];')
     for src, dst in lineage_edges(view):
         lines.append(f'  "{src}" -> "{dst}";')
     lines.append("}")

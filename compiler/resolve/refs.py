@@ -79,6 +79,7 @@ REFERENCES: list[tuple[str, tuple, str]] = [
     ("EvalGate", ("model",), "Model"),
     ("EvalGate", ("prompt",), "Prompt"),
     ("EvalGate", ("dataset",), "Dataset"),
+    ("Dataset", ("checks", "*", "dataset"), "Dataset"),
     ("ServingTarget", ("model",), "Model"),
     ("ServingTarget", ("adapters", "*"), "Model"),
     ("ServingTarget", ("gates", "*"), "EvalGate"),
@@ -114,6 +115,8 @@ def _check_refs(repo: Repo, view: EnvView, out: Diagnostics) -> None:
             for path, value in _walk(spec_data, pattern):
                 if not isinstance(value, str):
                     continue
+                if kind == target_kind == "Dataset" and value == node.name:
+                    continue  # a dataset's check may reference its own key (a parent id): no edge
                 if f"{target_kind}/{value}" in view.nodes:
                     view.edges.append(Edge(node.key, f"{target_kind}/{value}", path))
                     continue

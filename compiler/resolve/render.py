@@ -20,6 +20,11 @@ def _dump(doc: Any) -> str:
 
 
 def render_env(resolved: Resolved, env: str) -> str:
+    return "".join("---\n" + _dump(doc) for doc in render_env_documents(resolved, env))
+
+
+def render_env_documents(resolved: Resolved, env: str) -> list[dict[str, Any]]:
+    """The environment itself, then every spec as it is there (`render --json`)."""
     view = resolved.envs[env]
     project = resolved.repo.project()
     env_spec = resolved.project.environments[env]
@@ -36,8 +41,6 @@ def render_env(resolved: Resolved, env: str) -> str:
             "defaults": deep_merge(defaults, env_spec.defaults),
         },
     }
-    parts = [_dump(head)]
     order = {k: i for i, k in enumerate(KINDS)}
-    for node in sorted(view.nodes.values(), key=lambda n: (order[n.kind], n.name)):
-        parts.append(_dump(effective_document(node)))
-    return "".join("---\n" + p for p in parts)
+    nodes = sorted(view.nodes.values(), key=lambda n: (order.get(n.kind, len(order)), n.kind, n.name))
+    return [head] + [effective_document(node) for node in nodes]

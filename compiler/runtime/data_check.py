@@ -1,124 +1,179 @@
-"""Step `data_check`: read a dataset, check schema and data checks, write seeded splits.
+"""Step `data_check`: read a dataset, check its schema and data checks, write seeded splits.
 
 Params::
 
     {"dataset": {
-        "name": "churn",                      # required
-        "uri": "file://data/churn.csv",       # required: file:// or plain path (repo-relative),
-                                              #   s3:// gs:// … through fsspec when installed
-        "format": "csv",                      # csv | jsonl | parquet (default: the uri's suffix)
-        "version": "v3",                      # optional label, recorded in the report
-        "schema": [{"name": "tenure_months", "type": "int", "nullable": false}, ...],
+        "name": "abalone",                    # required
+        "uri": "file://data/abalone.csv",     # required: file:// or plain path (repo-relative),
+                                              #   s3://, gs://, hf://datasets/<org>/<name> (see sources.py)
+        "format": "csv",                      # csv | jsonl | json | parquet | hf (default: the uri's suffix)
+        "version": "v3",                      # optional label (the revision for hf://)
+        "csv": {"header": false, "delimiter": ",", "quote": "\"", "escape": null,
+                "encoding": "utf-8"},         # optional CSV options (these are the defaults,
+                                              #   but header true); header false names the
+                                              #   columns after the schema, in order
+        "schema": [{"name": "rings", "type": "int", "nullable": false}, ...],
                                               # optional; types in tables.TYPES, nullable default true
         "splits": {"train": 0.8, "test": 0.2},  # default; names [a-z][a-z0-9_-]*, fractions > 0, sum 1
-        "checks": [                           # optional, run on the whole file before splitting
-            {"type": "rowCount", "min": 100, "max": 100000},      # min and/or max
-            {"type": "nullFraction", "column": "x", "max": 0.05},
-            {"type": "allowedValues", "column": "contract", "values": ["one-year", ...]},
-            {"type": "unique", "column": "customer_id"},
-            {"type": "freshness", "column": "updated_at", "maxAgeDays": 7,
-             "asOf": "2026-11-01"},           # asOf optional (default: now, UTC) for reproducible runs
-        ],
-        "seed": 0}}                           # split shuffle seed (default 0)
+        "checks": [...],                      # optional, see checksql.CHECK_KEYS; all run in one pass
+        "credentials": {"provider": "env", "name": "DATA_AWS"},   # optional secret *reference*
+        "lock": {"digest": "sha256:…"},       # optional pin from specops.lock: the data must match
+        "seed": 0}}                           # split seed (default 0)
 
-Inputs: none. Output: `<split>.<format>` per split (rows copied as read, original order within
-a split), `dataset.json` (the manifest later steps read, see tables.py) and `report.json`
-({dataset, version, uri, format, sha256, rows, columns, splits: {name: rows}, checks: [...],
-passed}). Returns {dataset, version, rows, sha256, splits, passed}.
+Checks: rowCount {min,max}; nullFraction {column,max}; allowedValues {column,values};
+unique {column} or {columns: [..]} (a composite key); freshness {column,maxAgeDays,asOf};
+range {column,min,max}; regex {column,pattern} (the whole value must match, RE2 syntax);
+mean {column,min,max}; quantile {column,q,min,max}; references {column, dataset: <a dataset
+param like this one>, key} (every value appears in the other dataset's `key` column, default
+the same name); schemaDrift {} (the file's columns are exactly the declared ones).
 
-A failed schema or data check raises StepFailed naming every failure, after writing
-report.json (so the report survives for CI to show).
+Inputs: none. Output: `<split>.parquet` per split (typed by the schema, original order within a
+split), `dataset.json` (the manifest later steps read, see tables.py) and `report.json`
+({dataset, version, uri, format, digest, sha256, rows, columns, splits: {name: rows},
+checks: [...], passed}). Returns {dataset, version, rows, sha256, digest, splits, passed}.
+
+A digest differing from the lock's, or a failed schema or data check, raises StepFailed
+naming every failure, after writing report.json (so the report survives for CI to show).
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import random
+import contextlib
 import re
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from specops.diagnostics import suggestion
 from specops.runtime import write_json
-from specops.runtime.common import Params, fmt_num, open_uri
-from specops.runtime.errors import ParamError, StepFailed
-from specops.runtime.tables import (
-    FORMATS,
-    BadValue,
-    a_type,
-    canonical_type,
-    coerce_value,
-    read_table,
-    to_utc,
-    write_table,
+from specops.runtime.checksql import Query, compile_check, shape
+from specops.runtime.common import Params, fmt_num
+from specops.runtime.engine import (
+    BATCH_ROWS,
+    ENCODINGS,
+    CsvOptions,
+    connect,
+    first_line,
+    our_type,
+    read,
+    typed_expr,
+    typed_select,
 )
+from specops.runtime.errors import ParamError, StepFailed
+from specops.runtime.sources import materialize
+from specops.runtime.splits import Permutation, assign, split_counts
+from specops.runtime.tables import FORMATS, a_type, canonical_type
 
-DATASET_KEYS = ("name", "uri", "format", "version", "schema", "splits", "checks", "seed")
-CHECK_KEYS = {
-    "rowCount": ("min", "max"),
-    "nullFraction": ("column", "max"),
-    "allowedValues": ("column", "values"),
-    "unique": ("column",),
-    "freshness": ("column", "maxAgeDays", "asOf"),
-}
+DATASET_KEYS = ("name", "uri", "format", "version", "schema", "splits", "checks", "seed", "csv",
+                "credentials", "lock")
+SOURCE_KEYS = ("name", "uri", "format", "version", "schema", "csv", "credentials")
+CSV_KEYS = ("header", "delimiter", "quote", "escape", "encoding")
+LOCK_KEYS = ("digest", "etag", "versionId", "generation", "commit")
 _SPLIT_NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 
 
 def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> dict:
     top = Params(params, "data_check", ["dataset"])
     d = Params(top.dict("dataset"), "data_check: dataset", DATASET_KEYS)
-    name = d.str("name")
+    source = _source(d)
+    name, uri, fmt, version = source["name"], source["uri"], source["format"], source["version"]
+    seed = d.int("seed", 0, minimum=0)
+    splits = _splits(d.dict("splits", {"train": 0.8, "test": 0.2}))
+    checks = d.list("checks", [])
+    for i, c in enumerate(checks):
+        shape(c, i)
+        if c["type"] == "references":
+            _source(Params(c["dataset"], f"data_check: dataset.checks[{i}].dataset", SOURCE_KEYS))
+    lock = Params(d.dict("lock", {}), "data_check: dataset.lock", LOCK_KEYS).p
+
+    where = f"data_check: dataset {name!r}"
+    report: dict[str, Any] = {"dataset": name, "version": version, "uri": uri, "format": fmt}
+    with contextlib.ExitStack() as stack:
+        src = stack.enter_context(materialize(uri, repo_root, what=where, version=version,
+                                              credentials=source["credentials"], scratch=out))
+        report["digest"] = src.digest
+        report["sha256"] = src.digest.split(":", 1)[1] if src.digest.startswith("sha256:") else None
+        stale = _stale_lock(lock, src.digest, src.pin)
+        if stale:
+            report.update(rows=None, columns=None, splits={}, checks=[], passed=False)
+            write_json(out / "report.json", report)
+            raise StepFailed(f"data check failed for dataset {name!r}: {stale}"
+                             f" (run `specops lock` if the change is intended)")
+        con = connect(out)
+        stack.callback(con.close)
+        rel = _relation(con, src.paths, src.format or fmt, source, where)
+        con.register("src", rel)
+        columns, duck_types = list(rel.columns), [str(t) for t in rel.types]
+        declared = {c["name"]: c["type"] for c in source["schema"] if c["name"] in columns}
+        q = Query({c: (dt, declared.get(c) or our_type(dt)) for c, dt in zip(columns, duck_types)})
+        readers = _schema_checks(q, source["schema"])
+        for i, c in enumerate(checks):
+            ref = None
+            if c["type"] == "references":
+                ref = _reference(stack, con, c, i, repo_root, out)
+            if c["type"] == "schemaDrift":
+                c = {**c, "_declared": [col["name"] for col in source["schema"]]}
+            readers.append(compile_check(q, c, i, ref))
+        rows_at = q.add("count(*)")
+        row = _execute(con, q, where)
+        results = [r(row) for r in readers]
+        n = row[rows_at]
+        passed = all(r["passed"] for r in results)
+        counts: dict[str, int] = {}
+        if passed:
+            counts = _write_splits(con, columns, duck_types, declared, n, splits, seed, out, where)
+            schema = [{"name": c, "type": declared.get(c) or our_type(dt),
+                       "nullable": next((s["nullable"] for s in source["schema"] if s["name"] == c), True)}
+                      for c, dt in zip(columns, duck_types)]
+            write_json(out / "dataset.json", {
+                "name": name, "version": version, "format": "parquet", "schema": schema,
+                "splits": {s: f"{s}.parquet" for s in splits},
+            })
+    report.update(rows=n, columns=columns, splits=counts, checks=results, passed=passed)
+    write_json(out / "report.json", report)
+    if not passed:
+        failed = [r["message"] for r in results if not r["passed"]]
+        raise StepFailed(f"data check failed for dataset {name!r}: " + "; ".join(failed))
+    return {"dataset": name, "version": version, "rows": n, "sha256": report["sha256"],
+            "digest": src.digest, "splits": counts, "passed": True}
+
+
+# ---- params --------------------------------------------------------------------------------
+
+
+def _source(d: Params) -> dict[str, Any]:
+    """Name, uri, format, version, CSV options, schema and credentials reference of a dataset."""
     uri = d.str("uri")
     fmt = d.str("format", _suffix_format(uri), choices=FORMATS)
     if fmt is None:
         raise d.error("format", f"is required (cannot tell it from {uri!r})")
     version = d.raw("version", None)
-    version = None if version is None else str(version)
-    seed = d.int("seed", 0, minimum=0)
-    schema = _schema(d.list("schema", []))
-    splits = _splits(d.dict("splits", {"train": 0.8, "test": 0.2}))
-    checks = d.list("checks", [])
-    for i, c in enumerate(checks):
-        _check_shape(c, i)
+    cred = d.dict("credentials", None)
+    if cred is not None:
+        Params(cred, f"{d.where}.credentials", ("provider", "name", "key"))
+    return {"name": d.str("name"), "uri": uri, "format": fmt,
+            "version": None if version is None else str(version),
+            "csv": _csv(Params(d.dict("csv", {}), f"{d.where}.csv", CSV_KEYS)),
+            "schema": _schema(d.list("schema", [])), "credentials": cred}
 
-    where = f"data_check: dataset {name!r}"
-    with open_uri(uri, repo_root, what=where) as f:
-        data = f.read()
-    columns, raw = read_table(io.BytesIO(data), fmt, where)
-    digest = hashlib.sha256(data).hexdigest()
 
-    results: list[dict[str, Any]] = []
-    typed = _check_schema(schema, columns, raw, results)
-    for i, c in enumerate(checks):
-        results.append(_run_check(c, i, columns, raw, typed))
-
-    passed = all(r["passed"] for r in results)
-    counts: dict[str, int] = {}
-    if passed:
-        for split, idx in _split_indices(len(raw), splits, seed).items():
-            write_table(out / f"{split}.{fmt}", fmt, columns, [raw[i] for i in idx])
-            counts[split] = len(idx)
-        write_json(out / "dataset.json", {
-            "name": name, "version": version, "format": fmt, "schema": schema or None,
-            "splits": {s: f"{s}.{fmt}" for s in splits},
-        })
-    report = {
-        "dataset": name, "version": version, "uri": uri, "format": fmt, "sha256": digest,
-        "rows": len(raw), "columns": columns, "splits": counts, "checks": results, "passed": passed,
-    }
-    write_json(out / "report.json", report)
-    if not passed:
-        failed = [r["message"] for r in results if not r["passed"]]
-        raise StepFailed(f"data check failed for dataset {name!r}: " + "; ".join(failed))
-    return {"dataset": name, "version": version, "rows": len(raw), "sha256": digest,
-            "splits": counts, "passed": True}
+def _csv(p: Params) -> CsvOptions:
+    header = p.raw("header", True)
+    if not isinstance(header, bool):
+        raise p.error("header", f"must be true or false, got {header!r}")
+    chars = {}
+    for key, default in (("delimiter", ","), ("quote", '"'), ("escape", None)):
+        v = p.str(key, default)
+        if v is not None and len(v) != 1:
+            raise p.error(key, f"must be one character, got {v!r}")
+        chars[key] = v
+    return CsvOptions(header=header, encoding=p.str("encoding", "utf-8", choices=ENCODINGS), **chars)
 
 
 def _suffix_format(uri: str) -> str | None:
+    if uri.startswith("hf://"):
+        return "hf"
     suffix = uri.rsplit(".", 1)[-1].lower() if "." in uri.rsplit("/", 1)[-1] else ""
-    return {"csv": "csv", "jsonl": "jsonl", "ndjson": "jsonl", "parquet": "parquet"}.get(suffix)
+    return {"csv": "csv", "jsonl": "jsonl", "ndjson": "jsonl", "json": "json", "parquet": "parquet"}.get(suffix)
 
 
 def _schema(cols: list) -> list[dict[str, Any]]:
@@ -144,7 +199,7 @@ def _splits(splits: dict) -> dict[str, float]:
     for name, frac in splits.items():
         if not isinstance(name, str) or not _SPLIT_NAME.fullmatch(name):
             raise ParamError(f"data_check: split name {name!r} must match [a-z][a-z0-9_-]*")
-        if name == "dataset" or name == "report" or name == "result":
+        if name in ("dataset", "report", "result"):
             raise ParamError(f"data_check: split name {name!r} is reserved")
         if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac <= 1:
             raise ParamError(f"data_check: split {name!r} fraction must be in (0, 1], got {frac!r}")
@@ -154,168 +209,152 @@ def _splits(splits: dict) -> dict[str, float]:
     return out
 
 
-def _split_indices(n: int, splits: dict[str, float], seed: int) -> dict[str, list[int]]:
-    """Seeded shuffle, then largest-remainder allocation so the counts sum to n exactly."""
-    order = list(range(n))
-    random.Random(seed).shuffle(order)
-    exact = [(name, frac * n) for name, frac in splits.items()]
-    counts = {name: int(x) for name, x in exact}
-    rest = n - sum(counts.values())
-    by_remainder = sorted(range(len(exact)), key=lambda i: (-(exact[i][1] - int(exact[i][1])), i))
-    for i in by_remainder[:rest]:
-        counts[exact[i][0]] += 1
-    out, start = {}, 0
-    for name in splits:
-        out[name] = sorted(order[start:start + counts[name]])
-        start += counts[name]
-    return out
+def _stale_lock(lock: dict, digest: str, pin: dict[str, str]) -> str | None:
+    """Why the data differs from its lock entry, or None when it matches (or is not locked)."""
+    seen = {"digest": digest, **pin}
+    for key in LOCK_KEYS:
+        want = lock.get(key)
+        if want is not None and key in seen and str(want) != seen[key]:
+            return f"its {key} is {seen[key]} but specops.lock pins {want}"
+    return None
 
 
-def _check_shape(c: Any, i: int) -> None:
-    where = f"data_check: dataset.checks[{i}]"
-    if not isinstance(c, dict) or not isinstance(c.get("type"), str):
-        raise ParamError(f"{where}: expected a mapping with a 'type'")
-    t = c["type"]
-    if t not in CHECK_KEYS:
-
-        raise ParamError(f"{where}: unknown check type {t!r} (expected one of {', '.join(CHECK_KEYS)})"
-                         f"{suggestion(t, CHECK_KEYS)}")
-    p = Params(c, f"{where} ({t})", ("type",) + CHECK_KEYS[t])
-    if t == "rowCount":
-        lo, hi = p.int("min", None, minimum=0), p.int("max", None, minimum=0)
-        if lo is None and hi is None:
-            raise ParamError(f"{p.where}: needs 'min' and/or 'max'")
-    elif t == "nullFraction":
-        p.str("column")
-        if not 0 <= p.float("max") <= 1:
-            raise p.error("max", "must be between 0 and 1")
-    elif t == "allowedValues":
-        p.str("column")
-        if not p.list("values"):
-            raise p.error("values", "must not be empty")
-    elif t == "unique":
-        p.str("column")
-    elif t == "freshness":
-        p.str("column")
-        p.float("maxAgeDays", minimum=0)
-        as_of = p.str("asOf", None)
-        if as_of is not None:
-            try:
-                datetime.fromisoformat(as_of)
-            except ValueError:
-                raise p.error("asOf", f"must be an ISO-8601 date or datetime, got {as_of!r}") from None
+# ---- reading and checking ------------------------------------------------------------------
 
 
-def _check_schema(schema: list[dict], columns: list[str], raw: list[dict], results: list) -> dict[str, list]:
-    """Typed column values for every column (schema type, or raw strings when undeclared)."""
-    typed: dict[str, list] = {}
+def _relation(con: Any, paths: list[Path], fmt: str, source: dict, where: str) -> Any:
+    declared = {c["name"]: c["type"] for c in source["schema"]}
+    opts: CsvOptions = source["csv"]
+    names = None
+    if fmt == "csv" and not opts.header:
+        if not declared:
+            raise ParamError(f"{where}: a CSV without a header row needs its columns declared, in order")
+        names = list(declared)
+    return read(con, paths, fmt, csv=opts, declared=declared if fmt == "csv" else None, names=names, where=where)
+
+
+def _reference(stack: contextlib.ExitStack, con: Any, c: dict, i: int, repo_root: Path, out: Path) -> str:
+    """Register the other dataset as `ref<i>_src`; returns a subquery of its typed keys `k`."""
+    ref = _source(Params(c["dataset"], f"data_check: dataset.checks[{i}].dataset", SOURCE_KEYS))
+    where = f"data_check: dataset.checks[{i}] (references {ref['name']!r})"
+    src = stack.enter_context(materialize(ref["uri"], repo_root, what=where, version=ref["version"],
+                                          credentials=ref["credentials"], scratch=out))
+    rel = _relation(con, src.paths, src.format or ref["format"], ref, where)
+    key = c.get("key") or c["column"]
+    if key not in rel.columns:
+        raise ParamError(f"{where}: dataset {ref['name']!r} has no column {key!r}{suggestion(key, rel.columns)}")
+    con.register(f"ref{i}_src", rel)
+    dt = str(rel.types[list(rel.columns).index(key)])
+    typ = next((s["type"] for s in ref["schema"] if s["name"] == key), None) or our_type(dt)
+    return f"(SELECT {typed_expr(key, dt, typ)} AS k FROM ref{i}_src) t{i}"
+
+
+def _schema_checks(q: Query, schema: list[dict]) -> list:
+    readers = []
     for col in schema:
         name, typ = col["name"], col["type"]
-        if name not in columns:
-
-            results.append({"type": "schema", "column": name, "passed": False,
-                            "message": f"column {name!r} is missing{suggestion(name, columns)}"})
+        res = {"type": "schema", "column": name}
+        if name not in q.columns:
+            msg = f"column {name!r} is missing{suggestion(name, q.names)}"
+            readers.append(lambda row, res=res, msg=msg: {**res, "passed": False, "message": msg})
             continue
-        values, bad = [], None
-        for i, r in enumerate(raw):
-            try:
-                values.append(coerce_value(r.get(name), typ))
-            except BadValue:
-                values.append(None)
-                if bad is None:
-                    bad = (i + 1, r.get(name))
-        nulls = sum(v is None for v in values) - (0 if bad is None else 1)
-        if bad is not None:
-            results.append({"type": "schema", "column": name, "passed": False,
-                            "message": f"column {name!r} row {bad[0]}: {bad[1]!r} is not {a_type(typ)}"})
-            # Later checks on this column see the values as written, not the failed coercion.
-            values = [None if r.get(name) in (None, "") else r.get(name) for r in raw]
-        elif not col["nullable"] and nulls:
-            results.append({"type": "schema", "column": name, "passed": False,
-                            "message": f"column {name!r} is not nullable but has {nulls} null(s)"})
-        else:
-            results.append({"type": "schema", "column": name, "passed": True,
-                            "message": f"column {name!r} is {typ}"})
-        typed[name] = values
-    for name in columns:
-        if name not in typed:
-            typed[name] = [None if r.get(name) in (None, "") else r.get(name) for r in raw]
-    return typed
+        r, v = q.r(name), q.v(name)
+        bad = q.add(f"count_if({r} IS NOT NULL AND {v} IS NULL)")
+        example = q.add(f"min(CAST({r} AS VARCHAR)) FILTER (WHERE {r} IS NOT NULL AND {v} IS NULL)")
+        nulls = q.add(f"count_if({r} IS NULL)")
+
+        def reader(row: tuple, res=res, name=name, typ=typ, nullable=col["nullable"],
+                   bad=bad, example=example, nulls=nulls) -> dict:
+            if row[bad]:
+                return {**res, "passed": False, "offending": row[bad],
+                        "message": f"column {name!r}: {row[bad]} row(s) are not {a_type(typ)},"
+                                   f" e.g. {row[example]!r}"}
+            if not nullable and row[nulls]:
+                return {**res, "passed": False, "offending": row[nulls],
+                        "message": f"column {name!r} is not nullable but has {row[nulls]} null(s)"}
+            return {**res, "passed": True, "message": f"column {name!r} is {typ}"}
+        readers.append(reader)
+    return readers
 
 
-def _run_check(c: dict, i: int, columns: list[str], raw: list[dict], typed: dict[str, list]) -> dict:
-    t = c["type"]
-    res: dict[str, Any] = {"type": t, "index": i}
-    n = len(raw)
-    if t == "rowCount":
-        lo, hi = c.get("min"), c.get("max")
-        res["observed"] = n
-        if lo is not None and n < lo:
-            return _fail(res, f"rowCount = {n} < {lo}")
-        if hi is not None and n > hi:
-            return _fail(res, f"rowCount = {n} > {hi}")
-        return _ok(res, f"rowCount = {n}")
+def _execute(con: Any, q: Query, where: str) -> tuple:
+    import duckdb
 
-    col = c["column"]
-    res["column"] = col
-    if col not in typed:
-
-        return _fail(res, f"{t}({col}): no column {col!r}{suggestion(col, columns)}")
-    values = typed[col]
-    if t == "nullFraction":
-        frac = (sum(v is None for v in values) / n) if n else 0.0
-        res["observed"] = round(frac, 6)
-        if frac > c["max"]:
-            return _fail(res, f"nullFraction({col}) = {fmt_num(frac)} > {fmt_num(c['max'])}")
-        return _ok(res, f"nullFraction({col}) = {fmt_num(frac)}")
-    if t == "allowedValues":
-        allowed = c["values"]
-        allowed_str = {_canon(v) for v in allowed}
-        bad = sorted({_canon(v) for v in values if v is not None and v not in allowed
-                      and _canon(v) not in allowed_str})
-        res["observed"] = bad[:20]
-        if bad:
-            shown = ", ".join(repr(b) for b in bad[:5]) + (", …" if len(bad) > 5 else "")
-            return _fail(res, f"allowedValues({col}): {len(bad)} value(s) not allowed: {shown}")
-        return _ok(res, f"allowedValues({col}): all allowed")
-    if t == "unique":
-        present = [_canon(v) for v in values if v is not None]
-        dupes = len(present) - len(set(present))
-        res["observed"] = dupes
-        if dupes:
-            return _fail(res, f"unique({col}): {dupes} duplicate value(s)")
-        return _ok(res, f"unique({col}): all unique")
-    if t == "freshness":
-        stamps = []
-        for v in values:
-            if v is None:
-                continue
-            try:
-                stamps.append(to_utc(coerce_value(v, "datetime") if isinstance(v, str) else v))
-            except (BadValue, TypeError, AttributeError):
-                return _fail(res, f"freshness({col}): {v!r} is not a date or datetime")
-        if not stamps:
-            return _fail(res, f"freshness({col}): no dates")
-        now = to_utc(datetime.fromisoformat(c["asOf"])) if c.get("asOf") else datetime.now(timezone.utc)
-        age = (now - max(stamps)).total_seconds() / 86400
-        res["observed"] = round(age, 3)
-        if age > c["maxAgeDays"]:
-            return _fail(res, f"freshness({col}): newest row is {fmt_num(age)} days old > {fmt_num(c['maxAgeDays'])}")
-        return _ok(res, f"freshness({col}): newest row is {fmt_num(age)} days old")
-    raise AssertionError(t)  # pragma: no cover - shapes are checked first
+    try:
+        return con.execute(q.sql("src"), q.params).fetchall()[0]
+    except duckdb.Error as e:
+        raise ParamError(f"{where}: {first_line(e)}") from None
 
 
-def _canon(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
+# ---- splits --------------------------------------------------------------------------------
 
 
-def _ok(res: dict, msg: str) -> dict:
-    return {**res, "passed": True, "message": msg}
+def _write_splits(con: Any, columns: list[str], duck_types: list[str], declared: dict[str, str], n: int,
+                  fractions: dict[str, float], seed: int, out: Path, where: str) -> dict[str, int]:
+    """Stream typed rows in file order; each goes to the split its permuted position falls in."""
+    import duckdb
+    import numpy as np
+    import pyarrow as pa
+
+    counts = split_counts(n, fractions)
+    bounds = np.cumsum([counts[s] for s in fractions])
+    perm = Permutation(n, seed)
+    names = list(fractions)
+    sql = f"SELECT {typed_select(columns, duck_types, declared)} FROM src" if columns else "SELECT * FROM src"
+    writers: dict[str, _SplitWriter] = {}
+    try:
+        reader = con.sql(sql).to_arrow_reader(BATCH_ROWS)
+        writers = {s: _SplitWriter(out / f"{s}.parquet", reader.schema) for s in names}
+        start = 0
+        for batch in reader:
+            which = assign(perm, start, batch.num_rows, bounds)
+            for k, s in enumerate(names):
+                mask = which == k
+                if mask.any():
+                    writers[s].add(batch.filter(pa.array(mask)))
+            start += batch.num_rows
+        for w in writers.values():
+            w.finish()
+    except duckdb.Error as e:
+        raise ParamError(f"{where}: {first_line(e)}") from None
+    finally:
+        for w in writers.values():
+            w.close()
+    return counts
 
 
-def _fail(res: dict, msg: str) -> dict:
-    return {**res, "passed": False, "message": msg}
+class _SplitWriter:
+    """Parquet row groups of exactly ROW_GROUP rows, whatever batches the engine hands over, so
+    a split's bytes depend on its rows alone (not on threads or batch sizes). Holds at most one
+    row group of rows."""
+
+    ROW_GROUP = 1 << 17
+
+    def __init__(self, path: Path, schema: Any):
+        import pyarrow.parquet as pq
+
+        self.writer = pq.ParquetWriter(path, schema)
+        self.schema = schema
+        self.pending: list = []
+        self.rows = 0
+
+    def add(self, batch: Any) -> None:
+        self.pending.append(batch)
+        self.rows += batch.num_rows
+        while self.rows >= self.ROW_GROUP:
+            self._flush(self.ROW_GROUP)
+
+    def _flush(self, n: int) -> None:
+        import pyarrow as pa
+
+        table = pa.Table.from_batches(self.pending, schema=self.schema).combine_chunks()
+        self.writer.write_table(table.slice(0, n), row_group_size=n)
+        rest = table.slice(n)
+        self.pending, self.rows = rest.to_batches(), rest.num_rows
+
+    def finish(self) -> None:
+        if self.rows:
+            self._flush(self.rows)
+
+    def close(self) -> None:
+        self.writer.close()

@@ -4,8 +4,8 @@ Params (task `prompt`, a Prompt rendered per row and judged by assertions: see p
 
     {"task": "classification",      # classification | regression | generation | prompt
      "metrics": ["auc", "f1"],      # required, non-empty; per task:
-                                    #   classification: auc accuracy f1 precision recall
-                                    #   regression:     rmse mae r2
+                                    #   classification: auc accuracy f1 precision recall logloss pr_auc
+                                    #   regression:     rmse mse mae mape r2
                                     #   generation:     rougeL rouge1 exact_match
                                     #   any task:       latency_p50_ms latency_p95_ms
      "split": "test",               # default "test"
@@ -44,14 +44,14 @@ from specops.runtime import prompt_eval, write_json
 from specops.runtime.common import Params, require_input
 from specops.runtime.errors import ParamError, StepError
 from specops.runtime.generate import finetune_meta, load_causal_lm, model_dir_of
-from specops.runtime.tables import load_split
+from specops.runtime.tables import load_split, load_split_table
 from specops.runtime.train import feature_matrix, target_vector
 
 DIGITS = 6
 LATENCY = ("latency_p50_ms", "latency_p95_ms")
 METRICS = {
-    "classification": ("auc", "accuracy", "f1", "precision", "recall") + LATENCY,
-    "regression": ("rmse", "mae", "r2") + LATENCY,
+    "classification": ("auc", "accuracy", "f1", "precision", "recall", "logloss", "pr_auc") + LATENCY,
+    "regression": ("rmse", "mse", "mae", "mape", "r2") + LATENCY,
     "generation": ("rougeL", "rouge1", "exact_match") + LATENCY,
 }
 KEYS = ("task", "metrics", "split", "target", "prompt_field", "response_field", "max_new_tokens", "max_rows",
@@ -76,29 +76,34 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
     max_rows = p.int("max_rows", None, minimum=1)
     model_dir = model_dir_of(p, inputs, repo_root)
     data_dir = require_input(inputs, "data", "evaluate")
-    _, rows, _ = load_split(data_dir, split, "evaluate")
-    rows = rows[:max_rows] if max_rows else rows
-    if not rows:
-        raise StepError(f"evaluate: split {split!r} is empty")
-
     if task == "generation":
+        _, rows, _ = load_split(data_dir, split, "evaluate")
+        rows = rows[:max_rows] if max_rows else rows
+        if not rows:
+            raise StepError(f"evaluate: split {split!r} is empty")
         if p.raw("target", None) is not None:
             raise p.error("target", "is for classification and regression; use response_field")
         values = _generation(p, model_dir, rows, metrics, repo_root)
+        n = len(rows)
     else:
         for k in ("prompt_field", "response_field", "max_new_tokens"):
             if p.raw(k, None) is not None:
                 raise p.error(k, f"is for task generation, not {task}")
-        values = _classical(p, task, model_dir, rows, metrics)
+        table, _ = load_split_table(data_dir, split, "evaluate")
+        table = table.slice(0, max_rows) if max_rows else table
+        if not table.num_rows:
+            raise StepError(f"evaluate: split {split!r} is empty")
+        values = _classical(p, task, model_dir, table, metrics)
+        n = table.num_rows
     result = {m: round(float(values[m]), DIGITS) for m in metrics}
     write_json(out / "metrics.json", result)
-    return {"metrics": result, "rows": len(rows), "split": split}
+    return {"metrics": result, "rows": n, "split": split}
 
 
 # ---- classical (scikit-learn) ------------------------------------------------------------
 
 
-def _classical(p: Params, task: str, model_dir: Path, rows: list[dict], metrics: list[str]) -> dict[str, float]:
+def _classical(p: Params, task: str, model_dir: Path, table: Any, metrics: list[str]) -> dict[str, float]:
     meta_path = model_dir / "model.json"
     if not (meta_path.is_file() and (model_dir / "model.joblib").is_file()):
         raise ParamError(f"evaluate: input 'model' holds no model.joblib/model.json (a train output) for {task}")
@@ -112,11 +117,11 @@ def _classical(p: Params, task: str, model_dir: Path, rows: list[dict], metrics:
 
 
     model = joblib.load(model_dir / "model.joblib")
-    for f in meta["features"]:
-        if f["name"] not in rows[0]:
-            raise ParamError(f"evaluate: the split has no feature column {f['name']!r}")
-    X = feature_matrix(rows, meta["features"])
-    y = target_vector(rows, target, task, "evaluate")
+    for f in meta["features"] + [{"name": target}]:
+        if f["name"] not in table.column_names:
+            raise ParamError(f"evaluate: the split has no column {f['name']!r}")
+    X = feature_matrix(table, meta["features"])
+    y = target_vector(table, target, task, "evaluate")
     out: dict[str, float] = {}
     if task == "regression":
         from sklearn import metrics as skm
@@ -124,7 +129,10 @@ def _classical(p: Params, task: str, model_dir: Path, rows: list[dict], metrics:
         pred = model.predict(X)
         want = {
             "rmse": lambda: float(np.sqrt(skm.mean_squared_error(y, pred))),
+            "mse": lambda: float(skm.mean_squared_error(y, pred)),
             "mae": lambda: float(skm.mean_absolute_error(y, pred)),
+            # A fraction (0.1 = 10 %), as scikit-learn reports it; rows with y = 0 weigh 1/eps.
+            "mape": lambda: float(skm.mean_absolute_percentage_error(y, pred)),
             "r2": lambda: float(skm.r2_score(y, pred)),
         }
     else:
@@ -133,7 +141,7 @@ def _classical(p: Params, task: str, model_dir: Path, rows: list[dict], metrics:
         if m in want:
             out[m] = want[m]()
     if any(m in LATENCY for m in metrics):
-        out.update(_latency([lambda i=i: model.predict(X[i:i + 1]) for i in range(min(len(rows), LATENCY_ROWS))]))
+        out.update(_latency([lambda i=i: model.predict(X[i:i + 1]) for i in range(min(len(X), LATENCY_ROWS))]))
     return out
 
 
@@ -158,8 +166,18 @@ def _classification_metrics(model: Any, X: Any, y: Any) -> dict[str, Any]:
             return float(skm.roc_auc_score(y == classes[-1], proba[:, 1]))
         return float(skm.roc_auc_score(y, proba, multi_class="ovr", labels=classes))
 
+    def pr_auc() -> float:
+        """Average precision (area under the precision-recall curve); macro over classes."""
+        proba = model.predict_proba(X)
+        if binary:
+            return float(skm.average_precision_score(y == classes[-1], proba[:, 1]))
+        onehot = [[v == c for c in classes] for v in y]
+        return float(skm.average_precision_score(onehot, proba, average="macro"))
+
     return {
         "auc": auc,
+        "pr_auc": pr_auc,
+        "logloss": lambda: float(skm.log_loss(y, model.predict_proba(X), labels=classes)),
         "accuracy": lambda: float(skm.accuracy_score(y, pred)),
         "f1": lambda: float(skm.f1_score(y, pred, zero_division=0, **avg)),
         "precision": lambda: float(skm.precision_score(y, pred, zero_division=0, **avg)),

@@ -1,23 +1,26 @@
-"""Step `train`: fit a classical scikit-learn model on the data_check output's train split.
+"""Step `train`: fit a classical model (scikit-learn, XGBoost, LightGBM) on a data_check split.
 
 Params::
 
-    {"algorithm": "logistic_regression",   # logistic_regression | linear_regression |
-                                           #   random_forest | gradient_boosting
-     "task": "classification",             # classification | regression
-     "target": "churned",                  # required: the label column
-     "features": ["tenure_months", ...],   # optional; null = every column but the target
-     "hyperparameters": {"C": 1.0},        # optional; names checked against the estimator
+    {"algorithm": "xgboost",               # a short name (estimators.SHORT_NAMES: logistic_regression,
+                                           #   linear_regression, random_forest, gradient_boosting,
+                                           #   xgboost, lightgbm) or a catalogue import path
+                                           #   (sklearn.linear_model.Ridge)
+     "task": "regression",                 # classification | regression
+     "target": "rings",                    # required: the label column
+     "features": ["length", ...],          # optional; null = every column but the target
+     "hyperparameters": {"eta": 0.2},      # optional; checked against the catalogue, aliases renamed
      "split": "train",                     # optional; the split to fit on (default train)
-     "seed": 0}                            # optional; becomes random_state where there is one
+     "seed": 0}                            # optional; becomes random_state
 
-The algorithm is looked up in a fixed registry (`ALGORITHMS`): nothing from a spec is ever
-imported by dotted path. Numeric columns (int, float, bool) are median-imputed and
-standardised; string columns are one-hot encoded (unknown categories ignored at predict
-time; nulls become their own category). Date columns are refused as features.
+The algorithm is looked up in the generated catalogue (estimators.json): nothing from a spec is
+ever imported unless the catalogue lists it. Numeric columns (int, float, bool) are
+median-imputed and standardised; string columns are one-hot encoded (unknown categories
+ignored at predict time; nulls become their own category). Date columns are refused as
+features. The split is read as Arrow columns: no Python loop over rows.
 
 Inputs: `data` (a data_check output). Output: `model.joblib` (a fitted sklearn Pipeline) and
-`model.json` ({framework: "sklearn", sklearn_version, algorithm, task, target,
+`model.json` ({framework, library, library_version, algorithm, estimator, task, target,
 features: [{name, type}], hyperparameters, seed, classes, train_rows}). Returns
 {algorithm, task, target, features, train_rows, train_score} (train_score: accuracy or R^2
 on the training split, rounded to 6 digits).
@@ -25,6 +28,8 @@ on the training split, rounded to 6 digits).
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -33,44 +38,42 @@ from specops.diagnostics import suggestion
 from specops.runtime import write_json
 from specops.runtime.common import Params, require_input
 from specops.runtime.errors import ParamError, StepError
-from specops.runtime.tables import NUMERIC, load_split
+from specops.runtime.estimators import check_hyperparameters, library_of, resolve
+from specops.runtime.tables import NUMERIC, load_split_table
 
-# name -> task -> (module, class). Fixed: the only estimators a spec can name.
-ALGORITHMS: dict[str, dict[str, tuple[str, str]]] = {
-    "logistic_regression": {"classification": ("sklearn.linear_model", "LogisticRegression")},
-    "linear_regression": {"regression": ("sklearn.linear_model", "LinearRegression")},
-    "random_forest": {
-        "classification": ("sklearn.ensemble", "RandomForestClassifier"),
-        "regression": ("sklearn.ensemble", "RandomForestRegressor"),
-    },
-    "gradient_boosting": {
-        "classification": ("sklearn.ensemble", "GradientBoostingClassifier"),
-        "regression": ("sklearn.ensemble", "GradientBoostingRegressor"),
-    },
-}
 TASKS = ("classification", "regression")
 MISSING_CATEGORY = "__missing__"
 KEYS = ("algorithm", "task", "target", "features", "hyperparameters", "split", "seed")
+# The import name of each catalogue library (what `library_version` reports).
+MODULES = {"scikit-learn": "sklearn", "xgboost": "xgboost", "lightgbm": "lightgbm"}
 
 
 def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> dict:
     p = Params(params, "train", KEYS)
-    algorithm = p.str("algorithm", choices=ALGORITHMS)
+    algorithm = p.str("algorithm")
     task = p.str("task", choices=TASKS)
-    if task not in ALGORITHMS[algorithm]:
-        raise p.error("algorithm", f"{algorithm!r} does not do {task} (it does: {', '.join(ALGORITHMS[algorithm])})")
+    path, why = resolve(algorithm, task)
+    if path is None:
+        raise ParamError(f"train: {why}")
     target = p.str("target")
     features = p.list("features", None)
     hyper = p.dict("hyperparameters", {})
     split = p.str("split", "train")
     seed = p.int("seed", 0, minimum=0)
+    for k, v in hyper.items():
+        if not isinstance(v, (str, int, float, bool, type(None))):
+            raise ParamError(f"train: hyperparameter {k!r} must be a scalar, got {json.dumps(v)}")
+    kwargs, problems = check_hyperparameters(path, hyper)
+    if problems:
+        raise ParamError("train: " + "; ".join(msg for _, msg in problems))
 
-    columns, rows, types = load_split(require_input(inputs, "data", "train"), split, "train")
+    table, types = load_split_table(require_input(inputs, "data", "train"), split, "train")
+    columns = list(table.column_names)
     features = select_features(columns, types, target, features)
-    X = feature_matrix(rows, features)
-    y = target_vector(rows, target, task, "train")
+    X = feature_matrix(table, features)
+    y = target_vector(table, target, task, "train")
 
-    estimator = make_estimator(algorithm, task, hyper, seed)
+    estimator = make_estimator(path, kwargs, seed, algorithm)
     model = make_pipeline(features, estimator)
     try:
         model.fit(X, y)
@@ -79,25 +82,27 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
     score = float(model.score(X, y))
 
     import joblib
-    import sklearn
 
+    library = library_of(path)
     joblib.dump(model, out / "model.joblib")
     classes = [c.item() if hasattr(c, "item") else c for c in getattr(model, "classes_", [])]
     meta = {
         "framework": "sklearn",
-        "sklearn_version": sklearn.__version__,
+        "library": library,
+        "library_version": importlib.import_module(MODULES[library]).__version__,
         "algorithm": algorithm,
+        "estimator": path,
         "task": task,
         "target": target,
         "features": features,
-        "hyperparameters": hyper,
+        "hyperparameters": kwargs,
         "seed": seed,
         "classes": classes,
-        "train_rows": len(rows),
+        "train_rows": table.num_rows,
     }
     write_json(out / "model.json", meta)
     return {"algorithm": algorithm, "task": task, "target": target,
-            "features": [f["name"] for f in features], "train_rows": len(rows),
+            "features": [f["name"] for f in features], "train_rows": table.num_rows,
             "train_score": round(score, 6)}
 
 
@@ -121,53 +126,50 @@ def select_features(columns: list[str], types: dict[str, str], target: str,
     return out
 
 
-def feature_matrix(rows: list[dict[str, Any]], features: list[dict[str, str]]):
-    """An object ndarray: floats (nan for null) for numeric, strings for categorical columns."""
+def feature_matrix(table: Any, features: list[dict[str, str]]):
+    """An object ndarray from Arrow columns: floats (nan for null) for numeric, strings for
+    categorical columns."""
     import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    X = np.empty((len(rows), len(features)), dtype=object)
+    X = np.empty((table.num_rows, len(features)), dtype=object)
     for j, f in enumerate(features):
-        name = f["name"]
+        col = table.column(f["name"])
         if f["type"] == "numeric":
-            X[:, j] = [float("nan") if r.get(name) is None else float(r[name]) for r in rows]
+            X[:, j] = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
         else:
-            X[:, j] = [MISSING_CATEGORY if r.get(name) is None else str(r[name]) for r in rows]
+            text = pc.fill_null(pc.cast(col, pa.string()), MISSING_CATEGORY)
+            X[:, j] = text.to_numpy(zero_copy_only=False)
     return X
 
 
-def target_vector(rows: list[dict[str, Any]], target: str, task: str, where: str):
+def target_vector(table: Any, target: str, task: str, where: str):
     import numpy as np
 
-    values = [r.get(target) for r in rows]
-    nulls = sum(v is None for v in values)
-    if nulls:
-        raise StepError(f"{where}: target {target!r} is null in {nulls} row(s)")
+    col = table.column(target)
+    if col.null_count:
+        raise StepError(f"{where}: target {target!r} is null in {col.null_count} row(s)")
+    values = col.to_numpy(zero_copy_only=False)
     if task == "regression":
-        return np.array(values, dtype=float)
-    return np.array(values)
+        return values.astype(float)
+    return np.asarray(values)
 
 
-def make_estimator(algorithm: str, task: str, hyper: dict, seed: int):
-    import importlib
-
-
-    module, cls_name = ALGORITHMS[algorithm][task]
+def make_estimator(path: str, kwargs: dict, seed: int, algorithm: str):
+    """An instance of the catalogue's class at `path` (the only classes ever imported)."""
+    module, cls_name = path.rsplit(".", 1)
     cls = getattr(importlib.import_module(module), cls_name)
-    valid = cls().get_params()
-    for k, v in hyper.items():
-        if k not in valid:
-            raise ParamError(f"train: {algorithm} has no hyperparameter {k!r}{suggestion(k, valid)}")
-        if k == "random_state":
-            raise ParamError("train: set 'seed', not hyperparameters.random_state")
-        if not isinstance(v, (str, int, float, bool, type(None))):
-            raise ParamError(f"train: hyperparameter {k!r} must be a scalar, got {json.dumps(v)}")
-    kwargs = dict(hyper)
-    if "random_state" in valid:
+    kwargs = dict(kwargs)
+    accepted = inspect.signature(cls).parameters
+    if "random_state" in accepted:
         kwargs["random_state"] = seed
+    if path.startswith("lightgbm.") and "verbosity" not in kwargs and "verbose" not in kwargs:
+        kwargs["verbosity"] = -1  # its per-iteration warnings are not the step's output
     try:
         est = cls(**kwargs)
         # sklearn validates most values at fit time; do it now for a clear message.
-        if hasattr(est, "_validate_params"):
+        if path.startswith("sklearn.") and hasattr(est, "_validate_params"):
             est._validate_params()
     except (TypeError, ValueError) as e:
         raise ParamError(f"train: bad hyperparameters for {algorithm}: {e}") from e

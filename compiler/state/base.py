@@ -11,6 +11,7 @@ Only the standard library is used, so the CLI can import it at start-up.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -20,7 +21,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, ContextManager, Protocol
+from typing import Any, ContextManager, Iterator, Protocol
 
 SCHEMA_VERSION = 1
 KEEP_BACKUPS = 5
@@ -246,8 +247,62 @@ class StateStore(Protocol):
 
     def read(self) -> State | None: ...
     def write(self, state: State) -> None: ...
-    def lock(self, operation: str, *, stale_after: float = DEFAULT_STALE_AFTER) -> ContextManager[LockInfo]: ...
+    def lock(self, operation: str, *, stale_after: float = DEFAULT_STALE_AFTER,
+             timeout: float = 0.0) -> ContextManager[LockInfo]: ...
     def force_unlock(self, lock_id: str) -> None: ...
+
+
+class LockRecord(Protocol):
+    """What a store provides for `hold_lock`: an atomic create-if-absent of the lock record,
+    a read of it, a takeover of one whose holder is gone (or never), and a release."""
+
+    env: str
+    took_over: LockInfo | None
+
+    def current_lock(self) -> LockInfo | None: ...
+    def _try_lock(self, info: LockInfo) -> bool: ...
+    def _take_over(self, held: LockInfo) -> bool: ...
+    def _release(self, lock_id: str) -> None: ...
+
+
+LOCK_POLL_S = 0.5
+MUTEX_TIMEOUT = 10.0  # the local store's short-held OS mutex (filelock)
+_RACES = 20  # a lock released between our attempt and our read, this many times in a row
+
+
+@contextlib.contextmanager
+def hold_lock(store: LockRecord, operation: str, *, stale_after: float = DEFAULT_STALE_AFTER,
+              timeout: float = 0.0) -> Iterator[LockInfo]:
+    """Take the store's lock for `operation`, waiting up to `timeout` seconds for a holder to
+    finish (`--lock-timeout`), hold it for the `with` block, release it after. The one lock
+    loop of every store. A holder the store can tell is gone (a dead pid on this host) is
+    taken over, and said so through `store.took_over`; any other holder is a LockHeld naming
+    it, with `force-unlock` advice when it looks stale."""
+    info = LockInfo.new(operation)
+    deadline = time.monotonic() + max(0.0, timeout)
+    races = 0
+    while not store._try_lock(info):
+        held = store.current_lock()
+        if held is None:
+            races += 1
+            if races > _RACES:
+                raise StateError(f"state lock for env '{store.env}' keeps changing hands; try again")
+            continue  # released between our attempt and the read
+        if store._take_over(held):
+            # Its process died (kill -9, OOM, a lost session) on this very host: nothing can
+            # be writing under it, so this run proceeds.
+            store.took_over = held
+            continue
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise LockHeld(store.env, held, stale_reason(held, stale_after))
+        time.sleep(min(LOCK_POLL_S, remaining))
+    _HELD_LOCK_IDS.add(info.id)
+    try:
+        yield info
+    finally:
+        _HELD_LOCK_IDS.discard(info.id)
+        store._release(info.id)
 
 
 # ---------------------------------------------------------------------------------------

@@ -9,13 +9,12 @@ Layout under `<root>/<state.path>/`:
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import socket
-import tempfile
-import time
 from pathlib import Path
-from typing import Iterator
+from typing import ContextManager
+
+import filelock
 
 from specops.fsio import fsync_dir as _fsync_dir
 from specops.fsio import write_atomic
@@ -23,6 +22,7 @@ from specops.state.base import (
     _HELD_LOCK_IDS,
     DEFAULT_STALE_AFTER,
     KEEP_BACKUPS,
+    MUTEX_TIMEOUT,
     LockHeld,
     LockInfo,
     State,
@@ -31,8 +31,8 @@ from specops.state.base import (
     backup_name,
     backup_serials,
     check_env,
+    hold_lock,
     prepare_write,
-    stale_reason,
 )
 
 # ---------------------------------------------------------------------------------------
@@ -145,14 +145,10 @@ class LocalStore:
 
     def current_lock(self) -> LockInfo | None:
         """The held lock, or None. An unreadable lock file is a StateError."""
-        for attempt in range(20):
-            try:
-                data = self.lock_path.read_bytes()
-            except FileNotFoundError:
-                return None
-            if data.strip() or attempt == 19:
-                break
-            time.sleep(0.05)  # only the O_EXCL fallback leaves a moment with an empty file
+        try:
+            data = self.lock_path.read_bytes()
+        except FileNotFoundError:
+            return None
         return LockInfo.from_bytes(data, str(self.lock_path))
 
     def _check_not_locked_by_other(self) -> None:
@@ -160,107 +156,59 @@ class LocalStore:
         if info is not None and info.id not in _HELD_LOCK_IDS:
             raise LockHeld(self.env, info)
 
-    def _create_lock_file(self, info: LockInfo) -> bool:
-        """Create the lock file holding `info` atomically; False if it already exists."""
+    def _mutex(self) -> filelock.FileLock:
+        """A short-held OS lock (filelock) around every look at or change of the lock record,
+        so creating, taking over and releasing it never race; the record itself (JSON, owner,
+        pid, host, time) stays for people, `force-unlock` and the stale-lock policy. The OS
+        drops it when its process dies, so a crash never wedges it."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        data = info.to_bytes()
-        # Write a complete temp file and hard-link it into place: link() fails with EEXIST
-        # when the lock exists, and a reader never sees a half-written lock.
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.lock_path.name}.", suffix=".tmp", dir=self.directory)
+        return filelock.FileLock(str(self.lock_path) + ".mutex", timeout=MUTEX_TIMEOUT)
+
+    def _guarded(self, what: str):
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            try:
-                os.link(tmp, self.lock_path)
-            except FileExistsError:
-                return False
-            except OSError as e:
-                if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
-                    raise
-                # Filesystem without hard links: plain exclusive create.
-                try:
-                    lfd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-                except FileExistsError:
+            return self._mutex()
+        except OSError as e:
+            raise StateError(f"{self.lock_path}: cannot {what} ({e.strerror or e})") from None
+
+    def _try_lock(self, info: LockInfo) -> bool:
+        try:
+            with self._guarded("create the lock"):
+                if self.lock_path.exists():
                     return False
-                with os.fdopen(lfd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        _fsync_dir(self.directory)
-        return True
+                write_atomic(self.lock_path, info.to_bytes(), durable=True)
+                return True
+        except filelock.Timeout:
+            return False
+        except OSError as e:
+            raise StateError(f"{self.lock_path}: cannot create lock ({e.strerror or e})") from None
 
-    @contextlib.contextmanager
-    def lock(self, operation: str, *, stale_after: float = DEFAULT_STALE_AFTER) -> Iterator[LockInfo]:
-        info = LockInfo.new(operation)
-        for _ in range(5):
-            try:
-                if self._create_lock_file(info):
-                    break
-            except OSError as e:
-                raise StateError(f"{self.lock_path}: cannot create lock ({e.strerror or e})") from None
-            held = self.current_lock()
-            if held is not None:
-                if self._take_over_dead(held):
-                    # Its process died (kill -9, OOM, a lost machine session) on this very
-                    # host: nothing can be writing under it, so the next run proceeds.
-                    self.took_over = held
-                    continue
-                raise LockHeld(self.env, held, stale_reason(held, stale_after))
-            # Released between our attempt and the read: try again.
-        else:
-            raise StateError(f"{self.lock_path}: could not take the lock (it keeps changing hands)")
-        _HELD_LOCK_IDS.add(info.id)
-        try:
-            yield info
-        finally:
-            _HELD_LOCK_IDS.discard(info.id)
-            self._release(info.id)
-
-    def _take_over_dead(self, held: LockInfo) -> bool:
+    def _take_over(self, held: LockInfo) -> bool:
         """Remove `held` if its pid is dead on this host (never by age alone: a slow apply on
-        another machine looks just like an abandoned one). A short-lived takeover file makes
-        sure two processes racing to do this cannot delete each other's fresh lock."""
+        another machine looks just like an abandoned one)."""
         if held.host != socket.gethostname() or _pid_alive(held.pid):
             return False
-        mutex = self.lock_path.with_name(self.lock_path.name + ".takeover")
         try:
-            fd = os.open(mutex, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            with contextlib.suppress(OSError):
-                if time.time() - mutex.stat().st_mtime > 60:  # left by a takeover that died
-                    mutex.unlink()
-            return False
-        except OSError:
-            return False
-        try:
-            os.close(fd)
-            cur = self.current_lock()
-            if cur is not None and cur.id == held.id:
-                with contextlib.suppress(FileNotFoundError):
+            with self._guarded("take over the lock"):
+                cur = self.current_lock()
+                if cur is not None and cur.id == held.id:
                     self.lock_path.unlink()
-                _fsync_dir(self.directory)
-                return True
-            return cur is None
-        except StateError:
+                    _fsync_dir(self.directory)
+                    return True
+                return cur is None
+        except (filelock.Timeout, StateError, FileNotFoundError):
             return False
-        finally:
-            with contextlib.suppress(OSError):
-                mutex.unlink()
+
+    def lock(self, operation: str, *, stale_after: float = DEFAULT_STALE_AFTER,
+             timeout: float = 0.0) -> ContextManager[LockInfo]:
+        return hold_lock(self, operation, stale_after=stale_after, timeout=timeout)
 
     def _release(self, lock_id: str) -> None:
-        try:
-            held = self.current_lock()
-        except StateError:
-            return
-        if held is not None and held.id == lock_id:
-            with contextlib.suppress(FileNotFoundError):
-                self.lock_path.unlink()
-            _fsync_dir(self.directory)
+        with contextlib.suppress(filelock.Timeout, StateError, OSError):
+            with self._guarded("release the lock"):
+                held = self.current_lock()
+                if held is not None and held.id == lock_id:
+                    self.lock_path.unlink()
+                    _fsync_dir(self.directory)
 
     def force_unlock(self, lock_id: str) -> None:
         held = self.current_lock()
@@ -269,7 +217,8 @@ class LocalStore:
         if held.id != lock_id:
             raise StateError(f"lock id {lock_id} does not match the lock on env '{self.env}' "
                              f"(held by {held.owner}, pid {held.pid}, lock id {held.id}); nothing released")
-        self.lock_path.unlink()
-        _fsync_dir(self.directory)
+        with self._guarded("release the lock"):
+            self.lock_path.unlink(missing_ok=True)
+            _fsync_dir(self.directory)
 
 

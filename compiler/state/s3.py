@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Iterator
+from typing import Any, ContextManager
 
 from specops.state.base import (
     _HELD_LOCK_IDS,
@@ -30,8 +30,8 @@ from specops.state.base import (
     backup_name,
     backup_serials,
     check_env,
+    hold_lock,
     prepare_write,
-    stale_reason,
 )
 
 
@@ -78,6 +78,7 @@ class S3Store:
         self._seen = False
         self._etag: str | None = None
         self._current: State | None = None
+        self.took_over: LockInfo | None = None  # never: S3 locks are released by force-unlock
         self._current_bytes: bytes | None = None
 
     @property
@@ -227,32 +228,29 @@ class S3Store:
         if info is not None and info.id not in _HELD_LOCK_IDS:
             raise LockHeld(self.env, info)
 
-    @contextlib.contextmanager
-    def lock(self, operation: str, *, stale_after: float = DEFAULT_STALE_AFTER) -> Iterator[LockInfo]:
+    def _try_lock(self, info: LockInfo) -> bool:
+        """Create the lock object only if none exists (`If-None-Match: *`)."""
         from botocore.exceptions import ClientError
 
-        info = LockInfo.new(operation)
-        for _ in range(5):
-            try:
-                self._call("lock", self.client.put_object, Key=self.lock_key, Body=info.to_bytes(),
-                           ContentType="application/json", IfNoneMatch="*")
-                break
-            except ClientError as e:
-                if not (_is_precondition(e) or _is_conflict(e)):
-                    raise StateError(f"s3://{self.bucket}/{self.lock_key}: lock failed: {_status(e)[0]}") from None
-            held = self.current_lock()
-            if held is not None:
-                raise LockHeld(self.env, held, stale_reason(held, stale_after))
-            # Released between our attempt and the read (or a 409 race): try again.
-        else:
-            raise StateError(f"s3://{self.bucket}/{self.lock_key}: could not take the lock (it keeps changing hands)")
-        _HELD_LOCK_IDS.add(info.id)
         try:
-            yield info
-        finally:
-            _HELD_LOCK_IDS.discard(info.id)
-            with contextlib.suppress(StateError):
-                self._delete_lock_if(info.id)
+            self._call("lock", self.client.put_object, Key=self.lock_key, Body=info.to_bytes(),
+                       ContentType="application/json", IfNoneMatch="*")
+            return True
+        except ClientError as e:
+            if _is_precondition(e) or _is_conflict(e):
+                return False
+            raise StateError(f"s3://{self.bucket}/{self.lock_key}: lock failed: {_status(e)[0]}") from None
+
+    def _take_over(self, held: LockInfo) -> bool:
+        return False  # whether a remote holder is gone cannot be told from here: force-unlock
+
+    def _release(self, lock_id: str) -> None:
+        with contextlib.suppress(StateError):
+            self._delete_lock_if(lock_id)
+
+    def lock(self, operation: str, *, stale_after: float = DEFAULT_STALE_AFTER,
+             timeout: float = 0.0) -> ContextManager[LockInfo]:
+        return hold_lock(self, operation, stale_after=stale_after, timeout=timeout)
 
     def _delete_lock_if(self, lock_id: str) -> bool:
         """Delete the lock object if it still carries `lock_id` (conditional on its ETag)."""

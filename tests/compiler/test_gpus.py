@@ -10,7 +10,7 @@ import pytest
 from specops import gpus
 from specops.gpus import CATALOGUE, UnknownGPU, gpu, instance, instances_for
 
-EXPECTED = {"A10G", "L4", "L40S", "A100-40GB", "A100-80GB", "H100", "H200", "B200", "MI300X"}
+EXPECTED = {"T4", "V100", "A10G", "L4", "L40S", "A100-40GB", "A100-80GB", "H100", "H200", "B200", "MI300X"}
 
 
 def test_catalogue_holds_the_nine_gpus() -> None:
@@ -58,7 +58,7 @@ def test_unknown_gpu_suggests(wrong: str, meant: str) -> None:
 
 
 def test_unknown_gpu_without_close_match_lists_known() -> None:
-    with pytest.raises(ValueError, match="known: A10G, L4") as e:
+    with pytest.raises(ValueError, match="known: T4, V100, A10G, L4") as e:
         gpu("TPU-v5e")
     assert "did you mean" not in str(e.value)
 
@@ -110,3 +110,25 @@ def test_import_stays_light() -> None:
             "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_t4_and_v100_have_no_bf16_and_real_shapes() -> None:
+    assert not CATALOGUE["T4"].bf16 and not CATALOGUE["V100"].bf16 and CATALOGUE["H100"].bf16
+    assert instances_for("T4", "sagemaker", 1)[0].name == "ml.g4dn.xlarge"
+    assert instances_for("V100", "aws", 4)[0].name == "p3.8xlarge"
+
+
+def test_a100_alone_is_ambiguous_and_names_both_sizes() -> None:
+    from specops.gpus import UnknownGPU, gpu, gpu_problem
+
+    with pytest.raises(UnknownGPU, match="A100-40GB or A100-80GB"):
+        gpu("A100")
+    assert "A100-40GB or A100-80GB" in gpu_problem("a100")
+
+
+def test_smallest_shape_that_holds_the_gpus_prices_them() -> None:
+    """Two H100s on GCP are an a3-highgpu-2g, not a whole 8-GPU machine; one on AWS a p5.4xlarge."""
+    assert [i.name for i in instances_for("H100", "gcp", 2)][:1] == ["a3-highgpu-2g"]
+    assert instances_for("H100", "aws", 1)[0].name == "p5.4xlarge"
+    assert instances_for("H100", "gcp", 3)[0].name == "a3-highgpu-4g"
+    assert instances_for("H100", "aws", 9) == []

@@ -57,10 +57,10 @@ def specops_invocations(text: str) -> list[list[str]]:
 def check_invocation(argv: list[str]) -> None:
     assert argv[0] == "specops", argv
     cmd_name = argv[1]
-    assert cmd_name in main.commands, f"unknown subcommand in {argv}"
+    cmd = main.get_command(click.Context(main), cmd_name)
+    assert cmd is not None, f"unknown subcommand in {argv}"
     r = CliRunner().invoke(main, [cmd_name, "--help"])
     assert r.exit_code == 0, r.output
-    cmd = main.commands[cmd_name]
     opts = {o: p for p in cmd.params for o in p.opts if o.startswith("-")}
     it = iter(argv[2:])
     for tok in it:

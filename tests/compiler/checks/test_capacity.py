@@ -23,6 +23,7 @@ from specops.checks.capacity import (
     plan_engine_args,
     render_table,
 )
+from specops.checks.params import UnknownArchitecture
 from specops.diagnostics import CODES
 
 CONFIGS = Path(__file__).resolve().parents[2] / "fixtures" / "model_configs"
@@ -102,7 +103,7 @@ def test_facts_cached_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     reads the facts from the cache dir. The builder is replaced by a function that fails,
     only to prove it is not called."""
     first = model_facts(CONFIGS / "tiny-llama", cache_dir=tmp_path)
-    [cached] = list(tmp_path.glob("model-facts-v1-*.json"))
+    [cached] = list(tmp_path.glob("model-facts-v2-*.json"))
     assert first.config_sha256 in cached.name
     monkeypatch.setattr(capacity, "_FACTS_CACHE", {})
 
@@ -115,7 +116,7 @@ def test_facts_cached_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 def test_corrupt_disk_cache_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = model_facts(CONFIGS / "tiny-llama", cache_dir=tmp_path)
-    [cached] = list(tmp_path.glob("model-facts-v1-*.json"))
+    [cached] = list(tmp_path.glob("model-facts-v2-*.json"))
     cached.write_text("{not json", encoding="utf-8")
     monkeypatch.setattr(capacity, "_FACTS_CACHE", {})
     assert model_facts(CONFIGS / "tiny-llama", cache_dir=tmp_path) == first
@@ -129,7 +130,10 @@ def test_bad_configs_raise_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(ModelConfigError, match="not valid JSON"):
         model_facts(tmp_path)
     (tmp_path / "config.json").write_text('{"model_type": "no-such-arch"}', encoding="utf-8")
-    with pytest.raises(ModelConfigError, match="transformers cannot read it"):
+    with pytest.raises(UnknownArchitecture, match="no parameter formula for model_type 'no-such-arch'"):
+        model_facts(tmp_path)
+    (tmp_path / "config.json").write_text('{"model_type": "llama", "hidden_size": 64}', encoding="utf-8")
+    with pytest.raises(ModelConfigError, match="cannot read a 'llama' model from it"):
         model_facts(tmp_path)
 
 

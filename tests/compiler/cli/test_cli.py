@@ -75,7 +75,7 @@ def test_render_is_deterministic_and_applies_overrides() -> None:
 
 def test_render_unknown_env_suggests() -> None:
     r = run("render", str(CHURN), "--env", "prdo")
-    assert r.exit_code == 2 and "did you mean 'prod'" in r.output
+    assert r.exit_code == 1 and "did you mean 'prod'" in r.output
 
 
 def test_graph_mermaid_and_dot() -> None:
@@ -99,12 +99,12 @@ def test_init_scaffolds_a_repo_that_validates(tmp_path: Path) -> None:
 
 
 def test_unexpected_exceptions_are_one_line(tmp_path: Path, monkeypatch) -> None:
-    import specops.frontend.loader
+    import specops.cli.spec_cmds
 
     def boom(*a, **k):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(specops.frontend.loader, "load", boom)
+    monkeypatch.setattr(specops.cli.spec_cmds, "load", boom)
     r = CliRunner().invoke(main, ["validate", str(CHURN)])
     assert r.exit_code == 1
     assert "specops: error: RuntimeError: disk on fire [internal]" in r.output
@@ -136,4 +136,4 @@ def test_validate_one_environment(tmp_path: Path) -> None:
     assert run("validate", str(repo), "--env", "staging").exit_code == 0
     r = run("validate", str(repo), "--env", "prod")
     assert r.exit_code == 1 and "models/churn.yaml:26:" in r.output and "[type]" in r.output
-    assert run("validate", str(repo), "--env", "prdo").exit_code == 2
+    assert run("validate", str(repo), "--env", "prdo").exit_code == 1

@@ -201,7 +201,7 @@ def test_import_of_an_unsupported_address_is_one_line(repo):
 
 def test_unknown_env_is_a_usage_error(repo):
     r = CliRunner().invoke(main, ["plan", str(repo), "--env", "prd"])
-    assert r.exit_code == 2 and "unknown environment 'prd'" in r.output and "did you mean 'prod'" in r.output
+    assert r.exit_code == 1 and "unknown environment 'prd'" in r.output and "did you mean 'prod'" in r.output
 
 
 def test_plan_shows_serving_capacity(tmp_path) -> None:

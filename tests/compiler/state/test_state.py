@@ -346,3 +346,29 @@ def test_state_module_does_not_import_boto3() -> None:
     code = "import sys, specops.state; print('boto3' in sys.modules, 'botocore' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False False", out.stderr
+
+
+def test_lock_timeout_waits_for_the_holder_and_zero_refuses_at_once(tmp_path):
+    """One lock loop for every store (state.base.hold_lock): with a timeout a second locker
+    waits until the holder releases; without one it is refused naming the holder."""
+    import threading
+
+    store, other = LocalStore(tmp_path, "dev"), LocalStore(tmp_path, "dev")
+    held, release = threading.Event(), threading.Event()
+
+    def holder():
+        with store.lock("apply"):
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    held.wait(10)
+    with pytest.raises(LockHeld, match="locked by .* apply"):
+        with other.lock("plan", timeout=0):
+            pass
+    threading.Timer(0.3, release.set).start()
+    with other.lock("plan", timeout=30) as info:  # waits for the holder, then holds it
+        assert other.current_lock().id == info.id
+    t.join()
+    assert other.current_lock() is None

@@ -1,8 +1,5 @@
-"""`specops diff`: registered on the main group by cli.py (`register(main)`).
-
-Only click is imported here; the diff machinery loads when the command runs.
-Exit codes follow `terraform plan -detailed-exitcode`: 0 no changes, 2 changes, 1 error.
-"""
+"""`specops diff`. Exit codes follow `terraform plan -detailed-exitcode`: 0 no changes,
+2 changes, 1 error."""
 
 from __future__ import annotations
 
@@ -10,38 +7,34 @@ import sys
 
 import click
 
-
-def register(main: click.Group) -> None:
-    main.add_command(diff_cmd)
+from specops.cli.common import echo_json, env_option, json_option, out_format
+from specops.diff.render import render_json, render_markdown, render_text
+from specops.diff.repo import DiffError, diff_repo
 
 
 @click.command(name="diff")
 @click.argument("path", default=".", type=click.Path())
 @click.option("--base", "base", required=True, metavar="GIT-REF",
               help="Git ref to compare against (branch, tag, commit), e.g. origin/main.")
-@click.option("--env", "envs", multiple=True, help="Environment(s) to compare (default: all).")
-@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text",
-              show_default=True, help="markdown: a pull-request comment with a Mermaid lineage graph.")
-def diff_cmd(path: str, base: str, envs: tuple[str, ...], fmt: str) -> None:
+@env_option(multiple=True, help="Environment(s) to compare (repeatable; default: all).")
+@json_option(("text", "markdown"))
+def diff_cmd(path: str, base: str, envs: tuple[str, ...], fmt: str, as_json: bool) -> None:
     """Compile GIT-REF and the working tree; show what changes per environment and backend.
 
     The base is read from git's object store into a temporary folder: the working tree and
     the index are never touched. Exit 0: no changes; 2: changes; 1: error (including invalid
-    specs in the base or the head, reported at file:line:col).
+    specs in the base or the head, reported at file:line:col). markdown: a pull-request
+    comment with a Mermaid lineage graph.
     """
-    import json
-
-    from specops.diff.render import render_json, render_markdown, render_text
-    from specops.diff.repo import DiffError, diff_repo
-
+    fmt = out_format(fmt, as_json)
     try:
         doc, mermaid = diff_repo(path, base, list(envs) or None)
     except DiffError as e:
         if fmt == "json":
-            click.echo(json.dumps({"error": e.to_dict()}, indent=2, sort_keys=True))
+            echo_json({"error": e.to_dict()})
         if e.rendered:
             click.echo(e.rendered, nl=False, err=True)
-        click.echo(f"specops diff: error: {e}", err=True)
+        click.echo(f"specops: error: {e}", err=True)
         sys.exit(1)
     if fmt == "json":
         click.echo(render_json(doc, mermaid), nl=False)
