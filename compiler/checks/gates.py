@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from specops.checks.common import at, offset_pos
 from specops.checks.prompts import template_pos, template_texts, template_uses
 from specops.diagnostics import Diagnostic, Diagnostics, suggestion
+from specops.ir.lower import gate_model
 from specops.runtime.assertions import NEEDS_SCHEMA, NEEDS_TEXT, NEEDS_TEXTS, TYPES
 from specops.runtime.thresholds import parse_threshold
 
@@ -29,14 +30,6 @@ ASSERTION_TYPES = sorted(set(TYPES) | {f"not-{t}" for t, (inv, _) in TYPES.items
 # (field, key as written) of what only a prompt gate uses.
 PROMPT_ONLY = (("assertions", "assertions"), ("endpoint", "endpoint"), ("judge", "judge"), ("repeat", "repeat"),
                ("row_pass_fraction", "rowPassFraction"), ("alpha", "alpha"))
-
-
-def gate_model(view: "EnvView", gate: "Node") -> "Node | None":
-    """The Model a gate evaluates: its own `model`, else its prompt's."""
-    if gate.spec.model:
-        return view.get("Model", gate.spec.model)
-    prompt = view.get("Prompt", gate.spec.prompt) if gate.spec.prompt else None
-    return view.get("Model", prompt.spec.model) if prompt is not None else None
 
 
 def check_gate(resolved: "Resolved", view: "EnvView", node: "Node", out: Diagnostics) -> None:

@@ -101,16 +101,18 @@ def _gate_params(gate: Node) -> dict[str, Any]:
             "on_missing_baseline": gate.spec.on_missing_baseline}
 
 
+def gate_model(view: EnvView, gate: Node) -> Node | None:
+    """The Model a gate evaluates: its own `model`, else its prompt's."""
+    if gate.spec.model:
+        return view.get("Model", gate.spec.model)
+    prompt = view.get("Prompt", gate.spec.prompt) if gate.spec.prompt else None
+    return view.get("Model", prompt.spec.model) if prompt is not None else None
+
+
 def gates_of_model(view: EnvView, model: Node) -> list[Node]:
     """The EvalGates evaluated in `model`'s pipeline: those naming it, and prompt gates
     without a model whose Prompt targets it. Sorted by name."""
-    out = []
-    for g in view.of_kind("EvalGate"):
-        prompt = view.get("Prompt", g.spec.prompt) if g.spec.prompt else None
-        target = g.spec.model or (prompt.spec.model if prompt is not None else None)
-        if target == model.name:
-            out.append(g)
-    return out
+    return [g for g in view.of_kind("EvalGate") if (m := gate_model(view, g)) is not None and m.name == model.name]
 
 
 def _endpoint_params(ep: Any) -> dict[str, Any]:

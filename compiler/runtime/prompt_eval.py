@@ -31,7 +31,7 @@ Output: `metrics.json` — `pass_rate` (share of rows that pass), per named asse
 the mean score over all runs, `latency_p50_ms`/`latency_p95_ms` of the generations, and
 `regression_p_value` (1.0 without a baseline); `rows.json` — every row's id, index, verdict,
 pass fraction and runs (output, latency, each assertion's verdict), plus the significance
-test. Returns {"metrics", "rows", "split", "failed_rows"}.
+test. Returns {"metrics", "rows", "split", "failed_rows", "row_outcomes": {row id: passed}}.
 """
 
 from __future__ import annotations
@@ -190,7 +190,10 @@ def _summarise(out: Path, gate: str, split: str, rows: list[dict], ids: list[str
     write_json(out / "metrics.json", metrics)
     write_json(out / "rows.json", {"gate": gate, "split": split, "rows": table, "significance": sig.to_json()})
     failed = [r["id"] for r in table if not r["passed"]]
-    return {"metrics": metrics, "rows": len(table), "split": split, "failed_rows": failed}
+    # Row outcomes travel with the result: stored with the gate's verdict, they are the next
+    # run's baseline for the significance test.
+    return {"metrics": metrics, "rows": len(table), "split": split, "failed_rows": failed,
+            "row_outcomes": outcomes}
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
