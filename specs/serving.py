@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .common import Accelerator, Ref, Secret, SpecModel
+from .common import Accelerator, ImageRef, InstanceType, Ref, Secret, SpecModel
 
 
 def _kebab(name: str) -> str:
@@ -69,8 +69,8 @@ class ServingTargetSpec(SpecModel):
     # Gates that must have passed for the model version before it is served.
     gates: list[Ref] = Field(default_factory=list)
     # SageMaker endpoint instance type (when the target serves on SageMaker).
-    instance_type: str | None = None
-    image: str | None = None
+    instance_type: InstanceType | None = None
+    image: ImageRef | None = None
     # Hugging Face token for gated weights. Only secret references.
     hf_token: Secret | None = None
     platform: Literal["kubernetes", "kserve", "helm", "sagemaker"] | None = None
