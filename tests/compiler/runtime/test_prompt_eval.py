@@ -105,6 +105,7 @@ def test_row_ids_are_content_hashes() -> None:
     assert row_ids([{"q": "y"}, a])[1] == row_ids([a])[0]  # reordering keeps ids
 
 
+@pytest.mark.slow
 def test_rendering_errors_fail_their_rows(data, qa_model, tmp_path) -> None:
     res = evaluate(data, tmp_path / "e", params("{{ question }} {{ nope }}", max_rows=2), qa_model)
     rows = json.loads((tmp_path / "e" / "rows.json").read_text())["rows"]
