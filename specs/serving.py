@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .common import Accelerator, ImageRef, InstanceType, Ref, Secret, SpecModel
+from .common import Accelerator, ImageRef, InstanceType, Name, Ref, Secret, SpecModel
 
 
 def _kebab(name: str) -> str:
@@ -73,4 +73,5 @@ class ServingTargetSpec(SpecModel):
     image: ImageRef | None = None
     # Hugging Face token for gated weights. Only secret references.
     hf_token: Secret | None = None
-    platform: Literal["kubernetes", "kserve", "helm", "sagemaker"] | None = None
+    # Overrides the target's serving platform (a name in the backend registry).
+    platform: Name | None = None

@@ -12,6 +12,7 @@ from specops.checks.names import check_registry_name
 from specops.checks.prompts import check_prompt
 from specops.checks.secrets import check_plaintext_secrets, check_secret_refs
 from specops.checks.serving import check_serving
+from specops.checks.targets import check_targets
 from specops.diagnostics import Diagnostics, suggestion
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 def check_semantics(resolved: "Resolved", out: Diagnostics) -> None:
     check_plaintext_secrets(resolved, out)
+    check_targets(resolved, out)
     check_lockfile(resolved, out)
     envs = resolved.project.environments
     # A spec without overrides is the same document in every environment: checks that do
