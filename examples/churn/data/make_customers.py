@@ -18,7 +18,14 @@ from pathlib import Path
 HEADER = ["customer_id", "tenure_months", "monthly_charges", "contract", "support_tickets", "churned"]
 
 
-def rows(n: int = 1000, seed: int = 2024) -> list[list]:
+# Logistic weights: intercept, per month of tenure, per unit of charges above 68, per support
+# ticket, and per contract type.
+WEIGHTS = {"intercept": -0.4, "tenure": -0.07, "charges": 0.035, "tickets": 0.6,
+           "contract": {"month-to-month": 1.4, "one-year": -0.3, "two-year": -1.6}}
+
+
+def rows(n: int = 1000, seed: int = 2024, weights: dict = WEIGHTS) -> list[list]:
+    w = weights
     rng = random.Random(seed)
     out = []
     for i in range(1, n + 1):
@@ -27,18 +34,22 @@ def rows(n: int = 1000, seed: int = 2024) -> list[list]:
         tenure = max(1, min(72, int(rng.expovariate(1 / base)) + 1))
         charges = round(min(119.95, max(18.25, rng.gauss(68, 24))), 2)
         tickets = min(9, int(rng.expovariate(1 / 1.4)))
-        logit = (-0.4 - 0.07 * tenure + 0.035 * (charges - 68) + 0.6 * tickets
-                 + {"month-to-month": 1.4, "one-year": -0.3, "two-year": -1.6}[contract])
+        logit = (w["intercept"] + w["tenure"] * tenure + w["charges"] * (charges - 68) + w["tickets"] * tickets
+                 + w["contract"][contract])
         churned = 1 if rng.random() < 1 / (1 + math.exp(-logit)) else 0
         out.append([f"C{i:04d}", tenure, f"{charges:.2f}", contract, tickets, churned])
     return out
 
 
-def main() -> None:
-    with open(Path(__file__).with_name("customers.csv"), "w", newline="", encoding="utf-8") as f:
+def write(path: Path, data: list[list]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(HEADER)
-        w.writerows(rows())
+        w.writerows(data)
+
+
+def main() -> None:
+    write(Path(__file__).with_name("customers.csv"), rows())
 
 
 if __name__ == "__main__":
