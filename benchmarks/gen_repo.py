@@ -21,7 +21,7 @@ PROJECT = {
     "spec": {
         "targets": {
             "local": {"backend": "zenml"},
-            "gcp": {"backend": "kfp", "provider": "gcp", "project": "bench", "region": "us-central1",
+            "gcp": {"backend": "kfp", "provider": "gcp", "project": "bench-project", "region": "us-central1",
                     "artifactStore": "gs://bench-artifacts", "serving": {"platform": "kserve"},
                     "gpus": ["L4", "A100-80GB"]},
             "aws": {"backend": "sagemaker", "provider": "aws", "region": "us-east-1",

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Literal
 
 from specops.fsio import ReadRefused, read_regular
+from specops.redact import redact
 
 Severity = Literal["error", "warning", "note"]
 
@@ -93,6 +94,13 @@ class Pos:
     end_col: int | None = None
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _printable(text: str) -> str:
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text) if _CONTROL.search(text) else text
+
+
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
     """One problem at one place. `file` is repo-relative (posix) or None for repo-wide ones."""
@@ -111,6 +119,13 @@ class Diagnostic:
             raise ValueError(f"unregistered diagnostic code {code!r}: add it to specops.diagnostics")
         if code is not self.code:
             object.__setattr__(self, "code", code)
+        # No message ever prints a secret, whoever wrote it (a pydantic error echoing the
+        # input, a URI in an "unsupported scheme" message): credential shapes are redacted.
+        # Nor a control character: a quoted YAML value may hold "\e[2J" or a newline, and a
+        # message is one line that must not drive the terminal of whoever reads the CI log.
+        object.__setattr__(self, "message", _printable(redact(self.message)))
+        if self.notes:
+            object.__setattr__(self, "notes", tuple(_printable(redact(n)) for n in self.notes))
 
     def sort_key(self) -> tuple:
         return (
@@ -214,6 +229,15 @@ def suggestion(word: str, candidates: Iterable[str]) -> str:
 
 _LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 _MAX_SOURCE_BYTES = 4 << 20
+# What a plaintext-secret diagnostic points at is the secret (a credential in a URI is masked
+# by `redact`, which keeps the rest of the URI readable).
+_SECRET_CODES = ("plaintext-secret",)
+_TOKEN_END = re.compile(r"[\s,\]}\"'#]|$")
+
+
+def _token_end(text: str, start: int) -> int:
+    m = _TOKEN_END.search(text, start + 1)
+    return m.start() if m else len(text)
 
 
 def _source_line(root: Path | None, d: Diagnostic, cache: dict[str, list[str]]) -> list[str]:
@@ -234,6 +258,13 @@ def _source_line(root: Path | None, d: Diagnostic, cache: dict[str, list[str]]) 
     width = 1
     if d.pos.end_line == d.pos.line and d.pos.end_col and d.pos.end_col > d.pos.col:
         width = d.pos.end_col - d.pos.col
+    if d.code in _SECRET_CODES:
+        # The source line shows the secret itself: mask what the diagnostic points at, to the
+        # end of its token, keeping columns so the caret still lines up.
+        start = d.pos.col - 1
+        end = start + width if width > 1 else _token_end(text, start)
+        text = text[:start] + "*" * (end - start) + text[end:]
+    text = _CONTROL.sub("?", redact(text))  # one character each: the caret stays in place
     gutter = f"{d.pos.line:>4} | "
     return [gutter + text, " " * (len(gutter) + d.pos.col - 1) + "^" * width]
 

@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Union
 from pydantic import AfterValidator, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from .common import Ref, Secret, SpecModel, Uri
+from .common import Ref, Secret, SpecModel, SplitName, Uri
 
 Char = Annotated[str, Field(min_length=1, max_length=1)]
 
@@ -159,7 +159,7 @@ class DatasetSpec(SpecModel):
     source: Source
     # `schema` is a pydantic BaseModel attribute, hence the Python name.
     columns: list[Column] = Field(default_factory=list)
-    splits: dict[str, float] = Field(default_factory=lambda: {"train": 0.8, "test": 0.2})
+    splits: dict[SplitName, float] = Field(default_factory=lambda: {"train": 0.8, "test": 0.2})
     checks: list[Check] = Field(default_factory=list)
     pii: Pii = Field(default_factory=Pii)
     license: str | None = None

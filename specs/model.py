@@ -10,7 +10,7 @@ from pydantic_core import PydanticCustomError
 
 from specops.runtime import defaults as D
 
-from .common import Ref, RepoPath, Resources, SpecModel
+from .common import AliasName, EnvName, ImageRef, Ref, RegistryName, RepoPath, Resources, SpecModel
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 # A Hugging Face Hub repo id: 'org/name' (or a bare 'name'); it becomes an argv word, so it
@@ -87,7 +87,7 @@ class PublishedAdapter(SpecModel):
 
 class BaseModelRef(SpecModel):
     # Hub id or registry name of the base weights, e.g. meta-llama/Llama-3.1-8B-Instruct.
-    model: str | None = Field(default=None, min_length=1)
+    model: HubRepo | None = None
     # Pinned revision, a full commit hash: an unpinned base makes runs irreproducible, and
     # serving takes whatever the Hub holds today.
     revision: Commit | None = None
@@ -128,15 +128,15 @@ class Llm(SpecModel):
 class Command(SpecModel):
     """A user-supplied step, Azure ML command-job style: exec'd as a list, never a shell."""
 
-    image: str = Field(min_length=1)
+    image: ImageRef
     command: list[str] = Field(min_length=1)
     args: list[str] = Field(default_factory=list)
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[EnvName, str] = Field(default_factory=dict)
 
 
 class Registry(SpecModel):
-    name: str | None = None
-    aliases: list[str] = Field(default_factory=list)
+    name: RegistryName | None = None
+    aliases: list[AliasName] = Field(default_factory=list)
 
 
 def _check_cron(v: str) -> str:

@@ -7,13 +7,26 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from .common import Name, Secret, SpecModel, Uri
+from .common import (
+    GcpProject,
+    ImageRef,
+    ImageRepo,
+    KeyPrefix,
+    Name,
+    Region,
+    RepoPath,
+    RoleArn,
+    S3Bucket,
+    Secret,
+    SpecModel,
+    Uri,
+)
 
 
 class ServingPlatform(SpecModel):
     platform: Literal["local", "kubernetes", "kserve", "sagemaker", "helm"] = "local"
     # Kubernetes namespace (kubernetes/kserve/helm).
-    namespace: str = "default"
+    namespace: Name = "default"
     # Where rendered manifests go for Argo CD / Flux to sync (repo-relative or a git URL).
     gitops_dir: str | None = None
 
@@ -23,15 +36,15 @@ class Target(SpecModel):
 
     backend: Literal["kfp", "sagemaker", "zenml"]
     provider: Literal["local", "aws", "gcp", "onprem"] = "local"
-    region: str | None = None
+    region: Region | None = None
     # GCP project id (KFP on Vertex AI).
-    project: str | None = None
+    project: GcpProject | None = None
     # KFP API host, e.g. https://kfp.example.com
-    host: str | None = None
+    host: Uri | None = None
     artifact_store: Uri = "file://.specops/artifacts"
-    image_registry: str | None = None
+    image_registry: ImageRepo | None = None
     # SageMaker execution role ARN (not a secret: ARNs are identifiers).
-    role_arn: str | None = None
+    role_arn: RoleArn | None = None
     serving: ServingPlatform = Field(default_factory=ServingPlatform)
     # GPU types this target can schedule; ServingTargets and training steps must pick one.
     gpus: list[str] = Field(default_factory=list)
@@ -61,11 +74,11 @@ class Environment(SpecModel):
 class StateBackend(SpecModel):
     backend: Literal["local", "s3"] = "local"
     # local: directory (repo-relative) holding one state file per environment.
-    path: str = ".specops/state"
+    path: RepoPath = ".specops/state"
     # s3: bucket/prefix/region; locking by conditional writes.
-    bucket: str | None = None
-    prefix: str | None = None
-    region: str | None = None
+    bucket: S3Bucket | None = None
+    prefix: KeyPrefix | None = None
+    region: Region | None = None
 
     @model_validator(mode="after")
     def _s3_needs_bucket(self) -> "StateBackend":
@@ -76,11 +89,11 @@ class StateBackend(SpecModel):
 
 class Defaults(SpecModel):
     # Image the lifecycle steps run in on a cluster (the specops runtime image).
-    image: str = "ghcr.io/specops-dev/runtime:0.1.0"
+    image: ImageRef = "ghcr.io/specops-dev/runtime:0.1.0"
     # vLLM version serving configs are checked against.
     vllm_version: str = "0.32.0"
     # vLLM container image for serving.
-    serving_image: str = "vllm/vllm-openai:v0.32.0"
+    serving_image: ImageRef = "vllm/vllm-openai:v0.32.0"
     seed: int = 7
 
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from .common import Name, Ref, SpecModel
+from .common import Name, PromptLabel, Ref, SpecModel
 
 
 class Message(SpecModel):
@@ -39,4 +39,4 @@ class PromptSpec(SpecModel):
     variables: dict[str, Variable] = Field(default_factory=dict)
     parameters: Generation = Field(default_factory=Generation)
     # Labels per environment (Langfuse style: production, latest...), set by apply.
-    labels: dict[Name, list[str]] = Field(default_factory=dict)
+    labels: dict[Name, list[PromptLabel]] = Field(default_factory=dict)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-
-import re
-
-from pydantic import model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from .common import Accelerator, Name, Ref, Secret, SecretKeyRef, SpecModel
+from .common import Accelerator, ImageRef, InstanceType, Name, Ref, Secret, SecretKeyRef, SpecModel
 
 # Kubernetes quantities ("8", "500m", "16Gi", "1.5"): checked here so a typo is an error at its
 # line, not a rejected manifest after merge.
@@ -159,8 +156,8 @@ class ServingTargetSpec(SpecModel):
     # Gates that must have passed for the model version before it is served.
     gates: list[Ref] = Field(default_factory=list)
     # SageMaker endpoint instance type (when the target serves on SageMaker).
-    instance_type: str | None = None
-    image: str | None = None
+    instance_type: InstanceType | None = None
+    image: ImageRef | None = None
     # Hugging Face token for gated weights. Only secret references.
     hf_token: Secret | None = None
     platform: Literal["kubernetes", "kserve", "helm", "sagemaker"] | None = None

@@ -10,6 +10,7 @@ from specops.gpus import AMBIGUOUS, gpu_names, gpu_problem
 
 if TYPE_CHECKING:
     from specops.frontend.overrides import Node
+    from specops.frontend.yamlio import YamlDoc
     from specops.resolve.refs import EnvView, Resolved
 
 
@@ -31,11 +32,25 @@ def strings(data: Any, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
 
 def offset_pos(node: "Node", path: tuple, offset: int | None) -> Pos:
     """The position `offset` characters into a single-line string value (skipping a quote)."""
-    pos = node.doc.pos_of(("spec",) + path)
-    if offset is None or pos.end_line != pos.line:
+    return doc_offset_pos(node.doc, ("spec",) + path, offset)
+
+
+def doc_offset_pos(doc: "YamlDoc", path: tuple, offset: int | None, key: bool = False,
+                   length: int | None = None) -> Pos:
+    """The position `offset` characters into the single-line string at `path` of `doc` (the
+    mapping key itself with `key`), skipping an opening quote, spanning `length` characters
+    when given; the string's own position when the offset cannot be trusted (a multi-line or
+    escaped scalar)."""
+    pos = doc.pos_of(path, prefer_key=key)
+    exact = path in (doc.keys if key else doc.values)
+    if offset is None or not exact or pos.end_line != pos.line or pos.end_col is None:
         return pos
-    quoted = (pos.end_col or 0) - pos.col > len(str(get_path(node.doc.data, ("spec",) + path)))
-    return Pos(pos.line, pos.col + offset + (1 if quoted else 0))
+    text = str(path[-1] if key else get_path(doc.data, path))
+    written = pos.end_col - pos.col
+    if written not in (len(text), len(text) + 2):
+        return pos
+    col = pos.col + offset + (1 if written == len(text) + 2 else 0)
+    return Pos(pos.line, col, pos.line, col + length) if length else Pos(pos.line, col)
 
 
 def get_path(data: Any, path: tuple) -> Any:

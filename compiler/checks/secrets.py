@@ -1,35 +1,101 @@
-"""Plaintext secrets anywhere in a spec: a credential committed to git leaks into every artifact."""
+"""Secrets in specs: a credential committed to git leaks into every artifact and every log.
+
+Two checks:
+- plaintext secrets anywhere in a document: a credential-shaped value or mapping key (see
+  `specops.redact` for the shapes), or a plain string under a key that names a secret
+  (`DB_PASSWORD` in `command.env`). Pin and digest fields (`revision`, `sha256`, `etag`…) and
+  hex-only strings are identifiers, never secrets.
+- secret references that the serving platform cannot deliver: a `secretRef` is mounted as
+  written or reported at its line, never silently replaced by a default.
+"""
 
 from __future__ import annotations
 
-import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Iterator
 
-from specops.checks.common import strings
+from specops.checks.common import at, doc_offset_pos
 from specops.diagnostics import Diagnostic, Diagnostics
+from specops.redact import pin_key, secret_key, secret_shape
 
 if TYPE_CHECKING:
-    from specops.resolve.refs import Resolved
+    from specops.frontend.overrides import Node
+    from specops.resolve.refs import EnvView, Resolved
 
-_SECRET_PATTERNS = [
-    (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), "an AWS access key id"),
-    (re.compile(r"\bhf_[A-Za-z0-9]{30,}\b"), "a Hugging Face token"),
-    (re.compile(r"\bsk-[A-Za-z0-9_-]{20,}\b"), "an API key"),
-    (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,}\b"), "a GitHub token"),
-    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a private key"),
-    (re.compile(r"\bxox[baprs]-[A-Za-z0-9-]{10,}\b"), "a Slack token"),
-]
+_ADVICE = "never commit secrets — store it in a secret manager and use `secretRef`"
+_ENV_ADVICE = ("`command.env` is compiled into the pipeline definition in clear text; never commit "
+               "secrets — let the platform give the step its credentials (a Kubernetes Secret, the "
+               "job's IAM role or service account)")
 
+
+def _walk(data: Any, path: tuple = ()) -> Iterator[tuple[tuple, str, Any]]:
+    """(path of the mapping, key, value) for every mapping entry, depth first in file order."""
+    if isinstance(data, dict):
+        for k, v in data.items():
+            yield path, k, v
+            yield from _walk(v, path + (k,))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            if isinstance(v, str):
+                yield path, i, v
+            else:
+                yield from _walk(v, path + (i,))
+    elif isinstance(data, str) and not path:
+        yield (), "", data
 
 
 def check_plaintext_secrets(resolved: "Resolved", out: Diagnostics) -> None:
     for s in resolved.repo.specs:
-        for path, text in strings(s.doc.data):
-            for rx, what in _SECRET_PATTERNS:
-                if rx.search(text):
-                    out.add(Diagnostic("error", "plaintext-secret",
-                                       f"this value looks like {what}; never commit secrets — store it in a "
-                                       "secret manager and use `secretRef`", s.file, s.doc.pos_of(path)))
-                    break
+        doc = s.doc
+        for parent, key, value in _walk(doc.data):
+            path = parent + (key,)
+            if isinstance(key, str) and (found := secret_shape(key)):
+                out.add(Diagnostic("error", "plaintext-secret", f"this key looks like {found[0]}; {_ADVICE}",
+                                   s.file, doc_offset_pos(doc, path, found[1], key=True, length=found[2] - found[1])))
+                continue
+            if not isinstance(value, str) or not value.strip():
+                continue
+            if isinstance(key, str) and pin_key(key):
+                continue  # revisions, digests, ETags, run ids: identifiers, never secrets
+            if found := secret_shape(value):
+                out.add(Diagnostic("error", "plaintext-secret", f"this value looks like {found[0]}; {_ADVICE}",
+                                   s.file, doc_offset_pos(doc, path, found[1], length=found[2] - found[1])))
+            elif isinstance(key, str) and secret_key(key):
+                in_env = len(parent) >= 1 and parent[-1] == "env"
+                out.add(Diagnostic("error", "plaintext-secret",
+                                   f"'{key}' holds a plaintext value; " + (_ENV_ADVICE if in_env else _ADVICE),
+                                   s.file, doc.pos_of(path)))
 
 
+# Serving platforms that mount the Hugging Face token from a Kubernetes Secret.
+_K8S_PLATFORMS = ("kubernetes", "kserve", "helm")
+
+
+def check_secret_refs(view: "EnvView", node: "Node", out: Diagnostics) -> None:
+    """A ServingTarget's `hfToken` reaches its platform as written, or is reported here."""
+    ref = node.spec.hf_token
+    if ref is None or view.target is None:
+        return
+    platform = node.spec.platform or view.target.serving.platform
+    provider = ref.secret_ref.provider
+    where = ("hfToken", "secretRef", "provider") if "provider" in _secret_ref_keys(node) else ("hfToken",)
+    if platform in _K8S_PLATFORMS and provider != "kubernetes":
+        out.add(at(node, where, "unsupported",
+                   f"serving platform '{platform}' (environment '{view.name}') mounts the Hugging Face token "
+                   f"from a Kubernetes Secret; a secretRef with provider '{provider}' cannot reach the pod",
+                   notes=("use `provider: kubernetes` with the Secret's name and key (sync it from your "
+                          "secret manager with e.g. the External Secrets Operator)",)))
+    elif platform == "sagemaker":
+        # A warning: the endpoint is still created, and weights staged in S3 need no token.
+        out.add(at(node, where, "unsupported",
+                   f"serving platform 'sagemaker' (environment '{view.name}') does not pass this Hugging Face "
+                   "token to the endpoint; gated weights must be staged in S3", severity="warning"))
+    elif platform == "local":
+        out.add(at(node, where, "unsupported",
+                   f"serving platform 'local' (environment '{view.name}') deploys nothing: `vllm serve` "
+                   "reads HF_TOKEN from your own environment, not from this secretRef", severity="warning"))
+
+
+def _secret_ref_keys(node: "Node") -> set[str]:
+    raw = node.doc.data.get("spec", {}) if isinstance(node.doc.data, dict) else {}
+    ref = (raw.get("hfToken") or {}).get("secretRef") if isinstance(raw.get("hfToken"), dict) else None
+    return set(ref) if isinstance(ref, dict) else set()

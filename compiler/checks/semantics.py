@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 from specops.checks.common import at
 from specops.checks.data import check_dataset, check_model
 from specops.checks.gates import check_gate
+from specops.checks.names import check_registry_name
 from specops.checks.prompts import check_prompt
-from specops.checks.secrets import check_plaintext_secrets
+from specops.checks.secrets import check_plaintext_secrets, check_secret_refs
 from specops.checks.serving import check_serving
 from specops.diagnostics import Diagnostics, suggestion
 
@@ -51,5 +52,7 @@ def check_semantics(resolved: "Resolved", out: Diagnostics) -> None:
                 check_dataset(resolved, view, node, out)
         for node in view.of_kind("Model"):
             check_model(resolved, view, node, out)
+            check_registry_name(view, node, out)
         for node in view.of_kind("ServingTarget"):
             check_serving(resolved, view, node, out)
+            check_secret_refs(view, node, out)

@@ -18,6 +18,7 @@ from specops.frontend.validation import validate_document
 from specops.frontend.yamlio import MAX_FILE_BYTES, YamlDoc, parse
 from specops.fsio import ReadRefused, read_regular
 from specops.paths import PROJECT_FILE, find_root  # noqa: F401 (re-exported)
+from specops.specs import KINDS
 from specops.paths import discover as _discover
 
 
@@ -112,14 +113,20 @@ def load_bytes(repo: Repo, rel: str, raw: bytes) -> None:
         if spec_model is not None:
             repo.specs.append(Spec(spec_model.kind, spec_model.metadata.name, doc, spec_model))
         else:
-            mark_invalid(repo, doc.data)
+            mark_invalid(repo, doc.data, raw)
 
 
-def mark_invalid(repo: Repo, data: Any) -> None:
-    if isinstance(data, dict) and isinstance(data.get("metadata"), dict):
-        name = data["metadata"].get("name")
-        if isinstance(name, str):
-            repo.invalid.add(f"{data.get('kind')}/{name}")
+def mark_invalid(repo: Repo, data: Any, raw: bytes = b"") -> None:
+    """Remember the name of a document that failed validation, so that references to it are
+    not reported again as unresolved (one mistake, one error)."""
+    name = data["metadata"].get("name") if isinstance(data, dict) and isinstance(data.get("metadata"), dict) else None
+    if not isinstance(name, str):
+        # No readable name (a list, a scalar, a broken envelope): any name in the file.
+        repo.unparsed_names.update(m.decode() for m in _NAME_RX.findall(raw))
+    elif data.get("kind") in KINDS:
+        repo.invalid.add(f"{data['kind']}/{name}")
+    else:  # an unknown kind (a typo): the reference may be to any kind
+        repo.unparsed_names.add(name)
 
 
 def _check_project(repo: Repo) -> None:

@@ -305,7 +305,7 @@ def _decode(raw: bytes, file: str) -> str:
         raise _Fail("yaml-encoding", f"not UTF-8: byte 0x{raw[e.start]:02x} cannot be decoded", Pos(line, col))
     if "\x00" in text:
         i = text.index("\x00")
-        raise _Fail("yaml-encoding", "NUL character in a text file", Pos(text.count("\n", 0, i) + 1, 1))
+        raise _Fail("yaml-encoding", "NUL character in a text file", _offset_pos(text, i))
     return text
 
 
@@ -448,6 +448,15 @@ def _compose_ruamel(text: str, file: str) -> list:
 _LINE_BREAK = re.compile("\r\n|[" + _BREAKS + "]")
 
 
+def _offset_pos(text: str, index: int) -> Pos:
+    """The line and column of character `index` of `text`, counting lines as YAML does (the
+    reader's first forbidden character comes first in the text: `find` locates it)."""
+    if index < 0:
+        return Pos(1, 1)
+    head = _lines(text[:index])
+    return Pos(len(head), len(head[-1]) + 1)
+
+
 def _lines(text: str) -> list[str]:
     """The text's lines as YAML counts them (Python's splitlines also breaks at \\f, \\v…)."""
     return _LINE_BREAK.split(text)
@@ -460,11 +469,20 @@ def _syntax_error(exc: Exception, text: str) -> _Fail:
     context = getattr(exc, "context", None)
     msg = f"{problem} ({context})" if context else str(problem)
     if mark is None:
+        char = getattr(exc, "character", None)  # a reader error: a character YAML forbids
+        if isinstance(char, int):
+            shown = f"U+{char:04X}" if char > 0xFF else f"#x{char:02x}"
+            return _Fail("yaml-syntax", f"character {shown} is not allowed in YAML ({getattr(exc, 'reason', '')})",
+                         _offset_pos(text, text.find(chr(char))))
         return _Fail("yaml-syntax", msg, Pos(1, 1))
     lines = _lines(text)
     while len(lines) > 1 and not lines[-1].strip():
         lines.pop()
     last = Pos(len(lines), len(lines[-1]) + 1)
+    if context_mark is not None and context == "while scanning a simple key":
+        # "could not find expected ':'": the scanner gives up lines later; the culprit is the
+        # plain scalar that started there.
+        return _Fail("yaml-syntax", f"expected ':' after this key ({problem})", _pos(context_mark))
     if (mark.line + 1, mark.column + 1) < (last.line, last.col):
         return _Fail("yaml-syntax", msg, _pos(mark))
     # The file ended inside something: point where it opened (the quote, or the innermost

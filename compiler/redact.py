@@ -1,0 +1,115 @@
+"""What a secret looks like, and how to keep one out of every message (stdlib only).
+
+Two users: `checks.secrets` refuses a spec that holds a secret-shaped value (anywhere: values,
+mapping keys, `env`), and `diagnostics` passes every message and every source line it shows
+through `redact`, so no error ever prints the secret it is about (CI logs outlive the PR).
+
+What counts: the shapes of real credentials (provider prefixes and fixed lengths), the
+password of a URI's user-info, and a plaintext value under a key whose name says it holds a
+secret (`DB_PASSWORD`, `apiKey`, `hf_token`). What never counts: hex-only strings (git
+revisions, sha256 digests, ETags, run ids are hex, and hex carries 4 bits a character where a
+40-character AWS secret key carries 6), and values under pin/digest keys (`revision`, `sha256`,
+`digest`, `etag`, `runId`, `version`).
+"""
+
+from __future__ import annotations
+
+import re
+
+# (pattern, what it is). Anchored on what the provider's format fixes, so prose never matches.
+# Every pattern runs in linear time on any input (a spec string may be a megabyte long): a
+# quantifier that could rescan a run from many starts is either bounded or followed by a
+# class that cannot restart the pattern.
+SHAPES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b"), "an AWS access key id"),
+    # 40 characters of base64's alphabet standing alone: an AWS secret access key when it
+    # mixes upper case, lower case and digits (see _looks_random; hex never qualifies).
+    (re.compile(r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"), "an AWS secret access key"),
+    (re.compile(r"\bhf_[A-Za-z0-9]{30,}\b"), "a Hugging Face token"),
+    (re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}"), "an API key"),
+    (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,}\b"), "a GitHub token"),
+    (re.compile(r"\bgithub_pat_[A-Za-z0-9_]{40,}"), "a GitHub token"),
+    (re.compile(r"\bglpat-[A-Za-z0-9_-]{20,}"), "a GitLab token"),
+    (re.compile(r"\bAIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])"), "a Google API key"),
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a private key"),
+    (re.compile(r"\bxox[baprs]-[A-Za-z0-9-]{10,}"), "a Slack token"),
+]
+_AWS_SECRET = SHAPES[1][0]
+
+
+def _looks_random(token: str) -> bool:
+    """A 40-character base64 token is a key, not a path or a word, when it mixes cases and
+    digits (AWS secret keys do: 6 random bits a character)."""
+    return (any(c.isupper() for c in token) and any(c.islower() for c in token)
+            and any(c.isdigit() or c in "/+" for c in token) and not _HEX.fullmatch(token))
+
+
+# user:password@ in a URI: the password is the secret part.
+_USERINFO = re.compile(r"(?<![A-Za-z0-9+.-])(?P<head>[A-Za-z][A-Za-z0-9+.-]{0,31}://[^\s/@:]{0,256}:)"
+                       r"(?P<secret>[^\s/@]{1,256})(?=@)")
+# https://TOKEN@host: a user name alone over HTTP is a token.
+_HTTP_USER = re.compile(r"(?P<head>\bhttps?://)(?P<secret>[^\s/@:]{1,256})(?=@)", re.I)
+_HEX = re.compile(r"[0-9a-fA-F]+")
+# URI query parameters that carry a credential (a presigned URL's signature, `?token=`).
+CRED_QUERY_KEYS = frozenset({"password", "passwd", "token", "access_token", "sig", "signature",
+                             "x-amz-signature", "x-amz-credential", "x-amz-security-token",
+                             "x-goog-signature", "x-goog-credential", "secret", "access_key",
+                             "secret_key", "api_key", "apikey", "client_secret"})
+_CRED_QUERY = re.compile(r"(?P<head>[?&](?:" + "|".join(sorted(map(re.escape, CRED_QUERY_KEYS), key=len, reverse=True))
+                         + r")=)(?P<secret>[^&#\s\"']{1,4096})", re.I)
+
+# Keys whose value is a secret when it is a plain string; matched on the key's last word.
+_SECRET_WORDS = re.compile(r"(?:^|[_.-])(?:password|passwd|pwd|passphrase|secret|token|api[_-]?key|apikey|"
+                           r"access[_-]?key|secret[_-]?key|private[_-]?key|client[_-]?secret|credentials?)$", re.I)
+# Keys whose values are pins and digests: identifiers, never secrets.
+PIN_KEYS = frozenset({"revision", "sha", "sha256", "digest", "etag", "runid", "run_id", "version",
+                      "commit", "checksum", "lockdigest", "lock_digest", "hash", "contenthash",
+                      "content_hash"})
+
+MASK = "[redacted]"
+
+
+def _camel_words(key: str) -> str:
+    """`dbPassword` -> `db_Password`: camelCase keys split like snake_case ones."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key)
+
+
+def secret_key(key: str) -> bool:
+    """Whether a mapping key names a secret (`DB_PASSWORD`, `apiKey`, `hf_token`)."""
+    return bool(_SECRET_WORDS.search(_camel_words(key)))
+
+
+def pin_key(key: str) -> bool:
+    return key.replace("-", "_").lower() in PIN_KEYS or _camel_words(key).lower().replace("-", "_") in PIN_KEYS
+
+
+def _real(rx: re.Pattern[str], found: re.Match[str]) -> bool:
+    return not _HEX.fullmatch(found.group()) and (rx is not _AWS_SECRET or _looks_random(found.group()))
+
+
+def secret_shape(text: str) -> tuple[str, int, int] | None:
+    """(what, start, end) of the first credential-shaped part of `text`, or None."""
+    if _HEX.fullmatch(text):
+        return None
+    m = _USERINFO.search(text)
+    best: tuple[str, int, int] | None = None
+    if m:
+        best = ("a password in a URI", m.start("secret"), m.end("secret"))
+    for rx, what in SHAPES:
+        found = next((f for f in rx.finditer(text) if _real(rx, f)), None)
+        if found is not None and (best is None or found.start() < best[1]):
+            best = (what, found.start(), found.end())
+    return best
+
+
+def redact(text: str) -> str:
+    """`text` with every credential-shaped part replaced by [redacted] (URI passwords and
+    credential query parameters too)."""
+    if not text:
+        return text
+    out = _USERINFO.sub(lambda m: m.group("head") + MASK, text)
+    out = _HTTP_USER.sub(lambda m: m.group("head") + MASK, out)
+    out = _CRED_QUERY.sub(lambda m: m.group("head") + MASK, out)
+    for rx, _ in SHAPES:
+        out = rx.sub(lambda m, rx=rx: MASK if _real(rx, m) else m.group(), out)
+    return out
