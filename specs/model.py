@@ -152,10 +152,20 @@ class Schedule(SpecModel):
     cron: Annotated[str, AfterValidator(_check_cron)]
 
 
+class TrainingResources(Resources):
+    """Compute for the training step: a step's resources, spread over `nodes` machines."""
+
+    # Machines the training step spans (SageMaker InstanceCount, a Kubeflow TrainJob's numNodes).
+    nodes: int = Field(default=1, ge=1, le=512)
+    # How the processes share the model: data parallel (ddp), sharded (fsdp), or DeepSpeed ZeRO.
+    # Each node runs one process per accelerator (one on CPU) under torchrun.
+    strategy: Literal["ddp", "fsdp", "deepspeed"] | None = None
+
+
 class _ModelCommon(SpecModel):
     datasets: list[DatasetUse] = Field(min_length=1)
     hyperparameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
-    resources: Resources = Field(default_factory=Resources)
+    resources: TrainingResources = Field(default_factory=TrainingResources)
     command: Command | None = None
     registry: Registry = Field(default_factory=Registry)
     schedule: Schedule | None = None

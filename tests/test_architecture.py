@@ -30,6 +30,9 @@ LAZY_OK = {
     "rouge_score", "kubernetes_validate", "google", "mlflow", "evidently", "xgboost", "lightgbm",
     "duckdb", "pyarrow", "polars", "numpy", "pandas", "scipy", "huggingface_hub", "safetensors",
     "tokenizers", "jsonschema", "moto", "prometheus_client", "celpy", "croniter", "vllm", "fsspec", "joblib",
+    # optional in the step image: GCS generations for `specops lock`, the cluster API of the
+    # TrainJob launcher, DeepSpeed for strategy deepspeed
+    "gcsfs", "kubernetes", "deepspeed",
     # core dependencies that `specops --help` and the no-op compile must not import
     "pydantic", "pydantic_core", "yaml", "ruamel", "jinja2", "rich", "tenacity", "click",
 }

@@ -32,6 +32,7 @@ from specops.checks import analyze
 from specops.checks.capacity import capacity_report
 from specops.diagnostics import Diagnostic, SpecError
 from specops.fsio import write_atomic
+from specops.resolve.lockfile import lock_bytes
 from specops.ir.lower import lower_env
 from specops.ir.nodes import diagnostic_location
 from specops.resolve.refs import EnvView, Resolved
@@ -166,7 +167,7 @@ def compile_repo(resolved: Resolved, envs: list[str] | None = None, cache_dir: P
     if cache_dir is None or resolved.diagnostics.has_errors:
         return _compile_repo(resolved, envs, cache_dir)
     root = resolved.repo.root
-    ikey = cache.inputs_key(resolved.repo.files, envs, cache.ignore_bytes(root))
+    ikey = cache.inputs_key(resolved.repo.files, envs, cache.ignore_bytes(root), lock_bytes(root))
     hit = cache.lookup(Path(cache_dir), root, ikey)
     if hit is not None:
         return Build.from_record(hit.index, hit.blob)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from specops.checks.common import at
-from specops.checks.data import check_dataset, check_model
+from specops.checks.data import check_dataset, check_lockfile, check_model
 from specops.checks.gates import check_gate
 from specops.checks.names import check_registry_name
 from specops.checks.prompts import check_prompt
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 def check_semantics(resolved: "Resolved", out: Diagnostics) -> None:
     check_plaintext_secrets(resolved, out)
+    check_lockfile(resolved, out)
     envs = resolved.project.environments
     # A spec without overrides is the same document in every environment: checks that do
     # not depend on the environment run once per document.

@@ -14,6 +14,7 @@ from typing import Any
 
 from specops import ir
 from specops.frontend.overrides import Node, deep_merge
+from specops.resolve.lockfile import pin_for
 from specops.resolve.refs import EnvView, Resolved
 from specops.runtime.thresholds import parse_threshold
 
@@ -72,14 +73,19 @@ def _check_params(view: EnvView, check: Any) -> dict[str, Any]:
     return out
 
 
-def _dataset_params(view: EnvView, ds: Node, seed: int) -> dict[str, Any]:
+def _dataset_params(view: EnvView, ds: Node, seed: int, root: Any) -> dict[str, Any]:
     s = ds.spec
-    return {
+    out = {
         **_source_params(ds),
         "splits": dict(s.splits),
         "checks": [_check_params(view, c) for c in s.checks],
         "seed": seed,
     }
+    pin = pin_for(root, s.source.uri, s.source.version)
+    if pin:
+        # The data must be what `specops lock` recorded: the step refuses anything else.
+        out["lock"] = pin
+    return out
 
 
 def _resources(spec: Any) -> ir.Resources:
@@ -89,7 +95,16 @@ def _resources(spec: Any) -> ir.Resources:
         cpu=str(r.cpu) if r.cpu is not None else None, memory=r.memory,
         accelerator=acc.type if acc else None, accelerator_count=acc.count if acc else 0,
         instance_type=r.instance_type,
+        nodes=getattr(r, "nodes", 1), strategy=getattr(r, "strategy", None),
     )
+
+
+def distributed_params(resources: ir.Resources) -> dict[str, Any] | None:
+    """The finetune step's `distributed` param (runtime/distributed.py): nodes x processes."""
+    if resources.nodes == 1 and resources.strategy is None:
+        return None
+    per_node = max(1, resources.accelerator_count)
+    return {"nodes": resources.nodes, "nproc_per_node": per_node, "strategy": resources.strategy or "ddp"}
 
 
 def _gate_params(gate: Node) -> dict[str, Any]:
@@ -114,6 +129,7 @@ def _finetune_step(model: Node, data_step: str, split: str, image: str, resource
         "epochs": ft.epochs, "learning_rate": ft.learning_rate, "batch_size": ft.batch_size,
         "max_seq_length": ft.max_seq_length, "prompt_field": llm.prompt_field,
         "response_field": llm.response_field, "split": split, "max_steps": ft.max_steps, "seed": seed,
+        **({"distributed": dist} if (dist := distributed_params(resources)) else {}),
     }, inputs={"data": data_step}, image=image, resources=resources, source=_source(model, ("llm", "finetune")))
 
 
@@ -172,7 +188,7 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipelin
         return None  # gates without data are reported by the gate checks
     steps: list[ir.Step] = []
     for (name, where), ds in zip(dict.fromkeys(uses), datasets):
-        steps.append(ir.Step(f"check-{ds.name}", "data_check", {"dataset": _dataset_params(view, ds, seed)},
+        steps.append(ir.Step(f"check-{ds.name}", "data_check", {"dataset": _dataset_params(view, ds, seed, resolved.repo.root)},
                              image=image, source=_source(model, where) if where else _source(ds)))
     if train is not None:
         steps.append(train)
@@ -189,7 +205,10 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipelin
     if train is None:
         eval_params.update(_base_params(model))
     steps.append(ir.Step("evaluate", "evaluate", eval_params, inputs={**model_input, "data": data_step},
-                         image=image, resources=_resources(spec) if task == "generation" else ir.Resources(),
+                         image=image,
+                         # Evaluation runs on one machine, whatever the training spans.
+                         resources=dataclasses.replace(_resources(spec), nodes=1, strategy=None)
+                         if task == "generation" else ir.Resources(),
                          source=_source(model)))
     gate_steps = []
     for g in gates:

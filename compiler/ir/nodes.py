@@ -80,6 +80,9 @@ class Resources:
     accelerator_count: int = 0
     # Backend-specific instance type when the target names one (SageMaker 'ml.g5.2xlarge').
     instance_type: str | None = None
+    # Machines a training step spans, and the torchrun strategy across them (None: one process).
+    nodes: int = 1
+    strategy: str | None = None
 
 
 @dataclass(frozen=True)
