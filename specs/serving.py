@@ -160,7 +160,8 @@ class ServingTargetSpec(SpecModel):
     image: ImageRef | None = None
     # Hugging Face token for gated weights. Only secret references.
     hf_token: Secret | None = None
-    platform: Literal["kubernetes", "kserve", "helm", "sagemaker"] | None = None
+    # Overrides the target's serving platform (a name in the backend registry).
+    platform: Name | None = None
     # Pod shape (Kubernetes, KServe, production-stack; SageMaker reports what it cannot carry).
     resources: PodResources | None = None
     env: list[EnvVar] = Field(default_factory=list)

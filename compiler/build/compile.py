@@ -32,24 +32,33 @@ from specops.checks import analyze
 from specops.checks.capacity import capacity_report
 from specops.diagnostics import Diagnostic, SpecError
 from specops.fsio import write_atomic
-from specops.resolve.lockfile import lock_bytes
-from specops.ir.lower import lower_env
+from specops.ir.lower import gates_of_model, lower_env
 from specops.ir.nodes import diagnostic_location
+from specops.resolve.lockfile import lock_bytes
 from specops.resolve.refs import EnvView, Resolved
 
 
 def dependencies(view: EnvView, key: str) -> list[str]:
     """Spec keys an artifact of `key` depends on: what it references, transitively; for a
-    Model also the gates that evaluate it and the serving targets that deploy it."""
+    Model also the gates evaluated in its pipeline (with their prompts and datasets) and the
+    serving targets that deploy it. A ServingTarget reads only the names of its gates, so
+    what a gate references (its prompt, its dataset) is not a dependency of serving."""
     seen = {key}
     todo = [key]
     if key.startswith("Model/"):
-        for k in view.referrers(key):
-            if k.startswith(("EvalGate/", "ServingTarget/")):
+        model = view.nodes.get(key)
+        extra = [f"EvalGate/{g.name}" for g in gates_of_model(view, model)] if model is not None else []
+        extra += [k for k in view.referrers(key) if k.startswith("ServingTarget/")]
+        for k in extra:
+            if k not in seen:
                 seen.add(k)
                 todo.append(k)
+    opaque = key.startswith("ServingTarget/")
     while todo:
-        for d in view.references(todo.pop()):
+        cur = todo.pop()
+        if opaque and cur.startswith("EvalGate/"):
+            continue
+        for d in view.references(cur):
             if d not in seen:
                 seen.add(d)
                 todo.append(d)

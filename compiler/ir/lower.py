@@ -108,10 +108,59 @@ def distributed_params(resources: ir.Resources) -> dict[str, Any] | None:
 
 
 def _gate_params(gate: Node) -> dict[str, Any]:
-
     metrics = [parse_threshold(m.threshold).to_params(m.metric) for m in gate.spec.metrics]
+    if gate.spec.prompt is not None and not any(m["metric"] == "regression_p_value" for m in metrics):
+        # The significance test of a prompt gate: its drop against the baseline's rows must
+        # not be significant at the gate's alpha (the p-value is 1 without a baseline).
+        metrics.append(parse_threshold(f">= {gate.spec.alpha!r}").to_params("regression_p_value"))
     return {"gate": gate.name, "metrics": metrics, "baseline": None,
             "on_missing_baseline": gate.spec.on_missing_baseline}
+
+
+def gate_model(view: EnvView, gate: Node) -> Node | None:
+    """The Model a gate evaluates: its own `model`, else its prompt's."""
+    if gate.spec.model:
+        return view.get("Model", gate.spec.model)
+    prompt = view.get("Prompt", gate.spec.prompt) if gate.spec.prompt else None
+    return view.get("Model", prompt.spec.model) if prompt is not None else None
+
+
+def gates_of_model(view: EnvView, model: Node) -> list[Node]:
+    """The EvalGates evaluated in `model`'s pipeline: those naming it, and prompt gates
+    without a model whose Prompt targets it. Sorted by name."""
+    return [g for g in view.of_kind("EvalGate") if (m := gate_model(view, g)) is not None and m.name == model.name]
+
+
+def _endpoint_params(ep: Any) -> dict[str, Any]:
+    key = ep.api_key.secret_ref if ep.api_key is not None else None
+    return {"url": ep.url, "model": ep.model, "api_key_env": key.name if key is not None else None,
+            "concurrency": ep.concurrency, "timeout_s": ep.timeout_seconds}
+
+
+def prompt_eval_params(view: EnvView, gate: Node, seed: int) -> dict[str, Any]:
+    """The `evaluate` step params (task prompt, see specops.runtime.prompt_eval) of a prompt gate."""
+    s = gate.spec
+    prompt = view.get("Prompt", s.prompt)
+    ps = prompt.spec
+    body: dict[str, Any] = {"name": prompt.name, "version": ps.version,
+                            "defaults": {k: v.default for k, v in sorted(ps.variables.items()) if v.default is not None},
+                            "parameters": ps.parameters.model_dump(mode="json", exclude_none=True)}
+    if ps.template is not None:
+        body["template"] = ps.template
+    else:
+        body["messages"] = [m.model_dump(mode="json") for m in ps.messages or []]
+    judge = None
+    if s.judge is not None:
+        if s.judge.endpoint is not None:
+            judge = {"endpoint": _endpoint_params(s.judge.endpoint)}
+        else:
+            jm = view.get("Model", s.judge.model)
+            judge = {"model_path": jm.spec.llm.base.path if jm is not None and jm.spec.type == "llm" else None}
+    return {"task": "prompt", "gate": gate.name, "split": s.split, "prompt": body,
+            "assertions": [a.model_dump(mode="json") for a in s.assertions],
+            "endpoint": _endpoint_params(s.endpoint) if s.endpoint is not None else None,
+            "judge": judge, "repeat": s.repeat, "row_pass_fraction": s.row_pass_fraction, "alpha": s.alpha,
+            "baseline_rows": None, "seed": seed}
 
 
 def _finetune_step(model: Node, data_step: str, split: str, image: str, resources: ir.Resources,
@@ -167,6 +216,28 @@ def _base_params(model: Node) -> dict[str, Any]:
     return out
 
 
+def _prompt_gate_steps(view: EnvView, g: Node, name: str, checked: set[str], model_input: dict[str, str],
+                       model: Node, image: str, seed: int) -> list[ir.Step]:
+    """A prompt gate's evaluate step (and the data check of its dataset when the model's
+    pipeline does not check it already)."""
+    out = []
+    ds = view.get("Dataset", g.spec.dataset)
+    if ds.name not in checked:
+        checked.add(ds.name)
+        out.append(ir.Step(f"check-{ds.name}", "data_check", {"dataset": _dataset_params(ds, seed)},
+                           image=image, source=_source(g, ("dataset",))))
+    params = prompt_eval_params(view, g, seed)
+    inputs = {"data": f"check-{ds.name}"}
+    if g.spec.endpoint is None:
+        inputs.update(model_input)
+        if not model_input:
+            params.update(_base_params(model))
+    out.append(ir.Step(name, "evaluate", params, inputs=inputs, image=image,
+                       resources=_resources(model.spec) if g.spec.endpoint is None else ir.Resources(),
+                       source=_source(g, ("prompt",))))
+    return out
+
+
 def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipeline | None:
     """The lifecycle pipeline of one Model, or None when it has nothing to run: an LLM served
     as published (no finetune, no command) that no gate evaluates."""
@@ -174,8 +245,8 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipelin
     defaults = env_defaults(resolved, view.name)
     image = defaults["image"]
     seed = defaults["seed"]
-    gates = [view.nodes[k] for k in view.referrers(model.key) if k.startswith("EvalGate/")
-             and view.nodes[k].spec.model == model.name]
+    gates = gates_of_model(view, model)
+    model_gates = [g for g in gates if g.spec.prompt is None]
     uses = [(u.dataset, ("datasets", i, "dataset")) for i, u in enumerate(spec.datasets)]
     if not uses:  # a published model is evaluated on its gates' data
         uses = [(g.spec.dataset, None) for g in gates if g.spec.dataset]
@@ -192,8 +263,8 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipelin
                              image=image, source=_source(model, where) if where else _source(ds)))
     if train is not None:
         steps.append(train)
-    metrics = sorted({m.metric for g in gates for m in g.spec.metrics}) or _DEFAULT_METRICS[task]
-    split = gates[0].spec.split if gates else "test"
+    metrics = sorted({m.metric for g in model_gates for m in g.spec.metrics}) or _DEFAULT_METRICS[task]
+    split = model_gates[0].spec.split if model_gates else "test"
     eval_params: dict[str, Any] = {"task": task, "metrics": metrics, "split": split}
     if task == "generation":
         eval_params.update({"prompt_field": spec.llm.prompt_field if spec.type == "llm" else "prompt",
@@ -211,8 +282,13 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipelin
                          if task == "generation" else ir.Resources(),
                          source=_source(model)))
     gate_steps = []
+    checked = {ds.name for ds in datasets}
     for g in gates:
-        step = ir.Step(f"gate-{g.name}", "gate", _gate_params(g), inputs={"metrics": "evaluate"}, image=image,
+        measured = "evaluate"
+        if g.spec.prompt is not None:
+            measured = f"eval-{g.name}"
+            steps.extend(_prompt_gate_steps(view, g, measured, checked, model_input, model, image, seed))
+        step = ir.Step(f"gate-{g.name}", "gate", _gate_params(g), inputs={"metrics": measured}, image=image,
                        source=_source(g, ("metrics",)))
         steps.append(step)
         gate_steps.append(step.name)

@@ -18,7 +18,7 @@ from typing import Any, Callable, Literal
 from specops.diagnostics import Pos
 
 StepKind = Literal["data_check", "train", "finetune", "evaluate", "gate", "register", "deploy", "command"]
-Backend = Literal["kfp", "sagemaker", "zenml"]
+Backend = str  # a pipeline backend of specops.backends.registry (plug-ins included)
 
 
 class Source:
@@ -127,7 +127,7 @@ class Target:
     host: str | None = None  # KFP API host
     artifact_store: str = "file://.specops/artifacts"
     image_registry: str | None = None
-    serving_platform: Literal["local", "kubernetes", "kserve", "helm", "sagemaker"] = "local"
+    serving_platform: str = "local"  # a serving platform of specops.backends.registry
     namespace: str = "default"
     role_arn: str | None = None  # SageMaker execution role
     gpus: tuple[str, ...] = ()
