@@ -99,6 +99,12 @@ def _resources(spec: Any) -> ir.Resources:
     )
 
 
+def _one_machine(spec: Any) -> ir.Resources:
+    """The model's resources for a step that runs on one machine (evaluation), whatever the
+    training spans."""
+    return dataclasses.replace(_resources(spec), nodes=1, strategy=None)
+
+
 def distributed_params(resources: ir.Resources) -> dict[str, Any] | None:
     """The finetune step's `distributed` param (runtime/distributed.py): nodes x processes."""
     if resources.nodes == 1 and resources.strategy is None:
@@ -233,7 +239,7 @@ def _prompt_gate_steps(view: EnvView, g: Node, name: str, checked: set[str], mod
         if not model_input:
             params.update(_base_params(model))
     out.append(ir.Step(name, "evaluate", params, inputs=inputs, image=image,
-                       resources=_resources(model.spec) if g.spec.endpoint is None else ir.Resources(),
+                       resources=_one_machine(model.spec) if g.spec.endpoint is None else ir.Resources(),
                        source=_source(g, ("prompt",))))
     return out
 
@@ -278,7 +284,7 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipelin
     steps.append(ir.Step("evaluate", "evaluate", eval_params, inputs={**model_input, "data": data_step},
                          image=image,
                          # Evaluation runs on one machine, whatever the training spans.
-                         resources=dataclasses.replace(_resources(spec), nodes=1, strategy=None)
+                         resources=_one_machine(spec)
                          if task == "generation" else ir.Resources(),
                          source=_source(model)))
     gate_steps = []
