@@ -415,7 +415,7 @@ def _shape(st: Node) -> dict[str, Any]:
     out: dict[str, Any] = {}
     written = st.doc.data.get("spec") or {}
     sources = {k: _source(st, (k,), key=True) for k in ("resources", "env", "shmSize", "modelCache", "placement",
-                                               "strategy", "probes") if k in written}
+                                                        "strategy", "probes", "release", "image") if k in written}
     if spec.resources is not None:
         r = spec.resources
         out.update(cpu_request=r.requests.cpu, memory_request=r.requests.memory,
