@@ -33,7 +33,7 @@ import json
 import re
 from typing import Any, Iterable
 
-from specops.backends import yaml_emit
+from specops.backends import kfp_trainjob, yaml_emit
 from specops.diagnostics import Diagnostic, Pos, suggestion
 from specops.ir import Pipeline, Source, Step
 
@@ -321,6 +321,13 @@ def check(pipeline: Pipeline) -> list[Diagnostic]:
             out.append(_diag("error", "unsupported", f"step {s.name!r} params are not JSON ({e});"
                              " KFP passes them as a JSON string", src))
         r = s.resources
+        if r.nodes > 1 and not kfp_trainjob.needs_trainjob(s):
+            out.append(_diag("error", "unsupported", f"step {s.name!r} spans {r.nodes} nodes; on KFP only an LLM"
+                             " fine-tune runs on several nodes (as a Kubeflow Trainer TrainJob)", src))
+        elif kfp_trainjob.needs_trainjob(s):
+            for err in kfp_trainjob.validate(kfp_trainjob.manifest(pipeline, s)):
+                out.append(_diag("error", "unsupported", f"step {s.name!r}: the TrainJob does not fit the"
+                                 f" Kubeflow Trainer CRD: {err}", src))
         if r.cpu is not None and not _CPU_RE.match(str(r.cpu)):
             out.append(_diag("error", "value", f"step {s.name!r}: cpu {r.cpu!r} is not a number or"
                              " millicores like '500m' (the KFP form)", src))
@@ -470,9 +477,13 @@ class _Builder:
             arts = {}
             for i, (_, up) in enumerate(sorted(step.inputs.items())):
                 arts[_SLOTS[i]] = self._source(up, "output", scope, needs, True, deps)
+            kind, step_params = step.kind, step.params
+            if kfp_trainjob.needs_trainjob(step):
+                # One pod cannot span nodes: the task launches a Kubeflow Trainer TrainJob.
+                kind, step_params = "trainjob", kfp_trainjob.launcher_params(self.p, step)
             params: dict[str, Any] = {
-                "kind": {"runtimeValue": {"constant": step.kind}},
-                "params": {"runtimeValue": {"constant": _json(step.params)}},
+                "kind": {"runtimeValue": {"constant": kind}},
+                "params": {"runtimeValue": {"constant": _json(step_params)}},
                 "repo_root": self._repo_root_input(scope, needs),
             }
             if arts:
@@ -577,6 +588,10 @@ def emit(pipeline: Pipeline) -> dict[str, bytes]:
     name = pipeline_name(pipeline)
     header = f"# PIPELINE DEFINITION\n# Name: {name}\n" if _NAME_RE.match(name) else "# PIPELINE DEFINITION\n"
     files = {"pipeline.yaml": header.encode() + yaml_emit.dump(doc)}
+    for step in pipeline.steps:
+        if kfp_trainjob.needs_trainjob(step):
+            # The TrainJob the launcher task creates, for review (the task carries the same).
+            files[f"trainjob-{step.name}.yaml"] = yaml_emit.dump(kfp_trainjob.manifest(pipeline, step))
     sched = schedule_doc(pipeline)
     if sched is not None:
         files["schedule.json"] = (json.dumps(sched, sort_keys=True, indent=2) + "\n").encode()

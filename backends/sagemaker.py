@@ -497,6 +497,11 @@ class _Builder:
             hp = {"specops.command": json.dumps(list(step.command), separators=(",", ":"))}
             env = self.env_for(step, local_inputs, params_path, out_dir, repo_dir)
             hp["specops.env"] = json.dumps(env, sort_keys=True, separators=(",", ":"))
+        dist = step.params.get("distributed") if step.kind == "finetune" else None
+        if dist:
+            # sagemaker_entry starts torchrun on every instance (rank from resourceconfig.json).
+            hp["specops.torchrun"] = json.dumps({"nproc_per_node": dist["nproc_per_node"]},
+                                                separators=(",", ":"))
         itype = instance_type_or_none(step)
         gpu = bool(step.resources.accelerator)
         arguments = {
@@ -504,7 +509,7 @@ class _Builder:
             "HyperParameters": hp,
             "InputDataConfig": channels,
             "OutputDataConfig": {"S3OutputPath": self.output_uri(step.name), "CompressionType": "NONE"},
-            "ResourceConfig": {"InstanceCount": 1,
+            "ResourceConfig": {"InstanceCount": step.resources.nodes,
                                "InstanceType": itype or self.param("TrainingInstanceType"),
                                "VolumeSizeInGB": 200 if gpu else 30},
             "RoleArn": self.role,

@@ -171,6 +171,12 @@ def check(pipeline: Pipeline) -> list[Diagnostic]:
         if s.kind == "command" and not s.command:
             out.append(_diag("error", "missing-field", f"step '{s.name}' is a command step without a command", src))
         r = s.resources
+        if r.nodes > 1:
+            out.append(_diag(
+                "error", "unsupported",
+                f"step '{s.name}' spans {r.nodes} nodes, but ZenML runs a step on one machine and specops"
+                " configures no step operator for it; use a SageMaker or KFP target, or one node with several"
+                " accelerators (torchrun on one machine)", src))
         if r.cpu is not None and cpu_count(r.cpu) is None:
             out.append(_diag("error", "value", f"step '{s.name}': cpu {r.cpu!r} is not a positive CPU quantity (e.g. '2', '500m')", src))
         if r.memory is not None and zenml_memory(r.memory) is None:

@@ -69,64 +69,30 @@ def _run_command(step_name: str, argv: Optional[list[str]], params: dict, inputs
 
 
 Outputs = Tuple[Annotated[Path, "output"], Annotated[dict, "result"]]
-# Each step ends in a literal `return output, result`: ZenML reads the step's source to tell a
-# two-output step from one returning a tuple artifact.
 
 
-@step
-def data_check(step_name: str, params: dict, input_names: list[str], inputs: list[Path],
-               pipeline_parameters: dict) -> Outputs:
-    """Dataset checks (row count, nulls, allowed values, freshness) and the split."""
-    output, result = _run("data_check", step_name, params, input_names, inputs, pipeline_parameters)
-    return output, result
+def _make(kind: str, doc: str) -> Any:
+    """The `@step` for one IR step kind. ZenML re-imports a step by `module.attribute` and
+    reads its source: the function is named after the module attribute it is bound to, and
+    ends in a literal `return output, result` (how ZenML tells two outputs from one tuple)."""
+
+    def entrypoint(step_name: str, params: dict, input_names: list[str], inputs: list[Path],
+                   pipeline_parameters: dict) -> Outputs:
+        output, result = _run(kind, step_name, params, input_names, inputs, pipeline_parameters)
+        return output, result
+
+    entrypoint.__name__ = entrypoint.__qualname__ = kind
+    entrypoint.__doc__ = doc
+    return step(entrypoint)
 
 
-@step
-def train(step_name: str, params: dict, input_names: list[str], inputs: list[Path],
-          pipeline_parameters: dict) -> Outputs:
-    """Train a classical model."""
-    output, result = _run("train", step_name, params, input_names, inputs, pipeline_parameters)
-    return output, result
-
-
-@step
-def finetune(step_name: str, params: dict, input_names: list[str], inputs: list[Path],
-             pipeline_parameters: dict) -> Outputs:
-    """Fine-tune an LLM (LoRA or full)."""
-    output, result = _run("finetune", step_name, params, input_names, inputs, pipeline_parameters)
-    return output, result
-
-
-@step
-def evaluate(step_name: str, params: dict, input_names: list[str], inputs: list[Path],
-             pipeline_parameters: dict) -> Outputs:
-    """Compute metrics on a split."""
-    output, result = _run("evaluate", step_name, params, input_names, inputs, pipeline_parameters)
-    return output, result
-
-
-@step
-def gate(step_name: str, params: dict, input_names: list[str], inputs: list[Path],
-         pipeline_parameters: dict) -> Outputs:
-    """Check metrics against thresholds; raises StepFailed (the run fails) when one fails."""
-    output, result = _run("gate", step_name, params, input_names, inputs, pipeline_parameters)
-    return output, result
-
-
-@step
-def register(step_name: str, params: dict, input_names: list[str], inputs: list[Path],
-             pipeline_parameters: dict) -> Outputs:
-    """Register the model version and its aliases."""
-    output, result = _run("register", step_name, params, input_names, inputs, pipeline_parameters)
-    return output, result
-
-
-@step
-def deploy(step_name: str, params: dict, input_names: list[str], inputs: list[Path],
-           pipeline_parameters: dict) -> Outputs:
-    """Hand the registered model to its serving target."""
-    output, result = _run("deploy", step_name, params, input_names, inputs, pipeline_parameters)
-    return output, result
+data_check = _make("data_check", "Dataset checks (row count, nulls, allowed values, freshness) and the split.")
+train = _make("train", "Train a classical model.")
+finetune = _make("finetune", "Fine-tune an LLM (LoRA or full).")
+evaluate = _make("evaluate", "Compute metrics on a split.")
+gate = _make("gate", "Check metrics against thresholds; raises StepFailed (the run fails) when one fails.")
+register = _make("register", "Register the model version and its aliases.")
+deploy = _make("deploy", "Hand the registered model to its serving target.")
 
 
 @step

@@ -6,7 +6,10 @@ repo without importing anything heavy.
 
 from __future__ import annotations
 
+import fnmatch
+import os
 from pathlib import Path
+from typing import Callable
 
 from specops.fsio import ReadRefused, read_regular
 
@@ -31,21 +34,28 @@ MAX_IGNORE_BYTES = 1 << 20
 DEFAULT_IGNORES = (".git", ".specops", "build", "node_modules", ".venv*", ".*")
 
 
-def ignore_patterns(root: Path) -> tuple[list[str], bytes]:
-    """The fnmatch patterns of files and folders not to read, and the ignore file's bytes."""
-    pats = list(DEFAULT_IGNORES)
-    raw = b""
+def _default_ignored(rel: str) -> bool:
+    # The defaults are bare names, which match at any depth in gitignore's semantics too.
+    name = rel.rstrip("/").rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatchcase(name, p) for p in DEFAULT_IGNORES)
+
+
+def ignore_patterns(root: Path) -> tuple[Callable[[str], bool], bytes]:
+    """What not to read (a test on a repo-relative path, folders ending in `/`): the defaults
+    plus `.specopsignore` with gitignore's semantics (pathspec: anchored `/x`, folder-only
+    `x/`, `**`, `!` re-includes, `*` stopping at `/`), and the ignore file's bytes (part of
+    the cache key). pathspec is imported only for a repo that has the file (start-up cost)."""
     f = root / IGNORE_FILE
-    if f.is_file():
-        try:
-            raw = read_regular(f, MAX_IGNORE_BYTES)
-        except (OSError, ReadRefused):
-            raw = b""  # discover() reports it
-        for line in raw.decode("utf-8", errors="replace").splitlines():
-            line = line.strip()
-            if line and not line.startswith("#"):
-                pats.append(line.rstrip("/"))
-    return pats, raw
+    if not f.is_file():
+        return _default_ignored, b""
+    try:
+        raw = read_regular(f, MAX_IGNORE_BYTES)
+    except (OSError, ReadRefused):
+        return _default_ignored, b""  # discover() reports it
+    import pathspec
+
+    spec = pathspec.GitIgnoreSpec.from_lines([*DEFAULT_IGNORES, *raw.decode("utf-8", errors="replace").splitlines()])
+    return spec.match_file, raw
 
 
 def discover(root: Path) -> tuple[list[str], list[tuple[str, str, str]]]:
@@ -53,10 +63,7 @@ def discover(root: Path) -> tuple[list[str], list[tuple[str, str, str]]]:
     (path, diagnostic code, message). Symlinks leaving the repo are refused; symlinks inside
     it are skipped (their targets are read under their own paths, and directory links could
     loop). Special files named *.yaml are listed: reading them reports what they are."""
-    import fnmatch
-    import os
-
-    pats, _ = ignore_patterns(root)
+    ignored, _ = ignore_patterns(root)
     real_root = os.path.realpath(root)
     out: list[str] = []
     problems: list[tuple[str, str, str]] = []
@@ -76,7 +83,8 @@ def discover(root: Path) -> tuple[list[str], list[tuple[str, str, str]]]:
             continue
         for e in entries:
             rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
-            if any(fnmatch.fnmatchcase(e.name, p) or fnmatch.fnmatchcase(rel, p) for p in pats):
+            is_dir = e.is_dir(follow_symlinks=False)
+            if ignored(rel + "/" if is_dir else rel):
                 continue
             if e.is_symlink():
                 target = os.path.realpath(e.path)
@@ -84,7 +92,7 @@ def discover(root: Path) -> tuple[list[str], list[tuple[str, str, str]]]:
                         e.name.endswith((".yaml", ".yml")) or os.path.isdir(target)):
                     problems.append((rel, "path-escape", "symlink points outside the repository; refusing to follow it"))
                 continue
-            if e.is_dir(follow_symlinks=False):
+            if is_dir:
                 stack.append(rel)
             elif e.name.endswith((".yaml", ".yml")):
                 out.append(rel)
@@ -95,7 +103,5 @@ def user_cache_dir() -> Path:
     """specops's per-user cache ($XDG_CACHE_HOME/specops, else ~/.cache/specops): for facts
     keyed by content alone (a model config's hash), which must not be written into the spec
     repo by read-only commands such as validate and diff."""
-    import os
-
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "specops"

@@ -24,7 +24,9 @@ from .common import (
 
 
 class ServingPlatform(SpecModel):
-    platform: Literal["local", "kubernetes", "kserve", "sagemaker", "helm"] = "local"
+    # A serving platform of the backend registry: local, kubernetes, kserve, helm, sagemaker,
+    # or one a plug-in registers (checked by specops.checks against the registry).
+    platform: Name = "local"
     # Kubernetes namespace (kubernetes/kserve/helm).
     namespace: Name = "default"
     # Where rendered manifests go for Argo CD / Flux to sync (repo-relative or a git URL).
@@ -34,7 +36,9 @@ class ServingPlatform(SpecModel):
 class Target(SpecModel):
     """A named platform: which orchestrator, where, and what GPUs it offers."""
 
-    backend: Literal["kfp", "sagemaker", "zenml"]
+    # A pipeline backend of the backend registry: kfp, sagemaker, zenml, or one a plug-in
+    # registers (checked by specops.checks against the registry).
+    backend: Name
     provider: Literal["local", "aws", "gcp", "onprem"] = "local"
     region: Region | None = None
     # GCP project id (KFP on Vertex AI).

@@ -38,6 +38,7 @@ from specops.fsio import ReadRefused, read_regular, write_atomic
 from specops.paths import discover as _discover
 from specops.paths import find_root
 from specops.paths import ignore_patterns as _patterns
+from specops.resolve.lockfile import lock_bytes
 
 CACHE_FORMAT = 2  # 2: artifacts carry role, resource and file
 KEEP_PACKS = 16  # older packs are pruned after a store; each is one build of the repo
@@ -100,9 +101,12 @@ def discover(root: Path) -> list[str] | None:
 # ---- keys ----------------------------------------------------------------------------------
 
 
-def inputs_key(files: dict[str, bytes], envs: Iterable[str] | None, ignore_raw: bytes = b"") -> str:
+def inputs_key(files: dict[str, bytes], envs: Iterable[str] | None, ignore_raw: bytes = b"",
+               lock_raw: bytes = b"") -> str:
     h = hashlib.sha256(f"{code_fingerprint()}\nenvs={','.join(sorted(envs)) if envs else '*'}\n".encode())
     h.update(b"ignore\0" + _sha(ignore_raw).encode() + b"\n")
+    # specops.lock pins reach the data_check steps' params: a re-lock is a new input.
+    h.update(b"lock\0" + _sha(lock_raw).encode() + b"\n")
     for rel in sorted(files):
         h.update(f"{rel}\0{_sha(files[rel])}\n".encode())
     return h.hexdigest()
@@ -268,7 +272,7 @@ def fast_compile(path: str | Path = ".", envs: Iterable[str] | None = None) -> F
         return None  # the slow path reports it
     _, ignore_raw = _patterns(root)
     envs = sorted(set(envs)) if envs else None
-    hit = lookup(cache_dir_of(root), root, inputs_key(files, envs, ignore_raw))
+    hit = lookup(cache_dir_of(root), root, inputs_key(files, envs, ignore_raw, lock_bytes(root)))
     return FastResult(root, hit) if hit is not None else None
 
 

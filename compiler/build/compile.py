@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from specops import ir
-from specops.backends import vllm
+from specops.backends import helm_stack, vllm
 from specops.backends.registry import pipeline_backend, serving_platform
 from specops.build import cache
 from specops.build.manifest import Artifact, Build, spec_digest
@@ -32,23 +32,33 @@ from specops.checks import analyze
 from specops.checks.capacity import capacity_report
 from specops.diagnostics import Diagnostic, SpecError
 from specops.fsio import write_atomic
-from specops.ir.lower import lower_env
+from specops.ir.lower import gates_of_model, lower_env
 from specops.ir.nodes import diagnostic_location
+from specops.resolve.lockfile import lock_bytes
 from specops.resolve.refs import EnvView, Resolved
 
 
 def dependencies(view: EnvView, key: str) -> list[str]:
     """Spec keys an artifact of `key` depends on: what it references, transitively; for a
-    Model also the gates that evaluate it and the serving targets that deploy it."""
+    Model also the gates evaluated in its pipeline (with their prompts and datasets) and the
+    serving targets that deploy it. A ServingTarget reads only the names of its gates, so
+    what a gate references (its prompt, its dataset) is not a dependency of serving."""
     seen = {key}
     todo = [key]
     if key.startswith("Model/"):
-        for k in view.referrers(key):
-            if k.startswith(("EvalGate/", "ServingTarget/")):
+        model = view.nodes.get(key)
+        extra = [f"EvalGate/{g.name}" for g in gates_of_model(view, model)] if model is not None else []
+        extra += [k for k in view.referrers(key) if k.startswith("ServingTarget/")]
+        for k in extra:
+            if k not in seen:
                 seen.add(k)
                 todo.append(k)
+    opaque = key.startswith("ServingTarget/")
     while todo:
-        for d in view.references(todo.pop()):
+        cur = todo.pop()
+        if opaque and cur.startswith("EvalGate/"):
+            continue
+        for d in view.references(cur):
             if d not in seen:
                 seen.add(d)
                 todo.append(d)
@@ -65,6 +75,7 @@ def compile_env(resolved: Resolved, env: str, build: Build, cache_dir: Path | No
     view = resolved.envs[env]
     pipelines, servings = lower_env(resolved, env)
     backend = pipeline_backend(view.target.backend)
+    releases: dict[str, list[tuple[ir.Serving, dict[str, Any]]]] = {}
     emitted = EmitCache(cache_dir)
     for p in pipelines:
         build.diagnostics.extend(backend.check(p))
@@ -74,7 +85,22 @@ def compile_env(resolved: Resolved, env: str, build: Build, cache_dir: Path | No
             build.add(Artifact(f"{env}/{backend.NAME}/{p.name}/{rel}", data, env, backend.NAME, key,
                                _src(p.source), deps, "pipeline", p.name, rel))
     for s in servings:
-        compile_serving(resolved, view, s, build)
+        compile_serving(resolved, view, s, build, releases)
+    for release, parts in sorted(releases.items()):
+        compile_release(view, release, parts, build)
+
+
+def compile_release(view: EnvView, release: str, parts: list[tuple[ir.Serving, dict[str, Any]]],
+                    build: Build) -> None:
+    """One production-stack values file for the serving targets that share a Helm release."""
+    parts = sorted(parts, key=lambda p: p[0].name)
+    values, diags = helm_stack.combine(parts)
+    build.diagnostics.extend(diags)
+    first = parts[0][0]
+    deps = sorted({d for s, _ in parts for d in dependencies(view, f"ServingTarget/{s.name}")})
+    build.add(Artifact(f"{view.name}/serving/{release}/values.yaml", helm_stack.values_bytes(values), view.name,
+                       helm_stack.ARTIFACT_BACKEND, f"ServingTarget/{first.name}", _src(first.source), deps,
+                       "serving", release, "values.yaml"))
 
 
 class EmitCache:
@@ -108,7 +134,8 @@ class EmitCache:
         return files
 
 
-def compile_serving(resolved: Resolved, view: EnvView, s: ir.Serving, build: Build) -> None:
+def compile_serving(resolved: Resolved, view: EnvView, s: ir.Serving, build: Build,
+                    releases: dict[str, list[tuple[ir.Serving, dict[str, Any]]]] | None = None) -> None:
     key = f"ServingTarget/{s.name}"
     deps = dependencies(view, key)
     base = f"{view.name}/serving/{s.name}"
@@ -134,6 +161,10 @@ def compile_serving(resolved: Resolved, view: EnvView, s: ir.Serving, build: Bui
                 build.diagnostics.add(d)
     platform = serving_platform(s.target.serving_platform)
     build.diagnostics.extend(platform.check(s, config))
+    if platform is helm_stack and s.release and releases is not None:
+        # Targets of one release share a values file: emitted once all of them are lowered.
+        releases.setdefault(s.release, []).append((s, helm_stack.helm_values(s, config)))
+        return
     for file, data in sorted(platform.emit(s, config).items()):
         add(file, data, platform.ARTIFACT_BACKEND, "serving")
 
@@ -145,7 +176,7 @@ def compile_repo(resolved: Resolved, envs: list[str] | None = None, cache_dir: P
     if cache_dir is None or resolved.diagnostics.has_errors:
         return _compile_repo(resolved, envs, cache_dir)
     root = resolved.repo.root
-    ikey = cache.inputs_key(resolved.repo.files, envs, cache.ignore_bytes(root))
+    ikey = cache.inputs_key(resolved.repo.files, envs, cache.ignore_bytes(root), lock_bytes(root))
     hit = cache.lookup(Path(cache_dir), root, ikey)
     if hit is not None:
         return Build.from_record(hit.index, hit.blob)

@@ -10,11 +10,14 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specops.checks.common import at, check_gpu, check_repo_file
-from specops.diagnostics import Diagnostics, suggestion
+from specops.diagnostics import Diagnostic, Diagnostics, suggestion
+from specops.resolve.lockfile import LOCK_FILE, LockError, StatCache, local_changed, read_lock
 from specops.runtime.estimators import check_hyperparameters
 from specops.runtime.estimators import resolve as resolve_estimator
 
@@ -32,6 +35,9 @@ def check_model(resolved: "Resolved", view: "EnvView", node: "Node", out: Diagno
     acc = spec.resources.accelerator
     if acc is not None:
         check_gpu(view, node, ("resources", "accelerator", "type"), acc.type, out)
+    if spec.resources.nodes > 1 and spec.type == "classical" and spec.command is None:
+        out.add(at(node, ("resources", "nodes"), "unsupported",
+                   "a classical model trains on one machine; more nodes need an LLM fine-tune or a `command`"))
     if spec.type == "classical":
         check_estimator(node, out)
         for use in spec.datasets:
@@ -49,8 +55,14 @@ def check_model(resolved: "Resolved", view: "EnvView", node: "Node", out: Diagno
             if use.split not in ds.spec.splits:
                 out.add(at(node, ("datasets", spec.datasets.index(use), "split"), "unresolved-ref",
                             f"dataset '{ds.name}' has no split '{use.split}'" + suggestion(use.split, ds.spec.splits)))
-    elif spec.llm.base.path is not None:
-        check_repo_file(resolved, node, ("llm", "base", "path"), spec.llm.base.path, "base model folder", out)
+    else:
+        if spec.llm.base.path is not None:
+            check_repo_file(resolved, node, ("llm", "base", "path"), spec.llm.base.path, "base model folder", out)
+        if spec.hyperparameters and spec.command is None:
+            # The fine-tune step takes its knobs from `llm.finetune`; nothing reads these.
+            out.add(at(node, ("hyperparameters",), "unsupported",
+                       "an LLM's training knobs live in `llm.finetune`; `hyperparameters` would be ignored",
+                       prefer_key=True))
 
 
 def check_estimator(node: "Node", out: Diagnostics) -> None:
@@ -112,9 +124,55 @@ def _check_check_columns(view: "EnvView", node: "Node", out: Diagnostics) -> Non
                             + suggestion(key, [x.name for x in other.spec.columns])))
 
 
+def check_lockfile(resolved: "Resolved", out: Diagnostics) -> None:
+    """Locked file:// sources against specops.lock: size, then mtime, then sha256; never the
+    network (remote pins are `specops lock --check`'s). A version the lock does not pin yet is
+    a new source: the step runs unpinned until `specops lock` records it."""
+    root = resolved.repo.root
+    try:
+        sources = read_lock(root)
+    except LockError as e:
+        out.add(Diagnostic("error", "data-lock", str(e), LOCK_FILE, None))
+        return
+    if not sources:
+        return
+    stats = StatCache(root)
+    seen: set[str] = set()
+    for view in resolved.envs.values():
+        for node in view.of_kind("Dataset"):
+            src = node.spec.source
+            pin = sources.get(src.uri)
+            if not src.uri.startswith("file://") or pin is None or src.uri in seen:
+                continue
+            seen.add(src.uri)
+            if pin.get("version") != src.version:
+                out.add(at(node, ("source", "version"), "data-lock",
+                           f"specops.lock pins '{src.uri}' at version '{pin.get('version')}', the spec says"
+                           f" '{src.version}': run `specops lock`", severity="warning"))
+                continue
+            if not _regular(root / src.uri[len("file://"):]):
+                continue
+            why = local_changed(root, src.uri, pin, stats)
+            if why:
+                out.add(at(node, ("source", "uri"), "data-lock", why + "; bump `version` and run `specops lock`"
+                           " if the change is intended"))
+    stats.save()
+
+
+def _regular(path: Path) -> bool:
+    """A FIFO or device would block or never end: only regular files are read."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def check_data_header(path: Path, rel: str, node: "Node", out: Diagnostics) -> None:
     """The file's header (CSV) or schema (Parquet) against the declared columns."""
     src = node.spec.source
+    if not _regular(path):
+        out.add(at(node, ("source", "uri"), "data-schema", f"dataset file '{rel}' is not a regular file"))
+        return
     declared = [c.name for c in node.spec.columns]
     if src.format == "csv":
         opts = src.csv

@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from specops.checks.common import at
-from specops.checks.data import check_dataset, check_model
+from specops.checks.data import check_dataset, check_lockfile, check_model
 from specops.checks.gates import check_gate
 from specops.checks.names import check_registry_name
 from specops.checks.prompts import check_prompt
 from specops.checks.secrets import check_plaintext_secrets, check_secret_refs
 from specops.checks.serving import check_serving
+from specops.checks.targets import check_targets
 from specops.diagnostics import Diagnostics, suggestion
 
 if TYPE_CHECKING:
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 
 def check_semantics(resolved: "Resolved", out: Diagnostics) -> None:
     check_plaintext_secrets(resolved, out)
+    check_targets(resolved, out)
+    check_lockfile(resolved, out)
     envs = resolved.project.environments
     # A spec without overrides is the same document in every environment: checks that do
     # not depend on the environment run once per document.
@@ -42,7 +45,7 @@ def check_semantics(resolved: "Resolved", out: Diagnostics) -> None:
                     out.add(at(node, ("labels", env), "unknown-env", f"labels name unknown environment '{env}'"
                                 + suggestion(env, envs), prefer_key=True))
         for node in view.of_kind("EvalGate"):
-            check_gate(view, node, out)
+            check_gate(resolved, view, node, out)
             for i, env in enumerate(node.spec.blocks):
                 if env not in envs:
                     out.add(at(node, ("blocks", i), "unknown-env", f"unknown environment '{env}'"

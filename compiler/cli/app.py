@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "force-unlock": ("specops.cli.ops_cmds", "force_unlock", "Release a lock left by a crashed apply."),
     "gate": ("specops.cli.gate_cmds", "gate", "Eval gates: run one and record its verdict."),
     "state": ("specops.cli.state_cmds", "state", "Look at and repair recorded state: list, show, rm, mv."),
+    "lock": ("specops.cli.lock_cmds", "lock_cmd", "Pin every dataset source by content in specops.lock."),
 }
 
 

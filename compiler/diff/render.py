@@ -86,6 +86,8 @@ def render_text(doc: dict) -> str:
                          + (click.style("  — no compiled artifact consumes it", dim=True) if quiet else ""))
             for kind, line in _change_lines(c):
                 lines.append("          " + click.style(line, fg=_STYLE.get(kind)))
+        for g in doc.get("gates", {}).get(env, []):
+            lines.append(f"  gate     {g['gate']} re-runs: caused by {', '.join(g['causes'])}")
         for r in res:
             lines.append(f"  {_status_word(r['status'])} {r['backend']} {r['resource']}")
             lines.append("      caused by " + "; ".join(cause_text(c) for c in r["causes"]))
@@ -150,6 +152,11 @@ def render_markdown(doc: dict, mermaid: dict[str, str]) -> str:
                 out.append(f"| {env} | (spec) | {_md_code(c['spec'])} | {c['status']} | 0 | "
                            f"{_md_escape(c['file'])} (no compiled artifact consumes it) |")
     out.append("")
+    if doc.get("gates"):
+        out += ["#### Gates that re-run", "", "| environment | gate | caused by |", "|---|---|---|"]
+        for env, gates in doc["gates"].items():
+            out += [f"| {env} | {_md_code(g['gate'])} | {_md_escape(', '.join(g['causes']))} |" for g in gates]
+        out.append("")
     if doc["capacity"]:
         out += ["#### GPU capacity", "",
                 "| environment | serving | " + " | ".join(label for _, label in _CAP_FIELDS) + " |",

@@ -315,9 +315,30 @@ def compare(base: Side, head: Side, envs: list[str]) -> dict:
                "artifacts": sum(len(g["artifacts"]) for g in resources),
                "specs": len({c["spec"] for cs in spec_changes.values() for c in cs})}
     changed = bool(resources or any(spec_changes.values()) or capacity)
+    gates = {env: g for env in envs if (g := _gates_rerun(head, env, spec_changes[env]))}
     return {"schemaVersion": DIFF_SCHEMA_VERSION, "changed": changed, "environments": envs,
             "summary": summary, "specs": {e: c for e, c in spec_changes.items() if c},
-            "resources": resources, "capacity": capacity, "affected": affected}
+            "resources": resources, "capacity": capacity, "affected": affected, "gates": gates}
+
+
+def _gates_rerun(head: Side, env: str, changes: list[dict]) -> list[dict]:
+    """The EvalGates whose verdict the change can move, so they run again before promotion:
+    a gate whose own spec, prompt, dataset or model changed, with those specs as causes."""
+    view = head.resolved.envs.get(env) if head.resolved is not None else None
+    if view is None:
+        return []
+    changed = {c["spec"] for c in changes}
+    out = []
+    for g in view.of_kind("EvalGate"):
+        s = g.spec
+        prompt = view.get("Prompt", s.prompt) if s.prompt else None
+        model = s.model or (prompt.spec.model if prompt is not None else None)
+        keys = [f"EvalGate/{g.name}", f"Prompt/{s.prompt}" if s.prompt else None, f"Dataset/{s.dataset}",
+                f"Model/{model}" if model else None]
+        causes = [k for k in keys if k in changed]
+        if causes:
+            out.append({"gate": g.name, "causes": causes})
+    return out
 
 
 def lineage_mermaid(base: Side, head: Side, env: str, keys: list[str]) -> str | None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from specops import ir
 from specops.frontend.overrides import Node, deep_merge
+from specops.resolve.lockfile import pin_for
 from specops.resolve.refs import EnvView, Resolved
 from specops.runtime.thresholds import parse_threshold
 
@@ -21,11 +22,12 @@ from specops.runtime.thresholds import parse_threshold
 _DEFAULT_METRICS = {"classification": ["auc", "accuracy"], "regression": ["rmse"], "generation": ["rougeL"]}
 
 
-def _source(node: Node, path: tuple = ()) -> ir.Source:
+def _source(node: Node, path: tuple = (), key: bool = False) -> ir.Source:
+    """Where `path` of the node's spec is (its key's position with `key`), computed on demand."""
     full = ("spec",) + path if path else ("metadata", "name")
 
     def locate() -> tuple[int, int]:
-        pos = node.doc.pos_of(full)
+        pos = node.doc.pos_of(full, key) if key else node.doc.pos_of(full)
         return pos.line, pos.col
 
     return ir.Source(node.file, locate=locate)
@@ -71,14 +73,19 @@ def _check_params(view: EnvView, check: Any) -> dict[str, Any]:
     return out
 
 
-def _dataset_params(view: EnvView, ds: Node, seed: int) -> dict[str, Any]:
+def _dataset_params(view: EnvView, ds: Node, seed: int, root: Any) -> dict[str, Any]:
     s = ds.spec
-    return {
+    out = {
         **_source_params(ds),
         "splits": dict(s.splits),
         "checks": [_check_params(view, c) for c in s.checks],
         "seed": seed,
     }
+    pin = pin_for(root, s.source.uri, s.source.version)
+    if pin:
+        # The data must be what `specops lock` recorded: the step refuses anything else.
+        out["lock"] = pin
+    return out
 
 
 def _resources(spec: Any) -> ir.Resources:
@@ -88,14 +95,78 @@ def _resources(spec: Any) -> ir.Resources:
         cpu=str(r.cpu) if r.cpu is not None else None, memory=r.memory,
         accelerator=acc.type if acc else None, accelerator_count=acc.count if acc else 0,
         instance_type=r.instance_type,
+        nodes=getattr(r, "nodes", 1), strategy=getattr(r, "strategy", None),
     )
 
 
-def _gate_params(gate: Node) -> dict[str, Any]:
+def _one_machine(spec: Any) -> ir.Resources:
+    """The model's resources for a step that runs on one machine (evaluation), whatever the
+    training spans."""
+    return dataclasses.replace(_resources(spec), nodes=1, strategy=None)
 
+
+def distributed_params(resources: ir.Resources) -> dict[str, Any] | None:
+    """The finetune step's `distributed` param (runtime/distributed.py): nodes x processes."""
+    if resources.nodes == 1 and resources.strategy is None:
+        return None
+    per_node = max(1, resources.accelerator_count)
+    return {"nodes": resources.nodes, "nproc_per_node": per_node, "strategy": resources.strategy or "ddp"}
+
+
+def _gate_params(gate: Node) -> dict[str, Any]:
     metrics = [parse_threshold(m.threshold).to_params(m.metric) for m in gate.spec.metrics]
+    if gate.spec.prompt is not None and not any(m["metric"] == "regression_p_value" for m in metrics):
+        # The significance test of a prompt gate: its drop against the baseline's rows must
+        # not be significant at the gate's alpha (the p-value is 1 without a baseline).
+        metrics.append(parse_threshold(f">= {gate.spec.alpha!r}").to_params("regression_p_value"))
     return {"gate": gate.name, "metrics": metrics, "baseline": None,
             "on_missing_baseline": gate.spec.on_missing_baseline}
+
+
+def gate_model(view: EnvView, gate: Node) -> Node | None:
+    """The Model a gate evaluates: its own `model`, else its prompt's."""
+    if gate.spec.model:
+        return view.get("Model", gate.spec.model)
+    prompt = view.get("Prompt", gate.spec.prompt) if gate.spec.prompt else None
+    return view.get("Model", prompt.spec.model) if prompt is not None else None
+
+
+def gates_of_model(view: EnvView, model: Node) -> list[Node]:
+    """The EvalGates evaluated in `model`'s pipeline: those naming it, and prompt gates
+    without a model whose Prompt targets it. Sorted by name."""
+    return [g for g in view.of_kind("EvalGate") if (m := gate_model(view, g)) is not None and m.name == model.name]
+
+
+def _endpoint_params(ep: Any) -> dict[str, Any]:
+    key = ep.api_key.secret_ref if ep.api_key is not None else None
+    return {"url": ep.url, "model": ep.model, "api_key_env": key.name if key is not None else None,
+            "concurrency": ep.concurrency, "timeout_s": ep.timeout_seconds}
+
+
+def prompt_eval_params(view: EnvView, gate: Node, seed: int) -> dict[str, Any]:
+    """The `evaluate` step params (task prompt, see specops.runtime.prompt_eval) of a prompt gate."""
+    s = gate.spec
+    prompt = view.get("Prompt", s.prompt)
+    ps = prompt.spec
+    body: dict[str, Any] = {"name": prompt.name, "version": ps.version,
+                            "defaults": {k: v.default for k, v in sorted(ps.variables.items()) if v.default is not None},
+                            "parameters": ps.parameters.model_dump(mode="json", exclude_none=True)}
+    if ps.template is not None:
+        body["template"] = ps.template
+    else:
+        body["messages"] = [m.model_dump(mode="json") for m in ps.messages or []]
+    judge = None
+    if s.judge is not None:
+        if s.judge.endpoint is not None:
+            judge = {"endpoint": _endpoint_params(s.judge.endpoint)}
+        else:
+            jm = view.get("Model", s.judge.model)
+            judge = {"model_path": jm.spec.llm.base.path if jm is not None and jm.spec.type == "llm" else None}
+    return {"task": "prompt", "gate": gate.name, "split": s.split, "prompt": body,
+            "assertions": [a.model_dump(mode="json") for a in s.assertions],
+            "endpoint": _endpoint_params(s.endpoint) if s.endpoint is not None else None,
+            "judge": judge, "repeat": s.repeat, "row_pass_fraction": s.row_pass_fraction, "alpha": s.alpha,
+            "baseline_rows": None, "seed": seed}
 
 
 def _finetune_step(model: Node, data_step: str, split: str, image: str, resources: ir.Resources,
@@ -113,6 +184,7 @@ def _finetune_step(model: Node, data_step: str, split: str, image: str, resource
         "epochs": ft.epochs, "learning_rate": ft.learning_rate, "batch_size": ft.batch_size,
         "max_seq_length": ft.max_seq_length, "prompt_field": llm.prompt_field,
         "response_field": llm.response_field, "split": split, "max_steps": ft.max_steps, "seed": seed,
+        **({"distributed": dist} if (dist := distributed_params(resources)) else {}),
     }, inputs={"data": data_step}, image=image, resources=resources, source=_source(model, ("llm", "finetune")))
 
 
@@ -150,6 +222,28 @@ def _base_params(model: Node) -> dict[str, Any]:
     return out
 
 
+def _prompt_gate_steps(view: EnvView, g: Node, name: str, checked: set[str], model_input: dict[str, str],
+                       model: Node, image: str, seed: int) -> list[ir.Step]:
+    """A prompt gate's evaluate step (and the data check of its dataset when the model's
+    pipeline does not check it already)."""
+    out = []
+    ds = view.get("Dataset", g.spec.dataset)
+    if ds.name not in checked:
+        checked.add(ds.name)
+        out.append(ir.Step(f"check-{ds.name}", "data_check", {"dataset": _dataset_params(ds, seed)},
+                           image=image, source=_source(g, ("dataset",))))
+    params = prompt_eval_params(view, g, seed)
+    inputs = {"data": f"check-{ds.name}"}
+    if g.spec.endpoint is None:
+        inputs.update(model_input)
+        if not model_input:
+            params.update(_base_params(model))
+    out.append(ir.Step(name, "evaluate", params, inputs=inputs, image=image,
+                       resources=_one_machine(model.spec) if g.spec.endpoint is None else ir.Resources(),
+                       source=_source(g, ("prompt",))))
+    return out
+
+
 def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipeline | None:
     """The lifecycle pipeline of one Model, or None when it has nothing to run: an LLM served
     as published (no finetune, no command) that no gate evaluates."""
@@ -157,8 +251,8 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipelin
     defaults = env_defaults(resolved, view.name)
     image = defaults["image"]
     seed = defaults["seed"]
-    gates = [view.nodes[k] for k in view.referrers(model.key) if k.startswith("EvalGate/")
-             and view.nodes[k].spec.model == model.name]
+    gates = gates_of_model(view, model)
+    model_gates = [g for g in gates if g.spec.prompt is None]
     uses = [(u.dataset, ("datasets", i, "dataset")) for i, u in enumerate(spec.datasets)]
     if not uses:  # a published model is evaluated on its gates' data
         uses = [(g.spec.dataset, None) for g in gates if g.spec.dataset]
@@ -171,12 +265,12 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipelin
         return None  # gates without data are reported by the gate checks
     steps: list[ir.Step] = []
     for (name, where), ds in zip(dict.fromkeys(uses), datasets):
-        steps.append(ir.Step(f"check-{ds.name}", "data_check", {"dataset": _dataset_params(view, ds, seed)},
+        steps.append(ir.Step(f"check-{ds.name}", "data_check", {"dataset": _dataset_params(view, ds, seed, resolved.repo.root)},
                              image=image, source=_source(model, where) if where else _source(ds)))
     if train is not None:
         steps.append(train)
-    metrics = sorted({m.metric for g in gates for m in g.spec.metrics}) or _DEFAULT_METRICS[task]
-    split = gates[0].spec.split if gates else "test"
+    metrics = sorted({m.metric for g in model_gates for m in g.spec.metrics}) or _DEFAULT_METRICS[task]
+    split = model_gates[0].spec.split if model_gates else "test"
     eval_params: dict[str, Any] = {"task": task, "metrics": metrics, "split": split}
     if task == "generation":
         eval_params.update({"prompt_field": spec.llm.prompt_field if spec.type == "llm" else "prompt",
@@ -188,11 +282,19 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipelin
     if train is None:
         eval_params.update(_base_params(model))
     steps.append(ir.Step("evaluate", "evaluate", eval_params, inputs={**model_input, "data": data_step},
-                         image=image, resources=_resources(spec) if task == "generation" else ir.Resources(),
+                         image=image,
+                         # Evaluation runs on one machine, whatever the training spans.
+                         resources=_one_machine(spec)
+                         if task == "generation" else ir.Resources(),
                          source=_source(model)))
     gate_steps = []
+    checked = {ds.name for ds in datasets}
     for g in gates:
-        step = ir.Step(f"gate-{g.name}", "gate", _gate_params(g), inputs={"metrics": "evaluate"}, image=image,
+        measured = "evaluate"
+        if g.spec.prompt is not None:
+            measured = f"eval-{g.name}"
+            steps.extend(_prompt_gate_steps(view, g, measured, checked, model_input, model, image, seed))
+        step = ir.Step(f"gate-{g.name}", "gate", _gate_params(g), inputs={"metrics": measured}, image=image,
                        source=_source(g, ("metrics",)))
         steps.append(step)
         gate_steps.append(step.name)
@@ -294,7 +396,51 @@ def lower_serving(resolved: Resolved, view: EnvView, st: Node) -> ir.Serving:
         image=spec.image or defaults["serving_image"], instance_type=spec.instance_type,
         hf_token_secret=_k8s_secret(spec.hf_token),
         labels=dict(sorted(st.labels.items())), source=_source(st),
+        **_shape(st),
     )
+
+
+# Probe fields as the spec writes them -> Kubernetes' names.
+_PROBE_KEYS = ("initial_delay_seconds", "period_seconds", "timeout_seconds", "failure_threshold", "success_threshold")
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(w.title() for w in rest)
+
+
+def _shape(st: Node) -> dict[str, Any]:
+    """The pod-shape fields of ir.Serving from a ServingTarget, with each given field's position."""
+    spec = st.spec
+    out: dict[str, Any] = {}
+    written = st.doc.data.get("spec") or {}
+    sources = {k: _source(st, (k,), key=True) for k in ("resources", "env", "shmSize", "modelCache", "placement",
+                                                        "strategy", "probes", "release", "image") if k in written}
+    if spec.resources is not None:
+        r = spec.resources
+        out.update(cpu_request=r.requests.cpu, memory_request=r.requests.memory,
+                   cpu_limit=r.limits.cpu, memory_limit=r.limits.memory)
+    out["env_vars"] = tuple(ir.EnvVar(e.name, e.value, (e.secret_ref.provider, e.secret_ref.name, e.secret_ref.key)
+                                 if e.secret_ref else None, _source(st, ("env", i)))
+                       for i, e in enumerate(spec.env))
+    out["shm_size"] = spec.shm_size
+    if spec.model_cache is not None:
+        mc = spec.model_cache
+        out["model_cache"] = ir.ModelCache(mc.enabled, mc.size, mc.access_mode, mc.storage_class)
+    if spec.placement is not None:
+        pl = spec.placement
+        out["node_selector"] = dict(sorted(pl.node_selector.items()))
+        out["tolerations"] = tuple(t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in pl.tolerations)
+        out["affinity"] = pl.affinity
+    # Several GPUs per replica: a rolling update would wait for GPUs the old pod still holds.
+    out["strategy"] = spec.strategy or ("Recreate" if spec.accelerator.count > 1 else None)
+    if spec.probes is not None:
+        out["probes"] = {kind: {"path": p.path, **{_camel(k): getattr(p, k) for k in _PROBE_KEYS
+                                                    if getattr(p, k) is not None}}
+                         for kind in ("startup", "readiness", "liveness") if (p := getattr(spec.probes, kind))}
+    out["release"] = spec.release
+    out["field_sources"] = sources
+    return out
 
 
 def _k8s_secret(ref: Any) -> tuple[str, str] | None:

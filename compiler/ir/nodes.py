@@ -18,7 +18,7 @@ from typing import Any, Callable, Literal
 from specops.diagnostics import Pos
 
 StepKind = Literal["data_check", "train", "finetune", "evaluate", "gate", "register", "deploy", "command"]
-Backend = Literal["kfp", "sagemaker", "zenml"]
+Backend = str  # a pipeline backend of specops.backends.registry (plug-ins included)
 
 
 class Source:
@@ -80,6 +80,9 @@ class Resources:
     accelerator_count: int = 0
     # Backend-specific instance type when the target names one (SageMaker 'ml.g5.2xlarge').
     instance_type: str | None = None
+    # Machines a training step spans, and the torchrun strategy across them (None: one process).
+    nodes: int = 1
+    strategy: str | None = None
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,7 @@ class Target:
     host: str | None = None  # KFP API host
     artifact_store: str = "file://.specops/artifacts"
     image_registry: str | None = None
-    serving_platform: Literal["local", "kubernetes", "kserve", "helm", "sagemaker"] = "local"
+    serving_platform: str = "local"  # a serving platform of specops.backends.registry
     namespace: str = "default"
     role_arn: str | None = None  # SageMaker execution role
     gpus: tuple[str, ...] = ()
@@ -177,6 +180,26 @@ class Adapter:
 
 
 @dataclass(frozen=True)
+class EnvVar:
+    """A server environment variable: a literal, or a secret (provider, name, key)."""
+
+    name: str
+    value: str | None = None
+    secret: tuple[str, str, str | None] | None = None
+    source: Source | None = None
+
+
+@dataclass(frozen=True)
+class ModelCache:
+    """The weights' cache volume. access_mode None: ReadWriteOnce for one replica, else Many."""
+
+    enabled: bool = True
+    size: str = "200Gi"
+    access_mode: str | None = None
+    storage_class: str | None = None
+
+
+@dataclass(frozen=True)
 class Serving:
     """One ServingTarget in one environment: what to serve, with which engine, where."""
 
@@ -204,6 +227,23 @@ class Serving:
     hf_token_secret: tuple[str, str] | None = None
     labels: dict[str, str] = field(default_factory=dict)
     source: Source | None = None
+    # Pod shape; None or empty: the platform's default.
+    cpu_request: str | None = None
+    cpu_limit: str | None = None
+    memory_request: str | None = None
+    memory_limit: str | None = None
+    env_vars: tuple[EnvVar, ...] = ()
+    shm_size: str | None = None
+    model_cache: ModelCache = field(default_factory=ModelCache)
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: tuple[dict[str, Any], ...] = ()
+    affinity: dict[str, Any] | None = None
+    strategy: str | None = None  # Recreate | RollingUpdate
+    probes: dict[str, dict[str, Any]] = field(default_factory=dict)  # startup|readiness|liveness -> fields
+    release: str | None = None  # production-stack release (values file) it joins
+    # Spec field (camelCase path, e.g. "shmSize") -> its position: a platform that cannot
+    # carry a field reports it there.
+    field_sources: dict[str, Source] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

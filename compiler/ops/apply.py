@@ -10,7 +10,8 @@ carries a fresh run key. Throttling / 5xx (`RetryableError`) are retried
 with tenacity's jittered exponential backoff; any other provider error stops the apply with
 a report of what landed and what did not.
 
-Promotion: in an env whose policy requires gates, a serving rollout is checked against
+Promotion: in an env whose policy requires gates, a serving rollout (or a prompt's label
+move, gated by the EvalGates over that prompt that block the env) is checked against
 `state.gates` right before it is applied (a pipeline run earlier in the same apply records
 its gate verdicts first); a rollout whose gates did not pass for the model version is
 skipped and reported as blocked.
@@ -31,7 +32,7 @@ from specops.backends.crashpoint import pause_point
 from specops.backends.provider import ProviderError, retrying
 from specops.backends.zenml_run import run_local
 from specops.diagnostics import suggestion
-from specops.ir.lower import _gate_params, lower_pipeline
+from specops.ir.lower import _gate_params, gate_model, lower_pipeline
 from specops.ops.plan import APPLY_ACTIONS, Action, Change, GateStatus, Plan, align, rollout_gates
 from specops.runtime.gate import _check
 from specops.runtime.thresholds import Threshold
@@ -303,13 +304,17 @@ def run_gate(ctx: Any, gate: str, *, metrics_file: str | None, version: str | No
     if node is None:
         raise ProviderError(f"unknown gate '{gate}' in env '{ctx.env}'"
                             + suggestion(gate, [g.name for g in view.of_kind("EvalGate")]))
-    model = node.spec.model
-    if model is None:
-        raise ProviderError(f"gate '{gate}' evaluates a prompt, not a model: record its metrics with --metrics")
+    target = gate_model(view, node)
+    if target is None:
+        raise ProviderError(f"gate '{gate}' names no model and its prompt's model is unknown")
+    model = target.name
     with ctx.store.lock("gate run"):
         state = ctx.store.read() or State.new(ctx.env)
         prev = state.gates.get(gate) if isinstance(state.gates.get(gate), dict) else None
-        baseline = prev["metrics"] if prev and prev.get("passed") and isinstance(prev.get("metrics"), dict) else None
+        last_pass = prev if prev and prev.get("passed") else None
+        baseline = last_pass["metrics"] if last_pass and isinstance(last_pass.get("metrics"), dict) else None
+        # A prompt gate's row outcomes: the baseline of the next run's significance test.
+        baseline_rows = last_pass.get("rows") if last_pass and isinstance(last_pass.get("rows"), dict) else None
         if version is None:
             pipe = next((r for r in state.resources.values() if r.type.endswith("_pipeline") and r.name == model), None)
             version = pipe.outputs.get("model_version") if pipe is not None else None
@@ -324,7 +329,7 @@ def run_gate(ctx: Any, gate: str, *, metrics_file: str | None, version: str | No
             rec = _check_metrics(_gate_params(node), metrics, baseline)
             source = "gate-run"
         else:
-            rec = _run_to_gate(ctx, view, node, baseline, echo)
+            rec = _run_to_gate(ctx, view, node, baseline, echo, baseline_rows)
             source = "gate-run:local"
         rec.update({"model": model, "version": None if version is None else str(version), "source": source})
         state.gates[gate] = dict(sorted(rec.items()))
@@ -342,8 +347,9 @@ def _check_metrics(params: dict[str, Any], metrics: dict[str, Any], baseline: di
 
 
 def _run_to_gate(ctx: Any, view: Any, node: Any, baseline: dict[str, Any] | None,
-                 echo: Callable[[str], None]) -> dict[str, Any]:
-    model = view.get("Model", node.spec.model)
+                 echo: Callable[[str], None], baseline_rows: dict[str, bool] | None = None) -> dict[str, Any]:
+    model = gate_model(view, node)
+    measured = f"eval-{node.name}" if node.spec.prompt is not None else "evaluate"
     p = lower_pipeline(ctx.resolved, view, model)
     gate_step = f"gate-{node.name}"
     keep, todo = set(), [gate_step]
@@ -357,17 +363,21 @@ def _run_to_gate(ctx: Any, view: Any, node: Any, baseline: dict[str, Any] | None
         if s.name in keep:
             if s.name == gate_step and baseline:
                 s = dataclasses.replace(s, params={**s.params, "baseline": baseline})
+            if s.name == measured and s.params.get("task") == "prompt" and baseline_rows:
+                s = dataclasses.replace(s, params={**s.params, "baseline_rows": baseline_rows})
             steps.append(s)
     local = dataclasses.replace(p.target, backend="zenml", provider="local")
     p = dataclasses.replace(p, steps=tuple(steps), target=local, schedule=None, name=f"{p.name}-gate-{node.name}")
     echo(f"running {model.name} up to {gate_step} on ZenML's local stack ({len(steps)} steps)")
     result = run_local(zenml.emit(p), workdir=ctx.root / ".specops" / "runs" / ctx.env / p.name,
                        repo_root=ctx.root, zenml_config_path=ctx.root / ".specops" / "zenml")
-    metrics = next((s.result.get("metrics") for s in result.steps.values()
-                    if s.name == "evaluate" and isinstance(s.result, dict)), None)
+    ev = next((s.result for s in result.steps.values() if s.name == measured and isinstance(s.result, dict)), {})
     g = result.steps.get(gate_step)
     if g is None or g.status not in ("completed", "cached", "failed"):
         raise ProviderError(f"the run stopped before {gate_step}: {result.error}")
     passed = g.status in ("completed", "cached") and bool((g.result or {}).get("passed"))
-    return {"passed": passed, "metrics": metrics or {}, "message": "" if passed else (g.error or result.error or ""),
-            "run_id": result.run_id}
+    rec = {"passed": passed, "metrics": ev.get("metrics") or {},
+           "message": "" if passed else (g.error or result.error or ""), "run_id": result.run_id}
+    if isinstance(ev.get("row_outcomes"), dict):
+        rec["rows"] = dict(sorted(ev["row_outcomes"].items()))
+    return rec

@@ -229,8 +229,9 @@ def target_closure(targets: list[str], deps: dict[str, list[str]]) -> set[str]:
 
 
 def is_rollout(ch: Change) -> bool:
-    """A change that serves a model: what gates can hold back (not pipelines, not prompts)."""
-    return ch.desired is not None and not ch.type.endswith("_pipeline") and ch.type != "prompt"
+    """A change that promotes something gates can hold back: a serving rollout, or a prompt's
+    label move (prompts promote like models); not a pipeline."""
+    return ch.desired is not None and not ch.type.endswith("_pipeline")
 
 
 def gate_status(gates: list[str], state_gates: dict[str, Any], version: str | None, pending: bool) -> list[dict[str, Any]]:
@@ -253,13 +254,13 @@ def gate_status(gates: list[str], state_gates: dict[str, Any], version: str | No
     return out
 
 
-def rollout_gates(ch: Change, *, policy: Any, gates_for: Callable[[str], list[str]] | None, state: Any,
+def rollout_gates(ch: Change, *, policy: Any, gates_for: Callable[[str, str], list[str]] | None, state: Any,
                   pending: bool = False) -> list[dict[str, Any]]:
     """The gates a rollout waits for and their status, or [] when none apply (the policy does
     not require gates, or the change is not a rollout). Plan and apply both decide here."""
     if not getattr(policy, "require_gates", False) or gates_for is None or not is_rollout(ch):
         return []
-    gates = gates_for(ch.name)
+    gates = gates_for(ch.type, ch.name)
     if not gates:
         return []
     resources = state.resources if state is not None else {}
@@ -290,12 +291,12 @@ def refresh(addresses: list[str], desired: dict[str, Any], current: dict[str, An
 
 def compute_plan(desired_list: list[Any], state: Any, *, env: str, target: str, policy: Any,
                  provider_for: Callable[[str], Any] | None, refresh_live: bool = True,
-                 targets: list[str] | None = None, gates_for: Callable[[str], list[str]] | None = None,
+                 targets: list[str] | None = None, gates_for: Callable[[str, str], list[str]] | None = None,
                  replace: list[str] | None = None, refresh_only: bool = False) -> Plan:
     """The plan for one environment. `provider_for(type)` gives a provider (refresh), `policy`
-    is specs.project.Policy, `gates_for(serving_name)` the gates a rollout needs. `replace`:
-    addresses to re-create even when nothing changed (`--replace`); `refresh_only`: a plan
-    that only accepts live values into state (`--refresh-only`)."""
+    is specs.project.Policy, `gates_for(type, name)` the gates a rollout (serving or prompt)
+    needs. `replace`: addresses to re-create even when nothing changed (`--replace`);
+    `refresh_only`: a plan that only accepts live values into state (`--refresh-only`)."""
     desired = {d.address: d for d in desired_list}
     current = dict(state.resources) if state is not None else {}
     deps = {a: list(d.depends_on) for a, d in desired.items()}
@@ -351,7 +352,7 @@ def compute_plan(desired_list: list[Any], state: Any, *, env: str, target: str, 
             ch.action, ch.reason = Action.NOOP, "live values would be accepted into state" if ch.drift else ""
         changes[a] = ch
 
-    # Promotion: serving rollouts in envs that require gates.
+    # Promotion: serving rollouts and prompt label moves in envs that require gates.
     for ch in changes.values():
         pending = any(changes[p].action in APPLY_ACTIONS and runs_on_apply(changes[p].type)
                       for p in ch.depends_on if p in changes)
@@ -412,9 +413,8 @@ class EnvContext:
                                                    options=self.options)
         return self._providers[type_]
 
-    def gates_for(self, serving: str) -> list[str]:
-
-        return required_gates(self.resolved, self.env, serving)
+    def gates_for(self, type_: str, name: str) -> list[str]:
+        return required_gates(self.resolved, self.env, name, "prompt" if type_ == "prompt" else "serving")
 
     def plan(self, state: Any, *, refresh_live: bool = True, targets: list[str] | None = None,
              replace: list[str] | None = None, refresh_only: bool = False) -> Plan:

@@ -80,16 +80,22 @@ def desired_resources(resolved: Resolved, build: Build, env: str) -> list[Desire
     for node in view.of_kind("Prompt"):
         doc = prompt_document(node.spec, node.name, env)
         files = {"prompt.json": json_bytes(doc)}
+        # A label move waits for the pipelines that evaluate the prompt's gates (they run first).
+        models = {g.spec.model or node.spec.model for g in view.of_kind("EvalGate") if g.spec.prompt == node.name}
+        deps = tuple(sorted({pipelines[m] for m in models if m in pipelines}))
         out.append(Desired(address=f"prompt.{node.name}", type="prompt", name=node.name, env=env,
                            content_hash=content_hash(files), files=files, attributes={"prompt.json": doc},
-                           depends_on=(), target=target, spec=f"Prompt/{node.name}"))
+                           depends_on=deps, target=target, spec=f"Prompt/{node.name}"))
     return sorted(out, key=lambda d: d.address)
 
 
-def required_gates(resolved: Resolved, env: str, serving_name: str) -> list[str]:
-    """Gates a serving rollout in `env` waits for: the ServingTarget's own `gates`, plus every
-    EvalGate that `blocks` this env for the served model or one of its adapters."""
+def required_gates(resolved: Resolved, env: str, serving_name: str, type_: str = "serving") -> list[str]:
+    """Gates a rollout in `env` waits for. A serving rollout: the ServingTarget's own `gates`,
+    plus every EvalGate that `blocks` this env for the served model or one of its adapters. A
+    prompt's label move (`type_` "prompt"): every EvalGate over that Prompt that blocks this env."""
     view = resolved.envs[env]
+    if type_ == "prompt":
+        return sorted(g.name for g in view.of_kind("EvalGate") if g.spec.prompt == serving_name and env in g.spec.blocks)
     node = view.get("ServingTarget", serving_name)
     if node is None:
         return []

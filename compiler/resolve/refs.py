@@ -7,7 +7,9 @@ each at the spec position that caused it.
 
 from __future__ import annotations
 
+import graphlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Iterator
 
 from specops.diagnostics import Diagnostic, Diagnostics, suggestion
@@ -33,30 +35,36 @@ class EnvView:
     nodes: dict[str, Node] = field(default_factory=dict)
     edges: list[Edge] = field(default_factory=list)
 
+    @cached_property
+    def _by_kind(self) -> dict[str, list[Node]]:
+        out: dict[str, list[Node]] = {}
+        for n in sorted(self.nodes.values(), key=lambda n: n.name):
+            out.setdefault(n.kind, []).append(n)
+        return out
+
     def of_kind(self, kind: str) -> list[Node]:
-        cache = self.__dict__.setdefault("_by_kind", {})
-        if kind not in cache:
-            cache[kind] = sorted((n for n in self.nodes.values() if n.kind == kind), key=lambda n: n.name)
-        return cache[kind]
+        return self._by_kind.get(kind, [])
+
+    @cached_property
+    def _reverse(self) -> dict[str, list[str]]:
+        rev: dict[str, set[str]] = {}
+        for e in self.edges:
+            rev.setdefault(e.dst, set()).add(e.src)
+        return {k: sorted(v) for k, v in rev.items()}
+
+    @cached_property
+    def _forward(self) -> dict[str, list[str]]:
+        fwd: dict[str, list[str]] = {}
+        for e in self.edges:
+            fwd.setdefault(e.src, []).append(e.dst)
+        return fwd
 
     def referrers(self, key: str) -> list[str]:
         """Keys of the nodes whose references point at `key` (reverse lineage edges)."""
-        rev = self.__dict__.get("_rev")
-        if rev is None:
-            rev = {}
-            for e in self.edges:
-                rev.setdefault(e.dst, []).append(e.src)
-            self.__dict__["_rev"] = rev
-        return sorted(set(rev.get(key, ())))
+        return self._reverse.get(key, [])
 
     def references(self, key: str) -> list[str]:
-        fwd = self.__dict__.get("_fwd")
-        if fwd is None:
-            fwd = {}
-            for e in self.edges:
-                fwd.setdefault(e.src, []).append(e.dst)
-            self.__dict__["_fwd"] = fwd
-        return fwd.get(key, [])
+        return self._forward.get(key, [])
 
     def get(self, kind: str, name: str) -> Node | None:
         return self.nodes.get(f"{kind}/{name}")
@@ -134,26 +142,27 @@ def _check_refs(repo: Repo, view: EnvView, out: Diagnostics) -> None:
 
 
 def _check_cycles(view: EnvView, out: Diagnostics) -> None:
-    graph: dict[str, list[Edge]] = {}
-    for e in view.edges:
-        graph.setdefault(e.src, []).append(e)
-    done: set[str] = set()
-    path: list[str] = []  # the DFS stack of node keys
-
-    def visit(k: str) -> None:
-        path.append(k)
-        for e in sorted(graph.get(k, []), key=lambda e: (e.dst, e.path)):
-            if e.dst in path:
-                chain = " -> ".join(path[path.index(e.dst):] + [e.dst])
-                out.add(_at(view.nodes[e.src], e.path, "error", "cycle", f"reference cycle: {chain}"))
-            elif e.dst not in done:
-                visit(e.dst)
-        path.pop()
-        done.add(k)
-
-    for k in sorted(graph):
-        if k not in done:
-            visit(k)
+    """One error per cycle (graphlib finds them, iteratively: a 10,000-spec chain cannot hit
+    the recursion limit), at the reference that closes it: the one pointing back at the
+    cycle's smallest key. That edge is then set aside and the search goes on."""
+    edges: dict[tuple[str, str], Edge] = {}
+    for e in sorted(view.edges, key=lambda e: (e.src, e.dst, e.path)):
+        edges.setdefault((e.src, e.dst), e)
+    graph: dict[str, set[str]] = {}
+    for src, dst in edges:
+        graph.setdefault(src, set()).add(dst)
+    while True:
+        try:
+            graphlib.TopologicalSorter({k: sorted(v) for k, v in sorted(graph.items())}).prepare()
+            return
+        except graphlib.CycleError as err:
+            found = list(reversed(err.args[1]))[:-1]  # each key references the next one
+        i = found.index(min(found))
+        cycle = found[i:] + found[:i]  # start at the smallest key
+        closing = edges[(cycle[-1], cycle[0])]
+        chain = " -> ".join(cycle + [cycle[0]])
+        out.add(_at(view.nodes[closing.src], closing.path, "error", "cycle", f"reference cycle: {chain}"))
+        graph[closing.src].discard(closing.dst)
 
 
 def _check_duplicates(repo: Repo, out: Diagnostics) -> None:

@@ -43,6 +43,7 @@ KINDS: dict[str, str] = {
     "gate": "gate",
     "register": "registry",
     "deploy": "deploy",
+    "trainjob": "trainjob",
 }
 
 

@@ -1,8 +1,8 @@
 """Step `evaluate`: score a trained model on a data split and write `metrics.json`.
 
-Params::
+Params (task `prompt`, a Prompt rendered per row and judged by assertions: see prompt_eval.py)::
 
-    {"task": "classification",      # classification | regression | generation
+    {"task": "classification",      # classification | regression | generation | prompt
      "metrics": ["auc", "f1"],      # required, non-empty; per task:
                                     #   classification: auc accuracy f1 precision recall logloss pr_auc
                                     #   regression:     rmse mse mae mape r2
@@ -40,10 +40,10 @@ from pathlib import Path
 from typing import Any
 
 from specops.diagnostics import suggestion
-from specops.runtime import write_json
+from specops.runtime import prompt_eval, write_json
 from specops.runtime.common import Params, require_input
 from specops.runtime.errors import ParamError, StepError
-from specops.runtime.finetune import resolve_base_model
+from specops.runtime.generate import finetune_meta, load_causal_lm, model_dir_of
 from specops.runtime.tables import load_split, load_split_table
 from specops.runtime.train import feature_matrix, target_vector
 
@@ -60,6 +60,8 @@ LATENCY_ROWS = 100
 
 
 def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> dict:
+    if isinstance(params, dict) and params.get("task") == "prompt":
+        return prompt_eval.run(params, inputs, out, repo_root)
     p = Params(params, "evaluate", KEYS)
     task = p.str("task", choices=METRICS)
     metrics = p.list("metrics")
@@ -72,7 +74,7 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
                              f" (available: {', '.join(METRICS[task])}){suggestion(str(m), METRICS[task])}")
     split = p.str("split", "test")
     max_rows = p.int("max_rows", None, minimum=1)
-    model_dir = _model_dir(p, inputs, repo_root)
+    model_dir = model_dir_of(p, inputs, repo_root)
     data_dir = require_input(inputs, "data", "evaluate")
     if task == "generation":
         _, rows, _ = load_split(data_dir, split, "evaluate")
@@ -96,17 +98,6 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
     result = {m: round(float(values[m]), DIGITS) for m in metrics}
     write_json(out / "metrics.json", result)
     return {"metrics": result, "rows": n, "split": split}
-
-
-def _model_dir(p: Params, inputs: dict[str, Path], repo_root: Path) -> Path:
-    """The trained model (the `model` input), or the published base when nothing was trained."""
-    base = p.str("base_model", None)
-    p.str("revision", None)
-    if "model" in inputs or base is None:
-        return require_input(inputs, "model", "evaluate")
-    if p.raw("adapter", None) is not None:
-        raise p.error("adapter", "is a Hub adapter; the step runtime loads models only from local folders")
-    return resolve_base_model(base, repo_root, "evaluate")
 
 
 # ---- classical (scikit-learn) ------------------------------------------------------------
@@ -211,40 +202,8 @@ def _latency(calls: list) -> dict[str, float]:
 # ---- generation (transformers) -----------------------------------------------------------
 
 
-def load_causal_lm(model_dir: Path, repo_root: Path):
-    """(model, tokenizer) from a finetune output: a LoRA adapter on its base, or a full model."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-
-    tok_dir = model_dir
-    if (model_dir / "adapter_config.json").is_file():
-        from peft import PeftModel
-
-        cfg = json.loads((model_dir / "adapter_config.json").read_text(encoding="utf-8"))
-        meta = _finetune_meta(model_dir)
-        base_model = meta.get("base_model") or cfg.get("base_model_name_or_path")
-        base_path = resolve_base_model(base_model, repo_root, "evaluate")
-        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
-        model = PeftModel.from_pretrained(base, model_dir)
-        if not (model_dir / "tokenizer_config.json").is_file():
-            tok_dir = base_path
-    elif (model_dir / "config.json").is_file():
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    else:
-        raise ParamError("evaluate: input 'model' holds neither a LoRA adapter nor a model folder")
-    tokenizer = AutoTokenizer.from_pretrained(tok_dir)
-    model.eval()
-    return model, tokenizer
-
-
-def _finetune_meta(model_dir: Path) -> dict[str, Any]:
-    path = model_dir / "finetune.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
 def _generation(p: Params, model_dir: Path, rows: list[dict], metrics: list[str], repo_root: Path) -> dict[str, float]:
-    meta = _finetune_meta(model_dir)
+    meta = finetune_meta(model_dir)
     prompt_field = p.str("prompt_field", meta.get("prompt_field", "prompt"))
     response_field = p.str("response_field", meta.get("response_field", "response"))
     max_new = p.int("max_new_tokens", 32, minimum=1)

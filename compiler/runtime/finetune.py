@@ -43,12 +43,12 @@ from pathlib import Path
 from typing import Any
 
 from specops.runtime import defaults as D
-from specops.runtime import write_json
+from specops.runtime import distributed, write_json
 from specops.runtime.common import Params, require_input, resolve_path
 from specops.runtime.errors import ParamError
 from specops.runtime.tables import load_split
 
-KEYS = ("base_model", "revision", "method", "lora", "epochs", "learning_rate", "batch_size", "max_seq_length",
+KEYS = ("distributed", "base_model", "revision", "method", "lora", "epochs", "learning_rate", "batch_size", "max_seq_length",
         "prompt_field", "response_field", "split", "max_steps", "seed")
 LORA_KEYS = ("r", "alpha", "dropout", "target_modules")
 
@@ -87,6 +87,9 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
     split = p.str("split", "train")
     max_steps = p.int("max_steps", None, minimum=1)
     seed = p.int("seed", 0, minimum=0)
+    plan = distributed.plan_of(p.dict("distributed", None))
+    if plan is not None and not distributed.inside():
+        return distributed.relaunch("finetune", params, inputs, out, repo_root, plan)
 
     _, rows, _ = load_split(require_input(inputs, "data", "finetune"), split, "finetune")
     if not rows:
@@ -100,7 +103,8 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(seed)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    ctx = distributed.Context(plan) if plan is not None else None
+    device = ctx.device if ctx else "cuda" if torch.cuda.is_available() else "cpu"
     tokenizer = AutoTokenizer.from_pretrained(base_path)
     model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32).to(device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -120,20 +124,25 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
     n_trainable = sum(t.numel() for t in trainable)
 
     examples = [encode(tokenizer, r[prompt_field], r[response_field], max_len) for r in rows]
-    optimizer = torch.optim.AdamW(trainable, lr=lr)
+    if ctx is not None:
+        model, optimizer = ctx.wrap(model, trainable, lr)
+    else:
+        optimizer = torch.optim.AdamW(trainable, lr=lr)
+    rank, world = (ctx.rank, ctx.world) if ctx else (0, 1)
     gen = torch.Generator().manual_seed(seed)
     losses: list[float] = []
     model.train()
     done = False
     for _ in range(epochs):
-        order = torch.randperm(len(examples), generator=gen).tolist()
+        # Every rank draws the same order and takes its own share of it (see distributed.py).
+        order = torch.randperm(len(examples), generator=gen).tolist()[rank::world]
         for start in range(0, len(order), batch_size):
             batch = collate([examples[i] for i in order[start:start + batch_size]], pad_id, device)
             loss = model(**batch).loss
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
-            losses.append(float(loss.detach()))
+            losses.append(ctx.mean(float(loss.detach())) if ctx else float(loss.detach()))
             if max_steps is not None and len(losses) >= max_steps:
                 done = True
                 break
@@ -141,6 +150,12 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
             break
 
     model.eval()
+    if ctx is not None:
+        plain = _distributed_save(ctx, model)
+        if ctx.rank != 0:  # rank 0 writes the model and finetune.json; the others only train
+            ctx.close()
+            return _summary(method, base_model, revision, losses, rows, n_trainable)
+        model = plain
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     # peft's model card is an empty template that records this machine's absolute path.
@@ -156,16 +171,7 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
     import peft
     import transformers
 
-    summary = {
-        "method": method,
-        "base_model": base_model,
-        "revision": revision,
-        "steps": len(losses),
-        "train_rows": len(rows),
-        "loss_first": round(losses[0], 6),
-        "loss_last": round(losses[-1], 6),
-        "trainable_params": n_trainable,
-    }
+    summary = _summary(method, base_model, revision, losses, rows, n_trainable)
     write_json(out / "finetune.json", {
         **summary,
         "framework": "transformers",
@@ -181,8 +187,43 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
         "response_field": response_field,
         "seed": seed,
         "losses": [round(x, 6) for x in losses],
+        "distributed": {"nodes": plan.nodes, "nproc_per_node": plan.nproc_per_node, "strategy": plan.strategy}
+        if plan else None,
     })
+    if ctx is not None:
+        ctx.close()
     return summary
+
+
+def _summary(method: str, base_model: str, revision: str | None, losses: list[float], rows: list,
+             n_trainable: int) -> dict[str, Any]:
+    return {
+        "method": method,
+        "base_model": base_model,
+        "revision": revision,
+        "steps": len(losses),
+        "train_rows": len(rows),
+        "loss_first": round(losses[0], 6),
+        "loss_last": round(losses[-1], 6),
+        "trainable_params": n_trainable,
+    }
+
+
+def _distributed_save(ctx: Any, model: Any) -> Any:
+    """The plain (unwrapped) model with its full weights on rank 0, after every rank is done."""
+    ctx.barrier()
+    if ctx.plan.strategy == "fsdp":
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        # Gather the shards once; rank 0 keeps a full copy to save.
+        with FullyShardedDataParallel.summon_full_params(model, writeback=False, rank0_only=True):
+            if ctx.rank == 0:
+                import copy
+
+                plain = copy.deepcopy(ctx.unwrap(model))
+        ctx.barrier()
+        return plain if ctx.rank == 0 else None
+    return ctx.unwrap(model)
 
 
 def encode(tokenizer: Any, prompt: str, response: str, max_len: int) -> dict[str, list[int]]:

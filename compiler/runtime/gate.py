@@ -14,8 +14,9 @@ Params::
      "on_missing_baseline": "fail"}                # pass | fail (default fail): what a relative
                                                    #   check does when the baseline lacks its metric
 
-Inputs: `metrics` (an evaluate output holding metrics.json). A metric the evaluation did not
-produce fails its check. Output: `decision.json` ({gate, passed, checks: [{metric, threshold,
+Inputs: `metrics` (an evaluate output holding metrics.json; a prompt evaluation also holds
+rows.json, whose failing and regressed rows the failure message names). A metric the
+evaluation did not produce fails its check. Output: `decision.json` ({gate, passed, checks: [{metric, threshold,
 observed, baseline, bound, passed, message}]}), written before a failure is raised. Raises
 StepFailed listing every failed check, e.g.
 `gate 'churn-auc' failed: auc = 0.7812 < 0.95 (threshold '>= 0.95')`.
@@ -35,6 +36,7 @@ from specops.runtime.errors import ParamError, StepFailed
 from specops.runtime.thresholds import NEGATED, Threshold
 
 KEYS = ("gate", "metrics", "baseline", "on_missing_baseline")
+ROWS_NAMED = 10  # failing rows named in the one-line failure message (all are in decision.json)
 
 
 def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> dict:
@@ -64,10 +66,48 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
 
     results = [_check(t, observed_all, baseline, on_missing) for t in thresholds]
     passed = all(r["passed"] for r in results)
-    write_json(out / "decision.json", {"gate": gate, "passed": passed, "checks": results})
+    rows = _rows(metrics_path.parent / "rows.json")
+    decision: dict[str, Any] = {"gate": gate, "passed": passed, "checks": results}
+    if rows is not None:
+        decision["failed_rows"] = [r["id"] for r in rows["rows"] if not r.get("passed")]
+        decision["significance"] = rows.get("significance")
+    write_json(out / "decision.json", decision)
     if not passed:
-        raise StepFailed(f"gate {gate!r} failed: " + "; ".join(r["message"] for r in results if not r["passed"]))
+        raise StepFailed(f"gate {gate!r} failed: " + "; ".join(r["message"] for r in results if not r["passed"])
+                         + (_row_lines(rows) if rows is not None else ""))
     return {"gate": gate, "passed": True, "checks": len(results)}
+
+
+def _rows(path: Path) -> dict[str, Any] | None:
+    """A prompt evaluation's rows.json (see prompt_eval.py), or None for other evaluations."""
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        raise ParamError(f"{path}: not JSON") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
+        raise ParamError(f"{path}: expected {{rows: [...]}} from a prompt evaluation")
+    return doc
+
+
+def _row_names(rows: list[dict[str, Any]], limit: int = ROWS_NAMED) -> str:
+    names = [f"#{r['index']} ({r['id']})" for r in rows[:limit]]
+    more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
+    return ", ".join(names) + more
+
+
+def _row_lines(doc: dict[str, Any]) -> str:
+    """The failing rows (split index and id) and the rows that regressed against the baseline."""
+    rows = doc["rows"]
+    failed = [r for r in rows if not r.get("passed")]
+    text = f"; failing rows ({len(failed)} of {len(rows)}): {_row_names(failed)}" if failed else ""
+    sig = doc.get("significance") or {}
+    regressed = set(sig.get("regressed") or [])
+    if regressed:
+        text += (f"; regressed against the baseline ({sig.get('test')}, p = {fmt_num(sig.get('p_value', 1.0))}): "
+                 f"{_row_names([r for r in rows if r['id'] in regressed])}")
+    return text
 
 
 def _check(t: Threshold, observed_all: dict[str, Any], baseline: dict[str, float], on_missing: str) -> dict:

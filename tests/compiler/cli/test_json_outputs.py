@@ -87,7 +87,7 @@ def test_plan_apply_drift_state_gate_json(repo, tmp_path):
     doc = check("state-show", "state", "show", "prompt.support-reply", str(repo), "--env", "dev", "--json")
     assert doc["resource"]["type"] == "prompt"
     metrics = tmp_path / "m.json"
-    metrics.write_text(json.dumps({"rougeL": 0.9, "latency_p95_ms": 800}))
+    metrics.write_text(json.dumps({"pass_rate": 1.0, "rougeL": 0.9, "latency_p95_ms": 800, "regression_p_value": 1.0}))
     doc = check("gate-run", "gate", "run", "support-quality", str(repo), "--env", "dev", "--metrics", str(metrics),
                 "--json")
     assert doc["passed"] is True and doc["metrics"]["rougeL"] == 0.9

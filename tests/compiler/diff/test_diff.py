@@ -316,3 +316,22 @@ def test_artifact_diff_ignores_formatting_and_falls_back_to_text():
     assert j["changes"][0]["path"] == "p<json>.v"
     t = artifact_diff("pipeline.py", b"x = 1\n", b"x = 2\n")
     assert t["format"] == "text" and "-x = 1" in t["text"] and "+x = 2" in t["text"]
+
+
+def test_prompt_edit_reruns_its_gate_and_changes_nothing_in_serving(tmp_path):
+    top, root = make_repo(tmp_path, "support-assistant")
+    edit(root / "prompts" / "support-reply.yaml", "never promise refunds.", "never promise refunds or credits.")
+    code, doc = as_json(root, "--base", "HEAD")
+    assert code == 2
+    # Only the pipelines change, each through the gate's evaluation params, caused by the prompt.
+    assert {r["resource"] for r in doc["resources"]} == {"Model/support-llm"}
+    for r in doc["resources"]:
+        assert [c["spec"] for c in r["causes"]] == ["Prompt/support-reply"], r["causes"]
+        paths = [f"{a['path']}:{ch['path']}" for a in r["artifacts"] for ch in a.get("changes", [])]
+        assert paths and all(re.search(r"eval[-_]support[-_]quality", p) for p in paths), paths
+    assert doc["gates"] == {env: [{"gate": "support-quality", "causes": ["Prompt/support-reply"]}]
+                            for env in ("dev", "staging", "prod")}
+    code, text, _ = run_diff(root, "--base", "HEAD")
+    assert "gate     support-quality re-runs: caused by Prompt/support-reply" in text
+    code, md, _ = run_diff(root, "--base", "HEAD", "--format", "markdown")
+    assert "#### Gates that re-run" in md and "| prod | `support-quality` | Prompt/support-reply |" in md

@@ -7,6 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -124,3 +125,25 @@ def test_special_file_renders_without_reading_it(tmp_path: Path) -> None:
     os.mkfifo(repo / "models" / "pipe.yaml")
     text = render_text(load(repo).diagnostics.sorted(), repo)  # must not block on the FIFO
     assert text.startswith("models/pipe.yaml:1:1: error:")
+
+
+# .specopsignore has gitignore's semantics (pathspec). These are the cases where that differs
+# from the fnmatch matching specops used before; the README says so.
+@pytest.mark.parametrize("pattern, ignored, kept", [
+    ("drafts/*.yaml", ["drafts/a.yaml"], ["drafts/old/b.yaml"]),  # `*` stops at `/`
+    ("drafts/**/*.yaml", ["drafts/a.yaml", "drafts/old/b.yaml"], []),  # `**` crosses folders
+    ("/top.yaml", ["top.yaml"], ["sub/top.yaml"]),  # a leading `/` anchors at the repo root
+    ("tmp/", ["tmp/a.yaml"], ["tmp.yaml"]),  # a trailing `/` means folders only
+    ("*.yaml\n!models/*.yaml\n!specops.yaml", ["x.yaml"], ["models/m.yaml"]),  # `!` re-includes
+])
+def test_specopsignore_uses_gitignore_semantics(tmp_path, pattern, ignored, kept):
+    from specops.paths import discover
+
+    for rel in ["specops.yaml", *ignored, *kept]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("a: 1\n")
+    (tmp_path / ".specopsignore").write_text(pattern + "\n")
+    files, problems = discover(tmp_path)
+    assert problems == []
+    assert not set(ignored) & set(files)
+    assert set(kept) <= set(files)

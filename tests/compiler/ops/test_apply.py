@@ -57,7 +57,8 @@ def test_apply_without_tty_or_auto_approve_is_refused(repo):
 def test_apply_records_every_action_and_second_plan_is_empty(repo):
     r = cli("apply", str(repo), "--env", "dev", "--auto-approve")
     assert r.exit_code == 0, r.output
-    assert "[1/3] creating prompt.support-reply ..." in r.output
+    assert "[1/3] creating prompt.ticket-triage ..." in r.output
+    assert "[3/3] creating prompt.support-reply ..." in r.output  # after the pipeline that runs its gate
     assert "Apply complete: 3 applied." in r.output
     st = state_of(repo, "dev")
     assert sorted(st["resources"]) == ["prompt.support-reply", "prompt.ticket-triage", "zenml_pipeline.support-llm"]
@@ -82,9 +83,9 @@ def test_hard_error_stops_and_reports_what_landed(repo, monkeypatch):
     assert r.exit_code == 1
     last = r.output.strip().splitlines()[-1]
     assert last == ("specops: error: apply stopped at zenml_pipeline.support-llm: run of support-llm failed: boom; "
-                    "applied: prompt.support-reply, prompt.ticket-triage; not applied: zenml_pipeline.support-llm")
+                    "applied: prompt.ticket-triage; not applied: zenml_pipeline.support-llm, prompt.support-reply")
     assert "Traceback" not in r.output
-    assert sorted(state_of(repo, "dev")["resources"]) == ["prompt.support-reply", "prompt.ticket-triage"]
+    assert sorted(state_of(repo, "dev")["resources"]) == ["prompt.ticket-triage"]
     monkeypatch.delenv("SPECOPS_FAKE_FAIL")
     assert cli("apply", str(repo), "--env", "dev", "--auto-approve").exit_code == 0
     assert cli("plan", str(repo), "--env", "dev", "--detailed-exitcode").exit_code == 0
@@ -173,8 +174,8 @@ def test_second_concurrent_apply_is_refused_with_holder(repo):
 
 
 def test_kill_9_mid_apply_then_apply_completes_without_duplicates(repo):
-    # The pipeline (applied last in dev) is created live, then the apply is killed before
-    # its state write: the crash window that idempotent providers must survive.
+    # The pipeline is created live, then the apply is killed before its state write: the
+    # crash window that idempotent providers must survive.
     child = subprocess.Popen(_child_cmd(repo, "dev"), env=_child_env(SPECOPS_FAKE_SLOW="30"), cwd=REPO,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     log = repo / ".specops" / "fake" / "dev.log"
@@ -182,7 +183,7 @@ def test_kill_9_mid_apply_then_apply_completes_without_duplicates(repo):
     os.kill(child.pid, signal.SIGKILL)
     child.wait(timeout=30)
     st = state_of(repo, "dev")
-    assert sorted(st["resources"]) == ["prompt.support-reply", "prompt.ticket-triage"]  # landed before the kill
+    assert sorted(st["resources"]) == ["prompt.ticket-triage"]  # landed before the kill
     # The next apply completes: the dead apply's lock (its pid is gone on this host) is
     # released with a notice, and the pipeline that landed before the kill is adopted.
     done = subprocess.run(_child_cmd(repo, "dev"), env=_child_env(), cwd=REPO, capture_output=True, text=True,

@@ -38,13 +38,18 @@ def test_plan_fresh_env_creates_everything_in_dependency_order(repo):
     doc = json.loads(r.output)
     assert doc["version"] == 1 and doc["env"] == "staging" and doc["state_serial"] is None
     addrs = [x["address"] for x in doc["resources"]]
-    # dependencies first; among what is ready, names break ties
-    assert addrs == ["prompt.support-reply", "prompt.ticket-triage", "zenml_pipeline.support-llm",
-                     "k8s_manifests.support-llm"]
+    # dependencies first; among what is ready, names break ties. support-reply's label move
+    # waits for the pipeline that runs its gate (prompts promote like models).
+    assert addrs == ["prompt.ticket-triage", "zenml_pipeline.support-llm", "k8s_manifests.support-llm",
+                     "prompt.support-reply"]
     assert {x["action"] for x in doc["resources"]} == {"create"}
-    k8s = doc["resources"][3]
+    k8s = doc["resources"][2]
     assert k8s["depends_on"] == ["zenml_pipeline.support-llm"]
     assert [g["gate"] for g in k8s["gates"]] == ["support-quality"]
+    prompt = doc["resources"][3]
+    assert prompt["depends_on"] == ["zenml_pipeline.support-llm"]
+    assert [(g["gate"], g["status"]) for g in prompt["gates"]] == [("support-quality", "pending")]
+    assert [g["gate"] for g in doc["resources"][0]["gates"]] == []  # ticket-triage: no gate over it
     assert doc["summary"]["create"] == 4 and doc["changes"] is True
 
 
@@ -132,19 +137,24 @@ def test_plan_shows_blocked_rollout_until_gate_passes(repo, tmp_path, monkeypatc
     monkeypatch.setenv("SPECOPS_FAKE_GATES", "support-quality=fail")
     r = cli("apply", str(repo), "--env", "staging", "--auto-approve")
     assert r.exit_code == 1
-    assert "blocked by gates (k8s_manifests.support-llm)" in r.output
+    # The rollout and the prompt's label move both wait for the gate that failed.
+    assert "blocked by gates (k8s_manifests.support-llm, prompt.support-reply)" in r.output
+    state = json.loads((repo / ".specops" / "state" / "staging.state.json").read_text())
+    assert "prompt.support-reply" not in state["resources"]
     assert not (repo / ".specops" / "gitops" / "staging" / "support-llm").exists()
     doc = json.loads(cli("plan", str(repo), "--env", "staging", "--json").output)
     row = next(x for x in doc["resources"] if x["address"] == "k8s_manifests.support-llm")
     assert row["blocked"] is True and row["gates"][0]["status"] == "failed"
     # An externally computed eval result for the same model version unblocks it.
     m = tmp_path / "metrics.json"
-    m.write_text(json.dumps({"rougeL": 0.47, "latency_p95_ms": 900}))
+    m.write_text(json.dumps({"pass_rate": 0.9, "rougeL": 0.47, "latency_p95_ms": 900, "regression_p_value": 1.0}))
     r = cli("gate", "run", "support-quality", str(repo), "--env", "staging", "--metrics", str(m))
     assert r.exit_code == 0, r.output
     assert "gate support-quality: passed" in r.output
     doc = json.loads(cli("plan", str(repo), "--env", "staging", "--json").output)
     row = next(x for x in doc["resources"] if x["address"] == "k8s_manifests.support-llm")
+    assert row["blocked"] is False and row["gates"][0]["status"] == "passed"
+    row = next(x for x in doc["resources"] if x["address"] == "prompt.support-reply")
     assert row["blocked"] is False and row["gates"][0]["status"] == "passed"
     assert cli("apply", str(repo), "--env", "staging", "--auto-approve").exit_code == 0
     assert (repo / ".specops" / "gitops" / "staging" / "support-llm" / "deployment.yaml").is_file()

@@ -37,8 +37,13 @@ def support_llm_pipeline(pipeline_parameters: dict) -> None:
         pipeline_parameters=pipeline_parameters,
         id='gate_support_no_regression',
     )
+    dir_eval_support_quality, result_eval_support_quality = _steps.evaluate(
+        inputs=[dir_check_support_tickets, dir_finetune],
+        pipeline_parameters=pipeline_parameters,
+        id='eval_support_quality',
+    )
     dir_gate_support_quality, result_gate_support_quality = _steps.gate(
-        inputs=[dir_evaluate],
+        inputs=[dir_eval_support_quality],
         pipeline_parameters=pipeline_parameters,
         id='gate_support_quality',
     )

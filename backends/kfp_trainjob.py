@@ -1,0 +1,97 @@
+"""Multi-node fine-tuning on KFP: a Kubeflow Trainer v2 `TrainJob` (trainer.kubeflow.org/v1alpha1).
+
+A KFP task runs in one pod, so a finetune step whose resources span more than one node is
+compiled to a launcher task instead: the step runtime's `trainjob` kind (runtime/trainjob.py)
+creates the TrainJob below in the cluster and waits for it. The TrainJob names the
+`torch-distributed` ClusterTrainingRuntime (`deepspeed-distributed` for DeepSpeed), which starts
+`torchrun` on every node with PET_* rendezvous variables; each node runs the same step image:
+
+    torchrun --module specops.runtime finetune --params '<the finetune params>' \
+        --input data=<upstream artifact URI> --output-dir <this task's artifact URI>
+
+The launcher appends the two URIs at run time (KFP knows them only then); the runtime reads and
+writes remote folders itself. Every emitted TrainJob is validated against the CRD's
+openAPIV3Schema vendored under backends/schemas/kubeflow-trainer/ (see its README for the
+commit). This cannot run here: container components need Docker and a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from specops.backends.kserve import strict_structural
+from specops.ir import Pipeline, Step
+
+CRD = Path(__file__).parent / "schemas" / "kubeflow-trainer" / "trainer.kubeflow.org_trainjobs.yaml"
+API_VERSION = "trainer.kubeflow.org/v1alpha1"
+RUNTIMES = {"ddp": "torch-distributed", "fsdp": "torch-distributed", "deepspeed": "deepspeed-distributed"}
+# The Kubernetes resource name of a GPU, per catalogue vendor.
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
+def needs_trainjob(step: Step) -> bool:
+    return step.kind == "finetune" and step.resources.nodes > 1
+
+
+def manifest(pipeline: Pipeline, step: Step, image: str | None = None) -> dict[str, Any]:
+    """The TrainJob for a multi-node finetune step (the launcher adds the data URIs)."""
+    dist = step.params["distributed"]
+    r = step.resources
+    limits: dict[str, Any] = {}
+    if r.cpu is not None:
+        limits["cpu"] = str(r.cpu)
+    if r.memory is not None:
+        limits["memory"] = r.memory
+    if r.accelerator:
+        limits[GPU_RESOURCE] = str(max(1, r.accelerator_count))
+    params = {k: v for k, v in step.params.items()}
+    trainer: dict[str, Any] = {
+        "image": image or step.image,
+        "numNodes": int(dist["nodes"]),
+        "numProcPerNode": int(dist["nproc_per_node"]),
+        "command": ["torchrun"],
+        "args": ["--module", "specops.runtime", "finetune",
+                 "--params", json.dumps(params, sort_keys=True, separators=(",", ":"))],
+    }
+    if limits:
+        trainer["resourcesPerNode"] = {"limits": limits, "requests": dict(limits)}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "TrainJob",
+        "metadata": {
+            # One TrainJob per run: the API server appends a suffix to generateName.
+            "generateName": f"{pipeline.model}-{step.name}-"[:58],
+            "namespace": pipeline.target.namespace,
+            "labels": {"app.kubernetes.io/managed-by": "specops", "specops.dev/model": pipeline.model,
+                       "specops.dev/env": pipeline.env},
+        },
+        "spec": {"runtimeRef": {"name": RUNTIMES[dist["strategy"]]}, "trainer": trainer},
+    }
+
+
+def launcher_params(pipeline: Pipeline, step: Step) -> dict[str, Any]:
+    """The `trainjob` step's params (runtime/trainjob.py)."""
+    return {"trainjob": manifest(pipeline, step), "namespace": pipeline.target.namespace}
+
+
+@lru_cache(maxsize=1)
+def crd_schema() -> dict[str, Any]:
+    import yaml
+
+    doc = next(d for d in yaml.safe_load_all(CRD.read_text(encoding="utf-8")) if d)
+    version = next(v for v in doc["spec"]["versions"] if v["name"] == API_VERSION.split("/")[1])
+    return version["schema"]["openAPIV3Schema"]
+
+
+def validate(doc: dict[str, Any]) -> list[str]:
+    """Errors of a TrainJob against the vendored CRD schema (unknown fields rejected), sorted."""
+    import jsonschema
+
+    validator = jsonschema.Draft7Validator(strict_structural(crd_schema()))
+    errors = [f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
+              for e in validator.iter_errors(doc)]
+    extra = sorted(set(doc.get("metadata", {})) - {"name", "generateName", "namespace", "labels", "annotations"})
+    return sorted(errors + [f"metadata.{k}: unexpected field" for k in extra])

@@ -1,0 +1,327 @@
+"""Prompt templates: the variables a template reads, and sandboxed rendering with limits.
+
+Spec authors are semi-trusted PR authors, so a template must not be able to hang `validate`
+or a gate, nor exhaust the machine:
+
+- `variables_used(text)` parses (jinja2's parser is linear) and walks the AST itself. It never
+  runs jinja2's code generator: that generator folds constant expressions, so
+  `{{ 'a' * 10**10 }}` would allocate ten gigabytes while "compiling" (and
+  `jinja2.meta.find_undeclared_variables` runs the generator).
+- `render_rows(sources, rows)` renders in a separate Python process (a hard wall-time limit and
+  an address-space limit), with an immutable sandbox whose arithmetic operators and filters are
+  intercepted: intercepted operators and context-passing filters are never folded at compile
+  time, and at render time they refuse results past the output limit. Each render has a
+  deadline, an output-size limit and Python's recursion limit; `range` is the sandbox's
+  bounded one.
+
+Stdlib plus jinja2 only: the compiler imports this module at validate time.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import jinja2
+from jinja2 import nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import _PassArg
+
+from specops.runtime.errors import ParamError, StepError
+
+MAX_OUTPUT_CHARS = 200_000  # one rendered text (a prompt, an assertion value)
+MAX_INT = 1_000_000  # an integer argument to a filter (widths, lengths), an exponent's result size
+ROW_SECONDS = 2.0  # deadline of one row's renders, checked at every intercepted operation
+WORKER_MEMORY = 1 << 30  # address space of the rendering process
+# Names every template may read without a dataset providing them (the sandbox's globals).
+GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace", "true", "false", "none",
+                     "True", "False", "None"})
+_BIG_FORMAT = re.compile(r"\d{6,}")  # a width or precision of a million or more in a format spec
+
+
+class TemplateLimit(Exception):
+    """A render crossed a limit (time, output size, recursion); one line for a human."""
+
+
+# ---- what a template reads (AST walk; no code generation) -----------------------------------
+
+
+@dataclass(frozen=True)
+class Use:
+    name: str
+    line: int  # 1-based line inside the template text
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    what: str
+    line: int
+
+
+def parse(text: str) -> nodes.Template:
+    """Parse only (raises jinja2.TemplateSyntaxError); safe on any input."""
+    return jinja2.Environment().parse(text)
+
+
+def variables_used(text: str) -> tuple[list[Use], list[Unsupported]]:
+    """Every read of a name that no `set`/`for`/`macro`/`with` in the template binds, in source
+    order (first use per name first), and the constructs a prompt cannot use (include,
+    extends, import: a prompt template has no loader). Raises jinja2.TemplateSyntaxError."""
+    uses: list[Use] = []
+    bad: list[Unsupported] = []
+    _walk_body(parse(text).body, frozenset(GLOBALS), uses, bad)
+    return uses, bad
+
+
+def _targets(node: nodes.Node) -> set[str]:
+    return {n.name for n in node.find_all(nodes.Name) if n.ctx in ("store", "param")} | (
+        {node.name} if isinstance(node, nodes.Name) else set())
+
+
+def _walk_body(body: Iterable[nodes.Node], bound: frozenset[str], uses: list[Use], bad: list[Unsupported]) -> None:
+    """Statements in order: a `set` binds its names for the statements after it."""
+    for stmt in body:
+        _walk(stmt, bound, uses, bad)
+        if isinstance(stmt, (nodes.Assign, nodes.AssignBlock)):
+            bound = bound | _targets(stmt.target)
+        elif isinstance(stmt, nodes.Macro):
+            bound = bound | {stmt.name}
+        elif isinstance(stmt, (nodes.If,)):
+            # jinja2 lets a `set` inside an if leak into the enclosing scope.
+            for s in stmt.find_all((nodes.Assign, nodes.AssignBlock)):
+                bound = bound | _targets(s.target)
+
+
+def _walk(node: nodes.Node, bound: frozenset[str], uses: list[Use], bad: list[Unsupported]) -> None:
+    if isinstance(node, nodes.Name):
+        if node.ctx == "load" and node.name not in bound:
+            uses.append(Use(node.name, node.lineno))
+        return
+    if isinstance(node, (nodes.Include, nodes.Extends, nodes.Import, nodes.FromImport)):
+        bad.append(Unsupported(type(node).__name__.lower(), node.lineno))
+        return
+    if isinstance(node, nodes.For):
+        _walk(node.iter, bound, uses, bad)
+        inner = bound | _targets(node.target) | {"loop"}
+        if node.test is not None:
+            _walk(node.test, inner, uses, bad)
+        _walk_body(node.body, inner, uses, bad)
+        _walk_body(node.else_, bound, uses, bad)
+        return
+    if isinstance(node, (nodes.Macro, nodes.CallBlock)):
+        for d in node.defaults:
+            _walk(d, bound, uses, bad)
+        if isinstance(node, nodes.CallBlock):
+            _walk(node.call, bound, uses, bad)
+        inner = bound | {a.name for a in node.args} | {"varargs", "kwargs", "caller"}
+        _walk_body(node.body, inner, uses, bad)
+        return
+    if isinstance(node, nodes.With):
+        for v in node.values:
+            _walk(v, bound, uses, bad)
+        inner = bound | set().union(*(_targets(t) for t in node.targets)) if node.targets else bound
+        _walk_body(node.body, frozenset(inner), uses, bad)
+        return
+    if isinstance(node, (nodes.Assign, nodes.AssignBlock)):
+        if isinstance(node, nodes.Assign):
+            _walk(node.node, bound, uses, bad)
+        else:
+            _walk_body(node.body, bound, uses, bad)
+        return
+    if isinstance(node, (nodes.If, nodes.Scope, nodes.ScopedEvalContextModifier, nodes.FilterBlock)):
+        for field in node.fields:
+            value = getattr(node, field)
+            if isinstance(value, list):
+                _walk_body(value, bound, uses, bad)
+            elif isinstance(value, nodes.Node):
+                _walk(value, bound, uses, bad)
+        return
+    for child in node.iter_child_nodes():
+        _walk(child, bound, uses, bad)
+
+
+# ---- the sandbox ---------------------------------------------------------------------------
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Immutable sandbox whose operators and filters are checked against the limits.
+
+    Intercepted operators are never constant-folded by jinja2's code generator (nodes.BinExpr
+    raises Impossible for them in a sandbox), and neither are context-passing filters, so all
+    work a template asks for happens at render time, under `_tick` and the size checks."""
+
+    intercepted_binops = frozenset({"+", "-", "*", "/", "//", "%", "**"})
+
+    def __init__(self) -> None:
+        super().__init__(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+        self.deadline = float("inf")
+        self.filters = {name: _limited_filter(f) for name, f in self.filters.items()}
+
+    def tick(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise TemplateLimit(f"rendering took longer than {ROW_SECONDS:g} s")
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        self.tick()
+        if operator == "**":
+            if isinstance(right, (int, float)) and isinstance(left, (int, float)) and not isinstance(right, bool):
+                if abs(right) > 64 and abs(left) > 1:
+                    raise TemplateLimit(f"exponent {right!r} is too large")
+        elif operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > MAX_OUTPUT_CHARS:
+                    raise TemplateLimit(f"repetition would produce more than {MAX_OUTPUT_CHARS} items")
+            if isinstance(left, int) and isinstance(right, int) and left.bit_length() + right.bit_length() > 4096:
+                raise TemplateLimit("integer product is too large")
+        elif operator == "%" and isinstance(left, str):
+            _check_format(left)
+        result = super().call_binop(context, operator, left, right)
+        _check_size(result)
+        return result
+
+    def wrap_str_format(self, value: Any) -> Any:
+        # `'{:>99999999}'.format(1)` allocates before any result check could run.
+        if getattr(value, "__name__", "") in ("format", "format_map") and isinstance(getattr(value, "__self__", None), str):
+            _check_format(value.__self__)
+        return super().wrap_str_format(value)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - jinja2's signature
+        __self.tick()
+        result = super().call(__context, __obj, *args, **kwargs)
+        _check_size(result)
+        return result
+
+
+def _check_format(fmt: str) -> None:
+    if _BIG_FORMAT.search(fmt):
+        raise TemplateLimit("a format width or precision of a million or more")
+
+
+def _check_size(value: Any) -> None:
+    if isinstance(value, (str, list, tuple, dict)) and len(value) > MAX_OUTPUT_CHARS:
+        raise TemplateLimit(f"a value of more than {MAX_OUTPUT_CHARS} characters or items")
+
+
+def _limited_filter(func: Callable) -> Callable:
+    """The filter as a context-passing function (so it is never folded at compile time) that
+    refuses huge integer arguments (widths, lengths) and huge results."""
+    pass_arg = _PassArg.from_obj(func)
+
+    @jinja2.pass_context
+    @functools.wraps(func)
+    def limited(context: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        env = context.environment
+        env.tick()
+        for a in (*args, *kwargs.values()):
+            if isinstance(a, int) and not isinstance(a, bool) and abs(a) > MAX_INT:
+                raise TemplateLimit(f"filter argument {a} is larger than {MAX_INT}")
+        if isinstance(value, str) and func.__name__ == "do_format":
+            _check_format(value)
+        if pass_arg is _PassArg.context:
+            result = func(context, value, *args, **kwargs)
+        elif pass_arg is _PassArg.eval_context:
+            result = func(context.eval_ctx, value, *args, **kwargs)
+        elif pass_arg is _PassArg.environment:
+            result = func(env, value, *args, **kwargs)
+        else:
+            result = func(value, *args, **kwargs)
+        _check_size(result)
+        return result
+
+    return limited
+
+
+def render_one(env: _Sandbox, template: jinja2.Template, variables: dict[str, Any]) -> str:
+    """Render under the row deadline and the output limit (chunks are counted as produced)."""
+    out: list[str] = []
+    size = 0
+    for chunk in template.generate(variables):
+        size += len(chunk)
+        if size > MAX_OUTPUT_CHARS:
+            raise TemplateLimit(f"output longer than {MAX_OUTPUT_CHARS} characters")
+        out.append(chunk)
+        env.tick()
+    return "".join(out)
+
+
+def render_batch(sources: dict[str, str], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """In-process rendering (the worker's body): per row {"ok": {key: text}} or {"error": line}.
+    A template that does not compile fails every row with the same error."""
+    env = _Sandbox()
+    try:
+        templates = {k: env.from_string(v) for k, v in sorted(sources.items())}
+    except (jinja2.TemplateError, TemplateLimit, RecursionError, MemoryError) as e:
+        return [{"error": _line(e)} for _ in rows]
+    out = []
+    for row in rows:
+        env.deadline = time.monotonic() + ROW_SECONDS
+        try:
+            out.append({"ok": {k: render_one(env, t, row) for k, t in templates.items()}})
+        except RecursionError:
+            out.append({"error": "template recursion is too deep"})
+        except MemoryError:
+            out.append({"error": "template rendering ran out of memory"})
+        except (jinja2.TemplateError, TemplateLimit, ArithmeticError, TypeError, ValueError,
+                AttributeError, KeyError, IndexError) as e:
+            out.append({"error": _line(e)})
+    return out
+
+
+def _line(e: BaseException) -> str:
+    msg = " ".join(str(e).split()) or type(e).__name__
+    if isinstance(e, jinja2.UndefinedError):
+        return f"undefined variable: {msg}"
+    if isinstance(e, jinja2.exceptions.SecurityError):
+        return f"unsafe template operation: {msg}"
+    return msg
+
+
+def render_rows(sources: dict[str, str], rows: list[dict[str, Any]], *, timeout_s: float | None = None) -> list[dict[str, Any]]:
+    """Render every source for every row in a worker process: per row {"ok": {key: text}} or
+    {"error": one line}. The worker gets a hard wall-time limit (default: the row deadline
+    times the rows, plus start-up) and an address-space limit; crossing it is a StepError."""
+    if not rows:
+        return []
+    timeout = timeout_s if timeout_s is not None else 10.0 + ROW_SECONDS * len(rows)
+    payload = json.dumps({"sources": sources, "rows": rows}, default=str).encode()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "specops.runtime.render"], input=payload, capture_output=True,
+                              timeout=timeout, env={**os.environ, "PYTHONHASHSEED": "0"}, check=False)
+    except subprocess.TimeoutExpired:
+        raise StepError(f"prompt rendering did not finish in {timeout:g} s (template too expensive)") from None
+    if proc.returncode != 0:
+        tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        if any("MemoryError" in t for t in tail):
+            raise StepError("prompt rendering ran out of memory (template too expensive)")
+        raise StepError(f"prompt rendering failed: {tail[-1] if tail else f'exit {proc.returncode}'}")
+    try:
+        out = json.loads(proc.stdout)
+    except ValueError:
+        raise StepError("prompt rendering returned no result") from None
+    if not isinstance(out, list) or len(out) != len(rows):
+        raise ParamError("prompt rendering returned a result of the wrong shape")
+    return out
+
+
+def _worker() -> int:
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY, WORKER_MEMORY))
+    except (ImportError, ValueError, OSError):  # pragma: no cover - non-POSIX or a lower hard limit
+        pass
+    sys.setrecursionlimit(400)
+    req = json.loads(sys.stdin.buffer.read())
+    sys.stdout.write(json.dumps(render_batch(req["sources"], req["rows"])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_worker())

@@ -1,0 +1,74 @@
+"""Prompt rendering: the variables a template reads (AST walk, no code generation) and the
+sandbox's limits on time, output size, recursion and memory, in a real worker process."""
+
+from __future__ import annotations
+
+import time
+
+import jinja2
+import pytest
+
+from specops.runtime.errors import StepError
+from specops.runtime.render import render_batch, render_rows, variables_used
+
+
+def names(text: str) -> list[tuple[str, int]]:
+    uses, _ = variables_used(text)
+    return [(u.name, u.line) for u in uses]
+
+
+def test_variables_used_respects_scopes_and_reports_lines() -> None:
+    text = ("Hello {{ user }}\n"
+            "{% for item in items if item != skip %}{{ item }} {{ loop.index }} {{ sep }}{% endfor %}\n"
+            "{% set total = items | length %}{{ total }}\n"
+            "{% macro show(x, y=default_y) %}{{ x }}{{ y }}{{ caller() if caller }}{% endmacro %}{{ show(tail) }}\n"
+            "{% with z = zed %}{{ z }}{% endwith %}{{ range(3) | join }}")
+    assert names(text) == [("user", 1), ("items", 2), ("skip", 2), ("sep", 2), ("items", 3),
+                           ("default_y", 4), ("tail", 4), ("zed", 5)]
+
+
+def test_variables_used_never_runs_the_code_generator() -> None:
+    t0 = time.monotonic()
+    uses, bad = variables_used("{{ 'a' * 10**10 }}{{ 'b' | center(1000000000) }}{{ 9**9**9 }}{{ x }}")
+    assert [u.name for u in uses] == ["x"] and not bad
+    assert time.monotonic() - t0 < 5  # generous: the generator would allocate 10 GB here
+
+
+def test_include_and_import_are_reported() -> None:
+    _, bad = variables_used("a\n{% include 'x' %}\n{% from 'y' import z %}")
+    assert [(b.what, b.line) for b in bad] == [("include", 2), ("fromimport", 3)]
+
+
+def test_syntax_error_raises() -> None:
+    with pytest.raises(jinja2.TemplateSyntaxError):
+        variables_used("{{ x }")
+
+
+def test_render_rows_renders_each_row_in_a_worker() -> None:
+    out = render_rows({"prompt": "Q: {{ q }}\nA:", "want": "{{ a | upper }}"},
+                      [{"q": "hi", "a": "yo"}, {"q": "bye"}])
+    assert out[0] == {"ok": {"prompt": "Q: hi\nA:", "want": "YO"}}
+    assert "undefined" in out[1]["error"] and "'a'" in out[1]["error"]
+
+
+@pytest.mark.parametrize("template, message", [
+    ("{{ 'a' * 10**10 }}", "repetition"),
+    ("{{ 2 ** 100000 }}", "exponent"),
+    ("{{ 'b' | center(1000000000) }}", "larger than"),
+    ("{{ '%0999999999d' % 1 }}", "format width"),
+    ("{{ '{:>99999999}'.format(1) }}", "format width"),
+    ("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(1) }}", "recursion"),
+    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "longer than"),
+    ("{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}", "output longer"),
+    ("{{ ''.__class__.__mro__ }}", "unsafe"),
+])
+def test_expensive_or_unsafe_templates_fail_their_row(template: str, message: str) -> None:
+    [row] = render_batch({"p": template}, [{}])
+    assert message in row["error"]
+
+
+def test_worker_has_a_hard_time_limit() -> None:
+    # Loops over data call no hook of the sandbox: only the worker's wall-time limit stops them.
+    with pytest.raises(StepError, match="did not finish"):
+        render_rows({"p": "{% for a in s %}{% for b in s %}{% for c in s %}{% endfor %}{% endfor %}{% endfor %}"},
+                    [{"s": "x" * 3000}], timeout_s=3)
