@@ -75,8 +75,10 @@ def coverage_guided(n: int, failures: list) -> int:
     import subprocess
     import tempfile
 
-    out = Path(tempfile.mkdtemp()) / "atheris.jsonl"
+    work = Path(tempfile.mkdtemp())
+    out = work / "atheris.jsonl"
     proc = subprocess.run([sys.executable, __file__, "--atheris-child", str(n), "--out", str(out)])
+    scratch = sorted(Path(p) for p in (work / "scratch").read_text().split()) if (work / "scratch").exists() else []
     if proc.returncode == 3:
         print("  atheris is not installed: skipped")
         return 0
@@ -88,6 +90,10 @@ def coverage_guided(n: int, failures: list) -> int:
             runs = rec["runs"]
         else:
             failures.append((rec["example"], rec["rel"], bytes.fromhex(rec["data"]), rec["problem"]))
+    import shutil
+
+    for p in scratch + [work]:  # the child cannot clean up: libFuzzer ends it
+        shutil.rmtree(p, ignore_errors=True)
     return runs
 
 
@@ -96,7 +102,9 @@ def _atheris_child(n: int, out: Path) -> None:
         import atheris
     except ImportError:
         sys.exit(3)
-    targets = [F.Target(e, F.scratch_dir()) for e in F.EXAMPLES]
+    scratch, seeds = F.scratch_dir(), F.scratch_dir()
+    (out.parent / "scratch").write_text(f"{scratch}\n{seeds}\n")
+    targets = [F.Target(e, scratch) for e in F.EXAMPLES]
     slots = [(t, rel) for t in targets for rel in sorted(t.files)]
     count = [0]
 
@@ -111,7 +119,6 @@ def _atheris_child(n: int, out: Path) -> None:
                 f.write(json.dumps({"example": t.example, "rel": rel, "data": data[1:].hex(), "problem": problem}) + "\n")
             f.write(json.dumps({"runs": count[0]}) + "\n")
 
-    seeds = Path(F.scratch_dir())
     for i, (t, rel) in enumerate(slots):
         (seeds / f"seed{i}").write_bytes(bytes([i]) + t.files[rel])
     atheris.instrument_all()  # specops is imported already: instrument the code it runs
@@ -151,6 +158,9 @@ def main() -> None:
         saved = F.save(ex, rel, data)
         print(f"FAILURE {ex}:{rel}: {problem}\n  saved as {saved.relative_to(ROOT)}")
     print(json.dumps(figures, sort_keys=True))
+    import shutil
+
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

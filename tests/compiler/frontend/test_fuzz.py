@@ -5,7 +5,8 @@ that once failed are kept in fuzz_corpus/ and replayed first."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import shutil
+from typing import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -19,9 +20,10 @@ SEED = 20261202
 
 
 @pytest.fixture(scope="module")
-def targets() -> list[F.Target]:
+def targets() -> Iterator[list[F.Target]]:
     scratch = F.scratch_dir()
-    return [F.Target(e, scratch) for e in F.EXAMPLES]
+    yield [F.Target(e, scratch) for e in F.EXAMPLES]
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _report(failures) -> str:
