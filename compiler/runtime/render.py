@@ -23,6 +23,7 @@ import functools
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -40,7 +41,7 @@ from specops.runtime.errors import ParamError, StepError
 MAX_OUTPUT_CHARS = 200_000  # one rendered text (a prompt, an assertion value)
 MAX_INT = 1_000_000  # an integer argument to a filter (widths, lengths), an exponent's result size
 ROW_SECONDS = 2.0  # deadline of one row's renders, checked at every intercepted operation
-WORKER_MEMORY = 1 << 30  # address space of the rendering process
+WORKER_MEMORY = 1 << 30  # address space the rendering process may add to what it maps at start
 # Names every template may read without a dataset providing them (the sandbox's globals).
 GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace", "true", "false", "none",
                      "True", "False", "None"})
@@ -303,8 +304,9 @@ def render_rows_iter(sources: dict[str, str], rows: list[dict[str, Any]], *,
         return
     timeout = timeout_s if timeout_s is not None else 10.0 + ROW_SECONDS * len(rows)
     payload = json.dumps({"sources": sources, "rows": rows}, default=str).encode()
-    proc = subprocess.Popen([sys.executable, "-m", "specops.runtime.render"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONHASHSEED": "0"})
+    proc: Any = _Forked(json.loads(payload)) if _can_fork() else subprocess.Popen(
+        [sys.executable, "-m", "specops.runtime.render"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env={**os.environ, "PYTHONHASHSEED": "0"})
     expired = threading.Event()
 
     def kill() -> None:
@@ -316,11 +318,12 @@ def render_rows_iter(sources: dict[str, str], rows: list[dict[str, Any]], *,
     timer.start()
     n = 0
     try:
-        try:
-            proc.stdin.write(payload)  # the worker reads all of stdin before it writes
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
+        if proc.stdin is not None:
+            try:
+                proc.stdin.write(payload)  # the worker reads all of stdin before it writes
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
         for line in proc.stdout:
             try:
                 item = json.loads(line)
@@ -336,24 +339,93 @@ def render_rows_iter(sources: dict[str, str], rows: list[dict[str, Any]], *,
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        proc.stdout.close()
     if expired.is_set():
         raise StepError(f"prompt rendering did not finish in {timeout:g} s (template too expensive)")
     if proc.returncode != 0:
         tail = proc.stderr.read().decode("utf-8", "replace").strip().splitlines()
+        proc.stderr.close()
         if any("MemoryError" in t for t in tail):
             raise StepError("prompt rendering ran out of memory (template too expensive)")
         raise StepError(f"prompt rendering failed: {tail[-1] if tail else f'exit {proc.returncode}'}")
+    proc.stderr.close()
     if n != len(rows):
         raise ParamError("prompt rendering returned a result of the wrong shape")
 
 
-def _worker() -> int:
+def _can_fork() -> bool:
+    """Fork the worker (milliseconds; a fresh interpreter costs ~0.2 s of start-up and imports,
+    which a gate would wait for before its first request) where that is safe: Linux, and no
+    other Python thread that could hold a lock the child needs."""
+    return sys.platform == "linux" and hasattr(os, "fork") and threading.active_count() == 1
+
+
+def _limit_memory(extra: int) -> None:
+    """Cap the address space at what this process maps now plus `extra` bytes (a forked
+    worker inherits its parent's mappings, which may hold a loaded model)."""
     try:
         import resource
 
-        resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY, WORKER_MEMORY))
+        with open("/proc/self/statm", encoding="ascii") as f:
+            mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        resource.setrlimit(resource.RLIMIT_AS, (mapped + extra, mapped + extra))
     except (ImportError, ValueError, OSError):  # pragma: no cover - non-POSIX or a lower hard limit
         pass
+
+
+class _Forked:
+    """A forked rendering worker with the part of Popen's interface render_rows_iter uses."""
+
+    def __init__(self, req: dict[str, Any]):
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: render, write JSON lines, and leave without cleanup
+            code = 1
+            try:
+                os.close(out_r)
+                os.close(err_r)
+                _limit_memory(WORKER_MEMORY)
+                sys.setrecursionlimit(400)
+                with os.fdopen(out_w, "wb") as out:
+                    for item in iter_render(req["sources"], req["rows"]):
+                        out.write(json.dumps(item).encode() + b"\n")
+                        out.flush()
+                code = 0
+            except BaseException as e:  # noqa: BLE001 - reported to the parent through the pipe
+                os.write(err_w, f"{type(e).__name__}: {e}".encode()[-2000:])
+            finally:
+                os._exit(code)
+        os.close(out_w)
+        os.close(err_w)
+        self.stdin = None
+        self.stdout = os.fdopen(out_r, "rb")
+        self.stderr = os.fdopen(err_r, "rb")
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _worker() -> int:
+    _limit_memory(WORKER_MEMORY)
     sys.setrecursionlimit(400)
     req = json.loads(sys.stdin.buffer.read())
     for item in iter_render(req["sources"], req["rows"]):
