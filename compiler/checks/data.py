@@ -55,8 +55,14 @@ def check_model(resolved: "Resolved", view: "EnvView", node: "Node", out: Diagno
             if use.split not in ds.spec.splits:
                 out.add(at(node, ("datasets", spec.datasets.index(use), "split"), "unresolved-ref",
                             f"dataset '{ds.name}' has no split '{use.split}'" + suggestion(use.split, ds.spec.splits)))
-    elif spec.llm.base.path is not None:
-        check_repo_file(resolved, node, ("llm", "base", "path"), spec.llm.base.path, "base model folder", out)
+    else:
+        if spec.llm.base.path is not None:
+            check_repo_file(resolved, node, ("llm", "base", "path"), spec.llm.base.path, "base model folder", out)
+        if spec.hyperparameters and spec.command is None:
+            # The fine-tune step takes its knobs from `llm.finetune`; nothing reads these.
+            out.add(at(node, ("hyperparameters",), "unsupported",
+                       "an LLM's training knobs live in `llm.finetune`; `hyperparameters` would be ignored",
+                       prefer_key=True))
 
 
 def check_estimator(node: "Node", out: Diagnostics) -> None:
