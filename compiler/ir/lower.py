@@ -149,7 +149,10 @@ def prompt_eval_params(view: EnvView, gate: Node, seed: int) -> dict[str, Any]:
     prompt = view.get("Prompt", s.prompt)
     ps = prompt.spec
     body: dict[str, Any] = {"name": prompt.name, "version": ps.version,
-                            "defaults": {k: v.default for k, v in sorted(ps.variables.items()) if v.default is not None},
+                            # Declared defaults; a variable that is not required renders as "".
+                            "defaults": {k: v.default if v.default is not None else ""
+                                         for k, v in sorted(ps.variables.items())
+                                         if v.default is not None or not v.required},
                             "parameters": ps.parameters.model_dump(mode="json", exclude_none=True)}
     if ps.template is not None:
         body["template"] = ps.template
