@@ -82,6 +82,15 @@ def _dataset_params(view: EnvView, ds: Node, seed: int, root: Any) -> dict[str, 
         "seed": seed,
     }
     pin = pin_for(root, s.source.uri, s.source.version)
+    if not pin and s.source.sha256:
+        pin = {"digest": f"sha256:{s.source.sha256}"}  # a hash written in the spec pins the data too
+    if s.pii.contains or s.pii.columns:
+        # Recorded with the splits (dataset.json), so what trains on them knows what they hold.
+        out["pii"] = {"contains": s.pii.contains, "columns": list(s.pii.columns)}
+    if s.license is not None:
+        out["license"] = s.license
+    if ds.labels:
+        out["labels"] = dict(sorted(ds.labels.items()))
     if pin:
         # The data must be what `specops lock` recorded: the step refuses anything else.
         out["lock"] = pin
