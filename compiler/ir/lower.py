@@ -335,6 +335,18 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipelin
     )
 
 
+def looks_like_path(value: str) -> bool:
+    """A chat-template value that names a file rather than being a template itself."""
+    return "{" not in value and "\n" not in value
+
+
+def named_file(root: Any, value: str) -> bool:
+    """`value` is a repo-relative file (a path inside the repository that exists)."""
+    if not looks_like_path(value) or value.startswith("/") or ".." in value.replace("\\", "/").split("/"):
+        return False
+    return (root / value).is_file()
+
+
 # Where each serving platform's init step puts adapters for the server to read: the model
 # cache volume (its Hugging Face cache dir on plain Kubernetes and KServe; the chart's /data,
 # where its LoRA sidecar downloads too), or on the local platform a folder of the repo.
@@ -381,6 +393,11 @@ def lower_serving(resolved: Resolved, view: EnvView, st: Node) -> ir.Serving:
     model = view.get("Model", spec.model)
     base = model.spec.llm.base if model is not None and model.spec.type == "llm" else None
     args = engine_args_as_written(st)
+    template = args.get("chat-template")
+    if isinstance(template, str) and named_file(resolved.repo.root, template):
+        # A file the spec names ships inside the serve config: vLLM reads --chat-template as a
+        # path or as the template itself, so the content travels on every platform.
+        args["chat-template"] = (resolved.repo.root / template).read_text(encoding="utf-8")
     if base is not None and base.revision:
         # The pin reaches the server: weights and, unless another tokenizer is named, the
         # tokenizer come from exactly this commit.
