@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from .common import API_VERSION, envelope_model
 
-KINDS = ("Project", "Dataset", "Model", "Prompt", "EvalGate", "ServingTarget")
+KINDS = ("Project", "Dataset", "Model", "Prompt", "EvalGate", "ServingTarget", "Monitor")
 
 
 @cache
@@ -18,12 +18,14 @@ def spec_models() -> dict[str, Any]:
     from .dataset import DatasetSpec
     from .evalgate import EvalGateSpec
     from .model import ModelSpec
+    from .monitor import MonitorSpec
     from .project import ProjectSpec
     from .prompt import PromptSpec
     from .serving import ServingTargetSpec
 
     return {"Project": ProjectSpec, "Dataset": DatasetSpec, "Model": ModelSpec,
-            "Prompt": PromptSpec, "EvalGate": EvalGateSpec, "ServingTarget": ServingTargetSpec}
+            "Prompt": PromptSpec, "EvalGate": EvalGateSpec, "ServingTarget": ServingTargetSpec,
+            "Monitor": MonitorSpec}
 
 
 @cache

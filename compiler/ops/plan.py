@@ -41,6 +41,7 @@ from specops.build.cache import cache_dir_of
 from specops.build.compile import compile_repo
 from specops.diagnostics import suggestion
 from specops.ir.lower import lower_target
+from specops.ops.monitor import pending_promotions
 from specops.ops.resources import desired_resources, required_gates
 from specops.state import open_store
 from specops.structdiff import FieldDiff, file_diffs
@@ -127,6 +128,9 @@ class Plan:
     capacity: dict[str, dict[str, Any]] = field(default_factory=dict)
     # "normal", or "refresh-only": the plan only accepts live values into state
     mode: str = "normal"
+    # Retrained model versions a monitor's breach registered, awaiting promotion through git
+    # (ops.monitor.pending_promotions); shown next to the model's pipeline, not a change.
+    promotions: list[dict[str, Any]] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         out = {a: 0 for a in ACTIONS}
@@ -153,7 +157,8 @@ class Plan:
         return {"version": PLAN_SCHEMA_VERSION, "env": self.env, "target": self.target, "refreshed": self.refreshed,
                 "state_serial": self.state_serial, "policy": dict(sorted(self.policy.items())),
                 "resources": [c.to_dict() for c in self.changes], "summary": self.counts(),
-                "changes": self.has_changes, "capacity": dict(sorted(self.capacity.items())), "mode": self.mode}
+                "changes": self.has_changes, "capacity": dict(sorted(self.capacity.items())), "mode": self.mode,
+                "promotions": list(self.promotions)}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
@@ -364,9 +369,11 @@ def compute_plan(desired_list: list[Any], state: Any, *, env: str, target: str, 
     order = topo_order({a: deps.get(a, []) for a in addresses if a in desired})
     deletes = [a for a in reversed(topo_order({a: deps.get(a, []) for a in addresses if a not in desired}))]
     ordered = [changes[a] for a in order] + [changes[a] for a in deletes]
+    by_model = {c.spec: c.address for c in ordered if c.spec and c.spec.startswith("Model/")}
+    promotions = [{**p, "address": by_model.get(f"Model/{p['model']}")} for p in pending_promotions(state)]
     return Plan(env, target, bool(refresh_live and provider_for), state.serial if state is not None else None,
                 {"drift": policy.drift, "prune": policy.prune, "require_gates": policy.require_gates}, ordered,
-                mode="refresh-only" if refresh_only else "normal")
+                mode="refresh-only" if refresh_only else "normal", promotions=promotions)
 
 
 def _replace_fields(provider_for: Callable[[str], Any], type_: str) -> tuple[str, ...]:

@@ -11,7 +11,8 @@ import re
 from specops.resolve.refs import EnvView
 
 _SHAPES = {"Dataset": ("[(", ")]"), "Model": ("[", "]"), "Prompt": ("[/", "/]"),
-           "EvalGate": ("{{", "}}"), "ServingTarget": ("([", "])")}
+           "EvalGate": ("{{", "}}"), "ServingTarget": ("([", "])"),
+           "Monitor": ("[[", "]]")}
 
 
 def node_id(key: str) -> str:
@@ -54,7 +55,7 @@ def render_mermaid(view: EnvView, highlight: set[str] | None = None) -> str:
 
 def render_dot(view: EnvView) -> str:
     shapes = {"Dataset": "cylinder", "Model": "box", "Prompt": "note", "EvalGate": "diamond",
-              "ServingTarget": "ellipse"}
+              "ServingTarget": "ellipse", "Monitor": "hexagon"}
     lines = [f'digraph "{view.name}" {{', "  rankdir=LR;"]
     for key in sorted(view.nodes):
         kind, name = key.split("/", 1)

@@ -91,6 +91,12 @@ REFERENCES: list[tuple[str, tuple, str]] = [
     ("ServingTarget", ("model",), "Model"),
     ("ServingTarget", ("adapters", "*"), "Model"),
     ("ServingTarget", ("gates", "*"), "EvalGate"),
+    ("Monitor", ("watch", "model"), "Model"),
+    ("Monitor", ("watch", "inputs", "dataset"), "Dataset"),
+    ("Monitor", ("watch", "reference", "dataset"), "Dataset"),
+    ("Monitor", ("watch", "feedback", "dataset"), "Dataset"),
+    ("Monitor", ("watch", "traffic", "dataset"), "Dataset"),
+    ("Monitor", ("watch", "serving"), "ServingTarget"),
 ]
 
 
