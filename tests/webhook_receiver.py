@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 SCHEMA = Path(__file__).resolve().parents[1] / "compiler" / "schemas" / "events" / "notification.schema.json"
 
@@ -63,7 +64,7 @@ def webhook_receiver(fail_first: int = 0) -> Iterator[Receiver]:
     answered = [0]
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             rec = holder["r"]
             answered[0] += 1

@@ -4,7 +4,8 @@ drift` and the reconcile loop alike."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from specops.ops.apply import ApplyResult, summary
 from specops.ops.plan import Action, Change, Plan

@@ -24,9 +24,10 @@ import json
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 from tenacity import RetryError, retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -53,7 +54,7 @@ class Notifier:
         return event in self.events and (not self.environments or env in self.environments)
 
     @classmethod
-    def from_spec(cls, name: str, spec: dict[str, Any]) -> "Notifier":
+    def from_spec(cls, name: str, spec: dict[str, Any]) -> Notifier:
         """From a Project's `notifications.<name>` as `model_dump()` gives it (snake case)."""
         hook = spec["webhook"]
         return cls(name, hook["url"], hook.get("signing_key"), tuple(spec.get("events") or EVENTS),
@@ -93,7 +94,7 @@ class Event:
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _redacted(v: Any) -> Any:
@@ -116,7 +117,7 @@ class _Retryable(Exception):
 def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
     req = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - scheme checked by the caller
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status
     except urllib.error.HTTPError as e:
         if e.code == 429 or e.code >= 500:
