@@ -47,7 +47,8 @@ ADAPTERS_VOLUME = "adapters"
 
 
 def check(node: Serving, serve_config_yaml: bytes | None = None) -> list[Diagnostic]:
-    out = k8s.common_checks(node, "kserve") + k8s.adapter_checks(node, "kserve") + k8s.env_checks(node, "kserve")
+    out = (k8s.common_checks(node, "kserve") + k8s.adapter_checks(node, "kserve") + k8s.env_checks(node, "kserve")
+           + k8s.helm_only_checks(node, "kserve"))
     if "modelCache" in node.field_sources:
         file, pos = k8s._source_pos_of(node.field_sources["modelCache"])
         out.append(Diagnostic("error", "unsupported",
@@ -84,6 +85,10 @@ def inferenceservice(node: Serving, serve_config_yaml: bytes) -> dict[str, Any]:
     }
     if node.probes:
         model_spec.update(k8s.probes(node, KSERVE_PORT))
+    if "image" in node.field_sources:
+        # Only an image the spec names: the default serving image is vLLM's, not KServe's
+        # Hugging Face server, which the runtime supplies.
+        model_spec["image"] = node.image
     volumes = [k8s.shm_volume(node)]
     if node.adapters and node.adapter_root:
         mount = {"mountPath": node.adapter_root, "name": ADAPTERS_VOLUME}
@@ -113,7 +118,8 @@ def inferenceservice(node: Serving, serve_config_yaml: bytes) -> dict[str, Any]:
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
-        "metadata": {"labels": k8s.labels(node), "name": node.name, "namespace": node.target.namespace},
+        "metadata": {"labels": k8s.labels(node), "name": node.name, "namespace": node.target.namespace,
+                     **({"annotations": k8s.annotations(node)} if node.gates else {})},
         "spec": {"predictor": predictor},
     }
 

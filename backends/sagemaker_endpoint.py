@@ -138,7 +138,7 @@ def check(node: Serving, serve_config_yaml: bytes | None = None) -> list[Diagnos
             "warning", "unsupported",
             f"sagemaker endpoint: the LMI container runs vLLM {LMI_VLLM_VERSION}, but the flags "
             f"were checked against vLLM {node.engine_version}", file, pos))
-    out.extend(shape_checks(node))
+    out.extend(shape_checks(node) + k8s.helm_only_checks(node, "sagemaker endpoint"))
     for a in node.adapters:
         afile, apos = k8s._source_pos_of(a.source_pos or node.source)
         out.append(Diagnostic(
@@ -248,6 +248,9 @@ def endpoint_requests(node: Serving, serve_config_yaml: bytes) -> dict[str, dict
     region = node.target.region or ""
     image = node.image if _is_ecr(node.image) else lmi_image(region)
     tags = [{"Key": k, "Value": v} for k, v in sorted(k8s.labels(node).items())]
+    # The gates go on the endpoint only: the model and config names hash their content, and a
+    # gate change is no reason to replace them. Tag values allow no commas.
+    gate_tags = [{"Key": k, "Value": v.replace(",", " ")} for k, v in k8s.annotations(node).items()]
     base = f"{node.name}-{node.env}"
 
     model = {
@@ -273,7 +276,7 @@ def endpoint_requests(node: Serving, serve_config_yaml: bytes) -> dict[str, dict
     endpoint: dict[str, Any] = {
         "EndpointConfigName": endpoint_config["EndpointConfigName"],
         "EndpointName": _name(base),
-        "Tags": tags,
+        "Tags": sorted(tags + gate_tags, key=lambda t: t["Key"]),
     }
     if node.canary_percent > 0:
         endpoint["DeploymentConfig"] = {"BlueGreenUpdatePolicy": {

@@ -82,6 +82,15 @@ def _dataset_params(view: EnvView, ds: Node, seed: int, root: Any) -> dict[str, 
         "seed": seed,
     }
     pin = pin_for(root, s.source.uri, s.source.version)
+    if not pin and s.source.sha256:
+        pin = {"digest": f"sha256:{s.source.sha256}"}  # a hash written in the spec pins the data too
+    if s.pii.contains or s.pii.columns:
+        # Recorded with the splits (dataset.json), so what trains on them knows what they hold.
+        out["pii"] = {"contains": s.pii.contains, "columns": list(s.pii.columns)}
+    if s.license is not None:
+        out["license"] = s.license
+    if ds.labels:
+        out["labels"] = dict(sorted(ds.labels.items()))
     if pin:
         # The data must be what `specops lock` recorded: the step refuses anything else.
         out["lock"] = pin
@@ -97,6 +106,12 @@ def _resources(spec: Any) -> ir.Resources:
         instance_type=r.instance_type,
         nodes=getattr(r, "nodes", 1), strategy=getattr(r, "strategy", None),
     )
+
+
+def _one_machine(spec: Any) -> ir.Resources:
+    """The model's resources for a step that runs on one machine (evaluation), whatever the
+    training spans."""
+    return dataclasses.replace(_resources(spec), nodes=1, strategy=None)
 
 
 def distributed_params(resources: ir.Resources) -> dict[str, Any] | None:
@@ -233,7 +248,7 @@ def _prompt_gate_steps(view: EnvView, g: Node, name: str, checked: set[str], mod
         if not model_input:
             params.update(_base_params(model))
     out.append(ir.Step(name, "evaluate", params, inputs=inputs, image=image,
-                       resources=_resources(model.spec) if g.spec.endpoint is None else ir.Resources(),
+                       resources=_one_machine(model.spec) if g.spec.endpoint is None else ir.Resources(),
                        source=_source(g, ("prompt",))))
     return out
 
@@ -278,7 +293,7 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipelin
     steps.append(ir.Step("evaluate", "evaluate", eval_params, inputs={**model_input, "data": data_step},
                          image=image,
                          # Evaluation runs on one machine, whatever the training spans.
-                         resources=dataclasses.replace(_resources(spec), nodes=1, strategy=None)
+                         resources=_one_machine(spec)
                          if task == "generation" else ir.Resources(),
                          source=_source(model)))
     gate_steps = []
@@ -314,6 +329,18 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipelin
         artifact_root=f"{view.target.artifact_store.rstrip('/')}/{view.name}/{model.name}",
         labels=dict(sorted(model.labels.items())), source=_source(model),
     )
+
+
+def looks_like_path(value: str) -> bool:
+    """A chat-template value that names a file rather than being a template itself."""
+    return "{" not in value and "\n" not in value
+
+
+def named_file(root: Any, value: str) -> bool:
+    """`value` is a repo-relative file (a path inside the repository that exists)."""
+    if not looks_like_path(value) or value.startswith("/") or ".." in value.replace("\\", "/").split("/"):
+        return False
+    return (root / value).is_file()
 
 
 # Where each serving platform's init step puts adapters for the server to read: the model
@@ -362,6 +389,11 @@ def lower_serving(resolved: Resolved, view: EnvView, st: Node) -> ir.Serving:
     model = view.get("Model", spec.model)
     base = model.spec.llm.base if model is not None and model.spec.type == "llm" else None
     args = engine_args_as_written(st)
+    template = args.get("chat-template")
+    if isinstance(template, str) and named_file(resolved.repo.root, template):
+        # A file the spec names ships inside the serve config: vLLM reads --chat-template as a
+        # path or as the template itself, so the content travels on every platform.
+        args["chat-template"] = (resolved.repo.root / template).read_text(encoding="utf-8")
     if base is not None and base.revision:
         # The pin reaches the server: weights and, unless another tokenizer is named, the
         # tokenizer come from exactly this commit.
@@ -409,7 +441,7 @@ def _shape(st: Node) -> dict[str, Any]:
     out: dict[str, Any] = {}
     written = st.doc.data.get("spec") or {}
     sources = {k: _source(st, (k,), key=True) for k in ("resources", "env", "shmSize", "modelCache", "placement",
-                                               "strategy", "probes") if k in written}
+                                                        "strategy", "probes", "release", "image") if k in written}
     if spec.resources is not None:
         r = spec.resources
         out.update(cpu_request=r.requests.cpu, memory_request=r.requests.memory,
