@@ -12,7 +12,9 @@ import json
 import os
 import shutil
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = "specops-gitops-artifacts"
@@ -102,6 +104,25 @@ def commit_threshold(work: Path, threshold: str, branch: str = "main", push: boo
     if push:
         git(work, "push", "-q", "origin", f"HEAD:{branch}")
     return git(work, "rev-parse", "HEAD")
+
+
+@contextmanager
+def gitops_aws() -> Iterator[str]:
+    """moto on 127.0.0.1 with fake credentials, AWS_ENDPOINT_URL pointing at it and the
+    buckets created; yields the endpoint."""
+    from tests.moto_server import aws_test_env, moto_server
+
+    with aws_test_env(), moto_server() as endpoint:
+        old = os.environ.get("AWS_ENDPOINT_URL")
+        os.environ["AWS_ENDPOINT_URL"] = endpoint
+        try:
+            create_buckets(endpoint)
+            yield endpoint
+        finally:
+            if old is None:
+                os.environ.pop("AWS_ENDPOINT_URL", None)
+            else:
+                os.environ["AWS_ENDPOINT_URL"] = old
 
 
 def create_buckets(endpoint: str) -> None:

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.gitops_repo import create_buckets
-from tests.moto_server import aws_test_env, moto_server
+from tests.gitops_repo import gitops_aws
 
 
 @pytest.fixture()
-def aws(monkeypatch):
-    with aws_test_env(), moto_server() as endpoint:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-        create_buckets(endpoint)
+def aws():
+    with gitops_aws() as endpoint:
         yield endpoint
