@@ -83,19 +83,32 @@ def pin_key(key: str) -> bool:
     return key.replace("-", "_").lower() in PIN_KEYS or _camel_words(key).lower().replace("-", "_") in PIN_KEYS
 
 
+# Substrings without which a shape cannot match: a C-speed `in` test skips its regex for the
+# usual string (validate runs this over every string and key of every spec).
+_TRIGGERS: list[tuple[str, ...]] = [("AKIA", "ASIA", "ABIA", "ACCA"), (), ("hf_",), ("sk-",), ("gh",),
+                                    ("github_pat_",), ("glpat-",), ("AIza",), ("-----BEGIN",), ("xox",)]
+# No credential shape (nor a URI with a password) is shorter than this.
+_MIN_LEN = 10
+
+
 def _real(rx: re.Pattern[str], found: re.Match[str]) -> bool:
     return not _HEX.fullmatch(found.group()) and (rx is not _AWS_SECRET or _looks_random(found.group()))
 
 
+def _candidates(text: str) -> list[tuple[re.Pattern[str], str]]:
+    return [(rx, what) for (rx, what), trig in zip(SHAPES, _TRIGGERS)
+            if (any(t in text for t in trig) if trig else len(text) >= 40)]
+
+
 def secret_shape(text: str) -> tuple[str, int, int] | None:
     """(what, start, end) of the first credential-shaped part of `text`, or None."""
-    if _HEX.fullmatch(text):
+    if len(text) < _MIN_LEN or _HEX.fullmatch(text):
         return None
-    m = _USERINFO.search(text)
+    m = _USERINFO.search(text) if "://" in text else None
     best: tuple[str, int, int] | None = None
     if m:
         best = ("a password in a URI", m.start("secret"), m.end("secret"))
-    for rx, what in SHAPES:
+    for rx, what in _candidates(text):
         found = next((f for f in rx.finditer(text) if _real(rx, f)), None)
         if found is not None and (best is None or found.start() < best[1]):
             best = (what, found.start(), found.end())
@@ -105,11 +118,14 @@ def secret_shape(text: str) -> tuple[str, int, int] | None:
 def redact(text: str) -> str:
     """`text` with every credential-shaped part replaced by [redacted] (URI passwords and
     credential query parameters too)."""
-    if not text:
+    if len(text) < _MIN_LEN:
         return text
-    out = _USERINFO.sub(lambda m: m.group("head") + MASK, text)
-    out = _HTTP_USER.sub(lambda m: m.group("head") + MASK, out)
-    out = _CRED_QUERY.sub(lambda m: m.group("head") + MASK, out)
-    for rx, _ in SHAPES:
+    out = text
+    if "://" in out:
+        out = _USERINFO.sub(lambda m: m.group("head") + MASK, out)
+        out = _HTTP_USER.sub(lambda m: m.group("head") + MASK, out)
+    if "=" in out:
+        out = _CRED_QUERY.sub(lambda m: m.group("head") + MASK, out)
+    for rx, _ in _candidates(out):
         out = rx.sub(lambda m, rx=rx: MASK if _real(rx, m) else m.group(), out)
     return out

@@ -158,7 +158,10 @@ def prompt_eval_params(view: EnvView, gate: Node, seed: int) -> dict[str, Any]:
     prompt = view.get("Prompt", s.prompt)
     ps = prompt.spec
     body: dict[str, Any] = {"name": prompt.name, "version": ps.version,
-                            "defaults": {k: v.default for k, v in sorted(ps.variables.items()) if v.default is not None},
+                            # Declared defaults; a variable that is not required renders as "".
+                            "defaults": {k: v.default if v.default is not None else ""
+                                         for k, v in sorted(ps.variables.items())
+                                         if v.default is not None or not v.required},
                             "parameters": ps.parameters.model_dump(mode="json", exclude_none=True)}
     if ps.template is not None:
         body["template"] = ps.template
@@ -232,14 +235,14 @@ def _base_params(model: Node) -> dict[str, Any]:
 
 
 def _prompt_gate_steps(view: EnvView, g: Node, name: str, checked: set[str], model_input: dict[str, str],
-                       model: Node, image: str, seed: int) -> list[ir.Step]:
+                       model: Node, image: str, seed: int, root: Any) -> list[ir.Step]:
     """A prompt gate's evaluate step (and the data check of its dataset when the model's
     pipeline does not check it already)."""
     out = []
     ds = view.get("Dataset", g.spec.dataset)
     if ds.name not in checked:
         checked.add(ds.name)
-        out.append(ir.Step(f"check-{ds.name}", "data_check", {"dataset": _dataset_params(ds, seed)},
+        out.append(ir.Step(f"check-{ds.name}", "data_check", {"dataset": _dataset_params(view, ds, seed, root)},
                            image=image, source=_source(g, ("dataset",))))
     params = prompt_eval_params(view, g, seed)
     inputs = {"data": f"check-{ds.name}"}
@@ -302,7 +305,8 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipelin
         measured = "evaluate"
         if g.spec.prompt is not None:
             measured = f"eval-{g.name}"
-            steps.extend(_prompt_gate_steps(view, g, measured, checked, model_input, model, image, seed))
+            steps.extend(_prompt_gate_steps(view, g, measured, checked, model_input, model, image, seed,
+                                            resolved.repo.root))
         step = ir.Step(f"gate-{g.name}", "gate", _gate_params(g), inputs={"metrics": measured}, image=image,
                        source=_source(g, ("metrics",)))
         steps.append(step)
