@@ -11,6 +11,8 @@ import shutil
 import signal
 import subprocess
 
+import pytest
+
 from specops.specs.project import StateBackend
 from specops.state import open_store
 from tests.aws_gate_proxy import gate_proxy
@@ -36,6 +38,7 @@ def promtool_accepts(text: str) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+@pytest.mark.slow
 def test_loop_applies_a_push_heals_reports_and_serves_metrics(tmp_path, aws):
     origin, work = make_origin(tmp_path, notify=True)
     with webhook_receiver() as hook:
@@ -110,6 +113,7 @@ def test_loop_applies_a_push_heals_reports_and_serves_metrics(tmp_path, aws):
     assert ("prod", ("sagemaker_pipeline.churn-classifier",), rev) in applies
 
 
+@pytest.mark.slow
 def test_a_kill_mid_apply_loses_nothing(tmp_path, aws):
     """The loop is SIGKILLed while SageMaker holds its request for the second of two pipelines
     (the proxy in tests/aws_gate_proxy.py holds it, then lets it through: the live object
