@@ -206,18 +206,21 @@ class ZenmlProvider:
     @staticmethod
     def _gates(desired: Desired, result: Any) -> dict[str, Any]:
         steps = result.steps
-        metrics = next((s.result.get("metrics") for s in steps.values()
-                        if s.name == "evaluate" and isinstance(s.result, dict)), None)
-        reg = next((s.result for s in steps.values() if s.name == "register" and isinstance(s.result, dict)), {}) or {}
+        evals = {s.name: s.result for s in steps.values() if isinstance(s.result, dict)}
+        reg = evals.get("register") or {}
         out: dict[str, Any] = {}
         for s in steps.values():
             if not s.name.startswith("gate-") or s.status == "skipped":
                 continue
             passed = s.status in ("completed", "cached") and bool((s.result or {}).get("passed"))
             gate = (s.result or {}).get("gate") or s.name[len("gate-"):]
+            # A prompt gate measures in its own evaluate step (eval-<gate>), with row outcomes.
+            ev = evals.get(f"eval-{gate}") or evals.get("evaluate") or {}
             out[gate] = {"model": desired.name, "version": reg.get("version") if passed else None,
-                         "passed": passed, "metrics": metrics or {}, "message": s.error or "",
+                         "passed": passed, "metrics": ev.get("metrics") or {}, "message": s.error or "",
                          "run_id": result.run_id, "source": "run"}
+            if isinstance(ev.get("row_outcomes"), dict):
+                out[gate]["rows"] = dict(sorted(ev["row_outcomes"].items()))
         return out
 
     def delete(self, current: Any) -> None:
