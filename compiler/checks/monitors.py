@@ -22,9 +22,11 @@ def _columns_of(view: "EnvView", dataset: str | None) -> list[str] | None:
     return [c.name for c in ds.spec.columns] if ds is not None and ds.spec.columns else None
 
 
-def _need(node: "Node", path: tuple, column: str | None, have: list[str] | None, what: str, out: Diagnostics) -> None:
+def _need(node: "Node", path: tuple, column: str | None, have: list[str] | None, what: str, out: Diagnostics,
+          severity: str = "error") -> None:
     if column is not None and have is not None and column not in have:
-        out.add(at(node, path, "monitor", f"column '{column}' is not a column of {what}" + suggestion(column, have)))
+        out.add(at(node, path, "monitor", f"column '{column}' is not a column of {what}" + suggestion(column, have),
+                   severity=severity))
 
 
 def check_monitor(resolved: "Resolved", view: "EnvView", node: "Node", out: Diagnostics) -> None:
@@ -43,7 +45,9 @@ def check_monitor(resolved: "Resolved", view: "EnvView", node: "Node", out: Diag
                                           model.spec.classical.features or []) or None
         if c.drift is not None:
             for col in c.drift.columns:
-                _need(node, ("checks", "drift", "columns", col), col, watched, "the watched columns", out)
+                # A warning: the watched columns follow the model's features, which may move on.
+                _need(node, ("checks", "drift", "columns", col), col, watched, "the watched columns (this "
+                      "setting is not used)", out, severity="warning")
     if w.feedback is not None:
         have = _columns_of(view, w.feedback.dataset)
         for key in ("label_column", "prediction_column", "score_column"):
@@ -69,6 +73,14 @@ def check_monitor(resolved: "Resolved", view: "EnvView", node: "Node", out: Diag
             out.add(at(node, ("checks", "quality", i, "threshold"), "threshold", str(e)))
     if c.llm is not None:
         _check_assertions(node, c.llm.assertions, out)
+    declared = resolved.project.notifications
+    for i, n in enumerate(s.on_breach.notify):
+        if n not in declared:
+            out.add(at(node, ("onBreach", "notify", i), "unresolved-ref", f"unknown notifier '{n}' (the Project's "
+                       "spec.notifications)" + suggestion(n, declared)))
+        elif "breach" not in declared[n].events:
+            out.add(at(node, ("onBreach", "notify", i), "monitor", f"notifier '{n}' does not take `breach` events "
+                       "(its events: " + ", ".join(declared[n].events) + ")", severity="warning"))
 
 
 def _check_assertions(node: "Node", assertions: list[Any], out: Diagnostics) -> None:

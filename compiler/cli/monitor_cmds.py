@@ -46,7 +46,8 @@ def monitor_run(name: str, path: str, env: str, data: str | None, no_act: bool, 
     report_dir = o.report_dir.relative_to(resolved.repo.root).as_posix()
     if fmt == "json":
         echo_json({"version": 1, "monitor": name, "env": env, "breached": o.breached, "checks": o.report["checks"],
-                   "window": o.report.get("window", {}), "report": report_dir, "retrain": o.retrain})
+                   "window": o.report.get("window", {}), "report": report_dir, "retrain": o.retrain,
+                   "notified": [{"notifier": d.notifier, "ok": d.ok, "error": d.error} for d in o.deliveries]})
     else:
         for c in o.report["checks"]:
             mark = "drifted" if c.get("drifted") else ("ok" if c["passed"] else "BREACH")
@@ -60,6 +61,8 @@ def monitor_run(name: str, path: str, env: str, data: str | None, no_act: bool, 
                        + (f"; gates: {gates}" if gates else "")
                        + (f"; registered {reg['registry']}@{reg['version']} (no alias moved)" if reg else "")
                        + (f"; {r['message']}" if r.get("message") else ""))
+    for d in o.deliveries:  # a notifier that failed never fails the run: one line for the log
+        click.echo(f"notified {d.notifier}" if d.ok else f"warning: {d.error}", err=not d.ok)
     if o.breached:
         sys.exit(BREACH_EXIT)
 

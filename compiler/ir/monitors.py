@@ -93,7 +93,7 @@ def monitor_params(resolved: Resolved, view: EnvView, node: Node) -> dict[str, A
         out["traffic"] = {**(_window(view, t, seed, root, whole=True) or {}), "response_column": t.response_column, "sample": t.sample}
         out["checks"]["llm"] = {"assertions": [a.model_dump(mode="json", exclude_none=True) for a in c.llm.assertions],
                                 "min_pass_rate": c.llm.min_pass_rate}
-    if c.slo is not None and w.serving is not None:
+    if c.slo is not None and w.serving is not None and view.get("ServingTarget", w.serving) is not None:
         out["serving"] = w.serving
         out["checks"]["slo"] = c.slo.model_dump(mode="json", by_alias=True)
     out["schedule"] = s.schedule.cron if s.schedule is not None else None

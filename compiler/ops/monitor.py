@@ -26,6 +26,7 @@ from specops.ir.monitors import monitor_params, retrain_pipeline, trigger_id
 from specops.resolve.refs import Resolved
 from specops.runtime import run_step
 from specops.runtime.errors import StepError
+from specops.runtime.notify import Delivery, Event, Notifier, deliver
 from specops.state import State, open_store
 
 MAX_BREACHES = 50
@@ -44,7 +45,7 @@ class MonitorOutcome:
     report_dir: Path
     breach: dict[str, Any] | None = None
     retrain: dict[str, Any] | None = None
-    notes: list[str] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
 
 
 def _now() -> str:
@@ -107,7 +108,38 @@ def run_monitor(resolved: Resolved, env: str, name: str, *, data: Path | None = 
                                    params.get("current_uri"), echo)
         breach["retrain"] = outcome.retrain
         _record(store, env, name, breach)
+    if node.spec.on_breach.notify:
+        outcome.deliveries = notify_breach(resolved, env, node, breach)
     return outcome
+
+
+def breach_event(resolved: Resolved, env: str, node: Any, breach: dict[str, Any]) -> Event:
+    """The `breach` event of the one notifier's payload (compiler/schemas/events)."""
+    name = node.name
+    checks = [{"name": c["name"], "passed": c["passed"], "value": c.get("value"),
+               "threshold": None if c.get("threshold") is None else f"{c['threshold']:g}"
+               if isinstance(c["threshold"], (int, float)) else str(c["threshold"]), "message": c.get("message", "")}
+              for c in breach["checks"]]
+    retrain = breach.get("retrain")
+    actions = (["notify"] if node.spec.on_breach.notify else []) + (["retrain"] if node.spec.on_breach.retrain else [])
+    details: dict[str, Any] = {"monitor": name, "checks": checks, "actions": actions,
+                               "retrain_run": retrain.get("run") if retrain else None,
+                               "window": breach.get("window", {}), "report": breach.get("report")}
+    if retrain:
+        details["retrain"] = {k: retrain[k] for k in ("pipeline", "status", "registered", "gates") if k in retrain}
+    failing = ", ".join(c["name"] for c in checks)
+    line = f"env {env}: monitor {name} breached ({failing})"
+    if retrain:
+        line += f"; retrain run {retrain['run'][:12]} {retrain.get('status')}"
+    return Event("breach", resolved.project_name, env, "monitor", line, target=resolved.envs[env].target_name,
+                 details=details, time=breach["time"])
+
+
+def notify_breach(resolved: Resolved, env: str, node: Any, breach: dict[str, Any]) -> list[Delivery]:
+    """Send the breach to the notifiers the monitor names (each still filters by its events and envs)."""
+    declared = resolved.project.notifications
+    chosen = [Notifier.from_spec(n, declared[n].model_dump()) for n in node.spec.on_breach.notify if n in declared]
+    return deliver(chosen, breach_event(resolved, env, node, breach))
 
 
 def _record(store: Any, env: str, name: str, breach: dict[str, Any]) -> None:

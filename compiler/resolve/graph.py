@@ -11,8 +11,7 @@ import re
 from specops.resolve.refs import EnvView
 
 _SHAPES = {"Dataset": ("[(", ")]"), "Model": ("[", "]"), "Prompt": ("[/", "/]"),
-           "EvalGate": ("{{", "}}"), "ServingTarget": ("([", "])"),
-           "Monitor": ("[[", "]]")}
+           "EvalGate": ("{{", "}}"), "ServingTarget": ("([", "])")}
 
 
 def node_id(key: str) -> str:

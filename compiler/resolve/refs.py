@@ -118,6 +118,7 @@ def _at(node: Node, path: tuple, severity: str, code: str, msg: str, notes: tupl
 
 
 def _check_refs(repo: Repo, view: EnvView, out: Diagnostics) -> None:
+    declared = {s.key for s in repo.specs}
     names_by_kind: dict[str, list[str]] = {}
     for n in view.nodes.values():
         names_by_kind.setdefault(n.kind, []).append(n.name)
@@ -136,6 +137,12 @@ def _check_refs(repo: Repo, view: EnvView, out: Diagnostics) -> None:
                     continue
                 if f"{target_kind}/{value}" in repo.invalid or value in repo.unparsed_names:
                     continue  # already reported where it is defined
+                if kind == "Monitor" and target_kind == "ServingTarget" and f"{target_kind}/{value}" in declared:
+                    # Deployed in other environments only: nothing to watch here, which is no error.
+                    out.add(_at(node, path, "warning", "monitor",
+                                f"ServingTarget '{value}' is not deployed in environment '{view.name}': this "
+                                "monitor's serving SLOs are not compiled there"))
+                    continue
                 other = [k for k, names in names_by_kind.items() if value in names]
                 if other:
                     out.add(_at(node, path, "error", "wrong-kind-ref",

@@ -123,8 +123,9 @@ def drift(name: str, cur: _Window, ref: _Window, columns: list[str], spec: dict[
 
     numeric = [c for c in cols if ref.types.get(c) in NUMERIC_TYPES]
     definition = DataDefinition(numerical_columns=numeric, categorical_columns=[c for c in cols if c not in numeric])
-    per_method = {c: v["method"] for c, v in spec.get("columns", {}).items() if v.get("method")}
-    per_threshold = {c: float(v["threshold"]) for c, v in spec.get("columns", {}).items() if v.get("threshold")}
+    # Settings of columns that are not compared are left out (validate warns about them).
+    per_method = {c: v["method"] for c, v in spec.get("columns", {}).items() if v.get("method") and c in cols}
+    per_threshold = {c: float(v["threshold"]) for c, v in spec.get("columns", {}).items() if v.get("threshold") and c in cols}
     preset = DataDriftPreset(columns=cols, drift_share=float(spec.get("drifted_share", 0.5)),
                              method=spec.get("method"), threshold=spec.get("threshold"),
                              per_column_method=per_method or None, per_column_threshold=per_threshold or None)
