@@ -59,7 +59,7 @@ PROVIDER = "specops.backends.sagemaker_provider"
 DEFINITION_VERSION = "2020-12-01"
 CONTENT_HASH_TAG = "specops:content-hash"
 
-PROCESSING_KINDS = frozenset({"data_check", "evaluate", "deploy", "command"})
+PROCESSING_KINDS = frozenset({"data_check", "evaluate", "deploy", "command", "predict"})
 TRAINING_KINDS = frozenset({"train", "finetune"})
 PROPERTY_FILE = "metrics"
 METRICS_FILE = "metrics.json"

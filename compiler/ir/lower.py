@@ -10,9 +10,12 @@ schemas (specops.runtime.*); a mismatch fails loudly there, not silently here.
 from __future__ import annotations
 
 import dataclasses
+import graphlib
+import heapq
 from typing import Any
 
 from specops import ir
+from specops.ir import steps
 from specops.frontend.overrides import Node, deep_merge
 from specops.resolve.lockfile import pin_for
 from specops.resolve.refs import EnvView, Resolved
@@ -237,31 +240,96 @@ def _prompt_gate_steps(view: EnvView, g: Node, name: str, checked: set[str], mod
     return out
 
 
-def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipeline | None:
+def _uses(spec: Any, gates: list[Node]) -> list[tuple[str, tuple | None]]:
+    """(dataset, spec path) of every Dataset the pipeline checks: training data first, then
+    what custom steps and batch scoring read."""
+    uses: list[tuple[str, tuple | None]] = [(u.dataset, ("datasets", i, "dataset")) for i, u in enumerate(spec.datasets)]
+    if not uses:  # a published model is evaluated on its gates' data
+        uses = [(g.spec.dataset, None) for g in gates if g.spec.dataset]
+    for i, st in enumerate(spec.steps):
+        for k, v in sorted(st.inputs.items()):
+            ref = steps.input_ref(v)[0]
+            if "." not in ref:
+                uses.append((ref, ("steps", i, "inputs", k)))
+    uses += [(b.dataset, ("batch", i, "dataset")) for i, b in enumerate(spec.batch)]
+    seen: dict[str, tuple | None] = {}
+    for name, where in uses:
+        seen.setdefault(name, where)
+    return list(seen.items())
+
+
+def _check_step(resolved: Resolved, view: EnvView, model: Node, ds: Node, where: tuple | None, image: str,
+                seed: int, memo: dict[str, Any]) -> ir.Step:
+    params = _dataset_params(view, ds, seed, resolved.repo.root)
+    inputs: dict[str, str] = {}
+    pb = ds.spec.produced_by
+    if pb is not None:
+        upstream = None if steps.made_inside(ds, model) else _lowered(resolved, view, pb.model, memo)
+        over, inputs = steps.produced_dataset_params(view, ds, model, upstream)
+        params.pop("lock", None)
+        params.update({k: v for k, v in over.items() if v is not None})
+        for k in [k for k, v in over.items() if v is None]:
+            params.pop(k, None)
+    return ir.Step(f"check-{ds.name}", "data_check", {"dataset": params}, inputs=inputs, image=image,
+                   source=_source(model, where) if where else _source(ds))
+
+
+def _lowered(resolved: Resolved, view: EnvView, name: str, memo: dict[str, Any]) -> ir.Pipeline | None:
+    """The pipeline of Model `name` in this view, lowered once (lineage reads upstream ones)."""
+    if name not in memo:
+        memo[name] = None  # a cycle (reported by the resolver) ends here
+        node = view.get("Model", name)
+        memo[name] = lower_pipeline(resolved, view, node, memo) if node is not None else None
+    return memo[name]
+
+
+def _topo(steps_: list[ir.Step]) -> tuple[ir.Step, ...]:
+    """Steps with their inputs first; otherwise in construction order (the lifecycle order)."""
+    index = {s.name: i for i, s in enumerate(steps_)}
+    ts = graphlib.TopologicalSorter({s.name: [d for d in s.depends_on if d in index] for s in steps_})
+    ts.prepare()
+    ready: list[tuple[int, str]] = []
+    out: list[ir.Step] = []
+    while ts.is_active():
+        for n in ts.get_ready():
+            heapq.heappush(ready, (index[n], n))
+        _, n = heapq.heappop(ready)
+        out.append(steps_[index[n]])
+        ts.done(n)
+    return tuple(out)
+
+
+def lower_pipeline(resolved: Resolved, view: EnvView, model: Node, memo: dict[str, Any] | None = None) -> ir.Pipeline | None:
     """The lifecycle pipeline of one Model, or None when it has nothing to run: an LLM served
-    as published (no finetune, no command) that no gate evaluates."""
+    as published (no finetune, no command) that no gate evaluates. `memo` holds the pipelines
+    lowered so far (a Dataset another model produces is versioned by its producer's)."""
+    memo = {} if memo is None else memo
     spec = model.spec
     defaults = env_defaults(resolved, view.name)
     image = defaults["image"]
     seed = defaults["seed"]
     gates = gates_of_model(view, model)
     model_gates = [g for g in gates if g.spec.prompt is None]
-    uses = [(u.dataset, ("datasets", i, "dataset")) for i, u in enumerate(spec.datasets)]
-    if not uses:  # a published model is evaluated on its gates' data
-        uses = [(g.spec.dataset, None) for g in gates if g.spec.dataset]
-    datasets = [view.get("Dataset", name) for name, _ in dict.fromkeys(uses)]
+    uses = [(view.get("Dataset", name), where) for name, where in _uses(spec, gates)]
+    uses = [(ds, where) for ds, where in uses if ds is not None]
+    datasets = [ds for ds, _ in uses]
     data_step = f"check-{datasets[0].name}" if datasets else ""
     train, task = _train_step(model, data_step, image, seed)
     if train is None and not gates:
         return None
     if not datasets:
         return None  # gates without data are reported by the gate checks
-    steps: list[ir.Step] = []
-    for (name, where), ds in zip(dict.fromkeys(uses), datasets):
-        steps.append(ir.Step(f"check-{ds.name}", "data_check", {"dataset": _dataset_params(view, ds, seed, resolved.repo.root)},
-                             image=image, source=_source(model, where) if where else _source(ds)))
+    out: list[ir.Step] = [_check_step(resolved, view, model, ds, where, image, seed, memo) for ds, where in uses]
+    publish = steps.published_outputs(view, model)
+    order = steps.step_order(model)
+    custom = {s.name: i for i, s in enumerate(spec.steps)}
+    for name in order:
+        if name in custom and not steps.is_post_train(model, name):
+            st = spec.steps[custom[name]]
+            out.append(steps.custom_step(model, name, image, _resources(st) if st.resources else ir.Resources(),
+                                         _source(model, ("steps", custom[name])), publish))
     if train is not None:
-        steps.append(train)
+        out.append(train)
     metrics = sorted({m.metric for g in model_gates for m in g.spec.metrics}) or _DEFAULT_METRICS[task]
     split = model_gates[0].spec.split if model_gates else "test"
     eval_params: dict[str, Any] = {"task": task, "metrics": metrics, "split": split}
@@ -274,22 +342,27 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipelin
     model_input = {"model": train.name} if train is not None else {}
     if train is None:
         eval_params.update(_base_params(model))
-    steps.append(ir.Step("evaluate", "evaluate", eval_params, inputs={**model_input, "data": data_step},
-                         image=image,
-                         # Evaluation runs on one machine, whatever the training spans.
-                         resources=dataclasses.replace(_resources(spec), nodes=1, strategy=None)
-                         if task == "generation" else ir.Resources(),
-                         source=_source(model)))
+    out.append(ir.Step("evaluate", "evaluate", eval_params, inputs={**model_input, "data": data_step},
+                       image=image,
+                       # Evaluation runs on one machine, whatever the training spans.
+                       resources=dataclasses.replace(_resources(spec), nodes=1, strategy=None)
+                       if task == "generation" else ir.Resources(),
+                       source=_source(model)))
+    for name in order:
+        if name in custom and steps.is_post_train(model, name):
+            st = spec.steps[custom[name]]
+            out.append(steps.custom_step(model, name, image, _resources(st) if st.resources else ir.Resources(),
+                                         _source(model, ("steps", custom[name])), publish))
     gate_steps = []
     checked = {ds.name for ds in datasets}
     for g in gates:
         measured = "evaluate"
         if g.spec.prompt is not None:
             measured = f"eval-{g.name}"
-            steps.extend(_prompt_gate_steps(view, g, measured, checked, model_input, model, image, seed))
+            out.extend(_prompt_gate_steps(view, g, measured, checked, model_input, model, image, seed))
         step = ir.Step(f"gate-{g.name}", "gate", _gate_params(g), inputs={"metrics": measured}, image=image,
                        source=_source(g, ("metrics",)))
-        steps.append(step)
+        out.append(step)
         gate_steps.append(step.name)
     reg_inputs = {**model_input, "metrics": "evaluate"}
     for i, gs in enumerate(gate_steps):
@@ -298,17 +371,22 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipelin
                                   "version": None, "aliases": list(spec.registry.aliases)}
     if train is None:
         reg_params.update(_base_params(model))
-    steps.append(ir.Step("register", "register", reg_params, inputs=reg_inputs, image=image,
-                         source=_source(model, ("registry",))))
+    out.append(ir.Step("register", "register", reg_params, inputs=reg_inputs, image=image,
+                       source=_source(model, ("registry",))))
+    if train is not None:
+        for i, b in enumerate(spec.batch):
+            out.append(steps.batch_step(model, b.name, train.name, image,
+                                        _resources(b) if b.resources else ir.Resources(),
+                                        _source(model, ("batch", i)), publish, "register"))
     for st in (view.nodes[k] for k in view.referrers(model.key) if k.startswith("ServingTarget/")):
         if st.spec.model == model.name or model.name in st.spec.adapters:
-            steps.append(ir.Step(f"deploy-{st.name}", "deploy", {
+            out.append(ir.Step(f"deploy-{st.name}", "deploy", {
                 "serving_target": st.name, "model": model.name, "env": view.name},
                 inputs={"registration": "register"}, image=image, source=_source(st, ("model",))))
     sched = spec.schedule
     return ir.Pipeline(
         name=model.name, env=view.name, model=model.name, target=lower_target(view.target_name, view.target),
-        steps=tuple(steps), parameters={"repo_root": "."},
+        steps=_topo(out), parameters={"repo_root": "."},
         schedule=ir.Schedule(sched.cron, _source(model, ("schedule", "cron"))) if sched else None,
         artifact_root=f"{view.target.artifact_store.rstrip('/')}/{view.name}/{model.name}",
         labels=dict(sorted(model.labels.items())), source=_source(model),
@@ -401,6 +479,7 @@ def _k8s_secret(ref: Any) -> tuple[str, str] | None:
 
 def lower_env(resolved: Resolved, env: str) -> tuple[list[ir.Pipeline], list[ir.Serving]]:
     view = resolved.envs[env]
-    pipelines = [p for p in (lower_pipeline(resolved, view, m) for m in view.of_kind("Model")) if p is not None]
+    memo: dict[str, Any] = {}
+    pipelines = [p for p in (_lowered(resolved, view, m.name, memo) for m in view.of_kind("Model")) if p is not None]
     servings = [lower_serving(resolved, view, s) for s in view.of_kind("ServingTarget")]
     return pipelines, servings

@@ -17,7 +17,7 @@ from typing import Any, Callable, Literal
 
 from specops.diagnostics import Pos
 
-StepKind = Literal["data_check", "train", "finetune", "evaluate", "gate", "register", "deploy", "command"]
+StepKind = Literal["data_check", "train", "finetune", "evaluate", "gate", "register", "deploy", "command", "predict"]
 Backend = str  # a pipeline backend of specops.backends.registry (plug-ins included)
 
 
