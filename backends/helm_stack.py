@@ -125,21 +125,29 @@ def model_spec(node: Serving, serve_config_yaml: bytes) -> dict[str, Any]:
         "tag": tag,
         "modelURL": str(config.get("model") or node.model_uri),
         "replicaCount": node.replicas_min,
-        "resources": k8s.gpu_resources(node),
+        **_resources(node),
         "runtimeClassName": "",
-        # The chart mounts this claim at /data and points HF_HOME there.
-        "pvcStorage": k8s.MODEL_CACHE_SIZE,
-        "pvcAccessMode": ["ReadWriteMany" if node.replicas_max > 1 else "ReadWriteOnce"],
         "vllmConfig": vllm_config,
         "hf_token": dict(zip(("secretName", "secretKey"), k8s.hf_token_secret(node)[:2])),
         "labels": chart_labels(node),
         "podLabels": chart_labels(node),
-        "tolerations": k8s.gpu_tolerations(node),
+        "tolerations": k8s.tolerations(node),
     })
+    if node.model_cache.enabled:
+        # The chart mounts this claim at /data and points HF_HOME there (else /tmp).
+        spec["pvcStorage"] = node.model_cache.size
+        spec["pvcAccessMode"] = [k8s.cache_access_mode(node)]
+        if node.model_cache.storage_class:
+            spec["storageClass"] = node.model_cache.storage_class
+    if node.shm_size:
+        spec["shmSize"] = node.shm_size
+        # The chart mounts /dev/shm only when tensorParallelSize is set: 1 is vLLM's default.
+        vllm_config.setdefault("tensorParallelSize", 1)
+    env = k8s.user_env(node)
     if node.adapters:
         spec["enableLoRA"] = True
         # The chart's LoRA controller loads adapters at runtime through this vLLM API.
-        spec["env"] = [{"name": "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "value": "True"}]
+        env = [{"name": "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "value": "True"}, *env]
         fetched = [(a, f) for a in node.adapters if (f := k8s.adapter_fetch_command(node, a))]
         if fetched:
             # The chart's adapter sources carry no revision: adapters are pre-fetched (at their
@@ -149,8 +157,13 @@ def model_spec(node: Serving, serve_config_yaml: bytes) -> dict[str, Any]:
                                      "mountPvcStorage": True}
             if a.source == "published":
                 spec["initContainer"]["env"] = [k8s.hf_token_env(node)]
-    selector = k8s.gpu_node_selector(node)
-    if selector:
+    if env:
+        spec["env"] = env
+    if node.affinity:
+        # The chart ignores nodeSelectorTerms when affinity is set: the GPU label goes in too.
+        spec["affinity"] = node.affinity
+    selector = k8s.node_selector(node)
+    if selector and not node.affinity:
         spec["nodeSelectorTerms"] = [{"matchExpressions": [
             {"key": key, "operator": "In", "values": [value]} for key, value in sorted(selector.items())]}]
     if node.replicas_max > node.replicas_min:
@@ -158,6 +171,42 @@ def model_spec(node: Serving, serve_config_yaml: bytes) -> dict[str, Any]:
         spec["keda"] = {"enabled": True, "minReplicaCount": node.replicas_min,
                         "maxReplicaCount": node.replicas_max}
     return spec
+
+
+def _resources(node: Serving) -> dict[str, Any]:
+    """The chart's own request/limit keys when CPU and memory requests are given (what its
+    tutorials write; its template requires both), else a raw `resources` block."""
+    if node.cpu_request is None or node.memory_request is None:
+        return {"resources": k8s.pod_resources(node)}
+    out: dict[str, Any] = {"requestCPU": _number(node.cpu_request), "requestMemory": node.memory_request,
+                           "requestGPU": node.accelerator_count}
+    if node.cpu_limit is not None:
+        out["limitCPU"] = _number(node.cpu_limit)
+    if node.memory_limit is not None:
+        out["limitMemory"] = node.memory_limit
+    if k8s.gpu_resource_name(node) != "nvidia.com/gpu":
+        out["requestGPUType"] = k8s.gpu_resource_name(node)
+    return out
+
+
+def _number(q: str) -> int | float | str:
+    try:
+        return int(q)
+    except ValueError:
+        try:
+            return float(q)
+        except ValueError:
+            return q
+
+
+def shared(node: Serving, port: int = 8000) -> dict[str, Any]:
+    """servingEngineSpec keys the chart shares between all models of one values file."""
+    out: dict[str, Any] = {}
+    if node.strategy:
+        out["strategy"] = {"type": node.strategy}
+    for kind, fields in sorted(node.probes.items()):
+        out[f"{kind}Probe"] = k8s.probe(kind, node, port)
+    return out
 
 
 def lora_adapters(node: Serving) -> list[dict[str, Any]]:
@@ -170,7 +219,7 @@ def lora_adapters(node: Serving) -> list[dict[str, Any]]:
 
 
 def helm_values(node: Serving, serve_config_yaml: bytes) -> dict[str, Any]:
-    values: dict[str, Any] = {"servingEngineSpec": {"modelSpec": [model_spec(node, serve_config_yaml)]}}
+    values: dict[str, Any] = {"servingEngineSpec": {**shared(node), "modelSpec": [model_spec(node, serve_config_yaml)]}}
     if node.adapters:
         # The chart requires its LoRA controller for loraAdapters.
         values["loraAdapters"] = lora_adapters(node)
@@ -178,8 +227,52 @@ def helm_values(node: Serving, serve_config_yaml: bytes) -> dict[str, Any]:
     return values
 
 
+def combine(parts: list[tuple[Serving, dict[str, Any]]]) -> tuple[dict[str, Any], list[Diagnostic]]:
+    """One release's values from its targets' (in name order): modelSpec and loraAdapters
+    concatenated; servingEngineSpec-wide keys must agree, else an error at the second target's
+    line (the field that disagrees, when it wrote one)."""
+    out: dict[str, Any] = {"servingEngineSpec": {"modelSpec": []}}
+    owner: dict[str, Serving] = {}
+    diags: list[Diagnostic] = []
+    for node, values in parts:
+        engine = values["servingEngineSpec"]
+        for key, value in engine.items():
+            if key == "modelSpec":
+                out["servingEngineSpec"]["modelSpec"].extend(value)
+                continue
+            have = out["servingEngineSpec"].get(key)
+            if have is not None and have != value:
+                field = "strategy" if key == "strategy" else "probes"
+                file, pos = k8s._source_pos_of(node.field_sources.get(field) or node.source)
+                diags.append(Diagnostic("error", "value",
+                                        f"production-stack: servingEngineSpec.{key} is shared by the release's models, "
+                                        f"and '{node.name}' disagrees with '{owner[key].name}'", file, pos))
+                continue
+            out["servingEngineSpec"][key] = value
+            owner.setdefault(key, node)
+        for key in ("loraAdapters",):
+            if key in values:
+                out.setdefault(key, []).extend(values[key])
+        if "loraController" in values:
+            out["loraController"] = values["loraController"]
+    # Keys the chart shares but a target left to the default must agree too: a target with a
+    # strategy and one without get one strategy, which is the second's disagreement.
+    for node, values in parts:
+        for key in owner:
+            if key not in values["servingEngineSpec"] and node is not owner[key]:
+                file, pos = k8s._source_pos_of(node.source)
+                diags.append(Diagnostic("error", "value",
+                                        f"production-stack: servingEngineSpec.{key} is shared by the release's models; "
+                                        f"'{owner[key].name}' sets it and '{node.name}' does not", file, pos))
+    return out, diags
+
+
 def emit(node: Serving, serve_config_yaml: bytes | None = None) -> dict[str, bytes]:
     """`{"values.yaml": bytes}` for `helm install <release> vllm/vllm-stack -f values.yaml`."""
     if serve_config_yaml is None:
         serve_config_yaml = k8s.default_serve_config(node)
-    return {"values.yaml": k8s.dump_yaml(helm_values(node, serve_config_yaml))}
+    return {"values.yaml": values_bytes(helm_values(node, serve_config_yaml))}
+
+
+def values_bytes(values: dict[str, Any]) -> bytes:
+    return k8s.dump_yaml(values)

@@ -40,13 +40,19 @@ _OWNED_KEYS = ("model", "served-model-name", "host", "port", "revision", "tokeni
 _KSERVE_FLAGS = {"revision": "model_revision", "tokenizer-revision": "tokenizer_revision"}
 
 
+KSERVE_PORT = 8080  # the model server's port in KServe's Hugging Face runtime
 # Adapters are fetched by init containers into this shared emptyDir (KServe's storage
 # initializer handles only the predictor's one storageUri).
 ADAPTERS_VOLUME = "adapters"
 
 
 def check(node: Serving, serve_config_yaml: bytes | None = None) -> list[Diagnostic]:
-    out = k8s.common_checks(node, "kserve") + k8s.adapter_checks(node, "kserve")
+    out = k8s.common_checks(node, "kserve") + k8s.adapter_checks(node, "kserve") + k8s.env_checks(node, "kserve")
+    if "modelCache" in node.field_sources:
+        file, pos = k8s._source_pos_of(node.field_sources["modelCache"])
+        out.append(Diagnostic("error", "unsupported",
+                              "kserve: the weights go through KServe's storage initializer or the Hub, not a "
+                              "model-cache volume; drop `modelCache` on this platform", file, pos))
     if not 0 <= node.canary_percent <= 100:
         file, pos = k8s._source_pos(node)
         out.append(Diagnostic("error", "value",
@@ -71,12 +77,14 @@ def inferenceservice(node: Serving, serve_config_yaml: bytes) -> dict[str, Any]:
     model_spec: dict[str, Any] = {
         "modelFormat": {"name": "huggingface"},
         "args": args,
-        "env": [k8s.hf_token_env(node)],
-        "resources": k8s.gpu_resources(node),
+        "env": [k8s.hf_token_env(node), *k8s.user_env(node)],
+        "resources": k8s.pod_resources(node),
         "volumeMounts": [{"mountPath": "/dev/shm", "name": "shm"}],
         **location,
     }
-    volumes = [k8s.shm_volume()]
+    if node.probes:
+        model_spec.update(k8s.probes(node, KSERVE_PORT))
+    volumes = [k8s.shm_volume(node)]
     if node.adapters and node.adapter_root:
         mount = {"mountPath": node.adapter_root, "name": ADAPTERS_VOLUME}
         model_spec["volumeMounts"].append(mount)
@@ -86,12 +94,17 @@ def inferenceservice(node: Serving, serve_config_yaml: bytes) -> dict[str, Any]:
         "minReplicas": node.replicas_min,
         "maxReplicas": node.replicas_max,
         "model": model_spec,
-        "tolerations": k8s.gpu_tolerations(node),
+        "tolerations": k8s.tolerations(node),
         "volumes": sorted(volumes, key=lambda v: v["name"]),
     }
+    if node.affinity:
+        predictor["affinity"] = node.affinity
+    if node.strategy:
+        # Raw-deployment mode's Deployment strategy (the predictor's deploymentStrategy).
+        predictor["deploymentStrategy"] = {"type": node.strategy}
     if inits:
         predictor["initContainers"] = inits
-    selector = k8s.gpu_node_selector(node)
+    selector = k8s.node_selector(node)
     if selector:
         predictor["nodeSelector"] = selector
     if node.canary_percent > 0:

@@ -54,8 +54,6 @@ DEFAULT_PORT = 8000
 # It is optional so public models start without it; the token is never a literal here.
 HF_SECRET_NAME = "hf-token"
 HF_SECRET_KEY = "token"
-# No field in the IR sizes the cache; large enough for a 70B model in bf16 (~140 GB).
-MODEL_CACHE_SIZE = "200Gi"
 # Custom metric exposed by prometheus-adapter as in the production-stack chart's README
 # (`vllm:num_requests_waiting` renamed `vllm_num_requests_waiting`).
 HPA_METRIC = "vllm_num_requests_waiting"
@@ -260,10 +258,80 @@ def hf_token_env(node: Serving | None = None) -> dict[str, Any]:
     return {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"key": key, "name": name, "optional": optional}}}
 
 
-def shm_volume() -> dict[str, Any]:
+def shm_volume(node: Serving | None = None) -> dict[str, Any]:
     # vLLM's workers exchange tensors through /dev/shm (tensor parallel, NCCL); a container's
     # default 64 MiB is too small. Memory-backed emptyDir, counted against pod memory.
-    return {"emptyDir": {"medium": "Memory"}, "name": "shm"}
+    empty: dict[str, Any] = {"medium": "Memory"}
+    if node is not None and node.shm_size:
+        empty["sizeLimit"] = node.shm_size
+    return {"emptyDir": empty, "name": "shm"}
+
+
+# ---- pod shape (shared by Kubernetes, KServe and production-stack) -----------------------------
+
+
+def pod_resources(node: Serving) -> dict[str, dict[str, Any]]:
+    """GPU requests = limits plus the spec's CPU/memory requests and limits."""
+    res = gpu_resources(node)
+    for kind, cpu, mem in (("requests", node.cpu_request, node.memory_request),
+                           ("limits", node.cpu_limit, node.memory_limit)):
+        if cpu is not None:
+            res[kind]["cpu"] = cpu
+        if mem is not None:
+            res[kind]["memory"] = mem
+    return res
+
+
+def user_env(node: Serving) -> list[dict[str, Any]]:
+    """The spec's env: literals, and Kubernetes Secrets by reference (see env_checks)."""
+    out: list[dict[str, Any]] = []
+    for e in node.env_vars:
+        if e.secret is None:
+            out.append({"name": e.name, "value": e.value})
+        elif e.secret[0] == "kubernetes":
+            out.append({"name": e.name, "valueFrom": {"secretKeyRef": {"key": e.secret[2] or e.name,
+                                                                       "name": e.secret[1]}}})
+    return out
+
+
+def env_checks(node: Serving, what: str) -> list[Diagnostic]:
+    """Secrets a pod cannot read: only Kubernetes Secrets mount (sync others with External Secrets)."""
+    out = []
+    for e in node.env_vars:
+        if e.secret is not None and e.secret[0] != "kubernetes":
+            file, pos = _source_pos_of(e.source or node.source)
+            out.append(Diagnostic("error", "unsupported",
+                                  f"{what}: env '{e.name}' names a {e.secret[0]} secret; a pod reads Kubernetes "
+                                  f"Secrets only (sync it into one, e.g. with External Secrets)", file, pos))
+    return out
+
+
+def node_selector(node: Serving) -> dict[str, str]:
+    """The GPU type's node label, with the spec's own selector over it."""
+    return {**(gpu_node_selector(node) or {}), **node.node_selector}
+
+
+def tolerations(node: Serving) -> list[dict[str, Any]]:
+    return gpu_tolerations(node) + [dict(t) for t in node.tolerations]
+
+
+def probe(kind: str, node: Serving, port: int) -> dict[str, Any]:
+    """One probe: the default timings for `kind`, with the spec's over them."""
+    base = dict(_DEFAULT_PROBES[kind])
+    given = dict(node.probes.get(kind, {}))
+    path = given.pop("path", "/health")
+    base.update(given)
+    return {**base, "httpGet": {"path": path, "port": port}}
+
+
+def probes(node: Serving, port: int) -> dict[str, dict[str, Any]]:
+    return {f"{kind}Probe": probe(kind, node, port) for kind in ("startup", "readiness", "liveness")}
+
+
+def cache_access_mode(node: Serving) -> str:
+    # Several replicas on several nodes can only share the cache through ReadWriteMany storage
+    # (Filestore, EFS...); a single replica works with any ReadWriteOnce class.
+    return node.model_cache.access_mode or ("ReadWriteMany" if node.replicas_max > 1 else "ReadWriteOnce")
 
 
 # Images of the init steps that fetch trained adapters from the artifact store (pinned tags;
@@ -353,7 +421,7 @@ def common_checks(node: Serving, what: str) -> list[Diagnostic]:
 
 
 def check(node: Serving, serve_config_yaml: bytes | None = None) -> list[Diagnostic]:
-    return common_checks(node, "kubernetes") + adapter_checks(node, "kubernetes")
+    return common_checks(node, "kubernetes") + adapter_checks(node, "kubernetes") + env_checks(node, "kubernetes")
 
 
 def _metadata(node: Serving, name: str) -> dict[str, Any]:
@@ -368,17 +436,13 @@ def pvc_name(node: Serving) -> str:
     return f"{node.name}-model-cache"
 
 
-def _probes(port: int) -> dict[str, dict[str, Any]]:
-    get = {"path": "/health", "port": port}
-    return {
-        # Weights download + load + CUDA graph capture can take many minutes: up to 30 here
-        # before liveness takes over.
-        "startupProbe": {"failureThreshold": 180, "httpGet": dict(get), "periodSeconds": 10},
-        "readinessProbe": {"failureThreshold": 3, "httpGet": dict(get), "periodSeconds": 5,
-                           "timeoutSeconds": 5},
-        "livenessProbe": {"failureThreshold": 3, "httpGet": dict(get), "periodSeconds": 10,
-                          "timeoutSeconds": 5},
-    }
+_DEFAULT_PROBES: dict[str, dict[str, Any]] = {
+    # Weights download + load + CUDA graph capture can take many minutes: up to 30 here
+    # before liveness takes over.
+    "startup": {"failureThreshold": 180, "periodSeconds": 10},
+    "readiness": {"failureThreshold": 3, "periodSeconds": 5, "timeoutSeconds": 5},
+    "liveness": {"failureThreshold": 3, "periodSeconds": 10, "timeoutSeconds": 5},
+}
 
 
 def _deployment(node: Serving, config: dict[str, Any], config_sha: str) -> dict[str, Any]:
@@ -389,36 +453,40 @@ def _deployment(node: Serving, config: dict[str, Any], config_sha: str) -> dict[
         "image": node.image,
         "command": ["vllm", "serve"],
         "args": ["--config", CONFIG_PATH],
-        "env": [{"name": "HF_HOME", "value": HF_CACHE_DIR}, hf_token_env(node)],
+        "env": [{"name": "HF_HOME", "value": HF_CACHE_DIR}, hf_token_env(node), *user_env(node)],
         "ports": [{"containerPort": port, "name": "http", "protocol": "TCP"}],
-        "resources": gpu_resources(node),
+        "resources": pod_resources(node),
         "volumeMounts": [
             {"mountPath": CONFIG_DIR, "name": "vllm-config", "readOnly": True},
             {"mountPath": HF_CACHE_DIR, "name": "model-cache"},
             {"mountPath": "/dev/shm", "name": "shm"},
         ],
-        **_probes(port),
+        **probes(node, port),
     }
     pod_spec: dict[str, Any] = {
         "containers": [container],
         **({"initContainers": inits} if (inits := adapter_init_containers(
             node, [{"mountPath": HF_CACHE_DIR, "name": "model-cache"}])) else {}),
-        "tolerations": gpu_tolerations(node),
         "volumes": [
             {"configMap": {"items": [{"key": CONFIG_KEY, "path": CONFIG_KEY}],
                            "name": configmap_name(node)}, "name": "vllm-config"},
-            {"name": "model-cache", "persistentVolumeClaim": {"claimName": pvc_name(node)}},
-            shm_volume(),
+            ({"name": "model-cache", "persistentVolumeClaim": {"claimName": pvc_name(node)}}
+             if node.model_cache.enabled else {"emptyDir": {}, "name": "model-cache"}),
+            shm_volume(node),
         ],
     }
-    selector = gpu_node_selector(node)
+    pod_spec["tolerations"] = tolerations(node)
+    selector = node_selector(node)
     if selector:
         pod_spec["nodeSelector"] = selector
+    if node.affinity:
+        pod_spec["affinity"] = node.affinity
     # One GPU pod cannot surge onto a GPU that is not there: replace in place. With one replica
     # and a ReadWriteOnce cache, Recreate also avoids two pods fighting over the volume.
+    kind = node.strategy or ("RollingUpdate" if multi else "Recreate")
     strategy: dict[str, Any] = (
         {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}, "type": "RollingUpdate"}
-        if multi else {"type": "Recreate"})
+        if kind == "RollingUpdate" else {"type": "Recreate"})
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -449,11 +517,12 @@ def _service(node: Serving, port: int) -> dict[str, Any]:
 
 
 def _pvc(node: Serving) -> dict[str, Any]:
-    # Several replicas on several nodes can only share the cache through ReadWriteMany storage
-    # (Filestore, EFS...); a single replica works with any ReadWriteOnce class.
-    mode = "ReadWriteMany" if node.replicas_max > 1 else "ReadWriteOnce"
+    mc = node.model_cache
+    spec: dict[str, Any] = {"accessModes": [cache_access_mode(node)], "resources": {"requests": {"storage": mc.size}}}
+    if mc.storage_class:
+        spec["storageClassName"] = mc.storage_class
     return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": _metadata(node, pvc_name(node)),
-            "spec": {"accessModes": [mode], "resources": {"requests": {"storage": MODEL_CACHE_SIZE}}}}
+            "spec": spec}
 
 
 def _hpa(node: Serving) -> dict[str, Any]:
@@ -480,9 +549,10 @@ def kubernetes_resources(node: Serving, serve_config_yaml: bytes) -> dict[str, d
     out = {
         "configmap.yaml": _configmap(node, serve_config_yaml),
         "deployment.yaml": _deployment(node, config, sha),
-        "pvc.yaml": _pvc(node),
         "service.yaml": _service(node, serve_port(config)),
     }
+    if node.model_cache.enabled:
+        out["pvc.yaml"] = _pvc(node)
     if node.replicas_max > node.replicas_min:
         out["hpa.yaml"] = _hpa(node)
     return out

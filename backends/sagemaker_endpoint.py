@@ -138,6 +138,7 @@ def check(node: Serving, serve_config_yaml: bytes | None = None) -> list[Diagnos
             "warning", "unsupported",
             f"sagemaker endpoint: the LMI container runs vLLM {LMI_VLLM_VERSION}, but the flags "
             f"were checked against vLLM {node.engine_version}", file, pos))
+    out.extend(shape_checks(node))
     for a in node.adapters:
         afile, apos = k8s._source_pos_of(a.source_pos or node.source)
         out.append(Diagnostic(
@@ -147,6 +148,47 @@ def check(node: Serving, serve_config_yaml: bytes | None = None) -> list[Diagnos
             f"the base from the Hub ({a.uri} must be registered as an inference component after "
             f"deployment)", afile, apos))
     return out
+
+
+# Pod-shape fields an endpoint has no place for, and why (each reported at its line).
+_NO_SHAPE = {
+    "resources": "the instance type sets CPU and memory",
+    "shmSize": "the LMI container sizes /dev/shm itself",
+    "modelCache": "SageMaker downloads the weights to the instance's own storage",
+    "placement": "SageMaker places instances itself",
+    "strategy": "endpoint updates follow the deployment config (canary), not a pod strategy",
+}
+
+
+def shape_checks(node: Serving) -> list[Diagnostic]:
+    """Serving-shape fields: what the endpoint carries (literal env, the startup probe's
+    budget) and, at their line, what it cannot."""
+    out = []
+    for field, why in _NO_SHAPE.items():
+        if field in node.field_sources:
+            file, pos = k8s._source_pos_of(node.field_sources[field])
+            out.append(Diagnostic("warning", "unsupported", f"sagemaker endpoint: `{field}` is not carried: {why}",
+                                  file, pos))
+    for kind in ("readiness", "liveness"):
+        if kind in node.probes:
+            file, pos = k8s._source_pos_of(node.field_sources.get("probes") or node.source)
+            out.append(Diagnostic("warning", "unsupported", f"sagemaker endpoint: the {kind} probe is not carried: "
+                                  "SageMaker pings /ping itself (only the startup budget is)", file, pos))
+    for e in node.env_vars:
+        if e.secret is not None:
+            file, pos = k8s._source_pos_of(e.source or node.source)
+            out.append(Diagnostic("error", "unsupported", f"sagemaker endpoint: env '{e.name}' is a secret, and a "
+                                  "SageMaker model's environment holds only literal values", file, pos))
+    return out
+
+
+def startup_timeout(node: Serving) -> int:
+    """The startup probe's budget (delay + period x failures), else LMI's loading default."""
+    p = node.probes.get("startup")
+    if not p:
+        return STARTUP_TIMEOUT_S
+    budget = p.get("initialDelaySeconds", 0) + p.get("periodSeconds", 10) * p.get("failureThreshold", 180)
+    return max(60, min(3600, budget))  # the API's range
 
 
 def _is_ecr(image: str) -> bool:
@@ -182,6 +224,9 @@ def lmi_environment(node: Serving, config: dict[str, Any]) -> dict[str, str]:
             continue
         name = _RENAMED.get(key, key.replace("-", "_").upper())
         env[f"OPTION_{name}"] = _env_value(value)
+    for e in node.env_vars:  # literal env; secrets are refused by check
+        if e.secret is None and e.value is not None:
+            env[e.name] = e.value
     return env
 
 
@@ -214,7 +259,7 @@ def endpoint_requests(node: Serving, serve_config_yaml: bytes) -> dict[str, dict
     model["ModelName"] = _name(base, _hash(model))
 
     variant: dict[str, Any] = {
-        "ContainerStartupHealthCheckTimeoutInSeconds": STARTUP_TIMEOUT_S,
+        "ContainerStartupHealthCheckTimeoutInSeconds": startup_timeout(node),
         "InitialInstanceCount": max(1, node.replicas_min),
         "InitialVariantWeight": 1.0,
         "InstanceType": node.instance_type or "",

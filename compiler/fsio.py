@@ -15,6 +15,7 @@ crash-safe store needs (state files).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import stat
 import tempfile
@@ -98,3 +99,12 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = False,
         raise
     if durable:
         fsync_dir(path.parent)
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB chunks (data files can be large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

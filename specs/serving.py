@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
-from .common import Accelerator, ImageRef, InstanceType, Name, Ref, Secret, SpecModel
+from .common import Accelerator, ImageRef, InstanceType, Name, Ref, Secret, SecretKeyRef, SpecModel
+
+# Kubernetes quantities ("8", "500m", "16Gi", "1.5"): checked here so a typo is an error at its
+# line, not a rejected manifest after merge.
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
+def _quantity(v: str | int | float) -> str:
+    text = str(v)
+    if isinstance(v, bool) or not _QUANTITY.match(text):
+        raise PydanticCustomError("value", "'{q}' is not a Kubernetes quantity (e.g. 8, 500m, 16Gi)", {"q": text})
+    return text
+
+
+Quantity = Annotated[str | int | float, AfterValidator(_quantity)]
 
 
 def _kebab(name: str) -> str:
@@ -58,6 +75,76 @@ class Canary(SpecModel):
     traffic: int = Field(default=0, ge=0, le=100)
 
 
+class CpuMemory(SpecModel):
+    cpu: Quantity | None = None
+    memory: Quantity | None = None
+
+
+class PodResources(SpecModel):
+    """CPU and memory of one serving replica (the GPUs come from `accelerator`)."""
+
+    requests: CpuMemory = Field(default_factory=CpuMemory)
+    limits: CpuMemory = Field(default_factory=CpuMemory)
+
+
+class EnvVar(SpecModel):
+    """An environment variable of the server: a literal `value`, or a secret by `secretRef`."""
+
+    name: str
+    value: str | None = None
+    secret_ref: SecretKeyRef | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "EnvVar":
+        if not _ENV_NAME.match(self.name):
+            raise PydanticCustomError("value", "'{n}' is not an environment variable name", {"n": self.name})
+        if (self.value is None) == (self.secret_ref is None):
+            raise PydanticCustomError("value", "give `value` or `secretRef` (exactly one)")
+        return self
+
+
+class ModelCache(SpecModel):
+    """The volume the weights are downloaded to (the Hugging Face cache)."""
+
+    enabled: bool = True
+    size: Quantity = "200Gi"
+    # Default: ReadWriteOnce for one replica, ReadWriteMany for several.
+    access_mode: Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"] | None = None
+    storage_class: str | None = None
+
+
+class Toleration(SpecModel):
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class Placement(SpecModel):
+    # Merged over the GPU type's node label (yours win on a clash).
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    # Added to the GPU toleration.
+    tolerations: list[Toleration] = Field(default_factory=list)
+    # A Kubernetes Affinity object as written (validated against the Kubernetes schema).
+    affinity: dict[str, Any] | None = None
+
+
+class Probe(SpecModel):
+    path: str = "/health"
+    initial_delay_seconds: int | None = Field(default=None, ge=0)
+    period_seconds: int | None = Field(default=None, ge=1)
+    timeout_seconds: int | None = Field(default=None, ge=1)
+    failure_threshold: int | None = Field(default=None, ge=1)
+    success_threshold: int | None = Field(default=None, ge=1)
+
+
+class Probes(SpecModel):
+    startup: Probe | None = None
+    readiness: Probe | None = None
+    liveness: Probe | None = None
+
+
 class ServingTargetSpec(SpecModel):
     model: Ref
     # LoRA fine-tuned Models served as adapters on the base.
@@ -75,3 +162,17 @@ class ServingTargetSpec(SpecModel):
     hf_token: Secret | None = None
     # Overrides the target's serving platform (a name in the backend registry).
     platform: Name | None = None
+    # Pod shape (Kubernetes, KServe, production-stack; SageMaker reports what it cannot carry).
+    resources: PodResources | None = None
+    env: list[EnvVar] = Field(default_factory=list)
+    # /dev/shm size (tensor-parallel workers exchange tensors through it).
+    shm_size: Quantity | None = None
+    model_cache: ModelCache | None = None
+    placement: Placement | None = None
+    # Default: Recreate when a replica holds several GPUs (a rolling update would wait for GPUs
+    # the old pod still holds), else the platform's.
+    strategy: Literal["Recreate", "RollingUpdate"] | None = None
+    probes: Probes | None = None
+    # production-stack: the Helm release this target joins; targets of one release share one
+    # values file (and its servingEngineSpec-wide keys: strategy, probes). Default: its own.
+    release: Name | None = None

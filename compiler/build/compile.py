@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from specops import ir
-from specops.backends import vllm
+from specops.backends import helm_stack, vllm
 from specops.backends.registry import pipeline_backend, serving_platform
 from specops.build import cache
 from specops.build.manifest import Artifact, Build, spec_digest
@@ -75,6 +75,7 @@ def compile_env(resolved: Resolved, env: str, build: Build, cache_dir: Path | No
     view = resolved.envs[env]
     pipelines, servings = lower_env(resolved, env)
     backend = pipeline_backend(view.target.backend)
+    releases: dict[str, list[tuple[ir.Serving, dict[str, Any]]]] = {}
     emitted = EmitCache(cache_dir)
     for p in pipelines:
         build.diagnostics.extend(backend.check(p))
@@ -84,7 +85,22 @@ def compile_env(resolved: Resolved, env: str, build: Build, cache_dir: Path | No
             build.add(Artifact(f"{env}/{backend.NAME}/{p.name}/{rel}", data, env, backend.NAME, key,
                                _src(p.source), deps, "pipeline", p.name, rel))
     for s in servings:
-        compile_serving(resolved, view, s, build)
+        compile_serving(resolved, view, s, build, releases)
+    for release, parts in sorted(releases.items()):
+        compile_release(view, release, parts, build)
+
+
+def compile_release(view: EnvView, release: str, parts: list[tuple[ir.Serving, dict[str, Any]]],
+                    build: Build) -> None:
+    """One production-stack values file for the serving targets that share a Helm release."""
+    parts = sorted(parts, key=lambda p: p[0].name)
+    values, diags = helm_stack.combine(parts)
+    build.diagnostics.extend(diags)
+    first = parts[0][0]
+    deps = sorted({d for s, _ in parts for d in dependencies(view, f"ServingTarget/{s.name}")})
+    build.add(Artifact(f"{view.name}/serving/{release}/values.yaml", helm_stack.values_bytes(values), view.name,
+                       helm_stack.ARTIFACT_BACKEND, f"ServingTarget/{first.name}", _src(first.source), deps,
+                       "serving", release, "values.yaml"))
 
 
 class EmitCache:
@@ -118,7 +134,8 @@ class EmitCache:
         return files
 
 
-def compile_serving(resolved: Resolved, view: EnvView, s: ir.Serving, build: Build) -> None:
+def compile_serving(resolved: Resolved, view: EnvView, s: ir.Serving, build: Build,
+                    releases: dict[str, list[tuple[ir.Serving, dict[str, Any]]]] | None = None) -> None:
     key = f"ServingTarget/{s.name}"
     deps = dependencies(view, key)
     base = f"{view.name}/serving/{s.name}"
@@ -144,6 +161,10 @@ def compile_serving(resolved: Resolved, view: EnvView, s: ir.Serving, build: Bui
                 build.diagnostics.add(d)
     platform = serving_platform(s.target.serving_platform)
     build.diagnostics.extend(platform.check(s, config))
+    if platform is helm_stack and s.release and releases is not None:
+        # Targets of one release share a values file: emitted once all of them are lowered.
+        releases.setdefault(s.release, []).append((s, helm_stack.helm_values(s, config)))
+        return
     for file, data in sorted(platform.emit(s, config).items()):
         add(file, data, platform.ARTIFACT_BACKEND, "serving")
 

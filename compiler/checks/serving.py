@@ -27,11 +27,40 @@ def check_serving(resolved: "Resolved", view: "EnvView", node: "Node", out: Diag
     if not mine.has_errors:
         check_gpu_fit(view, node, mine)
     check_adapters(resolved, view, node, model, mine)
+    if not mine.has_errors:  # one problem at a time: a target that cannot serve at all first
+        check_gate_wiring(view, node, mine)
     check_engine_args(resolved, node, mine)
     # Capacity only for a target that is otherwise sound (an unknown GPU is reported once).
     if not mine.has_errors:
         check_capacity(resolved, view, node, mine)
     out.extend(mine.items)
+
+
+def check_gate_wiring(view: "EnvView", node: "Node", out: Diagnostics) -> None:
+    """A gate a target requires evaluates the target's model or one of its adapters (else the
+    rollout could never be unblocked); where the environment's policy requires gates, a target
+    that no gate guards is refused."""
+    spec = node.spec
+    served = {spec.model, *spec.adapters}
+    for i, name in enumerate(spec.gates):
+        g = view.get("EvalGate", name)
+        if g is None:
+            continue
+        evaluated = g.spec.model
+        if evaluated is None and g.spec.prompt:
+            p = view.get("Prompt", g.spec.prompt)
+            evaluated = p.spec.model if p is not None else None
+        if evaluated is not None and evaluated not in served:
+            out.add(at(node, ("gates", i), "value",
+                       f"gate '{name}' evaluates model '{evaluated}', but this target serves "
+                       f"{', '.join(sorted(served))}: its verdict can never unblock this rollout"))
+    if view.env is not None and view.env.policy.require_gates:
+        blocking = [g.name for g in view.of_kind("EvalGate") if view.name in g.spec.blocks and g.spec.model in served]
+        if not spec.gates and not blocking:
+            where = ("gates",) if "gates" in (node.doc.data.get("spec") or {}) else ()
+            out.add(at(node, where, "value",
+                       f"environment '{view.name}' requires gates, but no gate guards this target: name one "
+                       f"in `gates` (or an EvalGate that blocks '{view.name}' for {spec.model})", prefer_key=True))
 
 
 def check_gpu_fit(view: "EnvView", node: "Node", out: Diagnostics) -> None:

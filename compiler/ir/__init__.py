@@ -7,6 +7,8 @@ module imports only the standard library, so backends stay light.
 from specops.ir.nodes import (
     Adapter,
     Backend,
+    EnvVar,
+    ModelCache,
     Pipeline,
     Resources,
     Schedule,
@@ -18,5 +20,5 @@ from specops.ir.nodes import (
     fingerprint,
 )
 
-__all__ = ["Adapter", "Backend", "Pipeline", "Resources", "Schedule", "Serving", "Source", "Step", "StepKind",
+__all__ = ["Adapter", "Backend", "EnvVar", "ModelCache", "Pipeline", "Resources", "Schedule", "Serving", "Source", "Step", "StepKind",
            "Target", "fingerprint"]

@@ -25,11 +25,12 @@ from specops.runtime.thresholds import parse_threshold
 _DEFAULT_METRICS = {"classification": ["auc", "accuracy"], "regression": ["rmse"], "generation": ["rougeL"]}
 
 
-def _source(node: Node, path: tuple = ()) -> ir.Source:
+def _source(node: Node, path: tuple = (), key: bool = False) -> ir.Source:
+    """Where `path` of the node's spec is (its key's position with `key`), computed on demand."""
     full = ("spec",) + path if path else ("metadata", "name")
 
     def locate() -> tuple[int, int]:
-        pos = node.doc.pos_of(full)
+        pos = node.doc.pos_of(full, key) if key else node.doc.pos_of(full)
         return pos.line, pos.col
 
     return ir.Source(node.file, locate=locate)
@@ -99,6 +100,12 @@ def _resources(spec: Any) -> ir.Resources:
         instance_type=r.instance_type,
         nodes=getattr(r, "nodes", 1), strategy=getattr(r, "strategy", None),
     )
+
+
+def _one_machine(spec: Any) -> ir.Resources:
+    """The model's resources for a step that runs on one machine (evaluation), whatever the
+    training spans."""
+    return dataclasses.replace(_resources(spec), nodes=1, strategy=None)
 
 
 def distributed_params(resources: ir.Resources) -> dict[str, Any] | None:
@@ -235,7 +242,7 @@ def _prompt_gate_steps(view: EnvView, g: Node, name: str, checked: set[str], mod
         if not model_input:
             params.update(_base_params(model))
     out.append(ir.Step(name, "evaluate", params, inputs=inputs, image=image,
-                       resources=_resources(model.spec) if g.spec.endpoint is None else ir.Resources(),
+                       resources=_one_machine(model.spec) if g.spec.endpoint is None else ir.Resources(),
                        source=_source(g, ("prompt",))))
     return out
 
@@ -345,7 +352,7 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node, memo: dict[st
     out.append(ir.Step("evaluate", "evaluate", eval_params, inputs={**model_input, "data": data_step},
                        image=image,
                        # Evaluation runs on one machine, whatever the training spans.
-                       resources=dataclasses.replace(_resources(spec), nodes=1, strategy=None)
+                       resources=_one_machine(spec)
                        if task == "generation" else ir.Resources(),
                        source=_source(model)))
     for name in order:
@@ -467,7 +474,51 @@ def lower_serving(resolved: Resolved, view: EnvView, st: Node) -> ir.Serving:
         image=spec.image or defaults["serving_image"], instance_type=spec.instance_type,
         hf_token_secret=_k8s_secret(spec.hf_token),
         labels=dict(sorted(st.labels.items())), source=_source(st),
+        **_shape(st),
     )
+
+
+# Probe fields as the spec writes them -> Kubernetes' names.
+_PROBE_KEYS = ("initial_delay_seconds", "period_seconds", "timeout_seconds", "failure_threshold", "success_threshold")
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(w.title() for w in rest)
+
+
+def _shape(st: Node) -> dict[str, Any]:
+    """The pod-shape fields of ir.Serving from a ServingTarget, with each given field's position."""
+    spec = st.spec
+    out: dict[str, Any] = {}
+    written = st.doc.data.get("spec") or {}
+    sources = {k: _source(st, (k,), key=True) for k in ("resources", "env", "shmSize", "modelCache", "placement",
+                                               "strategy", "probes") if k in written}
+    if spec.resources is not None:
+        r = spec.resources
+        out.update(cpu_request=r.requests.cpu, memory_request=r.requests.memory,
+                   cpu_limit=r.limits.cpu, memory_limit=r.limits.memory)
+    out["env_vars"] = tuple(ir.EnvVar(e.name, e.value, (e.secret_ref.provider, e.secret_ref.name, e.secret_ref.key)
+                                 if e.secret_ref else None, _source(st, ("env", i)))
+                       for i, e in enumerate(spec.env))
+    out["shm_size"] = spec.shm_size
+    if spec.model_cache is not None:
+        mc = spec.model_cache
+        out["model_cache"] = ir.ModelCache(mc.enabled, mc.size, mc.access_mode, mc.storage_class)
+    if spec.placement is not None:
+        pl = spec.placement
+        out["node_selector"] = dict(sorted(pl.node_selector.items()))
+        out["tolerations"] = tuple(t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in pl.tolerations)
+        out["affinity"] = pl.affinity
+    # Several GPUs per replica: a rolling update would wait for GPUs the old pod still holds.
+    out["strategy"] = spec.strategy or ("Recreate" if spec.accelerator.count > 1 else None)
+    if spec.probes is not None:
+        out["probes"] = {kind: {"path": p.path, **{_camel(k): getattr(p, k) for k in _PROBE_KEYS
+                                                    if getattr(p, k) is not None}}
+                         for kind in ("startup", "readiness", "liveness") if (p := getattr(spec.probes, kind))}
+    out["release"] = spec.release
+    out["field_sources"] = sources
+    return out
 
 
 def _k8s_secret(ref: Any) -> tuple[str, str] | None:

@@ -180,6 +180,26 @@ class Adapter:
 
 
 @dataclass(frozen=True)
+class EnvVar:
+    """A server environment variable: a literal, or a secret (provider, name, key)."""
+
+    name: str
+    value: str | None = None
+    secret: tuple[str, str, str | None] | None = None
+    source: Source | None = None
+
+
+@dataclass(frozen=True)
+class ModelCache:
+    """The weights' cache volume. access_mode None: ReadWriteOnce for one replica, else Many."""
+
+    enabled: bool = True
+    size: str = "200Gi"
+    access_mode: str | None = None
+    storage_class: str | None = None
+
+
+@dataclass(frozen=True)
 class Serving:
     """One ServingTarget in one environment: what to serve, with which engine, where."""
 
@@ -207,6 +227,23 @@ class Serving:
     hf_token_secret: tuple[str, str] | None = None
     labels: dict[str, str] = field(default_factory=dict)
     source: Source | None = None
+    # Pod shape; None or empty: the platform's default.
+    cpu_request: str | None = None
+    cpu_limit: str | None = None
+    memory_request: str | None = None
+    memory_limit: str | None = None
+    env_vars: tuple[EnvVar, ...] = ()
+    shm_size: str | None = None
+    model_cache: ModelCache = field(default_factory=ModelCache)
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: tuple[dict[str, Any], ...] = ()
+    affinity: dict[str, Any] | None = None
+    strategy: str | None = None  # Recreate | RollingUpdate
+    probes: dict[str, dict[str, Any]] = field(default_factory=dict)  # startup|readiness|liveness -> fields
+    release: str | None = None  # production-stack release (values file) it joins
+    # Spec field (camelCase path, e.g. "shmSize") -> its position: a platform that cannot
+    # carry a field reports it there.
+    field_sources: dict[str, Source] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -19,14 +19,13 @@ Standard library only: the compile cache asks for the lock's bytes before anythi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from specops.fsio import write_atomic
+from specops.fsio import sha256_file, write_atomic
 
 LOCK_FILE = "specops.lock"
 FORMAT = "specops.lock/v1"
@@ -90,14 +89,6 @@ def pin_for(root: Path, uri: str, version: str | None) -> dict[str, str] | None:
 
 
 # ---- local file digests with a stat cache -----------------------------------------------------
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class StatCache:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import IO, Any, Iterable
 
 from specops.diagnostics import suggestion
+from specops.fsio import sha256_file
 from specops.runtime.errors import ParamError
 
 _MISSING = object()
@@ -155,14 +156,6 @@ def open_uri(uri: str, repo_root: Path, *, what: str) -> IO[bytes]:
     if not path.is_file():
         raise ParamError(f"{what}: no such file: {uri!r}")
     return open(path, "rb")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def sha256_tree(root: Path, exclude: Iterable[str] = ()) -> str:

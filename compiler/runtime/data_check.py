@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,7 @@ from specops.runtime.engine import (
     first_line,
     our_type,
     read,
+    stage,
     typed_expr,
     typed_select,
 )
@@ -101,19 +103,12 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
     with contextlib.ExitStack() as stack:
         src = stack.enter_context(materialize(uri, read_root, what=where, version=version,
                                               credentials=source["credentials"], scratch=out))
-        report["digest"] = src.digest
-        report["sha256"] = src.digest.split(":", 1)[1] if src.digest.startswith("sha256:") else None
-        stale = _stale_lock(lock, src.digest, src.pin)
-        if stale:
-            report.update(rows=None, columns=None, splits={}, checks=[], passed=False)
-            write_json(out / "report.json", report)
-            raise StepFailed(f"data check failed for dataset {name!r}: {stale}"
-                             f" (run `specops lock` if the change is intended)")
-        con = connect(out)
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".engine-", dir=out)))
+        con = connect(scratch)
         stack.callback(con.close)
         rel = _relation(con, src.paths, src.format or fmt, source, where)
-        con.register("src", rel)
         columns, duck_types = list(rel.columns), [str(t) for t in rel.types]
+        _stage(con, rel, src.format or fmt, where)
         declared = {c["name"]: c["type"] for c in source["schema"] if c["name"] in columns}
         q = Query({c: (dt, declared.get(c) or our_type(dt)) for c, dt in zip(columns, duck_types)})
         readers = _schema_checks(q, source["schema"])
@@ -126,6 +121,16 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
             readers.append(compile_check(q, c, i, ref))
         rows_at = q.add("count(*)")
         row = _execute(con, q, where)
+        # The digest was computed alongside the read; data that is not what the lock pins is
+        # refused before any split is written.
+        report["digest"] = src.digest
+        report["sha256"] = src.digest.split(":", 1)[1] if src.digest.startswith("sha256:") else None
+        stale = _stale_lock(lock, src.digest, src.pin)
+        if stale:
+            report.update(rows=None, columns=None, splits={}, checks=[], passed=False)
+            write_json(out / "report.json", report)
+            raise StepFailed(f"data check failed for dataset {name!r}: {stale}"
+                             f" (run `specops lock` if the change is intended)")
         results = [r(row) for r in readers]
         n = row[rows_at]
         passed = all(r["passed"] for r in results)
@@ -242,6 +247,15 @@ def _relation(con: Any, paths: list[Path], fmt: str, source: dict, where: str) -
             raise ParamError(f"{where}: a CSV without a header row needs its columns declared, in order")
         names = list(declared)
     return read(con, paths, fmt, csv=opts, declared=declared if fmt == "csv" else None, names=names, where=where)
+
+
+def _stage(con: Any, rel: Any, fmt: str, where: str) -> None:
+    import duckdb
+
+    try:
+        stage(con, rel, fmt)
+    except duckdb.Error as e:  # a malformed row deep in the file
+        raise ParamError(f"{where}: cannot read the {fmt} data: {first_line(e)}") from None
 
 
 def _reference(stack: contextlib.ExitStack, con: Any, c: dict, i: int, repo_root: Path, out: Path) -> str:

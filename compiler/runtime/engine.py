@@ -45,6 +45,8 @@ def quote_ident(name: str) -> str:
 
 
 def connect(scratch: Path | None = None) -> Any:
+    """A DuckDB connection. With `scratch`, a database file there holds staged tables on disk
+    and spills go there too; without, an in-memory database."""
     import duckdb
 
     config = {"memory_limit": os.environ.get("SPECOPS_ENGINE_MEMORY", "1GB"),
@@ -53,10 +55,22 @@ def connect(scratch: Path | None = None) -> Any:
     threads = os.environ.get("SPECOPS_ENGINE_THREADS")
     if threads:
         config["threads"] = int(threads)
-    con = duckdb.connect(config=config)
+    con = duckdb.connect(str(scratch / "stage.duckdb") if scratch is not None else ":memory:", config=config)
     if scratch is not None:
-        con.execute("SET temp_directory = ?", [str(scratch)])
+        con.execute("SET temp_directory = ?", [str(scratch / "spill")])
     return con
+
+
+def stage(con: Any, rel: Any, fmt: str, name: str = "src") -> None:
+    """Make `name` the rows of `rel`. Text formats are parsed once into a table on disk (in file
+    order), which the checks and the splits then scan; parsing CSV twice costs more than
+    writing DuckDB's columnar pages once. Parquet is scanned where it lies."""
+    if fmt == "parquet":
+        con.register(name, rel)
+        return
+    con.register(f"{name}_read", rel)
+    con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_read")
+    con.unregister(f"{name}_read")
 
 
 def read(con: Any, paths: list[Path], fmt: str, *, csv: CsvOptions | None = None,

@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
@@ -41,12 +42,23 @@ HF_DATA_SUFFIXES = (".parquet", ".jsonl", ".json", ".csv")
 @dataclass
 class Materialized:
     paths: list[Path]
-    digest: str
+    # "sha256:<hex>" / "hf-commit:<sha>", or a Future of it (a local file is hashed in a thread
+    # while the engine reads it: both share the page cache, and DuckDB and hashlib release the GIL).
+    _digest: "str | Future[str]"
     # The remote store's own pin of the object: {"etag": ..., "versionId": ...} for S3,
     # {"generation": ...} for GCS, {"commit": ...} for the Hub; {} for local files.
     pin: dict[str, str] = field(default_factory=dict)
     # Format the files hold when the source itself decides it (an HF snapshot).
     format: str | None = None
+
+    @property
+    def digest(self) -> str:
+        return self._digest if isinstance(self._digest, str) else self._digest.result()
+
+
+def _sha256_path(path: Path) -> str:
+    with open(path, "rb") as f:
+        return f"sha256:{sha256_stream(f)}"
 
 
 def sha256_stream(src: BinaryIO, dst: BinaryIO | None = None) -> str:
@@ -67,9 +79,8 @@ def materialize(uri: str, repo_root: Path, *, what: str, version: str | None = N
         path = resolve_path(uri, repo_root, what=what)
         if not path.is_file():
             raise ParamError(f"{what}: no such file: {uri!r}")
-        with open(path, "rb") as f:
-            digest = sha256_stream(f)
-        yield Materialized([path], f"sha256:{digest}")
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="specops-sha256") as pool:
+            yield Materialized([path], pool.submit(_sha256_path, path))
         return
     if scheme == "hf":
         yield _hf_snapshot(uri, version, what)

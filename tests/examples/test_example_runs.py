@@ -81,3 +81,23 @@ def test_churn_compiled_for_kfp_runs_under_kfp_local(tmp_path: Path, monkeypatch
     decision = json.loads((run_dir / "gate-churn-auc/output/decision.json").read_text())
     assert decision["passed"] is True and metrics["auc"] >= 0.75
     assert any(p.is_dir() for p in (repo / ".specops/registry/churn-classifier").iterdir())
+
+
+@pytest.mark.slow
+def test_abalone_apply_trains_xgboost_and_gates_on_mse(tmp_path: Path, monkeypatch) -> None:
+    """SageMaker's abalone example as written: `apply` on the local target checks the headerless
+    CSV, trains XGBoost with the notebook's hyperparameters and gates on `mse <= 6.0`."""
+    repo = tmp_path / "abalone"
+    shutil.copytree(ROOT / "examples" / "abalone", repo, ignore=shutil.ignore_patterns("build", ".specops"))
+    monkeypatch.setenv("ZENML_CONFIG_PATH", str(tmp_path / "zenml"))
+    monkeypatch.setenv("ZENML_ANALYTICS_OPT_IN", "false")
+    r = CliRunner().invoke(main, ["apply", str(repo), "--env", "dev", "--auto-approve"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    (version,) = [p for p in (repo / ".specops/registry/abalone-xgboost").iterdir() if p.is_dir()]
+    reg = json.loads((version / "registration.json").read_text())
+    assert reg["metrics"]["mse"] <= 6.0
+    meta = json.loads((version / "model.json").read_text())
+    assert (meta["library"], meta["estimator"]) == ("xgboost", "xgboost.XGBRegressor")
+    # The notebook's names reached XGBoost under its wrapper's names.
+    assert meta["hyperparameters"] == {"objective": "reg:linear", "n_estimators": 50, "max_depth": 5,
+                                       "learning_rate": 0.2, "gamma": 4, "min_child_weight": 6, "subsample": 0.7}
