@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from specops.checks.common import at
 from specops.diagnostics import Diagnostics, suggestion
+from specops.runtime.command import placeholders
 from specops.resolve.lineage import BATCH_OUTPUT, BUILTIN_OUTPUTS, input_ref, is_post_train, resolve_wire
 from specops.specs.model import PRE_TRAIN_KINDS
 
@@ -56,6 +57,14 @@ def check_model_steps(view: "EnvView", node: "Node", out: Diagnostics) -> None:
             if w.kind == "builtin" and spec.type == "llm" and w.step == "train":
                 out.add(at(node, path, "value", "an LLM's pipeline has no `train` step; its fine-tune writes "
                            "the model"))
+        argv = list(s.command) + list(s.args)
+        for j, arg in enumerate(argv):
+            for where, name in placeholders(arg):
+                declared = s.inputs if where == "inputs" else s.outputs
+                if name not in declared:
+                    path = ("steps", i, "command", j) if j < len(s.command) else ("steps", i, "args", j - len(s.command))
+                    out.add(at(node, path, "unresolved-ref", f"'${{{{{where}.{name}}}}}' names no {where[:-1]} of step "
+                               f"'{s.name}'" + suggestion(name, sorted(declared))))
         if s.kind in PRE_TRAIN_KINDS and is_post_train(node, s.name):
             out.add(at(node, ("steps", i, "kind"), "value",
                        f"step '{s.name}' is a {s.kind} step but reads what training makes; a step after "

@@ -15,7 +15,7 @@ import heapq
 from typing import Any
 
 from specops import ir
-from specops.ir import steps
+from specops.ir import classical, steps
 from specops.frontend.overrides import Node, deep_merge
 from specops.resolve.lockfile import pin_for
 from specops.resolve.refs import EnvView, Resolved
@@ -400,6 +400,11 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node, memo: dict[st
     )
 
 
+# MLServer's image with every inference runtime (scikit-learn, XGBoost, LightGBM...): the
+# version of tools/mlserver-constraints.txt, which the local platform runs.
+MLSERVER_VERSION = "1.7.1"
+MLSERVER_IMAGE = f"seldonio/mlserver:{MLSERVER_VERSION}"
+
 # Where each serving platform's init step puts adapters for the server to read: the model
 # cache volume (its Hugging Face cache dir on plain Kubernetes and KServe; the chart's /data,
 # where its LoRA sidecar downloads too), or on the local platform a folder of the repo.
@@ -452,9 +457,17 @@ def lower_serving(resolved: Resolved, view: EnvView, st: Node) -> ir.Serving:
         args["revision"] = base.revision
         if "tokenizer" not in args:
             args.setdefault("tokenizer-revision", base.revision)
-    if spec.accelerator.count > 1 and "tensor-parallel-size" not in args:
+    acc_type, acc_count = (spec.accelerator.type, spec.accelerator.count) if spec.accelerator else ("", 0)
+    engine = classical.engine_of(st, model)
+    if engine == "mlserver" and model is not None and model.spec.type == "classical":
+        extra = classical.classical_fields(st, view, model)
+        image, version = spec.image or MLSERVER_IMAGE, spec.engine.version or MLSERVER_VERSION
+    else:
+        extra, image, version = {}, spec.image or defaults["serving_image"], spec.engine.version or defaults["vllm_version"]
+    extra.update(classical.request_fields(st))
+    if acc_count > 1 and "tensor-parallel-size" not in args:
         # One replica spans its GPUs by tensor parallelism unless the spec says otherwise.
-        args["tensor-parallel-size"] = spec.accelerator.count
+        args["tensor-parallel-size"] = acc_count
     target = lower_target(view.target_name, view.target)
     if spec.platform is not None:
         target = dataclasses.replace(target, serving_platform=spec.platform)
@@ -467,14 +480,13 @@ def lower_serving(resolved: Resolved, view: EnvView, st: Node) -> ir.Serving:
         name=st.name, env=view.name, target=target, model=spec.model,
         model_uri=(base.model or f"registry://{base.from_model}") if base else f"registry://{spec.model}",
         model_config=f"{base.path}/config.json" if base is not None and base.path else None,
-        engine_version=spec.engine.version or defaults["vllm_version"],
-        engine_args=dict(sorted(args.items())), accelerator=spec.accelerator.type,
-        accelerator_count=spec.accelerator.count, replicas_min=spec.replicas.min, replicas_max=spec.replicas.max,
+        engine_version=version, engine_args=dict(sorted(args.items())), accelerator=acc_type,
+        accelerator_count=acc_count, replicas_min=spec.replicas.min, replicas_max=spec.replicas.max,
         canary_percent=spec.canary.traffic, adapters=adapters, adapter_root=root, gates=tuple(spec.gates),
-        image=spec.image or defaults["serving_image"], instance_type=spec.instance_type,
+        image=image, instance_type=spec.instance_type,
         hf_token_secret=_k8s_secret(spec.hf_token),
         labels=dict(sorted(st.labels.items())), source=_source(st),
-        **_shape(st),
+        **_shape(st), **extra,
     )
 
 
@@ -493,7 +505,8 @@ def _shape(st: Node) -> dict[str, Any]:
     out: dict[str, Any] = {}
     written = st.doc.data.get("spec") or {}
     sources = {k: _source(st, (k,), key=True) for k in ("resources", "env", "shmSize", "modelCache", "placement",
-                                               "strategy", "probes") if k in written}
+                                               "strategy", "probes", "requestSettings", "auth", "replicas",
+                                                        "instanceType", "engine") if k in written}
     if spec.resources is not None:
         r = spec.resources
         out.update(cpu_request=r.requests.cpu, memory_request=r.requests.memory,
@@ -511,9 +524,10 @@ def _shape(st: Node) -> dict[str, Any]:
         out["tolerations"] = tuple(t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in pl.tolerations)
         out["affinity"] = pl.affinity
     # Several GPUs per replica: a rolling update would wait for GPUs the old pod still holds.
-    out["strategy"] = spec.strategy or ("Recreate" if spec.accelerator.count > 1 else None)
+    out["strategy"] = spec.strategy or ("Recreate" if spec.accelerator is not None and spec.accelerator.count > 1
+                                        else None)
     if spec.probes is not None:
-        out["probes"] = {kind: {"path": p.path, **{_camel(k): getattr(p, k) for k in _PROBE_KEYS
+        out["probes"] = {kind: {**({"path": p.path} if p.path else {}), **{_camel(k): getattr(p, k) for k in _PROBE_KEYS
                                                     if getattr(p, k) is not None}}
                          for kind in ("startup", "readiness", "liveness") if (p := getattr(spec.probes, kind))}
     out["release"] = spec.release

@@ -16,6 +16,9 @@ directory. The program learns its inputs from its environment:
                             <output dir>/<name>, created empty, that the program fills
     plus every variable in params['env'] (the spec's `command.env`).
 
+An argv item may hold `${{inputs.NAME}}` or `${{outputs.NAME}}` (Azure ML command-job style):
+it is replaced by that input's or output's folder, as data (the argv is never a shell line).
+
 A non-zero exit fails the step, and so does a declared output of type `table` left without a
 data file. Outputs named in params['publish'] ({output: URI}) are copied to that URI after
 success (file:// in the repository, s3://, gs://): another model's Dataset reads them there.
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -38,6 +42,24 @@ from specops.runtime.publish import data_file, publish_outputs, safe_segment
 
 def input_var(name: str) -> str:
     return "SPECOPS_INPUT_" + "".join(c if c.isalnum() else "_" for c in name).upper()
+
+
+PLACEHOLDER = re.compile(r"\$\{\{(inputs|outputs)\.([A-Za-z_][A-Za-z0-9_]*)\}\}")
+
+
+def placeholders(arg: str) -> list[tuple[str, str]]:
+    """(inputs|outputs, name) of every ${{...}} placeholder in one argv item."""
+    return [(m.group(1), m.group(2)) for m in PLACEHOLDER.finditer(arg)]
+
+
+def substitute(arg: str, folders: Mapping[tuple[str, str], str], step: str) -> str:
+    def one(m: re.Match) -> str:
+        key = (m.group(1), m.group(2))
+        if key not in folders:
+            raise ParamError(f"command step {step!r}: argv names {m.group(0)}, which the step does not declare")
+        return folders[key]
+
+    return PLACEHOLDER.sub(one, arg)
 
 
 def output_var(name: str) -> str:
@@ -64,6 +86,8 @@ def run_command(argv: Sequence[str] | None, params: Mapping[str, Any], inputs: M
         folder = out / safe_segment(name, step)
         folder.mkdir(parents=True, exist_ok=True)
         env[output_var(name)] = str(folder)
+    folders = {("inputs", n): env[input_var(n)] for n in inputs} | {("outputs", n): env[output_var(n)] for n in outputs}
+    argv = [substitute(str(a), folders, step) for a in argv]
     with tempfile.TemporaryDirectory(prefix="specops-params-") as tmp:
         params_file = Path(tmp) / "params.json"
         params_file.write_text(text, encoding="utf-8")
