@@ -155,9 +155,15 @@ def classical_inferenceservice(node: Serving) -> dict[str, Any]:
     if node.canary_percent > 0:
         predictor["canaryTrafficPercent"] = node.canary_percent
     metadata: dict[str, Any] = {"labels": k8s.labels(node), "name": node.name, "namespace": node.target.namespace}
+    annotations = {}
     if node.auth_mode == "token":
         # KServe's own switch: the predictor accepts only requests with a valid bearer token.
-        metadata["annotations"] = {"serving.kserve.io/enable-auth": "true"}
+        annotations["serving.kserve.io/enable-auth"] = "true"
+    if node.model_revision:
+        # A retrained model is a new revision: KServe rolls the predictor and fetches it again.
+        predictor["annotations"] = {"specops.dev/model-revision": node.model_revision}
+    if annotations:
+        metadata["annotations"] = annotations
     return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": metadata,
             "spec": {"predictor": predictor}}
 

@@ -710,8 +710,11 @@ def _mlserver_deployment(node: Serving, config_sha: str) -> dict[str, Any]:
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _metadata(node, node.name),
         "spec": {"replicas": node.replicas_min, "selector": {"matchLabels": selector_labels(node)},
                  "strategy": {"type": kind},
-                 "template": {"metadata": {"annotations": {"specops.dev/config-sha256": config_sha},
-                                           "labels": labels(node)}, "spec": pod}},
+                 "template": {"metadata": {"annotations": {
+                     "specops.dev/config-sha256": config_sha,
+                     # A retrained model is a new revision: the pods restart and fetch it.
+                     **({"specops.dev/model-revision": node.model_revision} if node.model_revision else {})},
+                     "labels": labels(node)}, "spec": pod}},
     }
 
 

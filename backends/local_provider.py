@@ -118,21 +118,19 @@ class LocalServerProvider:
         d = self._dir(desired.name)
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
-        write_atomic(d / "settings.json", _json(doc["settings"]))
+        # Free loopback ports for this machine (settings.json beats MLSERVER_* variables).
+        ports = {"http_port": _free_port(), "grpc_port": _free_port(), "metrics_port": _free_port()}
+        write_atomic(d / "settings.json", _json({**doc["settings"], **ports, "host": "127.0.0.1"}))
         write_atomic(d / "model-settings.json", _json(doc["model_settings"]))
         shutil.copy2(model_file, d / doc["model_file"])
-        ports = {"MLSERVER_HTTP_PORT": _free_port(), "MLSERVER_GRPC_PORT": _free_port(),
-                 "MLSERVER_METRICS_PORT": _free_port()}
         env = dict(os.environ)
-        env.update({k: str(v) for k, v in ports.items()})
-        env["MLSERVER_HOST"] = "127.0.0.1"
         log = open(d / "server.log", "wb")
         try:
             proc = subprocess.Popen([self._executable(), "start", str(d)], cwd=str(d), env=env, stdout=log,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         finally:
             log.close()
-        url = f"http://127.0.0.1:{ports['MLSERVER_HTTP_PORT']}"
+        url = f"http://127.0.0.1:{ports['http_port']}"
         deadline = time.monotonic() + float(self.options.get("mlserver_ready_timeout", READY_TIMEOUT_S))
         while not ready(url):
             if proc.poll() is not None or time.monotonic() > deadline:

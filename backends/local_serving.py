@@ -58,7 +58,8 @@ def server_document(node: Serving) -> dict:
     runtime = node.runtime or "sklearn"
     return {"name": node.name, "model": node.model, "registry": node.registry or node.model,
             "alias": node.registry_alias, "runtime": runtime, "model_file": mlserver.MODEL_FILES[runtime],
-            "mlserver_version": mlserver.VERSION, "settings": mlserver.settings(node),
+            "mlserver_version": mlserver.VERSION, "model_revision": node.model_revision,
+            "settings": mlserver.settings(node),
             "model_settings": mlserver.model_settings(node)}
 
 

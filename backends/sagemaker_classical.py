@@ -82,6 +82,9 @@ def container(node: Serving, image: str | None, submit_dir: str) -> dict[str, An
     """PrimaryContainer of CreateModel."""
     env = {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": submit_dir,
            "SAGEMAKER_CONTAINER_LOG_LEVEL": "20", "SAGEMAKER_REGION": node.target.region or ""}
+    if node.model_revision:
+        # A retrained model is a new SageMaker Model (its name hashes this), so the endpoint moves.
+        env["SPECOPS_MODEL_REVISION"] = node.model_revision
     if node.request_timeout_ms is not None:
         env["SAGEMAKER_MODEL_SERVER_TIMEOUT"] = str(-(-node.request_timeout_ms // 1000))
     if node.max_concurrency is not None:

@@ -547,4 +547,8 @@ def lower_env(resolved: Resolved, env: str) -> tuple[list[ir.Pipeline], list[ir.
     memo: dict[str, Any] = {}
     pipelines = [p for p in (_lowered(resolved, view, m.name, memo) for m in view.of_kind("Model")) if p is not None]
     servings = [lower_serving(resolved, view, s) for s in view.of_kind("ServingTarget")]
+    # A classical server loads the registered model at start: a new model (its pipeline
+    # changed) is a new server revision, so the rollout follows the retrain.
+    servings = [dataclasses.replace(s, model_revision=steps.producer_version(memo.get(s.model)))
+                if s.engine == "mlserver" else s for s in servings]
     return pipelines, servings

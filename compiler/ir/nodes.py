@@ -260,6 +260,8 @@ class Serving:
     autoscale_target: int | None = None
     auth_mode: str | None = None  # key | token
     auth_secret: tuple[str, str, str | None] | None = None  # (provider, name, key)
+    # The served model's pipeline fingerprint: a retrain-worthy change rolls the server too.
+    model_revision: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -82,3 +82,25 @@ def made_inside(ds: Node, model: Node) -> bool:
     if pb is None or pb.model != model.name:
         return False
     return producer_step_kind(model, pb.step) in PRE_TRAIN_KINDS and not is_post_train(model, pb.step)
+
+
+def datasets_read(model: Node) -> list[str]:
+    """Names of the Datasets a model's pipeline reads: its training data, what its custom
+    steps take by name, what its batch scoring scores."""
+    spec = model.spec
+    names = [u.dataset for u in spec.datasets]
+    for s in spec.steps:
+        names += [ref for ref in (input_ref(v)[0] for v in s.inputs.values()) if "." not in ref]
+    names += [b.dataset for b in spec.batch]
+    return list(dict.fromkeys(names))
+
+
+def upstream_models(view: Any, model: Node) -> list[str]:
+    """Models whose steps make a Dataset this model reads (not itself): lineage dependencies."""
+    out = set()
+    for name in datasets_read(model):
+        ds = view.get("Dataset", name)
+        pb = ds.spec.produced_by if ds is not None else None
+        if pb is not None and pb.model != model.name:
+            out.add(pb.model)
+    return sorted(out)

@@ -31,7 +31,8 @@ t = t.set_column(t.column_names.index("store_forward"), "store_forward",
                  pc.cast(pc.invert(pc.or_(pc.equal(flag, "N"), pc.equal(flag, "0"))), pa.int64()))
 t = t.set_column(t.column_names.index("distance"), "distance", pc.fill_null(pc.cast(t["distance"], pa.float64()), 0.0))
 for when in ("pickup", "dropoff"):
-    ts = pc.strptime(pc.cast(t[f"{when}_datetime"], pa.string()), format="%Y-%m-%d %H:%M:%S", unit="s")
+    text = pc.utf8_slice_codeunits(pc.cast(t[f"{when}_datetime"], pa.string()), 0, 19)  # drop fractions
+    ts = pc.strptime(text, format="%Y-%m-%d %H:%M:%S", unit="s")
     parts = {"weekday": pc.day_of_week(ts), "month": pc.month(ts), "monthday": pc.day(ts), "hour": pc.hour(ts),
              "minute": pc.minute(ts), "second": pc.second(ts)}
     for name, values in parts.items():
