@@ -76,3 +76,55 @@ def validate_scaling(requests: dict[str, dict[str, Any]]) -> list[str]:
         except ParamValidationError as exc:
             errors.append(f"{op}: {exc.kwargs.get('report', exc)}")
     return errors
+
+
+# ---- live side (the sagemaker_endpoint provider calls these with its clients) -------------------
+
+
+def _subset(want: Any, have: Any) -> Any:
+    """`have` cut down to the keys `want` names (recursively): what the service echoes back,
+    without the fields it adds (ARNs, alarms, times)."""
+    if isinstance(want, dict) and isinstance(have, dict):
+        return {k: _subset(v, have.get(k)) for k, v in want.items()}
+    if isinstance(want, list) and isinstance(have, list) and len(want) == len(have):
+        return [_subset(w, h) for w, h in zip(want, have)]
+    return have
+
+
+def read_scaling(client: Any, requests: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The live scalable target and policy, in the requests' own shape ({} parts when absent)."""
+    target = requests.get("RegisterScalableTarget")
+    if target is None:
+        return {}
+    found = client.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[target["ResourceId"]],
+                                             ScalableDimension=DIMENSION).get("ScalableTargets", [])
+    out: dict[str, Any] = {"RegisterScalableTarget": _subset(target, found[0]) if found else None}
+    policy = requests["PutScalingPolicy"]
+    pols = client.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=target["ResourceId"],
+                                            ScalableDimension=DIMENSION, PolicyNames=[policy["PolicyName"]])
+    pols = pols.get("ScalingPolicies", [])
+    out["PutScalingPolicy"] = _subset(policy, pols[0]) if pols else None
+    return out
+
+
+def apply_scaling(client: Any, requests: dict[str, dict[str, Any]]) -> bool:
+    """Register the scalable target and put the policy (both idempotent upserts); False when
+    the endpoint does not autoscale."""
+    if "RegisterScalableTarget" not in requests:
+        return False
+    client.register_scalable_target(**requests["RegisterScalableTarget"])
+    client.put_scaling_policy(**requests["PutScalingPolicy"])
+    return True
+
+
+def remove_scaling(client: Any, resource: str, policy_name: str | None) -> None:
+    """Deregister a variant's scaling (policy first); absent ones are fine."""
+    for call, kwargs in (("delete_scaling_policy", {"PolicyName": policy_name}), ("deregister_scalable_target", {})):
+        if call == "delete_scaling_policy" and not policy_name:
+            continue
+        try:
+            getattr(client, call)(ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=DIMENSION,
+                                  **kwargs)
+        except Exception as err:  # noqa: BLE001 - not found is the goal; others surface in the next read
+            if "ObjectNotFound" not in str(err) and "not found" not in str(err).lower():
+                raise

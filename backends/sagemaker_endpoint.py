@@ -354,7 +354,8 @@ def emit(node: Serving, serve_config_yaml: bytes | None = None) -> dict[str, byt
 
 
 def validate_requests(requests: dict[str, dict[str, Any]], region: str = "us-east-1") -> list[str]:
-    """Offline check of each request against botocore's SageMaker service model.
+    """Offline check of each request against botocore's SageMaker (and, for the scaling
+    requests, application-autoscaling) service model.
 
     Uses botocore's own parameter validation (unknown keys, missing required keys, types,
     ranges it knows); returns one line per problem, empty when all are valid.
@@ -363,9 +364,13 @@ def validate_requests(requests: dict[str, dict[str, Any]], region: str = "us-eas
     from botocore.exceptions import ParamValidationError
     from botocore.validate import validate_parameters
 
-    model = botocore.session.get_session().get_service_model("sagemaker")
+    session = botocore.session.get_session()
+    models = {"sagemaker": session.get_service_model("sagemaker"),
+              "application-autoscaling": session.get_service_model("application-autoscaling")}
     errors: list[str] = []
     for op, params in requests.items():
+        model = models["application-autoscaling" if op in ("RegisterScalableTarget", "PutScalingPolicy")
+                       else "sagemaker"]
         try:
             validate_parameters(params, model.operation_model(op).input_shape)
         except ParamValidationError as exc:

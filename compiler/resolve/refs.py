@@ -15,7 +15,7 @@ from typing import Any, Iterator
 from specops.diagnostics import Diagnostic, Diagnostics, suggestion
 from specops.frontend.loader import Repo
 from specops.frontend.overrides import Node, env_nodes
-from specops.resolve.lineage import made_inside
+from specops.resolve.lineage import made_inside, producer_step_kind
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,10 @@ def _made_for_itself(view: EnvView, e: Edge) -> bool:
     if e.path != ("producedBy", "model") or not e.src.startswith("Dataset/"):
         return False
     ds, model = view.nodes.get(e.src), view.nodes.get(e.dst)
-    return ds is not None and model is not None and made_inside(ds, model)
+    if ds is None or model is None:
+        return False
+    # A step the model does not have is reported by the lineage checks, not as a cycle.
+    return made_inside(ds, model) or producer_step_kind(model, ds.spec.produced_by.step) is None
 
 
 def _check_duplicates(repo: Repo, out: Diagnostics) -> None:
