@@ -647,21 +647,21 @@ def mlserver_checks(node: Serving, what: str, requests: bool = False, auth_modes
     autoscaling targets other than cpu, and auth."""
     out = []
 
-    def at(field: str, severity: str, msg: str) -> None:
+    def say(field: str, severity: str, msg: str) -> None:
         out.append(Diagnostic(severity, "unsupported", f"{what}: {msg}", *mlserver.field_pos(node, field)))
 
     if model_fetch_command(node.model_artifact_uri, MLSERVER_MODEL_DIR) is None:
-        at("model", "error", f"the model lives at {node.model_artifact_uri}, which no pod can read; give the "
+        say("model", "error", f"the model lives at {node.model_artifact_uri}, which no pod can read; give the "
            "target an s3:// or gs:// artifactStore")
     if not requests:
         if node.request_timeout_ms is not None or node.max_concurrency is not None:
-            at("requestSettings", "warning", "MLServer and a Deployment have no request timeout or concurrency "
+            say("requestSettings", "warning", "MLServer and a Deployment have no request timeout or concurrency "
                "limit; not applied (KServe and SageMaker carry them)")
         if node.autoscale_metric not in (None, "cpu"):
-            at("replicas", "error", f"a HorizontalPodAutoscaler scales an MLServer Deployment on cpu only, not "
+            say("replicas", "error", f"a HorizontalPodAutoscaler scales an MLServer Deployment on cpu only, not "
                f"{node.autoscale_metric} (KServe scales on concurrency and rps)")
     if node.auth_mode is not None and node.auth_mode not in auth_modes:
-        at("auth", "error", f"{node.auth_mode} authentication is not something {what} can enforce for MLServer"
+        say("auth", "error", f"{node.auth_mode} authentication is not something {what} can enforce for MLServer"
            + (f" (it takes: {', '.join(auth_modes)})" if auth_modes else "; put the endpoint behind your gateway's "
               "auth, or serve on SageMaker (IAM)"))
     return out
