@@ -137,6 +137,8 @@ def model_spec(node: Serving, serve_config_yaml: bytes) -> dict[str, Any]:
         "podLabels": chart_labels(node),
         "tolerations": k8s.tolerations(node),
     })
+    if node.gates:
+        spec["annotations"] = k8s.annotations(node)
     if node.model_cache.enabled:
         # The chart mounts this claim at /data and points HF_HOME there (else /tmp).
         spec["pvcStorage"] = node.model_cache.size

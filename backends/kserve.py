@@ -48,7 +48,8 @@ ADAPTERS_VOLUME = "adapters"
 
 
 def check(node: Serving, serve_config_yaml: bytes | None = None) -> list[Diagnostic]:
-    out = k8s.common_checks(node, "kserve") + k8s.adapter_checks(node, "kserve") + k8s.env_checks(node, "kserve")
+    out = (k8s.common_checks(node, "kserve") + k8s.adapter_checks(node, "kserve") + k8s.env_checks(node, "kserve")
+           + k8s.helm_only_checks(node, "kserve"))
     if "modelCache" in node.field_sources:
         file, pos = k8s._source_pos_of(node.field_sources["modelCache"])
         out.append(Diagnostic("error", "unsupported",
@@ -86,8 +87,13 @@ def inferenceservice(node: Serving, serve_config_yaml: bytes) -> dict[str, Any]:
         "volumeMounts": [{"mountPath": "/dev/shm", "name": "shm"}],
         **location,
     }
-    if node.probes:
+    if "probes" in node.field_sources:
+        # Only probes the spec writes: KServe's serverless mode (Knative) owns probing otherwise.
         model_spec.update(k8s.probes(node, KSERVE_PORT))
+    if "image" in node.field_sources:
+        # Only an image the spec names: the default serving image is vLLM's, not KServe's
+        # Hugging Face server, which the runtime supplies.
+        model_spec["image"] = node.image
     volumes = [k8s.shm_volume(node)]
     if node.adapters and node.adapter_root:
         mount = {"mountPath": node.adapter_root, "name": ADAPTERS_VOLUME}
@@ -117,7 +123,8 @@ def inferenceservice(node: Serving, serve_config_yaml: bytes) -> dict[str, Any]:
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
-        "metadata": {"labels": k8s.labels(node), "name": node.name, "namespace": node.target.namespace},
+        "metadata": {"labels": k8s.labels(node), "name": node.name, "namespace": node.target.namespace,
+                     **({"annotations": k8s.annotations(node)} if node.gates else {})},
         "spec": {"predictor": predictor},
     }
 

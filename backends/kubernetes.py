@@ -210,6 +210,21 @@ def labels(node: Serving) -> dict[str, str]:
     return out
 
 
+def annotations(node: Serving) -> dict[str, str]:
+    """The gates a rollout of this target waits for, recorded on what is deployed (plan reads
+    them from the specs; the annotation makes a gate change visible in the artifact's diff)."""
+    return {"specops.dev/gates": ",".join(node.gates)} if node.gates else {}
+
+
+def helm_only_checks(node: Serving, what: str) -> list[Diagnostic]:
+    """`release` groups production-stack values files; other platforms have nothing to group."""
+    if "release" not in node.field_sources:
+        return []
+    file, pos = _source_pos_of(node.field_sources["release"])
+    return [Diagnostic("warning", "unsupported", f"{what}: `release` only groups production-stack (helm) values "
+                       "files; this platform ignores it", file, pos)]
+
+
 def selector_labels(node: Serving) -> dict[str, str]:
     # A Deployment's selector is immutable: only labels that never change for the node.
     return {"app.kubernetes.io/name": node.name, "app.kubernetes.io/instance": node.name}
@@ -424,12 +439,16 @@ def common_checks(node: Serving, what: str) -> list[Diagnostic]:
 
 
 def check(node: Serving, serve_config_yaml: bytes | None = None) -> list[Diagnostic]:
-    out = common_checks(node, "kubernetes") + adapter_checks(node, "kubernetes") + env_checks(node, "kubernetes")
+    out = (common_checks(node, "kubernetes") + adapter_checks(node, "kubernetes") + env_checks(node, "kubernetes")
+           + helm_only_checks(node, "kubernetes"))
     return out + (mlserver_checks(node, "kubernetes") if node.engine == "mlserver" else [])
 
 
 def _metadata(node: Serving, name: str) -> dict[str, Any]:
-    return {"labels": labels(node), "name": name, "namespace": node.target.namespace}
+    meta: dict[str, Any] = {"labels": labels(node), "name": name, "namespace": node.target.namespace}
+    if annotations(node):
+        meta["annotations"] = annotations(node)
+    return meta
 
 
 def configmap_name(node: Serving) -> str:

@@ -140,7 +140,7 @@ def check(node: Serving, serve_config_yaml: bytes | None = None) -> list[Diagnos
             "warning", "unsupported",
             f"sagemaker endpoint: the LMI container runs vLLM {LMI_VLLM_VERSION}, but the flags "
             f"were checked against vLLM {node.engine_version}", file, pos))
-    out.extend(shape_checks(node))
+    out.extend(shape_checks(node) + k8s.helm_only_checks(node, "sagemaker endpoint"))
     for a in node.adapters:
         afile, apos = k8s._source_pos_of(a.source_pos or node.source)
         out.append(Diagnostic(
@@ -265,6 +265,9 @@ def lmi_environment(node: Serving, config: dict[str, Any]) -> dict[str, str]:
             continue
         name = _RENAMED.get(key, key.replace("-", "_").upper())
         env[f"OPTION_{name}"] = _env_value(value)
+    if node.probes.get("startup"):
+        # LMI's own loading timeout matches the startup budget (its docs: health check >= it).
+        env["OPTION_MODEL_LOADING_TIMEOUT"] = str(startup_timeout(node))
     for e in node.env_vars:  # literal env; secrets are refused by check
         if e.secret is None and e.value is not None:
             env[e.name] = e.value
@@ -296,6 +299,9 @@ def endpoint_requests(node: Serving, serve_config_yaml: bytes | None) -> dict[st
     (application-autoscaling) when the endpoint can grow."""
     region = node.target.region or ""
     tags = sagemaker_tags(node)
+    # The gates go on the endpoint only: the model and config names hash their content, and a
+    # gate change is no reason to replace them. Tag values allow no commas.
+    gate_tags = [{"Key": k, "Value": v.replace(",", " ")} for k, v in k8s.annotations(node).items()]
     base = f"{node.name}-{node.env}"
     if node.engine == "mlserver":
         code = sklearn_container.sourcedir(node)
@@ -317,7 +323,7 @@ def endpoint_requests(node: Serving, serve_config_yaml: bytes | None) -> dict[st
         "InitialInstanceCount": max(1, node.replicas_min),
         "InitialVariantWeight": 1.0,
         "InstanceType": node.instance_type or "",
-        "ModelDataDownloadTimeoutInSeconds": STARTUP_TIMEOUT_S,
+        "ModelDataDownloadTimeoutInSeconds": startup_timeout(node),
         "ModelName": model["ModelName"],
         "VariantName": VARIANT,
     }
@@ -327,7 +333,7 @@ def endpoint_requests(node: Serving, serve_config_yaml: bytes | None) -> dict[st
     endpoint: dict[str, Any] = {
         "EndpointConfigName": endpoint_config["EndpointConfigName"],
         "EndpointName": _name(base),
-        "Tags": tags,
+        "Tags": sorted(tags + gate_tags, key=lambda t: t["Key"]),
     }
     if node.canary_percent > 0:
         endpoint["DeploymentConfig"] = {"BlueGreenUpdatePolicy": {

@@ -431,8 +431,11 @@ def lora_rank_for(rank: int, version: str) -> int | None:
     """The smallest `max-lora-rank` vLLM `version` allows that holds an adapter of `rank`
     (its flag's choices: 1, 8, 16, 32, 64, 128, 256, 320, 512 in 0.32); None when none does."""
     flag = flags_for(version).get("max-lora-rank")
-    choices = sorted(int(c) for c in (flag.choices or ())) if flag is not None else []
-    return next((c for c in choices if c >= rank), None)
+    if flag is None:
+        return None
+    if flag.choices is None:  # older versions take any integer
+        return rank
+    return next((c for c in sorted(int(c) for c in flag.choices) if c >= rank), None)
 
 
 def serving_args(node: Any) -> dict[str, Any]:

@@ -57,8 +57,14 @@ def check_model(resolved: "Resolved", view: "EnvView", node: "Node", out: Diagno
             if use.split not in ds.spec.splits:
                 out.add(at(node, ("datasets", spec.datasets.index(use), "split"), "unresolved-ref",
                             f"dataset '{ds.name}' has no split '{use.split}'" + suggestion(use.split, ds.spec.splits)))
-    elif spec.llm.base.path is not None:
-        check_repo_file(resolved, node, ("llm", "base", "path"), spec.llm.base.path, "base model folder", out)
+    else:
+        if spec.llm.base.path is not None:
+            check_repo_file(resolved, node, ("llm", "base", "path"), spec.llm.base.path, "base model folder", out)
+        if spec.hyperparameters and spec.command is None:
+            # The fine-tune step takes its knobs from `llm.finetune`; nothing reads these.
+            out.add(at(node, ("hyperparameters",), "unsupported",
+                       "an LLM's training knobs live in `llm.finetune`; `hyperparameters` would be ignored",
+                       prefer_key=True))
 
 
 def check_estimator(node: "Node", out: Diagnostics) -> None:
@@ -85,6 +91,11 @@ def check_dataset(resolved: "Resolved", view: "EnvView", node: "Node", out: Diag
         out.add(at(node, ("source", "csv", "header"), "missing-field",
                     "a CSV without a header row needs `columns` to name its fields, in order"))
     _check_check_columns(view, node, out)
+    declared = [c.name for c in spec.columns]
+    for i, col in enumerate(spec.pii.columns):
+        if declared and col not in declared:
+            out.add(at(node, ("pii", "columns", i), "unresolved-ref", f"no declared column '{col}'"
+                       + suggestion(col, declared)))
     if spec.produced_by is not None:
         check_producer(view, node, out)
         return
@@ -124,32 +135,38 @@ def _check_check_columns(view: "EnvView", node: "Node", out: Diagnostics) -> Non
 
 
 def check_lockfile(resolved: "Resolved", out: Diagnostics) -> None:
-    """Locked file:// sources against specops.lock: size, then mtime, then sha256; never the
-    network (remote pins are `specops lock --check`'s). A version the lock does not pin yet is
-    a new source: the step runs unpinned until `specops lock` records it."""
+    """Locked file:// sources against specops.lock, and a `source.sha256` written in the spec
+    against its file: size, then mtime, then sha256; never the network (remote pins are
+    `specops lock --check`'s). A version the lock does not pin yet is a new source: the step
+    runs unpinned until `specops lock` records it."""
     root = resolved.repo.root
     try:
-        sources = read_lock(root)
+        sources = read_lock(root) or {}
     except LockError as e:
         out.add(Diagnostic("error", "data-lock", str(e), LOCK_FILE, None))
-        return
-    if not sources:
-        return
+        sources = {}
     stats = StatCache(root)
     seen: set[str] = set()
     for view in resolved.envs.values():
         for node in view.of_kind("Dataset"):
             src = node.spec.source
-            pin = sources.get(src.uri) if src.uri is not None else None
-            if src.uri is None or not src.uri.startswith("file://") or pin is None or src.uri in seen:
+            if src.uri is None or not src.uri.startswith("file://") or src.uri in seen:
                 continue
             seen.add(src.uri)
+            if not _regular(root / src.uri[len("file://"):]):
+                continue
+            if src.sha256:
+                _, now = stats.digest(src.uri[len("file://"):])
+                if now != f"sha256:{src.sha256}":
+                    out.add(at(node, ("source", "sha256"), "data-lock",
+                               f"'{src.uri[len('file://'):]}' is {now}, not the sha256 the spec pins"))
+            pin = sources.get(src.uri)
+            if pin is None:
+                continue
             if pin.get("version") != src.version:
                 out.add(at(node, ("source", "version"), "data-lock",
                            f"specops.lock pins '{src.uri}' at version '{pin.get('version')}', the spec says"
                            f" '{src.version}': run `specops lock`", severity="warning"))
-                continue
-            if not _regular(root / src.uri[len("file://"):]):
                 continue
             why = local_changed(root, src.uri, pin, stats)
             if why:

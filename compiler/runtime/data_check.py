@@ -70,7 +70,7 @@ from specops.runtime.splits import Permutation, assign, split_counts
 from specops.runtime.tables import FORMATS, a_type, canonical_type
 
 DATASET_KEYS = ("name", "uri", "format", "version", "schema", "splits", "checks", "seed", "csv",
-                "credentials", "lock", "input")
+                "credentials", "lock", "pii", "license", "labels", "input")
 SOURCE_KEYS = ("name", "uri", "format", "version", "schema", "csv", "credentials")
 CSV_KEYS = ("header", "delimiter", "quote", "escape", "encoding")
 LOCK_KEYS = ("digest", "etag", "versionId", "generation", "commit")
@@ -97,9 +97,13 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
         if c["type"] == "references":
             _source(Params(c["dataset"], f"data_check: dataset.checks[{i}].dataset", SOURCE_KEYS))
     lock = Params(d.dict("lock", {}), "data_check: dataset.lock", LOCK_KEYS).p
+    # What the data holds and may be used for: recorded in dataset.json and the report.
+    labels = {"pii": Params(d.dict("pii", {}), "data_check: dataset.pii", ("contains", "columns")).p,
+              "license": d.str("license", None), "labels": d.dict("labels", {})}
+    labels = {k: v for k, v in labels.items() if v}
 
     where = f"data_check: dataset {name!r}"
-    report: dict[str, Any] = {"dataset": name, "version": version, "uri": uri, "format": fmt}
+    report: dict[str, Any] = {"dataset": name, "version": version, "uri": uri, "format": fmt, **labels}
     with contextlib.ExitStack() as stack:
         src = stack.enter_context(materialize(uri, read_root, what=where, version=version,
                                               credentials=source["credentials"], scratch=out))
@@ -142,7 +146,7 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
                       for c, dt in zip(columns, duck_types)]
             write_json(out / "dataset.json", {
                 "name": name, "version": version, "format": "parquet", "schema": schema,
-                "splits": {s: f"{s}.parquet" for s in splits},
+                "splits": {s: f"{s}.parquet" for s in splits}, **labels,
             })
     report.update(rows=n, columns=columns, splits=counts, checks=results, passed=passed)
     write_json(out / "report.json", report)

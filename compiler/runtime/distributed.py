@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -80,7 +81,12 @@ def relaunch(kind: str, params: dict, inputs: dict[str, Path], out: Path, repo_r
         lines = [ln for ln in (proc.stderr or "").splitlines() if ln.strip()]
         # The step's own one-line error, when a rank printed one; else torchrun's last line.
         mine = [ln for ln in lines if ln.startswith(f"{kind}:")]
-        raise StepError(mine[-1] if mine else f"{kind}: torchrun failed: {lines[-1] if lines else proc.returncode}")
+        # Else the exception a rank died of (torchrun's own summary is a banner of '=' lines).
+        # Child lines come prefixed "[rank0]: "; the exception line is "SomeError: why".
+        errors = [m.group(1) for ln in lines if "ChildFailedError" not in ln
+                  and (m := re.search(r"(?:^|\]:)\s*([\w.]*(?:Error|Exception)\b.*)", ln))]
+        why = errors[-1] if errors else (lines[-1] if lines else str(proc.returncode))
+        raise StepError(mine[-1] if mine else f"{kind}: a torchrun process failed: {why}")
     return json.loads((out / "result.json").read_text(encoding="utf-8"))
 
 
@@ -113,6 +119,10 @@ class Context:
             return wrapped, torch.optim.AdamW(trainable, lr=lr)
         if self.plan.strategy == "fsdp":
             from torch.distributed.fsdp import FullyShardedDataParallel
+
+            if not self.cuda:
+                raise ParamError("finetune: strategy 'fsdp' needs GPUs (torch's FSDP runs on accelerators only);"
+                                 " use 'ddp' on CPU")
 
             # use_orig_params: LoRA freezes most weights; FSDP must keep per-parameter grads.
             wrapped = FullyShardedDataParallel(model, use_orig_params=True,

@@ -79,3 +79,14 @@ def test_model_without_finetune_has_no_finetune_step_on_any_backend(tmp_path: Pa
     # The pin still reaches serving.
     assert f"revision: {REV}".encode() in files["staging/serving/support-llm/vllm.yaml"]
     assert f"--model_revision={REV}".encode() in files["staging/serving/support-llm/inferenceservice.yaml"]
+
+
+def test_full_finetune_has_no_lora_params(tmp_path: Path) -> None:
+    repo = _repo(tmp_path, finetune=True)
+    model = repo / "models" / "support-llm.yaml"
+    doc = yaml.safe_load(model.read_text())
+    doc["spec"]["llm"]["finetune"]["method"] = "full"
+    model.write_text(yaml.safe_dump(doc, sort_keys=False))
+    resolved = analyze(repo)
+    (p,) = lower_env(resolved, "dev")[0]
+    assert (p.step("finetune").params["method"], p.step("finetune").params["lora"]) == ("full", None)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from specops.runtime import ParamError, run_step
+from specops.runtime import ParamError, StepError, run_step
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
@@ -67,9 +67,12 @@ def test_two_process_ddp_lora_matches_the_single_process_adapter(repo):
     assert json.loads((base / "two" / "adapter_config.json").read_text())["r"] == 4
 
 
+@pytest.mark.slow
 def test_more_nodes_than_this_machine_is_refused(repo):
     root, base = repo
     with pytest.raises(ParamError, match="distributed.nodes is 2, but this step runs on one machine"):
         finetune(root, base, "n2", distributed={"nodes": 2, "nproc_per_node": 1, "strategy": "ddp"})
+    with pytest.raises(StepError, match="strategy 'fsdp' needs GPUs"):
+        finetune(root, base, "fsdp", distributed={"nodes": 1, "nproc_per_node": 2, "strategy": "fsdp"})
     with pytest.raises(ParamError, match="must be one of ddp, fsdp, deepspeed"):
         finetune(root, base, "bad", distributed={"nodes": 1, "nproc_per_node": 2, "strategy": "horovod"})
