@@ -234,8 +234,7 @@ class BatchScoring(SpecModel):
     # The split scored (a split of the scored Dataset); all rows when absent.
     split: SplitName | None = None
     format: Literal["parquet", "csv"] = "parquet"
-    # Scores on this schedule in its own pipeline (with the registered model); else after training.
-    schedule: Schedule | None = None
+    # Runs after training, in the model's pipeline (on the model's `schedule`, when it has one).
     resources: Resources | None = None
 
 

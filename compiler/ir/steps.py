@@ -97,7 +97,8 @@ def custom_step(model: Node, name: str, image: str, resources: ir.Resources, sou
             inputs[input_name] = w.step
             if w.kind == "step":
                 paths[input_name] = w.output or ""
-    params: dict[str, Any] = {"env": dict(sorted(s.env.items())),
+    # `kind` tells the program where it sits (prep ... score); the checks hold it to the wiring.
+    params: dict[str, Any] = {"env": dict(sorted(s.env.items())), "kind": s.kind,
                               "outputs": {k: v.type for k, v in sorted(s.outputs.items())}}
     if paths:
         params["input_paths"] = paths
