@@ -180,6 +180,25 @@ class _AwsBase:
         except Exception as err:
             raise translate(err, f"{service} client") from None
 
+    def preflight(self, desired: list[Desired]) -> list[str]:
+        """The target's S3 artifact store exists (apply uploads to it first thing); else one line."""
+        store = getattr(self.target, "artifact_store", "") or ""
+        if not store.startswith("s3://") or not desired:
+            return []
+        bucket = store[len("s3://"):].split("/", 1)[0]
+        s3 = self.client("s3")
+        try:
+            s3.head_bucket(Bucket=bucket)
+            return []
+        except Exception as err:
+            code, status = error_code(err), _status(err)
+            if code in ("404", "NoSuchBucket", "NotFound") or status == 404:
+                return [f"artifact store {store} of target '{self.target.name}': bucket '{bucket}' does not exist; "
+                        "create it (or fix artifactStore) before apply"]
+            if code in ("403", "AccessDenied", "Forbidden") or status == 403:
+                return [f"artifact store {store} of target '{self.target.name}': no access to bucket '{bucket}'"]
+            raise translate(err, f"head_bucket {bucket}") from None
+
     def tags(self, arn: str) -> dict[str, str]:
         sm = self.client("sagemaker")
         out: dict[str, str] = {}

@@ -334,6 +334,9 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node, memo: dict[st
     datasets = [ds for ds, _ in uses]
     data_step = f"check-{datasets[0].name}" if datasets else ""
     train, task = _train_step(model, data_step, image, seed)
+    if train is not None and train.kind == "train" and (export := classical.native_export(view, model)):
+        # The booster MLServer's XGBoost/LightGBM runtime serves (specops.ir.classical).
+        train = dataclasses.replace(train, params={**train.params, "export": export})
     if train is None and not gates:
         return None
     if not datasets:

@@ -1,5 +1,9 @@
 """Classical serving on the local platform: MLServer 1.7.1 run by the `local_server` provider.
 
+Also: an XGBoost / LightGBM model on numeric features is trained without preprocessing and its
+booster exported, which MLServer's own XGBoost / LightGBM runtime serves with the same
+predictions.
+
 Real parts: the churn example's model is trained and registered by the step runtime (what
 the local target runs), the repo is compiled, and the provider starts the real MLServer from
 .venv-mlserver (tools/setup_mlserver_venv.sh) with the compiled settings; its Open Inference
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import urllib.request
@@ -123,3 +128,84 @@ def test_mlserver_serves_the_churn_model_with_in_process_predictions(tmp_path):
         provider.delete(ResourceState(address=d.address, type=d.type, name=d.name, content_hash=d.content_hash,
                                       ids=ids, outputs=outputs, attributes=d.attributes, depends_on=[]))
     assert not (repo / ".specops" / "serving" / "dev" / "churn-api").exists()
+
+
+NUMERIC_REPO = {
+    "specops.yaml": """\
+apiVersion: specops.dev/v1alpha1
+kind: Project
+metadata: {name: boosters}
+spec:
+  targets: {local: {backend: zenml}}
+  environments: {dev: {target: local}}
+""",
+    "data.yaml": """\
+apiVersion: specops.dev/v1alpha1
+kind: Dataset
+metadata: {name: points}
+spec:
+  source: {uri: file://points.csv, format: csv, version: v1}
+  columns: [{name: a, type: float}, {name: b, type: float}, {name: c, type: int}, {name: y, type: float}]
+""",
+    "model.yaml": """\
+apiVersion: specops.dev/v1alpha1
+kind: Model
+metadata: {name: booster}
+spec:
+  type: classical
+  datasets: [{dataset: points}]
+  classical: {algorithm: ALGO, task: regression, target: y}
+  hyperparameters: {n_estimators: 20}
+---
+apiVersion: specops.dev/v1alpha1
+kind: ServingTarget
+metadata: {name: booster-api}
+spec:
+  model: booster
+""",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not MLSERVER.exists(), reason="no .venv-mlserver: run tools/setup_mlserver_venv.sh (.ci/run does)")
+@pytest.mark.parametrize("algo,runtime", [("xgboost", "xgboost"), ("lightgbm", "lightgbm")])
+def test_booster_runtimes_serve_the_exported_booster(tmp_path, algo, runtime):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name, text in NUMERIC_REPO.items():
+        (repo / name).write_text(text.replace("ALGO", algo))
+    rng = random.Random(3)
+    rows = ["a,b,c,y"] + [f"{a:.3f},{b:.3f},{c},{2 * a - b + 0.5 * c + rng.gauss(0, 0.1):.3f}"
+                          for a, b, c in ((rng.random(), rng.random(), rng.randrange(5)) for _ in range(300))]
+    (repo / "points.csv").write_text("\n".join(rows) + "\n")
+    resolved = analyze(repo)
+    assert not resolved.diagnostics.has_errors, resolved.diagnostics.sorted()
+    build = compile_repo(resolved, ["dev"])
+    settings = json.loads(build.files()["dev/serving/booster-api/model-settings.json"])
+    assert settings["implementation"] == mlserver.RUNTIMES[runtime]
+    (d,) = [x for x in desired_resources(resolved, build, "dev") if x.type == "local_server"]
+    (p,) = lower_env(resolved, "dev")[0]
+    assert p.step("train").params["export"] == runtime
+    outs = {}
+    for step in p.steps:
+        if step.kind in ("data_check", "train", "register"):
+            out = tmp_path / "steps" / step.name
+            run_step(step.kind, step.params, inputs={k: str(outs[v]) for k, v in step.inputs.items() if v in outs},
+                     output_dir=str(out), repo_root=str(repo))
+            outs[step.name] = out
+    model, meta = load_model(outs["train"], "test")
+    table, _ = load_split_table(outs["check-points"], "test", "test")
+    X = feature_matrix(table, meta["features"]).astype(float)
+    expected = model.predict(X).tolist()
+    provider = LocalServerProvider("dev", repo, {"mlserver": str(MLSERVER)})
+    ids, outputs = provider.apply(d, None)
+    try:
+        body = {"inputs": [{"name": "input-0", "datatype": "FP64", "shape": list(X.shape), "data": X.ravel().tolist()}]}
+        req = urllib.request.Request(outputs["infer"], data=json.dumps(body).encode(),
+                                     headers={"content-type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            (out,) = json.loads(r.read())["outputs"]
+        assert out["data"] == pytest.approx(expected, rel=1e-6) and len(expected) == table.num_rows
+    finally:
+        provider.delete(ResourceState(address=d.address, type=d.type, name=d.name, content_hash=d.content_hash,
+                                      ids=ids, outputs=outputs, attributes=d.attributes, depends_on=[]))

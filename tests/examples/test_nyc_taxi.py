@@ -81,6 +81,9 @@ def test_dev_apply_trains_in_lineage_order_and_serves_through_mlserver(tmp_path,
         actions = {c["address"]: c["action"] for c in plan["resources"]}
         assert actions == {"zenml_pipeline.nyc-taxi-model": "update", "local_server.nyc-taxi-endpoint": "update",
                            "zenml_pipeline.fare-correction": "update"}
+        (down,) = [c for c in plan["resources"] if c["address"] == "zenml_pipeline.fare-correction"]
+        assert down["reason"].startswith("its upstream zenml_pipeline.nyc-taxi-model changes")
+        assert [c["address"] for c in plan["resources"]][-1] == "zenml_pipeline.fare-correction"
     finally:
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
@@ -124,3 +127,17 @@ def test_prod_plans_and_applies_the_endpoint_with_autoscaling_and_reports_drift(
     assert d.exit_code == 2 and "sagemaker_endpoint.nyc-taxi-endpoint" in d.output, d.output
     a = cli("apply", str(repo), "--env", "prod", "--auto-approve")
     assert a.exit_code != 0 and "drift: report" in a.output, a.output
+
+
+def test_plan_says_the_artifact_store_is_missing_and_apply_refuses_up_front(tmp_path, monkeypatch):
+    repo = copy(tmp_path)
+    with aws_test_env(), moto_server() as endpoint:  # a fresh account: no bucket yet
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        plan = cli("plan", str(repo), "--env", "prod")
+        assert "Problem: artifact store s3://acme-mobility-prod/nyc-taxi of target 'aws': bucket " \
+               "'acme-mobility-prod' does not exist" in plan.output, plan.output
+        doc = json.loads(cli("plan", str(repo), "--env", "prod", "--json").output)
+        assert doc["problems"] and "does not exist" in doc["problems"][0]
+        r = cli("apply", str(repo), "--env", "prod", "--auto-approve")
+        assert r.exit_code != 0 and "apply stopped at preflight" in r.output, r.output
+        assert client("sagemaker", endpoint).list_pipelines()["PipelineSummaries"] == []  # nothing half-done
