@@ -18,6 +18,7 @@ from specops.cli.common import (
     json_option,
     out_format,
     require_envs,
+    verbose_option,
 )
 from specops.cli.scaffold import scaffold
 from specops.frontend.loader import load
@@ -30,6 +31,7 @@ from specops.resolve.render import render_env, render_env_documents
 @click.argument("path", default=".", type=click.Path())
 @json_option(DIAG_FORMATS)
 @env_option(multiple=True, help="Check only these environments (repeatable; default: all).")
+@verbose_option
 def validate(path: str, fmt: str, as_json: bool, envs: tuple[str, ...]) -> None:
     """Check every spec under PATH; report all problems at file:line:col."""
     fmt = out_format(fmt, as_json)
