@@ -99,13 +99,15 @@ def test_init_scaffolds_a_repo_that_validates(tmp_path: Path) -> None:
 
 
 def test_unexpected_exceptions_are_one_line(tmp_path: Path, monkeypatch) -> None:
-    import specops.cli.spec_cmds
+    import specops.frontend.loader
 
     def boom(*a, **k):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(specops.cli.spec_cmds, "load", boom)
-    r = CliRunner().invoke(main, ["validate", str(CHURN)])
+    monkeypatch.setattr(specops.frontend.loader, "load", boom)
+    repo = tmp_path / "churn"  # a fresh copy: no validate cache to answer without loading
+    shutil.copytree(CHURN, repo, ignore=shutil.ignore_patterns("build", ".specops"))
+    r = CliRunner().invoke(main, ["validate", str(repo)])
     assert r.exit_code == 1
     assert "specops: error: RuntimeError: disk on fire [internal]" in r.output
     assert "Traceback" not in r.output
