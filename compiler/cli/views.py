@@ -59,6 +59,8 @@ def render_plan(plan: Plan, *, color: bool = False, verbose_limit: int = 20) -> 
              f"{'' if plan.refreshed else '; live state not refreshed'}"]
     if plan.mode == "refresh-only":
         return render_refresh_only(plan, lines, st)
+    for problem in plan.problems:
+        lines.append(st(f"Problem: {problem}", "red", bold=True))
     shown = [c for c in plan.changes if c.action != Action.NOOP or c.drift or c.blocked]
     lines.extend(render_promotions(plan))
     if not shown:
