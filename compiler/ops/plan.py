@@ -128,15 +128,12 @@ class Plan:
     capacity: dict[str, dict[str, Any]] = field(default_factory=dict)
     # "normal", or "refresh-only": the plan only accepts live values into state
     mode: str = "normal"
-<<<<<<< HEAD
     # Retrained model versions a monitor's breach registered, awaiting promotion through git
     # (ops.monitor.pending_promotions); shown next to the model's pipeline, not a change.
     promotions: list[dict[str, Any]] = field(default_factory=list)
-=======
     # What would stop apply before it starts, found by the providers' preflight (a target's
     # artifact store that does not exist): plan says so, apply refuses up front.
     problems: list[str] = field(default_factory=list)
->>>>>>> main
 
     def counts(self) -> dict[str, int]:
         out = {a: 0 for a in ACTIONS}
@@ -164,11 +161,7 @@ class Plan:
                 "state_serial": self.state_serial, "policy": dict(sorted(self.policy.items())),
                 "resources": [c.to_dict() for c in self.changes], "summary": self.counts(),
                 "changes": self.has_changes, "capacity": dict(sorted(self.capacity.items())), "mode": self.mode,
-<<<<<<< HEAD
-                "promotions": list(self.promotions)}
-=======
-                "problems": list(self.problems)}
->>>>>>> main
+                "promotions": list(self.promotions), "problems": list(self.problems)}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"

@@ -92,14 +92,12 @@ REFERENCES: list[tuple[str, tuple, str]] = [
     ("ServingTarget", ("model",), "Model"),
     ("ServingTarget", ("adapters", "*"), "Model"),
     ("ServingTarget", ("gates", "*"), "EvalGate"),
-<<<<<<< HEAD
     ("Monitor", ("watch", "model"), "Model"),
     ("Monitor", ("watch", "inputs", "dataset"), "Dataset"),
     ("Monitor", ("watch", "reference", "dataset"), "Dataset"),
     ("Monitor", ("watch", "feedback", "dataset"), "Dataset"),
     ("Monitor", ("watch", "traffic", "dataset"), "Dataset"),
     ("Monitor", ("watch", "serving"), "ServingTarget"),
-=======
     # Lineage through datasets: a Dataset made by a model's step, the datasets a model's custom
     # steps and batch scoring read ("{}" iterates a mapping's values; a step input holding a
     # '.' wires another step's output, checked by checks.lineage).
@@ -107,7 +105,6 @@ REFERENCES: list[tuple[str, tuple, str]] = [
     ("Model", ("steps", "*", "inputs", "{}"), "Dataset"),
     ("Model", ("steps", "*", "inputs", "{}", "from"), "Dataset"),
     ("Model", ("batch", "*", "dataset"), "Dataset"),
->>>>>>> main
 ]
 
 

@@ -44,11 +44,8 @@ KINDS: dict[str, str] = {
     "register": "registry",
     "deploy": "deploy",
     "trainjob": "trainjob",
-<<<<<<< HEAD
     "monitor": "monitor",
-=======
     "predict": "predict",
->>>>>>> main
 }
 
 
