@@ -33,12 +33,14 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "plan": ("specops.cli.ops_cmds", "plan", "Show what apply would change: specs vs state vs live."),
     "apply": ("specops.cli.ops_cmds", "apply", "Apply the plan (or a saved plan) under the state lock."),
     "drift": ("specops.cli.ops_cmds", "drift", "Show live changes made outside specops (exit 2 if any)."),
+    "show": ("specops.cli.show_cmd", "show", "Show saved plans as text, markdown (a PR comment) or JSON."),
     "import": ("specops.cli.ops_cmds", "import_cmd", "Adopt an existing live object into state."),
     "force-unlock": ("specops.cli.ops_cmds", "force_unlock", "Release a lock left by a crashed apply."),
     "gate": ("specops.cli.gate_cmds", "gate", "Eval gates: run one and record its verdict."),
     "state": ("specops.cli.state_cmds", "state", "Look at and repair recorded state: list, show, rm, mv."),
     "lock": ("specops.cli.lock_cmds", "lock_cmd", "Pin every dataset source by content in specops.lock."),
     "history": ("specops.cli.history_cmd", "history", "Who applied what to an environment, from which commit."),
+    "reconcile": ("specops.cli.reconcile_cmd", "reconcile", "Keep every environment converged on a git branch."),
 }
 
 

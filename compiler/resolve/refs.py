@@ -195,6 +195,12 @@ def resolve(repo: Repo, only_envs: list[str] | None = None) -> Resolved:
                                f"environment '{env_name}' names unknown target '{env.target}'"
                                + suggestion(env.target, project.targets),
                                pdoc.file, pdoc.pos_of(("spec", "environments", env_name, "target"))))
+    for nname, notifier in project.notifications.items():
+        for i, env_name in enumerate(notifier.environments):
+            if env_name not in project.environments:
+                out.add(Diagnostic("error", "unknown-env", f"notifier '{nname}' names unknown environment '{env_name}'"
+                                   + suggestion(env_name, env_names),
+                                   pdoc.file, pdoc.pos_of(("spec", "notifications", nname, "environments", i))))
     for s in repo.specs:
         for i, env_name in enumerate(getattr(s.model, "environments", None) or []):
             if env_name not in project.environments:
