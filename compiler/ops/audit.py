@@ -64,15 +64,18 @@ def identity(root: Path) -> dict[str, Any]:
 
 
 def entry(root: Path, plan: Any, *, result: Any = None, outcome: str | None = None, error: str | None = None,
-          state_serial: int | None = None, saved_plan: bool = False) -> dict[str, Any]:
+          state_serial: int | None = None, saved_plan: bool = False,
+          actor: dict[str, Any] | None = None) -> dict[str, Any]:
     """One history entry. `outcome` names an apply that did not run its changes
-    ("refused", "no-changes"); otherwise it is taken from the ApplyResult."""
+    ("refused", "no-changes"); otherwise it is taken from the ApplyResult. `actor` (who, via,
+    commit, dirty) replaces the identity found here, for a caller that knows it better (the
+    reconcile loop: its own name and the revision it synced)."""
     if outcome is None:
         outcome = "failed" if result.failed else "blocked" if result.blocked else "applied"
         error = error or result.error
     changes = [{"address": c.address, "action": str(c.action)} for c in plan.changes
                if str(c.action) not in ("no-op", "orphan")]
-    doc = {"at": _utc_now_iso(), **identity(root), "result": outcome, "error": redact(error) if error else None,
+    doc = {"at": _utc_now_iso(), **(actor or identity(root)), "result": outcome, "error": redact(error) if error else None,
            "mode": plan.mode, "saved_plan": saved_plan, "changes": changes,
            "applied": list(result.applied) if result else [], "blocked": list(result.blocked) if result else [],
            "failed": result.failed if result else None, "state_serial": state_serial, "specops": __version__}
