@@ -21,7 +21,7 @@ import click
 
 # name -> (module, attribute, one-line help). The help is here so `--help` imports nothing.
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "validate": ("specops.cli.spec_cmds", "validate", "Check every spec; report all problems at file:line:col."),
+    "validate": ("specops.cli.validate_cmd", "validate", "Check every spec; report all problems at file:line:col."),
     "render": ("specops.cli.spec_cmds", "render", "The effective specs of one environment (overrides applied)."),
     "graph": ("specops.cli.spec_cmds", "graph", "The lineage graph: dataset -> model -> gate -> serving."),
     "schema": ("specops.cli.spec_cmds", "schema", "JSON Schema for every kind (and one for yaml-language-server)."),

@@ -28,6 +28,7 @@ from specops.cli.common import (
     out_format,
     require_envs,
     use_color,
+    verbose_option,
 )
 from specops.cli.views import render_drift, render_plan
 from specops.fsio import write_atomic
@@ -96,6 +97,7 @@ def _plan_options(fn: Callable) -> Callable:
               help="Save the plan to FILE for `specops apply FILE` (applied exactly as shown).")
 @json_option()
 @no_color_option
+@verbose_option
 def plan(path: str, env: str, refresh: bool, targets: tuple[str, ...], replace: tuple[str, ...],
          refresh_only: bool, detailed_exitcode: bool, out: str | None, fmt: str, as_json: bool,
          no_color: bool) -> None:
