@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from .common import API_VERSION, envelope_model
 
-KINDS = ("Project", "Dataset", "Model", "Prompt", "EvalGate", "ServingTarget", "Monitor")
+KINDS = ("Project", "Dataset", "Model", "Prompt", "EvalGate", "ServingTarget", "Rule", "Monitor")
 
 
 @cache
@@ -21,11 +21,12 @@ def spec_models() -> dict[str, Any]:
     from .monitor import MonitorSpec
     from .project import ProjectSpec
     from .prompt import PromptSpec
+    from .rule import RuleSpec
     from .serving import ServingTargetSpec
 
     return {"Project": ProjectSpec, "Dataset": DatasetSpec, "Model": ModelSpec,
             "Prompt": PromptSpec, "EvalGate": EvalGateSpec, "ServingTarget": ServingTargetSpec,
-            "Monitor": MonitorSpec}
+            "Rule": RuleSpec, "Monitor": MonitorSpec}
 
 
 @cache

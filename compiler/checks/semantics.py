@@ -11,6 +11,7 @@ from specops.checks.gates import check_gate
 from specops.checks.monitors import check_monitor
 from specops.checks.names import check_registry_name
 from specops.checks.prompts import check_prompt
+from specops.checks.rules import check_rules
 from specops.checks.secrets import check_notifier_refs, check_plaintext_secrets, check_secret_refs
 from specops.checks.serving import check_serving
 from specops.checks.targets import check_targets
@@ -63,3 +64,5 @@ def check_semantics(resolved: "Resolved", out: Diagnostics) -> None:
             check_secret_refs(view, node, out)
         for node in view.of_kind("Monitor"):
             check_monitor(resolved, view, node, out)
+    # Last: a rule is not checked on a spec that already has errors of its own.
+    check_rules(resolved, out)
