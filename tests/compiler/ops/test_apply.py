@@ -57,16 +57,19 @@ def test_apply_without_tty_or_auto_approve_is_refused(repo):
 def test_apply_records_every_action_and_second_plan_is_empty(repo):
     r = cli("apply", str(repo), "--env", "dev", "--auto-approve")
     assert r.exit_code == 0, r.output
-    assert "[1/3] creating prompt.ticket-triage ..." in r.output
-    assert "[3/3] creating prompt.support-reply ..." in r.output  # after the pipeline that runs its gate
-    assert "Apply complete: 3 applied." in r.output
+    assert "[1/4] creating prompt.ticket-triage ..." in r.output
+    # after the pipeline that runs its gate; then the model's aliases, after its pipeline
+    assert "[3/4] creating prompt.support-reply ..." in r.output
+    assert "[4/4] creating registered_model.support-llm ..." in r.output
+    assert "Apply complete: 4 applied." in r.output
     st = state_of(repo, "dev")
-    assert sorted(st["resources"]) == ["prompt.support-reply", "prompt.ticket-triage", "zenml_pipeline.support-llm"]
-    assert st["serial"] == 3  # one write per action
+    assert sorted(st["resources"]) == ["prompt.support-reply", "prompt.ticket-triage", "registered_model.support-llm",
+                                       "zenml_pipeline.support-llm"]
+    assert st["serial"] == 4  # one write per action
     assert sorted(p.name for p in (repo / ".specops" / "state").glob("dev.state.json.*.bak")) == \
-        ["dev.state.json.1.bak", "dev.state.json.2.bak"]
+        ["dev.state.json.1.bak", "dev.state.json.2.bak", "dev.state.json.3.bak"]
     r = cli("apply", str(repo), "--env", "dev", "--auto-approve")
-    assert r.exit_code == 0 and "No changes" in r.output and state_of(repo, "dev")["serial"] == 3
+    assert r.exit_code == 0 and "No changes" in r.output and state_of(repo, "dev")["serial"] == 4
 
 
 def test_throttling_is_retried(repo, monkeypatch):
@@ -82,7 +85,8 @@ def test_hard_error_stops_and_reports_what_landed(repo, monkeypatch):
     assert r.exit_code == 1
     last = r.output.strip().splitlines()[-1]
     assert last == ("specops: error: apply stopped at zenml_pipeline.support-llm: run of support-llm failed: boom; "
-                    "applied: prompt.ticket-triage; not applied: zenml_pipeline.support-llm, prompt.support-reply")
+                    "applied: prompt.ticket-triage; not applied: zenml_pipeline.support-llm, prompt.support-reply, "
+                    "registered_model.support-llm")
     assert "Traceback" not in r.output
     assert sorted(state_of(repo, "dev")["resources"]) == ["prompt.ticket-triage"]
     monkeypatch.delenv("SPECOPS_FAKE_FAIL")
@@ -192,7 +196,8 @@ def test_kill_9_mid_apply_then_apply_completes_without_duplicates(repo):
     assert "exists live with this content" in done.stdout
     assert log.read_text().count("create support-llm") == 1  # no duplicate
     st = state_of(repo, "dev")
-    assert sorted(st["resources"]) == ["prompt.support-reply", "prompt.ticket-triage", "zenml_pipeline.support-llm"]
+    assert sorted(st["resources"]) == ["prompt.support-reply", "prompt.ticket-triage", "registered_model.support-llm",
+                                       "zenml_pipeline.support-llm"]
     assert cli("plan", str(repo), "--env", "dev", "--detailed-exitcode").exit_code == 0
 
 
