@@ -83,7 +83,8 @@ def inferenceservice(node: Serving, serve_config_yaml: bytes) -> dict[str, Any]:
         "volumeMounts": [{"mountPath": "/dev/shm", "name": "shm"}],
         **location,
     }
-    if node.probes:
+    if "probes" in node.field_sources:
+        # Only probes the spec writes: KServe's serverless mode (Knative) owns probing otherwise.
         model_spec.update(k8s.probes(node, KSERVE_PORT))
     if "image" in node.field_sources:
         # Only an image the spec names: the default serving image is vLLM's, not KServe's

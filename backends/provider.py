@@ -61,6 +61,15 @@ class Desired:
     depends_on: tuple[str, ...]  # addresses applied before this one
     target: "ir.Target"  # where it lands (backend, region, host, role, serving platform...)
     spec: str  # "Kind/name" of the spec that produced it (for messages)
+    # The identity of the run an apply starts for this resource (set by the engine from the
+    # intent it records first): the content hash, or the hash plus what forced a fresh run
+    # (`--replace`, a trigger). A provider that runs work adopts a run already started or
+    # finished under this key instead of starting another.
+    run_key: str = ""
+
+    @property
+    def run_identity(self) -> str:
+        return self.run_key or self.content_hash
 
 
 @dataclass(frozen=True)

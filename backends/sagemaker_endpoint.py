@@ -224,6 +224,9 @@ def lmi_environment(node: Serving, config: dict[str, Any]) -> dict[str, str]:
             continue
         name = _RENAMED.get(key, key.replace("-", "_").upper())
         env[f"OPTION_{name}"] = _env_value(value)
+    if node.probes.get("startup"):
+        # LMI's own loading timeout matches the startup budget (its docs: health check >= it).
+        env["OPTION_MODEL_LOADING_TIMEOUT"] = str(startup_timeout(node))
     for e in node.env_vars:  # literal env; secrets are refused by check
         if e.secret is None and e.value is not None:
             env[e.name] = e.value
@@ -266,7 +269,7 @@ def endpoint_requests(node: Serving, serve_config_yaml: bytes) -> dict[str, dict
         "InitialInstanceCount": max(1, node.replicas_min),
         "InitialVariantWeight": 1.0,
         "InstanceType": node.instance_type or "",
-        "ModelDataDownloadTimeoutInSeconds": STARTUP_TIMEOUT_S,
+        "ModelDataDownloadTimeoutInSeconds": startup_timeout(node),
         "ModelName": model["ModelName"],
         "VariantName": VARIANT,
     }

@@ -10,10 +10,15 @@ the tags of its runs; the live hash is the tag of its newest *completed* tagged 
 pipeline deleted from the store, or run by hand from other code under a specops tag, is
 drift; untagged ad-hoc runs (`specops run`) are ignored.
 
-Idempotency: after a completed run, apply writes `applied/<hash>.json` (run id, registered
-model version, gate verdicts) next to the run's work directory. A retried apply (after a crash
-before the state was written) whose store still holds that completed run returns the recorded
-result instead of training again.
+Idempotency, whatever is killed: every run also carries the tag `specops-run:<run key>` (the
+content hash, or the hash plus what forced a fresh run: `--replace`), and its child records
+its pid and start time in `started/<key>.json` before the run starts. apply for a key first
+returns a result recorded in `applied/<key>.json`; else, if a run for the key is still going
+on (its apply was killed alone, the child lives on), it waits for that run to finish
+(reattaches); then it adopts a completed run for the key from the store (reading its result
+back when its apply died before it could), and only when there is none does it start one. A
+run killed with its apply's whole process group never completes, so the next apply starts
+one; in every case exactly one run completes per key.
 
 Outputs recorded in state: pipeline, run_id, run_name, status, model_version, model_uri, and
 `gates` ({gate: {model, version, passed, metrics, message, source: "run"}}), which the engine
@@ -27,14 +32,17 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from specops.backends.provider import Desired, Live, ProviderError
-from specops.backends.zenml_run import _pipeline_name, run_local
+from specops.backends.zenml_run import RunResult, _pipeline_name, collect_local, process_start, read_result, run_local
 from specops.extras import MissingExtra, require
+from specops.fsio import write_atomic
 
 HASH_TAG = "specops-hash:"
+RUN_TAG = "specops-run:"
 
 
 def _zenml_env(config_path: Path) -> dict[str, str]:
@@ -110,26 +118,72 @@ class ZenmlProvider:
 
     # ---- apply -------------------------------------------------------------------------------
 
-    def _marker(self, desired: Desired) -> Path:
-        return self.runs / desired.name / "applied" / f"{desired.content_hash}.json"
+    def _dir(self, desired: Desired, what: str) -> Path:
+        # Run keys are hex, '.', '-' and letters: safe file names as they are.
+        return self.runs / desired.name / what / f"{desired.run_identity}.json"
 
     def apply(self, desired: Desired, current: Any) -> tuple[dict[str, str], dict[str, Any]]:
         name = self.pipeline_name(desired, None)
-        marker = self._marker(desired)
+        marker = self._dir(desired, "applied")
         if marker.is_file():
             done = json.loads(marker.read_text(encoding="utf-8"))
             runs = self._pipelines(refresh=True).get(name) or []
             if any(r["id"] == done["ids"].get("run_id") and r["status"] == "completed" for r in runs):
                 return done["ids"], done["outputs"]
-        import yaml
+        files = self._tagged(desired)
+        result = self._adopt(desired, name, files)
+        if result is None:
+            result = run_local(files, workdir=self.runs / desired.name, repo_root=self.root,
+                               zenml_config_path=self.config_path, timeout=self.timeout,
+                               pid_file=self._dir(desired, "started"))
+        return self._record(desired, name, result, marker)
 
+    @staticmethod
+    def _tagged(desired: Desired) -> dict[str, bytes]:
+        import yaml
 
         files = dict(desired.files)
         config = yaml.safe_load(files["run.yaml"].decode("utf-8")) or {}
-        config["tags"] = sorted(set(config.get("tags") or []) | {HASH_TAG + desired.content_hash})
+        tags = {HASH_TAG + desired.content_hash, RUN_TAG + desired.run_identity}
+        config["tags"] = sorted(set(config.get("tags") or []) | tags)
         files["run.yaml"] = yaml.safe_dump(config, sort_keys=True).encode()
-        result = run_local(files, workdir=self.runs / desired.name, repo_root=self.root,
-                           zenml_config_path=self.config_path, timeout=self.timeout)
+        return files
+
+    def _adopt(self, desired: Desired, name: str, files: dict[str, bytes]) -> RunResult | None:
+        """The result of a run already started or finished for this run key, or None."""
+        started = self._dir(desired, "started")
+        waited = started.is_file() and self._wait_for(name, json.loads(started.read_text(encoding="utf-8")))
+        key = desired.run_identity
+        # A plain key (the content hash) adopts any completed run of that content; a forced
+        # fresh run (`--replace`) only its own.
+        tag = HASH_TAG + key if key == desired.content_hash else RUN_TAG + key
+        # What plan's refresh read is current unless a run was still going on since.
+        runs = self._pipelines(refresh=waited).get(name) or []
+        done = next((r for r in runs if r["status"] == "completed" and tag in r["tags"]), None)
+        if done is None:
+            return None
+        work = self.runs / desired.name
+        if (work / "result.json").is_file():
+            result = read_result(work / "result.json", log=str(work / "run.log"))
+            if result.run_id == done["id"]:
+                return result
+        return collect_local(files, done["id"], workdir=work, repo_root=self.root, zenml_config_path=self.config_path)
+
+    def _wait_for(self, name: str, child: dict[str, Any]) -> bool:
+        """Reattach to a run whose apply was killed while its child lives on: wait for it to
+        end. Whether it was still going on."""
+        pid, start = child.get("pid"), child.get("start")
+        if not isinstance(pid, int) or start is None or process_start(pid) != start:
+            return False
+        deadline = time.monotonic() + (self.timeout or 24 * 3600)
+        while process_start(pid) == start:
+            if time.monotonic() > deadline:
+                raise ProviderError(f"a run of {name} for this content is still going on (pid {pid}); "
+                                    "let it finish or stop it, then apply again")
+            time.sleep(0.5)
+        return True
+
+    def _record(self, desired: Desired, name: str, result: RunResult, marker: Path) -> tuple[dict[str, str], dict[str, Any]]:
         gates = self._gates(desired, result)
         if not result.ok:
             log = Path(result.log)
@@ -143,9 +197,8 @@ class ZenmlProvider:
         ids = {"pipeline": name, "run_id": result.run_id or ""}
         outputs = {"pipeline": name, "run_id": result.run_id, "run_name": result.run_name, "status": result.status,
                    "model_version": reg.get("version"), "model_uri": reg.get("uri"), "gates": gates}
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps({"ids": ids, "outputs": outputs}, sort_keys=True, indent=2, default=str) + "\n",
-                          encoding="utf-8")
+        write_atomic(marker, (json.dumps({"ids": ids, "outputs": outputs}, sort_keys=True, indent=2, default=str)
+                              + "\n").encode())
         with self._lock:
             self._cache = None
         return ids, outputs
@@ -153,18 +206,21 @@ class ZenmlProvider:
     @staticmethod
     def _gates(desired: Desired, result: Any) -> dict[str, Any]:
         steps = result.steps
-        metrics = next((s.result.get("metrics") for s in steps.values()
-                        if s.name == "evaluate" and isinstance(s.result, dict)), None)
-        reg = next((s.result for s in steps.values() if s.name == "register" and isinstance(s.result, dict)), {}) or {}
+        evals = {s.name: s.result for s in steps.values() if isinstance(s.result, dict)}
+        reg = evals.get("register") or {}
         out: dict[str, Any] = {}
         for s in steps.values():
             if not s.name.startswith("gate-") or s.status == "skipped":
                 continue
             passed = s.status in ("completed", "cached") and bool((s.result or {}).get("passed"))
             gate = (s.result or {}).get("gate") or s.name[len("gate-"):]
+            # A prompt gate measures in its own evaluate step (eval-<gate>), with row outcomes.
+            ev = evals.get(f"eval-{gate}") or evals.get("evaluate") or {}
             out[gate] = {"model": desired.name, "version": reg.get("version") if passed else None,
-                         "passed": passed, "metrics": metrics or {}, "message": s.error or "",
+                         "passed": passed, "metrics": ev.get("metrics") or {}, "message": s.error or "",
                          "run_id": result.run_id, "source": "run"}
+            if isinstance(ev.get("row_outcomes"), dict):
+                out[gate]["rows"] = dict(sorted(ev["row_outcomes"].items()))
         return out
 
     def delete(self, current: Any) -> None:

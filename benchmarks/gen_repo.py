@@ -68,15 +68,16 @@ def generate(out: Path, n: int = 1000) -> Path:
         ds = f"ds-{i % n_ds}"
         if i % 5 < 3:
             classical_models.append(f"model-{i}")
+            algorithm = ["random_forest", "gradient_boosting", "logistic_regression"][i % 3]
+            hyper = {"C": 1.0 + i % 4} if algorithm == "logistic_regression" else {"max_depth": 3 + i % 4}
             spec = {"type": "classical", "datasets": [{"dataset": ds}],
-                    "classical": {"algorithm": ["random_forest", "gradient_boosting", "logistic_regression"][i % 3],
-                                  "target": "label", "features": ["x", "y"]},
-                    "hyperparameters": {"max_depth": 3 + i % 4}, "resources": {"cpu": "2", "memory": "4Gi"}}
+                    "classical": {"algorithm": algorithm, "target": "label", "features": ["x", "y"]},
+                    "hyperparameters": hyper, "resources": {"cpu": "2", "memory": "4Gi"}}
             extra = {"overrides": {"prod": {"resources": {"cpu": "4", "memory": "8Gi", "instanceType": "ml.m5.xlarge"}}}} if i % 3 == 0 else {}
         else:
             llm_models.append(f"model-{i}")
             spec = {"type": "llm", "datasets": [{"dataset": ds}],
-                    "llm": {"base": {"model": "meta-llama/Llama-3.1-8B-Instruct", "revision": "0e9e39f2"},
+                    "llm": {"base": {"model": "meta-llama/Llama-3.1-8B-Instruct", "revision": "0e9e39f249a16976918f6564b8830bc894c89659"},
                             "finetune": {"method": "lora", "lora": {"r": 8}, "epochs": 1}},
                     "resources": {"accelerator": {"type": "L4", "count": 1}}}
             extra = {"overrides": {"prod": {"resources": {"accelerator": {"type": "H100"}, "instanceType": "ml.p5.48xlarge"}},
@@ -92,7 +93,7 @@ def generate(out: Path, n: int = 1000) -> Path:
             "parameters": {"temperature": 0.2, "maxTokens": 256},
             "labels": {"prod": ["production"], "staging": ["latest"]},
         })))
-    gates = []
+    gates: dict[str, str] = {}  # LLM model -> a gate that evaluates it
     for i in range(n_gates):
         if i % 2:
             m = classical_models[i % len(classical_models)]
@@ -100,16 +101,17 @@ def generate(out: Path, n: int = 1000) -> Path:
         else:
             m = llm_models[i % len(llm_models)]
             metrics = [{"metric": "rougeL", "threshold": ">= 0.4"}]
-            gates.append(f"gate-{i}")
+            gates.setdefault(m, f"gate-{i}")
         docs.append((f"gates/g{i // 25}.yaml", doc("EvalGate", f"gate-{i}", {
             "model": m, "dataset": f"ds-{i % n_ds}", "metrics": metrics, "blocks": ["prod"]})))
+    gated = list(gates)  # environments that require gates serve only gated models
     for i in range(n_serving):
-        m = llm_models[i % len(llm_models)]
+        m = gated[i % len(gated)]
         docs.append((f"serving/s-{i}.yaml", doc("ServingTarget", f"serve-{i}", {
             "model": m, "engine": {"version": "0.32.0", "args": {"max-model-len": 4096, "enable-prefix-caching": True,
                                                                  "gpu-memory-utilization": 0.9}},
             "accelerator": {"type": "L4", "count": 1}, "replicas": {"min": 1, "max": 2},
-            "gates": [gates[i % len(gates)]]},
+            "gates": [gates[m]]},  # a rollout gate evaluates the served model
             environments=["staging", "prod"],
             overrides={"prod": {"accelerator": {"type": "H100"}, "instanceType": "ml.p5.48xlarge"}})))
     by_file: dict[str, list[dict]] = {}

@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # for tests.fixtures when run as a script
 
-from specops.runtime import run_step  # noqa: E402
+from specops.runtime import generate, run_step  # noqa: E402
 from tests.fixtures.qa_model import build_qa_model, write_qa_jsonl  # noqa: E402
 from tests.fixtures.vllm_server import serve  # noqa: E402
 
@@ -35,11 +35,27 @@ ASSERTIONS = [{"type": "icontains", "value": "{{ answer }}"},
               {"type": "not-contains", "value": "refund guaranteed"}]
 
 
+SPANS: list[tuple[float, float]] = []  # (start, end) of every request, perf_counter seconds
+_call = generate.HttpGenerator.__call__
+
+
+def _timed(self, req):  # records when each request was in flight, for the breakdown below
+    t0 = time.perf_counter()
+    try:
+        return _call(self, req)
+    finally:
+        SPANS.append((t0, time.perf_counter()))
+
+
+generate.HttpGenerator.__call__ = _timed
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=200)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--model", type=Path, default=None, help="a qa_model folder (default: train one)")
+    ap.add_argument("--runs", type=int, default=3, help="timed gate evaluations (the best is reported too)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="specops-bench-") as tmp:
         work = Path(tmp)
@@ -64,23 +80,33 @@ def main() -> int:
                                  "parameters": {"temperature": 0, "max_tokens": 24}},
                       "endpoint": {"url": f"{server.base_url}/v1", "model": server.model,
                                    "concurrency": a.concurrency}}
-            t0 = time.perf_counter()
-            res = run_step("evaluate", params, inputs={"data": str(work / "data")}, output_dir=str(work / "eval"),
-                           repo_root=str(repo))
-            wall = time.perf_counter() - t0
-            t1 = time.perf_counter()
-            run_step("gate", {"gate": "bench", "metrics": [{"metric": "pass_rate", "raw": ">= 0.9"}]},
-                     inputs={"metrics": str(work / "eval")}, output_dir=str(work / "gate"), repo_root=".")
-            gate_s = time.perf_counter() - t1
-        rows = json.loads((work / "eval" / "rows.json").read_text())["rows"]
-        lat = [run["latency_ms"] / 1000.0 for r in rows for run in r["runs"]]
-        busy = sum(lat) / a.concurrency
-        overhead = (wall - busy) / wall
-        print(f"rows: {res['rows']}, pass_rate {res['metrics']['pass_rate']}, requests {len(lat)}")
-        print(f"evaluate wall {wall:.2f} s -> {res['rows'] / wall:.1f} rows/s; gate step {gate_s * 1000:.0f} ms")
-        print(f"summed request latency {sum(lat):.2f} s (/ {a.concurrency} = {busy:.2f} s); "
-              f"p50 {sorted(lat)[len(lat) // 2] * 1000:.0f} ms")
-        print(f"overhead (wall - summed latency / concurrency) / wall = {overhead * 100:.1f} % (target <= 5 %)")
+            results = []
+            for k in range(a.runs):
+                SPANS.clear()
+                t0 = time.perf_counter()
+                res = run_step("evaluate", params, inputs={"data": str(work / "data")},
+                               output_dir=str(work / f"eval{k}"), repo_root=str(repo))
+                t_end = time.perf_counter()
+                wall = t_end - t0
+                first = min(s0 for s0, _ in SPANS) - t0
+                last = t_end - max(e for _, e in SPANS)
+                t1 = time.perf_counter()
+                run_step("gate", {"gate": "bench", "metrics": [{"metric": "pass_rate", "raw": ">= 0.9"}]},
+                         inputs={"metrics": str(work / f"eval{k}")}, output_dir=str(work / f"gate{k}"), repo_root=".")
+                gate_s = time.perf_counter() - t1
+                rows = json.loads((work / f"eval{k}" / "rows.json").read_text())["rows"]
+                lat = [run["latency_ms"] / 1000.0 for r in rows for run in r["runs"]]
+                busy = sum(lat) / a.concurrency
+                overhead = (wall - busy) / wall
+                results.append(overhead)
+                print(f"run {k + 1}: rows {res['rows']}, pass_rate {res['metrics']['pass_rate']}, requests {len(lat)}; "
+                      f"evaluate wall {wall:.2f} s -> {res['rows'] / wall:.1f} rows/s; gate step {gate_s * 1000:.0f} ms; "
+                      f"summed request latency {sum(lat):.2f} s (/ {a.concurrency} = {busy:.2f} s), "
+                      f"p50 {sorted(lat)[len(lat) // 2] * 1000:.0f} ms; "
+                      f"overhead (wall - summed latency / concurrency) / wall = {overhead * 100:.1f} %; "
+                      f"before the first request {first * 1000:.0f} ms, after the last {last * 1000:.0f} ms")
+        print(f"best overhead {min(results) * 100:.1f} %, median {sorted(results)[len(results) // 2] * 100:.1f} % "
+              f"(target <= 5 %)")
     return 0
 
 

@@ -15,6 +15,7 @@ revisions, sha256 digests, ETags, run ids are hex, and hex carries 4 bits a char
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 # (pattern, what it is). Anchored on what the provider's format fixes, so prose never matches.
 # Every pattern runs in linear time on any input (a spec string may be a megabyte long): a
@@ -69,33 +70,82 @@ PIN_KEYS = frozenset({"revision", "sha", "sha256", "digest", "etag", "runid", "r
 MASK = "[redacted]"
 
 
+# Quick tests on a whole file's bytes: a file with none of these holds no secret shape, no
+# URI password and no secret-named key, and its documents need no walk (most spec files).
+_FILE_TRIGGERS = (b"AKIA", b"ASIA", b"ABIA", b"ACCA", b"hf_", b"sk-", b"ghp_", b"gho_", b"ghu_", b"ghs_",
+                  b"ghr_", b"github_pat_", b"glpat-", b"AIza", b"-----BEGIN", b"xox")
+_FILE_WORDS = (b"password", b"passwd", b"pwd", b"passphrase", b"secret", b"token", b"key", b"credential",
+               b"credentials")
+_B64_RUN = re.compile(rb"[A-Za-z0-9/+]{40,}")
+_HEX_BYTES = re.compile(rb"[0-9a-fA-F]+")
+
+
+def _ends_a_key(low: bytes, word: bytes) -> bool:
+    """Whether `word` ends a mapping key somewhere in `low` (`db_password:`, `"apikey":`)."""
+    i = low.find(word)
+    while i != -1:
+        j = i + len(word)
+        if low[j:j + 8].lstrip(b"\"' \t\r\n").startswith(b":"):
+            return True
+        i = low.find(word, j)
+    return False
+
+
+def may_hold_secrets(raw: bytes) -> bool:
+    """False when the file cannot hold anything `secret_shape` or `secret_key` would find
+    (plain substring tests: a few milliseconds for a thousand spec files)."""
+    if any(t in raw for t in _FILE_TRIGGERS) or (b"://" in raw and b"@" in raw) or (b"=" in raw and b"?" in raw):
+        return True
+    if b"\\" in raw:  # an escape in a quoted string can spell anything
+        return True
+    low = raw.lower()
+    if any(_ends_a_key(low, w) for w in _FILE_WORDS):
+        return True
+    return any(not _HEX_BYTES.fullmatch(m.group()) for m in _B64_RUN.finditer(raw))
+
+
 def _camel_words(key: str) -> str:
     """`dbPassword` -> `db_Password`: camelCase keys split like snake_case ones."""
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key)
 
 
+@lru_cache(maxsize=4096)  # keys are a small vocabulary, seen in every document
 def secret_key(key: str) -> bool:
     """Whether a mapping key names a secret (`DB_PASSWORD`, `apiKey`, `hf_token`)."""
     return bool(_SECRET_WORDS.search(_camel_words(key)))
 
 
+@lru_cache(maxsize=4096)
 def pin_key(key: str) -> bool:
     return key.replace("-", "_").lower() in PIN_KEYS or _camel_words(key).lower().replace("-", "_") in PIN_KEYS
+
+
+# Substrings without which a shape cannot match: a C-speed `in` test skips its regex for the
+# usual string (validate runs this over every string and key of every spec).
+_TRIGGERS: list[tuple[str, ...]] = [("AKIA", "ASIA", "ABIA", "ACCA"), (), ("hf_",), ("sk-",), ("gh",),
+                                    ("github_pat_",), ("glpat-",), ("AIza",), ("-----BEGIN",), ("xox",)]
+# No credential shape (nor a URI with a password) is shorter than this.
+_MIN_LEN = 10
 
 
 def _real(rx: re.Pattern[str], found: re.Match[str]) -> bool:
     return not _HEX.fullmatch(found.group()) and (rx is not _AWS_SECRET or _looks_random(found.group()))
 
 
+def _candidates(text: str) -> list[tuple[re.Pattern[str], str]]:
+    return [(rx, what) for (rx, what), trig in zip(SHAPES, _TRIGGERS)
+            if (any(t in text for t in trig) if trig else len(text) >= 40)]
+
+
 def secret_shape(text: str) -> tuple[str, int, int] | None:
     """(what, start, end) of the first credential-shaped part of `text`, or None."""
-    if _HEX.fullmatch(text):
+    if len(text) < _MIN_LEN or _HEX.fullmatch(text):
         return None
-    m = _USERINFO.search(text)
+    m = _USERINFO.search(text) if "://" in text else None
     best: tuple[str, int, int] | None = None
     if m:
         best = ("a password in a URI", m.start("secret"), m.end("secret"))
-    for rx, what in SHAPES:
+    for rx, what in _candidates(text):
         found = next((f for f in rx.finditer(text) if _real(rx, f)), None)
         if found is not None and (best is None or found.start() < best[1]):
             best = (what, found.start(), found.end())
@@ -105,11 +155,14 @@ def secret_shape(text: str) -> tuple[str, int, int] | None:
 def redact(text: str) -> str:
     """`text` with every credential-shaped part replaced by [redacted] (URI passwords and
     credential query parameters too)."""
-    if not text:
+    if len(text) < _MIN_LEN:
         return text
-    out = _USERINFO.sub(lambda m: m.group("head") + MASK, text)
-    out = _HTTP_USER.sub(lambda m: m.group("head") + MASK, out)
-    out = _CRED_QUERY.sub(lambda m: m.group("head") + MASK, out)
-    for rx, _ in SHAPES:
+    out = text
+    if "://" in out:
+        out = _USERINFO.sub(lambda m: m.group("head") + MASK, out)
+        out = _HTTP_USER.sub(lambda m: m.group("head") + MASK, out)
+    if "=" in out:
+        out = _CRED_QUERY.sub(lambda m: m.group("head") + MASK, out)
+    for rx, _ in _candidates(out):
         out = rx.sub(lambda m, rx=rx: MASK if _real(rx, m) else m.group(), out)
     return out

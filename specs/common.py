@@ -309,11 +309,36 @@ class Metadata(SpecModel):
     description: str | None = None
 
 
+# Kubernetes resource quantities, the form every backend converts from (KFP's float fields,
+# ZenML's byte counts, SageMaker's instance sizing).
+_NUMBER = r"(?:\d+(?:\.\d+)?|\.\d+)"
+
+
+def _positive(v: str) -> str | None:
+    return "it must be more than 0" if float(re.match(_NUMBER, v).group()) == 0 else None  # type: ignore[union-attr]
+
+
+_cpu_text = grammar(re.compile(_NUMBER + "m?"), "CPU quantity", "cores ('2', '0.5') or millicores ('500m')",
+                    32, _positive).func
+
+
+def _check_cpu(v: int | float | str) -> int | float | str:
+    if isinstance(v, (int, float)):  # cores as YAML reads `cpu: 2` or `cpu: 0.5`
+        return v if 0 < v < 1e6 else _cpu_text(str(v))
+    return _cpu_text(v)
+
+
+# One type for `2`, `0.5` and `"500m"`, so a wrong value is one error, not one per member.
+CpuQuantity = Annotated[int | float | str, AfterValidator(_check_cpu)]
+MemoryQuantity = Annotated[str, grammar(re.compile(_NUMBER + "(?:[KMGTPE]i|[kKMGTPE])?"), "memory quantity",
+                                        "bytes with an optional unit ('8Gi', '512Mi', '4G')", 32, _positive)]
+
+
 class Resources(SpecModel):
     """Compute for a step or a serving replica."""
 
-    cpu: str | int | None = None
-    memory: str | None = None
+    cpu: CpuQuantity | None = None
+    memory: MemoryQuantity | None = None
     accelerator: Accelerator | None = None
     # Backend instance type when the target needs one (SageMaker 'ml.g5.2xlarge').
     instance_type: InstanceType | None = None

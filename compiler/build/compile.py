@@ -16,6 +16,7 @@ normalised by each backend.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import marshal
 import tempfile
@@ -29,7 +30,7 @@ from specops.build import cache
 from specops.build.manifest import Artifact, Build, spec_digest
 from specops.build.output import write_build
 from specops.checks import analyze
-from specops.checks.capacity import capacity_report
+from specops.checks.capacity import capacity_report, startup_probe
 from specops.diagnostics import Diagnostic, SpecError
 from specops.fsio import write_atomic
 from specops.ir.lower import gates_of_model, lower_env
@@ -159,6 +160,9 @@ def compile_serving(resolved: Resolved, view: EnvView, s: ir.Serving, build: Bui
             d = report.to_diagnostic(*diagnostic_location(s.source)) if report.verdict != "ok" else None
             if d is not None:
                 build.diagnostics.add(d)
+            if "startup" not in s.probes:
+                # Unless the spec says otherwise, the server gets as long to start as its weights need.
+                s = dataclasses.replace(s, probes={**s.probes, "startup": startup_probe(report)})
     platform = serving_platform(s.target.serving_platform)
     build.diagnostics.extend(platform.check(s, config))
     if platform is helm_stack and s.release and releases is not None:

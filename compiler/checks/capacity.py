@@ -724,6 +724,21 @@ def render_table(reports: Sequence[CapacityReport], *, reasons: bool = True) -> 
     return "\n".join(lines) + "\n"
 
 
+# Startup budget: a base for the server's own start and CUDA-graph capture, plus a minute per
+# STARTUP_GIB_PER_MINUTE GiB of weights to download and load (a conservative ~70 MB/s).
+STARTUP_BASE_S = 600
+STARTUP_GIB_PER_MINUTE = 4
+STARTUP_PERIOD_S = 10
+
+
+def startup_probe(report: CapacityReport) -> dict[str, Any]:
+    """Startup-probe timings that suit the model's size (its weights' bytes)."""
+    minutes = math.ceil(report.weights_total_bytes / GIB / STARTUP_GIB_PER_MINUTE)
+    budget = STARTUP_BASE_S + 60 * minutes
+    return {"path": "/health", "periodSeconds": STARTUP_PERIOD_S,
+            "failureThreshold": math.ceil(budget / STARTUP_PERIOD_S)}
+
+
 def capacity_report(root: Path, s: Any) -> "CapacityReport | Diagnostic":
     """The capacity report of one lowered serving node (`ir.Serving`), or a diagnostic at the
     spec's line when planning fails. Model facts depend only on the config's bytes, so they

@@ -26,6 +26,9 @@ CLASSICAL_METRICS = {"auc", "accuracy", "f1", "precision", "recall", "logloss", 
 LLM_METRICS = {"rougeL", "rouge1", "exact_match", "latency_p50_ms", "latency_p95_ms"}
 # What a prompt evaluation measures besides its assertions' named metrics (prompt_eval.py).
 PROMPT_METRICS = {"pass_rate", "regression_p_value", "latency_p50_ms", "latency_p95_ms"}
+# The dataset column types that can feed a prompt variable of each type.
+COLUMN_TYPES_FOR = {"string": {"string", "category", "date", "datetime"}, "int": {"int"}, "float": {"float", "int"},
+                    "bool": {"bool"}, "list": set()}
 ASSERTION_TYPES = sorted(set(TYPES) | {f"not-{t}" for t, (inv, _) in TYPES.items() if inv})
 # (field, key as written) of what only a prompt gate uses.
 PROMPT_ONLY = (("assertions", "assertions"), ("endpoint", "endpoint"), ("judge", "judge"), ("repeat", "repeat"),
@@ -99,6 +102,9 @@ def _check_prompt_gate(resolved: "Resolved", view: "EnvView", node: "Node", out:
         if ep is not None and ep.api_key is not None and ep.api_key.secret_ref.provider != "env":
             out.add(at(node, path + ("apiKey",), "unsupported", "the gate step reads the endpoint's key from an "
                         "environment variable: use `secretRef: {provider: env, name: VAR}`"))
+        elif ep is not None and ep.api_key is not None and ep.api_key.secret_ref.key is not None:
+            out.add(at(node, path + ("apiKey", "secretRef", "key"), "value", "an environment variable holds one "
+                        "value: drop `key` (the variable is `name`)"))
     dataset = view.get("Dataset", spec.dataset)
     if prompt is not None and dataset is not None:
         _check_variables(resolved, node, prompt, dataset, out)
@@ -141,11 +147,19 @@ def _check_judge(view: "EnvView", node: "Node", out: Diagnostics) -> None:
 
 def _check_variables(resolved: "Resolved", gate: "Node", prompt: "Node", dataset: "Node", out: Diagnostics) -> None:
     columns = [c.name for c in dataset.spec.columns]
-    defaults = {k for k, v in prompt.spec.variables.items() if v.default is not None}
+    column_types = {c.name: c.type for c in dataset.spec.columns}
+    variables = prompt.spec.variables
+    # A variable with a default, or not required (rendered as ""), needs no column.
+    defaults = {k for k, v in variables.items() if v.default is not None or not v.required}
     provided = set(columns) | defaults
     what = f"dataset '{dataset.name}' (split '{gate.spec.split}' of gate '{gate.name}')"
     sink = Diagnostics()  # the prompt's own syntax errors are reported by check_prompt
     for path, u in template_uses(resolved, prompt, template_texts(prompt.spec), sink) or []:
+        var = variables.get(u.name)
+        col = column_types.get(u.name)
+        if var is not None and col is not None and col not in COLUMN_TYPES_FOR[var.type]:
+            out.add(at(prompt, ("variables", u.name, "type"), "template-vars",
+                        f"variable '{u.name}' is typed {var.type}, but column '{u.name}' of {what} is {col}"))
         if u.name not in provided:
             out.add(Diagnostic("error", "template-vars",
                                f"template variable '{u.name}' is not a column of {what} and has no default"

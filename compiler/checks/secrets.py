@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from specops.checks.common import at, doc_offset_pos
 from specops.diagnostics import Diagnostic, Diagnostics
-from specops.redact import pin_key, secret_key, secret_shape
+from specops.redact import may_hold_secrets, pin_key, secret_key, secret_shape
 
 if TYPE_CHECKING:
     from specops.frontend.overrides import Node
@@ -44,7 +44,11 @@ def _walk(data: Any, path: tuple = ()) -> Iterator[tuple[tuple, str, Any]]:
 
 
 def check_plaintext_secrets(resolved: "Resolved", out: Diagnostics) -> None:
+    # One quick test per file; the usual file holds nothing to look at.
+    hot = {rel for rel, raw in resolved.repo.files.items() if may_hold_secrets(raw)}
     for s in resolved.repo.specs:
+        if s.file not in hot and s.file in resolved.repo.files:
+            continue
         doc = s.doc
         for parent, key, value in _walk(doc.data):
             path = parent + (key,)

@@ -9,7 +9,7 @@ from specops.backends import vllm
 from specops.checks.capacity import capacity_report
 from specops.checks.common import at, check_gpu
 from specops.diagnostics import Diagnostic, Diagnostics
-from specops.ir.lower import engine_args_as_written, lower_serving
+from specops.ir.lower import engine_args_as_written, looks_like_path, lower_serving, named_file
 
 if TYPE_CHECKING:
     from specops.frontend.overrides import Node
@@ -159,10 +159,27 @@ def check_capacity(resolved: "Resolved", view: "EnvView", node: "Node", out: Dia
                     severity=severity, notes=tuple(report.notes)))
 
 
+def check_named_files(resolved: "Resolved", node: "Node", args: dict, out: Diagnostics) -> None:
+    """Files an engine arg names ship with the artifact or are refused: a chat template file of
+    the repo is inlined into the serve config; a path outside it, or a tokenizer folder (which
+    cannot travel in a serve config), is an error at its line."""
+    template = args.get("chat-template")
+    if isinstance(template, str) and looks_like_path(template) and not named_file(resolved.repo.root, template):
+        out.add(at(node, ("engine", "args", "chat-template"), "value",
+                   f"chat template '{template}' is not a file of this repository, so it cannot ship with the "
+                   "serving artifact; commit it and name it by its repo-relative path (or inline the template)"))
+    tok = args.get("tokenizer")
+    if isinstance(tok, str) and (tok.startswith(("/", "./", "../")) or (resolved.repo.root / tok).exists()):
+        out.add(at(node, ("engine", "args", "tokenizer"), "value",
+                   f"tokenizer '{tok}' is a local folder, which no serving artifact carries; publish it with the "
+                   "model (a Hub repo id) instead"))
+
+
 def check_engine_args(resolved: "Resolved", node: "Node", out: Diagnostics) -> None:
     spec = node.spec
     version = spec.engine.version or resolved.project.defaults.vllm_version
     args = engine_args_as_written(node)
+    check_named_files(resolved, node, args, out)
     for p in vllm.check_args(args, version):
         path = ("engine", "version") if p.key is None else ("engine", "args", p.key)
         out.add(at(node, path, p.code, p.message, severity=p.severity, prefer_key=p.code != "value"))

@@ -24,7 +24,6 @@ scanned as a flat event stream, which never recurses and stops at the first cros
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 import re
 from typing import Any
@@ -55,9 +54,10 @@ _SEQ = "tag:yaml.org,2002:seq"
 _MERGE = "tag:yaml.org,2002:merge"
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _SCALAR_TAGS = {
     _STR, _INT, _FLOAT, "tag:yaml.org,2002:bool",
-    "tag:yaml.org,2002:null", "tag:yaml.org,2002:timestamp",
+    "tag:yaml.org,2002:null", _TIMESTAMP,
 }
 
 Path = tuple  # tuple[str | int, ...]
@@ -207,14 +207,14 @@ def _scalar(node: Any) -> Any:
         return _int(node)
     if tag == _FLOAT:
         return _float(node)
+    if tag == _TIMESTAMP:
+        # Dates stay strings, as on the fast path: specs compare and emit them verbatim (and
+        # `2024-13-45` matches YAML's date pattern but is no date).
+        return node.value
     if tag not in _SCALAR_TAGS:
         raise _Fail("yaml-tag", f"unsupported YAML tag '{_show_tag(tag)}'; specs use plain YAML values", _pos(node.start_mark))
     pn = node if isinstance(node, yaml.ScalarNode) else yaml.ScalarNode(tag, node.value)
-    value = _constructor.yaml_constructors[tag](_constructor, pn)
-    if isinstance(value, _dt.datetime | _dt.date):
-        # Dates stay strings: specs compare and emit them verbatim.
-        return node.value
-    return value
+    return _constructor.yaml_constructors[tag](_constructor, pn)
 
 
 class _Walker:
@@ -562,7 +562,7 @@ def _fast_scalar(convert: Any) -> Any:
 
 for _cls in (_FastLoader,):
     # Dates stay strings, as in the exact path; numbers go through the same limits.
-    _cls.add_constructor("tag:yaml.org,2002:timestamp", lambda self, node: node.value)
+    _cls.add_constructor(_TIMESTAMP, lambda self, node: node.value)
     _cls.add_constructor(_INT, _fast_scalar(_int))
     _cls.add_constructor(_FLOAT, _fast_scalar(_float))
 

@@ -178,7 +178,10 @@ def prompt_eval_params(view: EnvView, gate: Node, seed: int) -> dict[str, Any]:
     prompt = view.get("Prompt", s.prompt)
     ps = prompt.spec
     body: dict[str, Any] = {"name": prompt.name, "version": ps.version,
-                            "defaults": {k: v.default for k, v in sorted(ps.variables.items()) if v.default is not None},
+                            # Declared defaults; a variable that is not required renders as "".
+                            "defaults": {k: v.default if v.default is not None else ""
+                                         for k, v in sorted(ps.variables.items())
+                                         if v.default is not None or not v.required},
                             "parameters": ps.parameters.model_dump(mode="json", exclude_none=True)}
     if ps.template is not None:
         body["template"] = ps.template
@@ -252,14 +255,14 @@ def _base_params(model: Node) -> dict[str, Any]:
 
 
 def _prompt_gate_steps(view: EnvView, g: Node, name: str, checked: set[str], model_input: dict[str, str],
-                       model: Node, image: str, seed: int) -> list[ir.Step]:
+                       model: Node, image: str, seed: int, root: Any) -> list[ir.Step]:
     """A prompt gate's evaluate step (and the data check of its dataset when the model's
     pipeline does not check it already)."""
     out = []
     ds = view.get("Dataset", g.spec.dataset)
     if ds.name not in checked:
         checked.add(ds.name)
-        out.append(ir.Step(f"check-{ds.name}", "data_check", {"dataset": _dataset_params(ds, seed)},
+        out.append(ir.Step(f"check-{ds.name}", "data_check", {"dataset": _dataset_params(view, ds, seed, root)},
                            image=image, source=_source(g, ("dataset",))))
     params = prompt_eval_params(view, g, seed)
     inputs = {"data": f"check-{ds.name}"}
@@ -340,7 +343,8 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipelin
         measured = "evaluate"
         if g.spec.prompt is not None:
             measured = f"eval-{g.name}"
-            steps.extend(_prompt_gate_steps(view, g, measured, checked, model_input, model, image, seed))
+            steps.extend(_prompt_gate_steps(view, g, measured, checked, model_input, model, image, seed,
+                                            resolved.repo.root))
         step = ir.Step(f"gate-{g.name}", "gate", _gate_params(g, view), inputs={"metrics": measured}, image=image,
                        source=_source(g, ("metrics",)))
         steps.append(step)
@@ -373,6 +377,18 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipelin
         artifact_root=f"{view.target.artifact_store.rstrip('/')}/{view.name}/{model.name}",
         labels=dict(sorted(model.labels.items())), source=_source(model),
     )
+
+
+def looks_like_path(value: str) -> bool:
+    """A chat-template value that names a file rather than being a template itself."""
+    return "{" not in value and "\n" not in value
+
+
+def named_file(root: Any, value: str) -> bool:
+    """`value` is a repo-relative file (a path inside the repository that exists)."""
+    if not looks_like_path(value) or value.startswith("/") or ".." in value.replace("\\", "/").split("/"):
+        return False
+    return (root / value).is_file()
 
 
 # Where each serving platform's init step puts adapters for the server to read: the model
@@ -421,6 +437,11 @@ def lower_serving(resolved: Resolved, view: EnvView, st: Node) -> ir.Serving:
     model = view.get("Model", spec.model)
     base = model.spec.llm.base if model is not None and model.spec.type == "llm" else None
     args = engine_args_as_written(st)
+    template = args.get("chat-template")
+    if isinstance(template, str) and named_file(resolved.repo.root, template):
+        # A file the spec names ships inside the serve config: vLLM reads --chat-template as a
+        # path or as the template itself, so the content travels on every platform.
+        args["chat-template"] = (resolved.repo.root / template).read_text(encoding="utf-8")
     if base is not None and base.revision:
         # The pin reaches the server: weights and, unless another tokenizer is named, the
         # tokenizer come from exactly this commit.

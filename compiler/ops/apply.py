@@ -1,8 +1,12 @@
 """`specops apply`: execute a plan in dependency order, recording each action as it lands.
 
-Crash safety: the state is written (atomically) after EVERY completed action, so a kill -9
-loses at most the action in flight; providers are idempotent, so the next apply repeats that
-one action without creating a duplicate. Throttling / 5xx (`RetryableError`) are retried
+Crash safety: before any work on a resource starts, its intent (the action, the content hash
+and the key of the run it starts) is written to the state; the state is written again
+(atomically) the moment the action lands, clearing the intent. A kill -9 anywhere loses at
+most the action in flight, and the next apply resumes it under the same run key: a provider
+adopts a run already started or finished for that key (waiting for it when it is still
+running) instead of starting another. `--replace` is the deliberate exception: its intent
+carries a fresh run key. Throttling / 5xx (`RetryableError`) are retried
 with tenacity's jittered exponential backoff; any other provider error stops the apply with
 a report of what landed and what did not.
 
@@ -15,13 +19,16 @@ skipped and reported as blocked.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from specops.backends import zenml
+from specops.backends.crashpoint import pause_point
 from specops.backends.provider import ProviderError, retrying
 from specops.backends.zenml_run import run_local
 from specops.diagnostics import suggestion
@@ -73,12 +80,33 @@ def _check_gates(ctx: Any, ch: Change, state: Any) -> list[dict[str, Any]]:
     return rollout_gates(ch, policy=ctx.policy, gates_for=ctx.gates_for, state=state)
 
 
+def record_intent(ctx: Any, ch: Change, state: Any) -> str:
+    """Write what is about to be done to `ch`'s resource into the state before any work
+    starts; return the key of the run it starts or resumes. An intent left by an interrupted
+    apply for the same content keeps its key (the provider adopts that run); `--replace`
+    gets a fresh one (a deliberate new run)."""
+    content_hash = (ch.desired or ch.current).content_hash
+    prev = state.pending.get(ch.address)
+    if prev is not None and prev["content_hash"] == content_hash:
+        run_key = prev["run_key"]
+    elif ch.action == Action.REPLACE:
+        run_key = f"{content_hash}.replace-{uuid.uuid4().hex[:12]}"
+    else:
+        run_key = content_hash
+    state.pending[ch.address] = {"action": ch.action.value, "content_hash": content_hash, "run_key": run_key}
+    ctx.store.write(state)
+    pause_point("intent-recorded")
+    return run_key
+
+
 def _apply_one(ctx: Any, ch: Change, state: Any) -> None:
 
     provider = ctx.provider_for(ch.type)
+    run_key = record_intent(ctx, ch, state)
     if ch.action == Action.DELETE:
         retrying(lambda: provider.delete(ch.current))
         state.resources.pop(ch.address, None)
+        state.pending.pop(ch.address, None)
         return
     current = ch.current
     if ch.action == Action.REPLACE and current is not None:
@@ -86,14 +114,29 @@ def _apply_one(ctx: Any, ch: Change, state: Any) -> None:
         state.resources.pop(ch.address, None)
         ctx.store.write(state)  # the old object is gone: say so before creating the new one
         current = None
-    d = ch.desired
+    d = dataclasses.replace(ch.desired, run_key=run_key)
     ids, outputs = retrying(lambda: provider.apply(d, current))
+    pause_point("action-returned")
     outputs = dict(outputs or {})
     _record_gates(state, outputs)
     state.resources[ch.address] = ResourceState(
         address=ch.address, type=d.type, name=d.name, content_hash=d.content_hash,
         ids=dict(sorted((ids or {}).items())), outputs=dict(sorted(outputs.items())),
         attributes=d.attributes, depends_on=list(d.depends_on))
+    state.pending.pop(ch.address, None)
+
+
+def _settle_intents(ctx: Any, plan: Plan, state: Any) -> None:
+    """Drop intents an interrupted apply left for resources that need nothing now (the state
+    holds that content, or nothing declares it any more)."""
+    desired = {c.address: c for c in plan.changes}
+    stale = [a for a, i in state.pending.items()
+             if (a in state.resources and state.resources[a].content_hash == i["content_hash"])
+             or (a not in state.resources and (a not in desired or desired[a].desired is None))]
+    if stale:
+        for a in stale:
+            del state.pending[a]
+        ctx.store.write(state)
 
 
 def execute(ctx: Any, plan: Plan, state: Any, *, echo: Callable[[str], None], tty: bool = False) -> ApplyResult:
@@ -118,8 +161,10 @@ def execute(ctx: Any, plan: Plan, state: Any, *, echo: Callable[[str], None], tt
             try:
                 _apply_one(ctx, ch, state)
             except ProviderError as e:
-                if _record_gates(state, dict(e.outputs)):
-                    ctx.store.write(state)
+                # The action ended (failed): no run is in flight for it any more.
+                _record_gates(state, dict(e.outputs))
+                state.pending.pop(ch.address, None)
+                ctx.store.write(state)
                 result.failed, result.error = ch.address, str(e)
                 result.not_applied = [c.address for c in todo[i - 1:]]
                 progress.done(i, f"{ch.address}: failed: {e}")
@@ -136,6 +181,8 @@ def execute(ctx: Any, plan: Plan, state: Any, *, echo: Callable[[str], None], tt
             progress.done(i, f"{ch.address}: {ch.action}d in {time.monotonic() - t0:.1f} s")
             for line in _gate_lines(gates_before, state.gates):
                 progress.echo(line)
+        if result.failed is None and state.pending:
+            _settle_intents(ctx, plan, state)
     finally:
         progress.close()
     return result
@@ -301,8 +348,6 @@ def _check_metrics(params: dict[str, Any], metrics: dict[str, Any], baseline: di
 
 def _run_to_gate(ctx: Any, view: Any, node: Any, baseline: dict[str, Any] | None,
                  echo: Callable[[str], None], baseline_rows: dict[str, bool] | None = None) -> dict[str, Any]:
-    import dataclasses
-
     model = gate_model(view, node)
     measured = f"eval-{node.name}" if node.spec.prompt is not None else "evaluate"
     p = lower_pipeline(ctx.resolved, view, model)

@@ -23,10 +23,10 @@ import json
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable
 
 from specops.runtime.common import Params, require_input, resolve_path
 from specops.runtime.errors import ParamError, StepError
@@ -107,10 +107,9 @@ class HttpGenerator:
             time.sleep(0.2 * (attempt + 1))
         raise StepError(f"{url} failed after {RETRIES + 1} attempts: {last}")
 
-    def map(self, reqs: Iterable[Request]) -> Iterator[Answer]:
-        """Answers in request order, `concurrency` requests in flight."""
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            yield from pool.map(self, reqs)
+    def executor(self) -> Executor:
+        """Where requests run: `concurrency` of them in flight."""
+        return ThreadPoolExecutor(max_workers=self.concurrency)
 
 
 class LocalGenerator:
@@ -153,8 +152,21 @@ class LocalGenerator:
                 text = text[:text.index(stop)]
         return Answer(text, (time.perf_counter() - t0) * 1000.0)
 
-    def map(self, reqs: Iterable[Request]) -> Iterator[Answer]:
-        return (self(r) for r in reqs)
+    def executor(self) -> Executor:
+        """One request at a time, in the caller's thread (the model is not thread-safe)."""
+        return InlineExecutor()
+
+
+class InlineExecutor(Executor):
+    """Runs each submitted call at once, in the submitting thread."""
+
+    def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> Future:
+        f: Future = Future()
+        try:
+            f.set_result(fn(*args, **kwargs))
+        except BaseException as e:  # noqa: BLE001 - delivered through the future, as a pool would
+            f.set_exception(e)
+        return f
 
 
 def load_causal_lm(model_dir: Path, repo_root: Path):

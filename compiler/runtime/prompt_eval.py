@@ -48,7 +48,7 @@ from specops.runtime.assertions import Context, check, validate
 from specops.runtime.common import Params, require_input
 from specops.runtime.errors import ParamError, StepError
 from specops.runtime.generate import HttpGenerator, Request, embedder, judge_of, local_generator, model_dir_of
-from specops.runtime.render import render_rows
+from specops.runtime.render import render_rows_iter
 from specops.runtime.significance import Significance, paired_regression
 from specops.runtime.tables import load_split
 
@@ -138,8 +138,6 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
         raise StepError(f"{where}: split {split!r} is empty")
     ids = row_ids(rows)
     defaults = prompt.get("defaults") or {}
-    rendered = render_rows(_sources(prompt, assertions), [{**defaults, **r} for r in rows])
-
     endpoint = p.raw("endpoint", None)
     generator: Any = (HttpGenerator(endpoint, where) if endpoint is not None
                       else local_generator(model_dir_of(p, inputs, repo_root), repo_root))
@@ -148,17 +146,30 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
     if any(str(a["type"]).endswith("llm-rubric") for a in assertions) and ctx.judge is None:
         raise ParamError(f"{where}: llm-rubric needs a judge")
 
-    jobs = [(i, r) for i, rr in enumerate(rendered) if "ok" in rr for r in range(repeat)]
-    reqs = [Request(_prompt_of(prompt, rendered[i]["ok"]), gen_params,
-                    (seed * 1_000_003 + int(ids[i][:8], 16) + r) % 2 ** 31) for i, r in jobs]
+    # Rows go to the model as the render worker produces them; outputs are judged in row order
+    # while later requests are still in flight.
+    rendered: list[dict[str, Any]] = []
+    pending: list[tuple[int, Any]] = []
     runs: dict[int, list[dict[str, Any]]] = {}
-    for (i, _), ans in zip(jobs, generator.map(reqs)):
-        verdicts = [check(_assertion_for_row(a, k, rendered[i]["ok"]), ans.text, ans.latency_ms, ctx)
-                    for k, a in enumerate(assertions)]
-        runs.setdefault(i, []).append({
-            "output": ans.text, "latency_ms": round(ans.latency_ms, 3), "passed": all(v.passed for v in verdicts),
-            "assertions": [{"type": a["type"], "passed": v.passed, "score": round(v.score, DIGITS), "reason": v.reason}
-                           for a, v in zip(assertions, verdicts)]})
+    pool = generator.executor()
+    try:
+        for i, rr in enumerate(render_rows_iter(_sources(prompt, assertions), [{**defaults, **r} for r in rows])):
+            rendered.append(rr)
+            if "ok" in rr:
+                text = _prompt_of(prompt, rr["ok"])
+                for r in range(repeat):
+                    seed_i = (seed * 1_000_003 + int(ids[i][:8], 16) + r) % 2 ** 31
+                    pending.append((i, pool.submit(generator, Request(text, gen_params, seed_i))))
+        for i, fut in pending:
+            ans = fut.result()
+            verdicts = [check(_assertion_for_row(a, k, rendered[i]["ok"]), ans.text, ans.latency_ms, ctx)
+                        for k, a in enumerate(assertions)]
+            runs.setdefault(i, []).append({
+                "output": ans.text, "latency_ms": round(ans.latency_ms, 3), "passed": all(v.passed for v in verdicts),
+                "assertions": [{"type": a["type"], "passed": v.passed, "score": round(v.score, DIGITS),
+                                "reason": v.reason} for a, v in zip(assertions, verdicts)]})
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # a failure stops the requests not yet sent
     return _summarise(out, gate, split, rows, ids, rendered, runs, assertions, fraction, alpha, baseline)
 
 

@@ -7,7 +7,7 @@ or a gate, nor exhaust the machine:
   runs jinja2's code generator: that generator folds constant expressions, so
   `{{ 'a' * 10**10 }}` would allocate ten gigabytes while "compiling" (and
   `jinja2.meta.find_undeclared_variables` runs the generator).
-- `render_rows(sources, rows)` renders in a separate Python process (a hard wall-time limit and
+- `render_rows(sources, rows)` (or `render_rows_iter`, row by row) renders in a separate Python process (a hard wall-time limit and
   an address-space limit), with an immutable sandbox whose arithmetic operators and filters are
   intercepted: intercepted operators and context-passing filters are never folded at compile
   time, and at render time they refuse results past the output limit. Each render has a
@@ -23,11 +23,13 @@ import functools
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import jinja2
 from jinja2 import nodes
@@ -39,7 +41,7 @@ from specops.runtime.errors import ParamError, StepError
 MAX_OUTPUT_CHARS = 200_000  # one rendered text (a prompt, an assertion value)
 MAX_INT = 1_000_000  # an integer argument to a filter (widths, lengths), an exponent's result size
 ROW_SECONDS = 2.0  # deadline of one row's renders, checked at every intercepted operation
-WORKER_MEMORY = 1 << 30  # address space of the rendering process
+WORKER_MEMORY = 1 << 30  # address space the rendering process may add to what it maps at start
 # Names every template may read without a dataset providing them (the sandbox's globals).
 GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace", "true", "false", "none",
                      "True", "False", "None"})
@@ -251,27 +253,30 @@ def render_one(env: _Sandbox, template: jinja2.Template, variables: dict[str, An
     return "".join(out)
 
 
-def render_batch(sources: dict[str, str], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """In-process rendering (the worker's body): per row {"ok": {key: text}} or {"error": line}.
-    A template that does not compile fails every row with the same error."""
+def iter_render(sources: dict[str, str], rows: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """In-process rendering (the worker's body), row by row: {"ok": {key: text}} or
+    {"error": line}. A template that does not compile fails every row with the same error."""
     env = _Sandbox()
     try:
         templates = {k: env.from_string(v) for k, v in sorted(sources.items())}
     except (jinja2.TemplateError, TemplateLimit, RecursionError, MemoryError) as e:
-        return [{"error": _line(e)} for _ in rows]
-    out = []
+        yield from ({"error": _line(e)} for _ in rows)
+        return
     for row in rows:
         env.deadline = time.monotonic() + ROW_SECONDS
         try:
-            out.append({"ok": {k: render_one(env, t, row) for k, t in templates.items()}})
+            yield {"ok": {k: render_one(env, t, row) for k, t in templates.items()}}
         except RecursionError:
-            out.append({"error": "template recursion is too deep"})
+            yield {"error": "template recursion is too deep"}
         except MemoryError:
-            out.append({"error": "template rendering ran out of memory"})
+            yield {"error": "template rendering ran out of memory"}
         except (jinja2.TemplateError, TemplateLimit, ArithmeticError, TypeError, ValueError,
                 AttributeError, KeyError, IndexError) as e:
-            out.append({"error": _line(e)})
-    return out
+            yield {"error": _line(e)}
+
+
+def render_batch(sources: dict[str, str], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return list(iter_render(sources, rows))
 
 
 def _line(e: BaseException) -> str:
@@ -284,42 +289,148 @@ def _line(e: BaseException) -> str:
 
 
 def render_rows(sources: dict[str, str], rows: list[dict[str, Any]], *, timeout_s: float | None = None) -> list[dict[str, Any]]:
-    """Render every source for every row in a worker process: per row {"ok": {key: text}} or
-    {"error": one line}. The worker gets a hard wall-time limit (default: the row deadline
-    times the rows, plus start-up) and an address-space limit; crossing it is a StepError."""
+    """`list(render_rows_iter(...))`."""
+    return list(render_rows_iter(sources, rows, timeout_s=timeout_s))
+
+
+def render_rows_iter(sources: dict[str, str], rows: list[dict[str, Any]], *,
+                     timeout_s: float | None = None) -> Iterator[dict[str, Any]]:
+    """Render every source for every row in a worker process, yielding each row's result as
+    the worker produces it ({"ok": {key: text}} or {"error": one line}), so a gate can send
+    the first rows to the model while later ones render. The worker gets a hard wall-time
+    limit (default: the row deadline times the rows, plus start-up) and an address-space
+    limit; crossing one is a StepError."""
     if not rows:
-        return []
+        return
     timeout = timeout_s if timeout_s is not None else 10.0 + ROW_SECONDS * len(rows)
     payload = json.dumps({"sources": sources, "rows": rows}, default=str).encode()
+    proc: Any = _Forked(json.loads(payload)) if _can_fork() else subprocess.Popen(
+        [sys.executable, "-m", "specops.runtime.render"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env={**os.environ, "PYTHONHASHSEED": "0"})
+    expired = threading.Event()
+
+    def kill() -> None:
+        expired.set()
+        proc.kill()
+
+    timer = threading.Timer(timeout, kill)
+    timer.daemon = True
+    timer.start()
+    n = 0
     try:
-        proc = subprocess.run([sys.executable, "-m", "specops.runtime.render"], input=payload, capture_output=True,
-                              timeout=timeout, env={**os.environ, "PYTHONHASHSEED": "0"}, check=False)
-    except subprocess.TimeoutExpired:
-        raise StepError(f"prompt rendering did not finish in {timeout:g} s (template too expensive)") from None
+        if proc.stdin is not None:
+            try:
+                proc.stdin.write(payload)  # the worker reads all of stdin before it writes
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        for line in proc.stdout:
+            try:
+                item = json.loads(line)
+            except ValueError:
+                raise StepError("prompt rendering returned no result") from None
+            if n >= len(rows) or not isinstance(item, dict):
+                raise ParamError("prompt rendering returned a result of the wrong shape")
+            n += 1
+            yield item
+        proc.wait()
+    finally:
+        timer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+    if expired.is_set():
+        raise StepError(f"prompt rendering did not finish in {timeout:g} s (template too expensive)")
     if proc.returncode != 0:
-        tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        tail = proc.stderr.read().decode("utf-8", "replace").strip().splitlines()
+        proc.stderr.close()
         if any("MemoryError" in t for t in tail):
             raise StepError("prompt rendering ran out of memory (template too expensive)")
         raise StepError(f"prompt rendering failed: {tail[-1] if tail else f'exit {proc.returncode}'}")
-    try:
-        out = json.loads(proc.stdout)
-    except ValueError:
-        raise StepError("prompt rendering returned no result") from None
-    if not isinstance(out, list) or len(out) != len(rows):
+    proc.stderr.close()
+    if n != len(rows):
         raise ParamError("prompt rendering returned a result of the wrong shape")
-    return out
 
 
-def _worker() -> int:
+def _can_fork() -> bool:
+    """Fork the worker (milliseconds; a fresh interpreter costs ~0.2 s of start-up and imports,
+    which a gate would wait for before its first request) where that is safe: Linux, and no
+    other Python thread that could hold a lock the child needs."""
+    return sys.platform == "linux" and hasattr(os, "fork") and threading.active_count() == 1
+
+
+def _limit_memory(extra: int) -> None:
+    """Cap the address space at what this process maps now plus `extra` bytes (a forked
+    worker inherits its parent's mappings, which may hold a loaded model)."""
     try:
         import resource
 
-        resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY, WORKER_MEMORY))
+        with open("/proc/self/statm", encoding="ascii") as f:
+            mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        resource.setrlimit(resource.RLIMIT_AS, (mapped + extra, mapped + extra))
     except (ImportError, ValueError, OSError):  # pragma: no cover - non-POSIX or a lower hard limit
         pass
+
+
+class _Forked:
+    """A forked rendering worker with the part of Popen's interface render_rows_iter uses."""
+
+    def __init__(self, req: dict[str, Any]):
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: render, write JSON lines, and leave without cleanup
+            code = 1
+            try:
+                os.close(out_r)
+                os.close(err_r)
+                _limit_memory(WORKER_MEMORY)
+                sys.setrecursionlimit(400)
+                with os.fdopen(out_w, "wb") as out:
+                    for item in iter_render(req["sources"], req["rows"]):
+                        out.write(json.dumps(item).encode() + b"\n")
+                        out.flush()
+                code = 0
+            except BaseException as e:  # noqa: BLE001 - reported to the parent through the pipe
+                os.write(err_w, f"{type(e).__name__}: {e}".encode()[-2000:])
+            finally:
+                os._exit(code)
+        os.close(out_w)
+        os.close(err_w)
+        self.stdin = None
+        self.stdout = os.fdopen(out_r, "rb")
+        self.stderr = os.fdopen(err_r, "rb")
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _worker() -> int:
+    _limit_memory(WORKER_MEMORY)
     sys.setrecursionlimit(400)
     req = json.loads(sys.stdin.buffer.read())
-    sys.stdout.write(json.dumps(render_batch(req["sources"], req["rows"])))
+    for item in iter_render(req["sources"], req["rows"]):
+        sys.stdout.write(json.dumps(item) + "\n")
+        sys.stdout.flush()  # the gate sends this row to the model while later rows render
     return 0
 
 

@@ -5,6 +5,10 @@ State file format (schema version 1): one JSON object, keys sorted, indent 2, tr
     {"env": ..., "gates": {...}, "lineage": "<uuid4>", "resources": {"<address>": {...}},
      "serial": N, "version": 1}
 
+plus, only while an action is in flight, `"pending": {"<address>": {"action", "content_hash",
+"run_key"}}`: the intent `apply` records before any work starts, so a run interrupted by a
+crash is adopted by the next apply instead of repeated (see specops.ops.apply).
+
 Stores (`local`, `s3`) import only this module; `specops.state.open_store` picks one.
 Only the standard library is used, so the CLI can import it at start-up.
 """
@@ -64,6 +68,8 @@ class State:
     env: str = ""
     resources: dict[str, ResourceState] = field(default_factory=dict)
     gates: dict[str, Any] = field(default_factory=dict)
+    # address -> {"action", "content_hash", "run_key"}: actions started and not yet recorded.
+    pending: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @classmethod
     def new(cls, env: str) -> "State":
@@ -71,7 +77,7 @@ class State:
         return cls(env=env)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        doc = {
             "version": self.version,
             "serial": self.serial,
             "lineage": self.lineage,
@@ -80,6 +86,9 @@ class State:
                           for a, r in self.resources.items()},
             "gates": self.gates,
         }
+        if self.pending:  # only while something is in flight: a settled state reads as before
+            doc["pending"] = {a: dict(sorted(i.items())) for a, i in sorted(self.pending.items())}
+        return doc
 
     def to_bytes(self) -> bytes:
         return (json.dumps(self.to_dict(), sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
@@ -116,7 +125,7 @@ class State:
         if version != SCHEMA_VERSION:
             newer = " (written by a newer specops?)" if version > SCHEMA_VERSION else ""
             raise StateError(f"{where}: state schema version {version} is not supported{newer}; this specops reads version {SCHEMA_VERSION}")
-        expected = {"version", "serial", "lineage", "env", "resources", "gates"}
+        expected = {"version", "serial", "lineage", "env", "resources", "gates", "pending"}
         unknown = sorted(set(doc) - expected)
         if unknown:
             raise bad(f"unknown key(s) {', '.join(map(repr, unknown))}")
@@ -153,7 +162,20 @@ class State:
                 depends_on=list(raw.get("depends_on", [])),
             )
         return cls(version=version, serial=serial, lineage=doc["lineage"], env=doc["env"],
-                   resources=resources, gates=dict(doc["gates"]))
+                   resources=resources, gates=dict(doc["gates"]), pending=_pending(doc.get("pending", {}), bad))
+
+
+_INTENT_KEYS = {"action", "content_hash", "run_key"}
+
+
+def _pending(raw: Any, bad: Any) -> dict[str, dict[str, str]]:
+    if not isinstance(raw, dict):
+        raise bad("'pending' is not an object")
+    for addr, intent in raw.items():
+        if not isinstance(intent, dict) or set(intent) != _INTENT_KEYS or not all(
+                isinstance(v, str) and v for v in intent.values()):
+            raise bad(f"pending[{addr!r}] is not an intent ({', '.join(sorted(_INTENT_KEYS))})")
+    return {a: dict(i) for a, i in raw.items()}
 
 
 # ---------------------------------------------------------------------------------------
@@ -335,7 +357,35 @@ def prepare_write(state: State, current: State | None, env: str, where: str) -> 
     if state.serial < current.serial:
         raise StateError(f"{where}: state changed since it was read (serial {current.serial} stored, "
                          f"{state.serial} in hand); re-run to plan against the current state")
-    return max(state.serial, current.serial) + 1
+    if state.serial > current.serial:
+        # Someone put an older version in place while this run held what it read.
+        raise StateError(f"{where}: the stored state went backwards since it was read (serial "
+                         f"{current.serial} stored, {state.serial} in hand); nothing was written; "
+                         "restore the newest backup or re-run to plan against what is stored")
+    return current.serial + 1
+
+
+def check_follows(state: State, data: bytes, backup: State, backup_data: bytes, where: str,
+                  backup_where: str) -> None:
+    """The stored version must follow its newest backup: the same lineage, and the next serial
+    (or the very same bytes: a write that stopped between keeping the backup and replacing
+    the state). Anything else was edited or replaced outside specops: refused, naming the
+    backup to restore."""
+    restore = f"nothing was changed; to restore, copy the newest backup {backup_where} over {where}"
+    if state.lineage != backup.lineage:
+        raise StateError(f"{where}: lineage {state.lineage} is not the lineage of its newest backup "
+                         f"({backup.lineage}): this state comes from another project or environment; {restore}")
+    if state.serial == backup.serial + 1 or (state.serial == backup.serial and data == backup_data):
+        return
+    how = "jumps ahead of" if state.serial > backup.serial else "goes back behind"
+    raise StateError(f"{where}: serial {state.serial} {how} its newest backup (serial {backup.serial}; "
+                     f"the next version is {backup.serial + 1}): the file was edited or replaced; {restore}")
+
+
+def genesis(state: State, serial: int) -> State:
+    """The empty version a history starts from: kept as the first backup, so the first real
+    version already has a backup to be checked against."""
+    return State(version=state.version, serial=serial, lineage=state.lineage, env=state.env)
 
 
 def backup_name(state_name: str, serial: int) -> str:

@@ -31,6 +31,8 @@ from specops.state.base import (
     backup_name,
     backup_serials,
     check_env,
+    check_follows,
+    genesis,
     hold_lock,
     prepare_write,
 )
@@ -93,42 +95,59 @@ class LocalStore:
         return f"newest backup to restore from: {newest} (serial {serials[-1]})"
 
     def read(self) -> State | None:
+        data = self._read_bytes()
+        return None if data is None else self._parse(data)
+
+    def _read_bytes(self) -> bytes | None:
+        """The stored bytes, None when there is no state yet. A state file that is gone while
+        its backups are not was deleted: refused (a fresh history would apply everything again)."""
         try:
-            data = self.path.read_bytes()
+            return self.path.read_bytes()
         except FileNotFoundError:
+            serials = self.backups()
+            if serials:
+                newest = self.backup_path(serials[-1])
+                raise StateError(f"{self.path}: the state file is missing but its backups are not; nothing "
+                                 f"was changed; to restore, copy the newest backup {newest} over {self.path}") from None
             return None
         except OSError as e:
             raise StateError(f"{self.path}: cannot read state ({e.strerror or e})") from None
-        return self._parse(data)
 
     def _parse(self, data: bytes) -> State:
+        """Parse the stored bytes and check them against the newest backup (lineage, serial)."""
         try:
             state = State.from_bytes(data, str(self.path))
         except StateError as e:
             raise StateError(f"{e}; nothing was changed; {self._restore_hint()}") from None
         if state.env != self.env:
             raise StateError(f"{self.path}: holds state for env {state.env!r}, not {self.env!r}")
+        serials = self.backups()
+        if serials:
+            bp = self.backup_path(serials[-1])
+            try:
+                backup_data = bp.read_bytes()
+                backup = State.from_bytes(backup_data, str(bp))
+            except (OSError, StateError) as e:
+                raise StateError(f"{bp}: the newest backup cannot be read to check the state against "
+                                 f"({e}); nothing was changed") from None
+            check_follows(state, data, backup, backup_data, str(self.path), str(bp))
         return state
 
     def write(self, state: State) -> None:
         self._check_not_locked_by_other()
-        current_bytes: bytes | None
-        try:
-            current_bytes = self.path.read_bytes()
-        except FileNotFoundError:
-            current_bytes = None
-        except OSError as e:
-            raise StateError(f"{self.path}: cannot read state ({e.strerror or e})") from None
-        # A corrupt current state is a StateError here: nothing is overwritten.
+        current_bytes = self._read_bytes()
+        # A corrupt, edited or replaced current state is a StateError here: nothing is overwritten.
         current = self._parse(current_bytes) if current_bytes is not None else None
         serial = prepare_write(state, current, self.env, str(self.path))
         new = State(version=state.version, serial=serial, lineage=state.lineage, env=state.env,
-                    resources=state.resources, gates=state.gates)
+                    resources=state.resources, gates=state.gates, pending=state.pending)
         data = new.to_bytes()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             if current is not None and current_bytes is not None:
                 atomic_write(self.backup_path(current.serial), current_bytes)
+            else:  # the empty version this history starts from
+                atomic_write(self.backup_path(serial - 1), genesis(new, serial - 1).to_bytes())
             atomic_write(self.path, data)
         except OSError as e:
             raise StateError(f"{self.path}: cannot write state ({e.strerror or e}); the previous state is intact") from None

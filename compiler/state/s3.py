@@ -30,9 +30,20 @@ from specops.state.base import (
     backup_name,
     backup_serials,
     check_env,
+    check_follows,
+    genesis,
     hold_lock,
     prepare_write,
 )
+
+
+# User metadata specops puts on every version it writes (S3 lower-cases the keys).
+_META_LINEAGE = "specops-lineage"
+_META_SERIAL = "specops-serial"
+
+
+def _meta(state: State) -> dict[str, str]:
+    return {_META_LINEAGE: state.lineage, _META_SERIAL: str(state.serial)}
 
 
 def _status(e: Exception) -> tuple[str, int]:
@@ -119,7 +130,7 @@ class S3Store:
         except BotoCoreError as e:
             raise StateError(f"s3://{self.bucket}/{kw.get('Key', '')}: {what} failed: {e}") from None
 
-    def _get(self, key: str) -> tuple[bytes, str] | None:
+    def _get_object(self, key: str) -> dict[str, Any] | None:
         from botocore.exceptions import ClientError
 
         try:
@@ -128,7 +139,17 @@ class S3Store:
             if _is_missing(e):
                 return None
             raise StateError(f"s3://{self.bucket}/{key}: read failed: {_status(e)[0]}") from None
-        return resp["Body"].read(), resp["ETag"]
+        return {"body": resp["Body"].read(), "etag": resp["ETag"], "metadata": resp.get("Metadata") or {}}
+
+    def _get(self, key: str) -> tuple[bytes, str] | None:
+        got = self._get_object(key)
+        return None if got is None else (got["body"], got["etag"])
+
+    def _put_version(self, key: str, state: State, data: bytes, **cond: Any) -> Any:
+        """Put one version of the state, its lineage and serial in the object's metadata: a
+        version uploaded or edited by hand does not carry them (or carries others)."""
+        return self._call("backup" if key != self.key else "write", self.client.put_object, Key=key, Body=data,
+                          ContentType="application/json", Metadata=_meta(state), **cond)
 
     # -- state -----------------------------------------------------------------------
 
@@ -164,19 +185,50 @@ class S3Store:
         return f"newest backup to restore from: s3://{self.bucket}/{self.backup_key(serials[-1])} (serial {serials[-1]})"
 
     def read(self) -> State | None:
-        got = self._get(self.key)
+        got = self._get_object(self.key)
         if got is None:
+            serials = self.backups()
+            if serials:  # deleted: a fresh history would apply everything again
+                newest = f"s3://{self.bucket}/{self.backup_key(serials[-1])}"
+                raise StateError(f"{self.where}: the state object is missing but its backups are not; nothing "
+                                 f"was changed; to restore, copy the newest backup {newest} over {self.where}")
             self._seen, self._etag, self._current, self._current_bytes = True, None, None, None
             return None
-        data, etag = got
+        data, etag = got["body"], got["etag"]
         try:
             state = State.from_bytes(data, self.where)
         except StateError as e:
             raise StateError(f"{e}; nothing was changed; {self._restore_hint()}") from None
         if state.env != self.env:
             raise StateError(f"{self.where}: holds state for env {state.env!r}, not {self.env!r}")
+        self._check_version(state, data, got["metadata"])
         self._seen, self._etag, self._current, self._current_bytes = True, etag, state, data
         return State.from_bytes(data, self.where)  # a fresh copy: the caller may mutate theirs
+
+    def _check_version(self, state: State, data: bytes, meta: dict[str, str]) -> None:
+        """Lineage and serial against what specops recorded in the object's metadata when it
+        wrote it; an object without that metadata (uploaded by hand, or written by an older
+        specops) is checked against its newest backup instead."""
+        if _META_LINEAGE in meta or _META_SERIAL in meta:
+            if meta.get(_META_LINEAGE) == state.lineage and meta.get(_META_SERIAL) == str(state.serial):
+                return
+            raise StateError(
+                f"{self.where}: holds lineage {state.lineage} serial {state.serial}, but specops wrote lineage "
+                f"{meta.get(_META_LINEAGE)} serial {meta.get(_META_SERIAL)} (the object's metadata): it was edited or "
+                f"replaced outside specops; nothing was changed; {self._restore_hint()}")
+        serials = self.backups()
+        if not serials:
+            return
+        where = f"s3://{self.bucket}/{self.backup_key(serials[-1])}"
+        got = self._get(self.backup_key(serials[-1]))
+        if got is None:
+            return  # rotated away between the listing and the read
+        try:
+            backup = State.from_bytes(got[0], where)
+        except StateError as e:
+            raise StateError(f"{where}: the newest backup cannot be read to check the state against ({e}); "
+                             "nothing was changed") from None
+        check_follows(state, data, backup, got[0], self.where, where)
 
     def write(self, state: State) -> None:
         from botocore.exceptions import ClientError
@@ -187,15 +239,16 @@ class S3Store:
         current, current_bytes, etag = self._current, self._current_bytes, self._etag
         serial = prepare_write(state, current, self.env, self.where)
         new = State(version=state.version, serial=serial, lineage=state.lineage, env=state.env,
-                    resources=state.resources, gates=state.gates)
+                    resources=state.resources, gates=state.gates, pending=state.pending)
         data = new.to_bytes()
         if current is not None and current_bytes is not None:
-            self._call("backup", self.client.put_object, Key=self.backup_key(current.serial),
-                       Body=current_bytes, ContentType="application/json")
+            self._put_version(self.backup_key(current.serial), current, current_bytes)
+        else:  # the empty version this history starts from
+            start = genesis(new, serial - 1)
+            self._put_version(self.backup_key(serial - 1), start, start.to_bytes())
         cond = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
         try:
-            resp = self._call("write", self.client.put_object, Key=self.key, Body=data,
-                              ContentType="application/json", **cond)
+            resp = self._put_version(self.key, new, data, **cond)
         except ClientError as e:
             if _is_precondition(e) or _is_conflict(e):
                 self._seen = False

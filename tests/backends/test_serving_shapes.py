@@ -18,6 +18,7 @@ import yaml
 from specops.backends import kserve, kubernetes
 from specops.build.compile import compile_repo
 from specops.checks import analyze
+from specops.checks.capacity import model_facts, plan, startup_probe
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -169,3 +170,15 @@ def test_release_mates_that_disagree_on_a_shared_key_are_an_error_at_the_second(
     assert len(errs) == 1 and "support-llm-b" in errs[0].message and "strategy" in errs[0].message
     lines = (repo / "serving" / "support-llm.yaml").read_text().splitlines()
     assert lines[errs[0].pos.line - 1].strip() == "strategy: RollingUpdate"
+
+
+def test_startup_probe_suits_the_models_size(tmp_path: Path) -> None:
+    """Without a startup probe in the spec, the server gets 10 minutes plus one per 4 GiB of
+    weights: an 8B model in bf16 (~15 GiB) gets 14 minutes; the spec's own probe wins."""
+    dep = yaml.safe_load(build(make_repo(tmp_path, "kubernetes", {})).files()["staging/serving/support-llm/deployment.yaml"])
+    probe = dep["spec"]["template"]["spec"]["containers"][0]["startupProbe"]
+    assert (probe["periodSeconds"], probe["failureThreshold"]) == (10, 84)
+    configs = ROOT / "tests" / "fixtures" / "model_configs"
+    small = startup_probe(plan(model_facts(configs / "llama-3-8b"), gpu="H100"))
+    large = startup_probe(plan(model_facts(configs / "llama-3-70b"), gpu="H100", count=4))
+    assert large["failureThreshold"] > 2 * small["failureThreshold"]

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from specops.backends.provider import ProviderError, make_provider
+from specops.backends.zenml_provider import ZenmlProvider
 from specops.build.compile import compile_repo
 from specops.checks import analyze
 from specops.ops.resources import desired_resources
@@ -60,3 +62,22 @@ def test_failed_gate_is_an_error_carrying_the_verdict(tmp_path):
     assert "(log: .specops/runs/dev/churn-classifier/run.log)" in str(e.value)
     verdict = e.value.outputs["gates"]["churn-auc"]
     assert verdict["passed"] is False and verdict["version"] is None and "auc" in verdict["metrics"]
+
+
+def test_prompt_gate_verdicts_carry_their_own_metrics_and_row_outcomes() -> None:
+    """A run's gate verdicts: a prompt gate's metrics come from its own evaluate step
+    (eval-<gate>), with the row outcomes the next significance test pairs against; a model
+    gate's from the shared evaluate step. (Step results as ZenML's run hands them back.)"""
+    def step(name, result, status="completed"):
+        return SimpleNamespace(name=name, status=status, result=result, error="" if status != "failed" else "no")
+
+    steps = [step("evaluate", {"metrics": {"rougeL": 0.5}}),
+             step("eval-quality", {"metrics": {"pass_rate": 0.9}, "row_outcomes": {"b": False, "a": True}}),
+             step("gate-quality", {"gate": "quality", "passed": True}),
+             step("gate-regression", {"gate": "regression", "passed": True}),
+             step("register", {"version": "7"})]
+    result = SimpleNamespace(steps={s.name: s for s in steps}, run_id="r1")
+    got = ZenmlProvider._gates(SimpleNamespace(name="support-llm"), result)
+    assert got["quality"]["metrics"] == {"pass_rate": 0.9} and got["quality"]["rows"] == {"a": True, "b": False}
+    assert got["regression"]["metrics"] == {"rougeL": 0.5} and "rows" not in got["regression"]
+    assert got["quality"]["version"] == "7"

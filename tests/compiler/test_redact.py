@@ -90,3 +90,16 @@ def test_redact_never_leaves_a_detected_secret(text: str) -> None:
     if found is not None and found[0] != "a password in a URI":
         assert text[found[1]:found[2]] not in redact(text) or MASK in redact(text)
     assert secret_shape(redact(text)) is None or MASK in redact(text)
+
+
+def test_the_file_prefilter_never_hides_what_the_walk_would_find() -> None:
+    from specops.redact import may_hold_secrets
+
+    for text in (b"a: AKIAIOSFODNN7EXAMPLE\n", b"args: [wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY]\n",
+                 b"env: {DB_PASSWORD: x}\n", b'"dbPassword" : x\n', b"apiKey:\n  x\n", b"? password\n: x\n",
+                 b"uri: postgresql://a:b@h/d\n", b"u: https://h/x?sig=abc\n", b'k: "\\x41KIAIOSFODNN7EXAMPLE"\n',
+                 b"credentials: x\n", b"t: hf_AbCdEfGhIjKlMnOpQrStUvWxYz012345\n"):
+        assert may_hold_secrets(text), text
+    for text in (b"revision: 0e9e39f249a16976918f6564b8830bc894c89659\n", b"maxTokens: 8\n",
+                 b"hfToken: {secretRef: {name: hf}}\n".replace(b"hfToken", b"image"), b"name: churn\n"):
+        assert not may_hold_secrets(text), text

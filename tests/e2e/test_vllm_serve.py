@@ -36,7 +36,7 @@ def test_vllm_cpu_serves_tiny_model_from_compiled_config(vllm_server) -> None:
     assert config["served-model-name"] == [vllm_server.model] and config["max-model-len"] == 256
 
     models = _get_json(f"{vllm_server.base_url}/v1/models")
-    assert [m["id"] for m in models["data"]] == [vllm_server.model]
+    assert [m["id"] for m in models["data"]][0] == vllm_server.model
     assert models["data"][0]["max_model_len"] == 256  # the compiled config's value reached the engine
 
     t0 = time.monotonic()
@@ -51,3 +51,21 @@ def test_vllm_cpu_serves_tiny_model_from_compiled_config(vllm_server) -> None:
     assert out["usage"]["prompt_tokens"] > 0
     print(f"vLLM ready after {vllm_server.ready_s:.1f} s; 5-token completion {completion_s * 1000:.0f} ms; "
           f"text {out['choices'][0]['text']!r}")
+
+
+@pytest.mark.slow
+@pytest.mark.vllm_e2e
+def test_vllm_cpu_serves_the_runtimes_lora_adapter_from_compiled_lora_modules(vllm_server, qa_adapter) -> None:
+    """The adapter specops' fine-tune step trained is loaded through the compiled lora-modules
+    (with the max-lora-rank specops derived from its rank) and answers under its own name."""
+    config = yaml.safe_load(vllm_server.config.read_text())
+    assert config["lora-modules"] == [f"qa-lora={qa_adapter}"]
+    assert config["enable-lora"] is True and config["max-lora-rank"] == 8
+    models = {m["id"]: m for m in _get_json(f"{vllm_server.base_url}/v1/models")["data"]}
+    assert models["qa-lora"]["parent"] == vllm_server.model and models["qa-lora"]["root"] == str(qa_adapter)
+    out = _post_json(f"{vllm_server.base_url}/v1/completions", {
+        "model": "qa-lora", "prompt": "Question: How do I reset my router?\nAnswer:", "max_tokens": 5,
+        "temperature": 0, "ignore_eos": True,
+    })
+    assert out["model"] == "qa-lora"
+    assert out["usage"]["completion_tokens"] == 5 and out["choices"][0]["text"]

@@ -126,6 +126,11 @@ MUTATIONS: dict[str, tuple[str, str, tuple, Any]] = {
     "Model:spec.llm.responseField": (SA, MODEL, ("spec", "llm", "responseField"), "answer"),
     "Model:spec.registry.name": (SA, MODEL, ("spec", "registry", "name"), "support-llm-v2"),
     "Model:spec.registry.aliases": (SA, MODEL, ("spec", "registry", "aliases"), ["candidate", "beta"]),
+    # a pinned environment fetches the registered version instead of training it (specops promote)
+    "Model:spec.registry.pin.version": (SA, MODEL, ("overrides", "prod", "registry"),
+                                        {"pin": {"version": 3, "digest": "sha256:" + "a" * 64}}),
+    "Model:spec.registry.pin.digest": (SA, MODEL, ("spec", "registry", "pin"),
+                                       {"version": 1, "digest": "sha256:" + "b" * 64}),
     "Model:spec.resources.cpu": (SA, MODEL, ("spec", "resources", "cpu"), "4"),
     "Model:spec.resources.memory": (SA, MODEL, ("spec", "resources", "memory"), "16Gi"),
     "Model:spec.resources.accelerator.type": (SA, MODEL, ("spec", "resources", "accelerator", "type"), "H100"),
@@ -213,6 +218,85 @@ COVERED_ELSEWHERE: dict[str, str] = {
     "ServingTarget:spec.probes.startup.failureThreshold": "tests/backends/test_serving_shapes.py::test_kubernetes_deployment_carries_the_shape_and_validates",
 }
 
+# ---- EvalGate and Prompt (issue 11): a prompt gate's evaluate step carries them ----------------
+G, G2, P = "gates/quality.yaml", "gates/regression.yaml", "prompts/support-reply.yaml"
+_A = [{"type": "rouge-l", "value": "{{ response }}", "threshold": 0.2, "metric": "rougeL"},
+      {"type": "not-icontains", "value": "refund guaranteed"}, {"type": "latency", "threshold": 1500}]
+_EP = {"url": "http://support-llm:8000/v1", "model": "support-llm"}
+_KEY = {"secretRef": {"provider": "env", "name": "SERVING_TOKEN"}}
+_VARS = {"product": {"type": "string"}, "customer_name": {"type": "string"}, "ticket_body": {"type": "string"}}
+
+
+def _with(items: list, i: int, **change: Any) -> list:
+    return [dict(x, **change) if j == i else x for j, x in enumerate(items)]
+
+
+MUTATIONS.update({
+    "EvalGate:environments": (SA, G2, ("environments",), ["prod"]),
+    "EvalGate:overrides": (SA, G, ("overrides",), {"prod": {"repeat": 3}}),
+    "EvalGate:spec.alpha": (SA, G, ("spec", "alpha"), 0.01),
+    "EvalGate:spec.assertions[].metric": (SA, G, ("spec", "assertions"), _with(_A, 1, metric="no_refund")),
+    "EvalGate:spec.assertions[].threshold": (SA, G, ("spec", "assertions"), _with(_A, 0, threshold=0.3)),
+    "EvalGate:spec.assertions[].type": (SA, G, ("spec", "assertions"), _with(_A, 1, type="not-contains")),
+    "EvalGate:spec.assertions[].value": (SA, G, ("spec", "assertions"), _with(_A, 1, value="full refund")),
+    "EvalGate:spec.assertions[].weight": (SA, G, ("spec", "assertions"), _with(_A, 0, weight=2.0)),
+    "EvalGate:spec.dataset": (SA, G, ("spec", "dataset"), "missing-tickets"),
+    "EvalGate:spec.endpoint.url": (SA, G, ("spec", "endpoint"), _EP),
+    "EvalGate:spec.endpoint.model": (SA, G, ("spec", "endpoint"), dict(_EP, model="support-llm-v2")),
+    "EvalGate:spec.endpoint.concurrency": (SA, G, ("spec", "endpoint"), dict(_EP, concurrency=16)),
+    "EvalGate:spec.endpoint.timeoutSeconds": (SA, G, ("spec", "endpoint"), dict(_EP, timeoutSeconds=5)),
+    "EvalGate:spec.endpoint.apiKey.secretRef.name": (SA, G, ("spec", "endpoint"), dict(_EP, apiKey=_KEY)),
+    "EvalGate:spec.endpoint.apiKey.secretRef.provider": (
+        SA, G, ("spec", "endpoint"), dict(_EP, apiKey={"secretRef": {"provider": "vault", "name": "t"}})),
+    "EvalGate:spec.endpoint.apiKey.secretRef.key": (
+        SA, G, ("spec", "endpoint"), dict(_EP, apiKey={"secretRef": {"provider": "env", "name": "T", "key": "k"}})),
+    "EvalGate:spec.judge.endpoint.url": (SA, G, ("spec", "judge"), {"endpoint": _EP}),
+    "EvalGate:spec.judge.endpoint.model": (SA, G, ("spec", "judge"), {"endpoint": dict(_EP, model="judge")}),
+    "EvalGate:spec.judge.endpoint.concurrency": (SA, G, ("spec", "judge"), {"endpoint": dict(_EP, concurrency=2)}),
+    "EvalGate:spec.judge.endpoint.timeoutSeconds": (SA, G, ("spec", "judge"),
+                                                    {"endpoint": dict(_EP, timeoutSeconds=9)}),
+    "EvalGate:spec.judge.endpoint.apiKey.secretRef.name": (SA, G, ("spec", "judge"), {"endpoint": dict(_EP, apiKey=_KEY)}),
+    "EvalGate:spec.judge.endpoint.apiKey.secretRef.provider": (
+        SA, G, ("spec", "judge"), {"endpoint": dict(_EP, apiKey={"secretRef": {"provider": "vault", "name": "t"}})}),
+    "EvalGate:spec.judge.endpoint.apiKey.secretRef.key": (
+        SA, G, ("spec", "judge"),
+        {"endpoint": dict(_EP, apiKey={"secretRef": {"provider": "env", "name": "T", "key": "k"}})}),
+    "EvalGate:spec.judge.model": (SA, G, ("spec", "judge"), {"model": "support-llm"}),
+    "EvalGate:spec.metrics[].metric": (SA, G2, ("spec", "metrics"), [{"metric": "rouge1", "threshold": ">= 0.3"}]),
+    "EvalGate:spec.metrics[].threshold": (SA, G2, ("spec", "metrics"), [{"metric": "rougeL", "threshold": ">= 0.3"}]),
+    "EvalGate:spec.model": (SA, G, ("spec", "model"), "missing-model"),
+    "EvalGate:spec.onMissingBaseline": (SA, G2, ("spec", "onMissingBaseline"), "fail"),
+    "EvalGate:spec.prompt": (SA, G, ("spec", "prompt"), "ticket-triage"),
+    "EvalGate:spec.repeat": (SA, G, ("spec", "repeat"), 3),
+    "EvalGate:spec.rowPassFraction": (SA, G, ("spec", "rowPassFraction"), 1.0),
+    "EvalGate:spec.split": (SA, G, ("spec", "split"), "train"),
+    "Prompt:overrides": (SA, P, ("overrides",), {"prod": {"parameters": {"temperature": 0.5}}}),
+    "Prompt:spec.messages[].content": (SA, P, ("spec", "messages"),
+                                       [{"role": "user", "content": "{{ product }} {{ customer_name }}: {{ ticket_body }}"}]),
+    "Prompt:spec.messages[].role": (SA, P, ("spec", "messages"),
+                                    [{"role": "system", "content": "{{ product }} {{ customer_name }}: {{ ticket_body }}"}]),
+    "Prompt:spec.model": (SA, P, ("spec", "model"), "missing-model"),
+    "Prompt:spec.parameters.maxTokens": (SA, P, ("spec", "parameters"), {"maxTokens": 64}),
+    "Prompt:spec.parameters.stop": (SA, P, ("spec", "parameters"), {"stop": ["\n\n"]}),
+    "Prompt:spec.parameters.temperature": (SA, P, ("spec", "parameters"), {"temperature": 0.7}),
+    "Prompt:spec.parameters.topP": (SA, P, ("spec", "parameters"), {"topP": 0.5}),
+    "Prompt:spec.variables{}.default": (SA, P, ("spec", "variables"), dict(_VARS, product={"default": "router"})),
+    "Prompt:spec.variables{}.required": (SA, P, ("spec", "variables"), dict(_VARS, product={"required": False})),
+    "Prompt:spec.variables{}.type": (SA, P, ("spec", "variables"), dict(_VARS, product={"type": "int"})),
+    "Prompt:spec.version": (SA, P, ("spec", "version"), 5),
+})
+COVERED_ELSEWHERE.update({
+    # Renaming a gate or a prompt breaks the references to it (an error in the referring file).
+    "EvalGate:metadata.name": "tests/compiler/ir/test_lower_prompt_gates.py::test_prompt_only_gate_over_an_endpoint",
+    "Prompt:metadata.name": "tests/compiler/ops/test_plan.py::test_plan_fresh_env_creates_everything_in_dependency_order",
+    # Plan and apply read these (the label move and its gates), not the compiled build.
+    "EvalGate:spec.blocks": "tests/compiler/ops/test_plan.py::test_plan_shows_blocked_rollout_until_gate_passes",
+    "Prompt:spec.labels": "tests/compiler/ops/test_plan.py::test_prompt_registry_edit_is_drift",
+    "Prompt:environments": "tests/compiler/ops/test_plan.py::test_plan_fresh_env_creates_everything_in_dependency_order",
+    # The example's gated prompt is written as messages.
+    "Prompt:spec.template": "tests/compiler/ir/test_lower_prompt_gates.py::test_prompt_only_gate_over_an_endpoint",
+})
+
 # Probe timing fields of every probe kind reach the same emitter (k8s.probe): one mutation each.
 for _kind in ("startup", "readiness", "liveness"):
     for _f, _v in (("path", "/ready"), ("initialDelaySeconds", 7), ("periodSeconds", 7), ("timeoutSeconds", 7),
@@ -227,13 +311,15 @@ NOT_RUN: dict[str, str] = {
     "*:metadata.annotations": "for people and tools reading the spec",
     "ServingTarget:spec.engine.name": "one engine (vllm) is accepted",
     "Model:spec.type": "selects the classical or the LLM shape of the spec",
+    "EvalGate:metadata.labels": "a gate has no object of its own to label (its steps live in the model's pipeline)",
+    "Prompt:metadata.labels": "for people; the registry's labels per environment are spec.labels",
+    "Prompt:spec.variables{}.description": "for people reading the prompt",
     "Dataset:spec.columns[].description": "for people reading the spec",
 }
 
 # Fields of kinds other issues own, not yet proven to reach an artifact here.
 PENDING: dict[str, str] = {}
-_OTHER_LANES = {"Project": "issue 13/9 (project and CLI)",
-                "Prompt": "issue 11 (prompt gates)", "EvalGate": "issue 11 (prompt gates)"}
+_OTHER_LANES = {"Project": "issue 13/9 (project and CLI)"}
 _CLASSICAL = ("Model:spec.command",)
 
 

@@ -65,11 +65,12 @@ def test_apply_records_every_action_and_second_plan_is_empty(repo):
     st = state_of(repo, "dev")
     assert sorted(st["resources"]) == ["prompt.support-reply", "prompt.ticket-triage", "registered_model.support-llm",
                                        "zenml_pipeline.support-llm"]
-    assert st["serial"] == 4  # one write per action
+    # Two writes per action: its intent before any work, its result the moment it lands.
+    assert st["serial"] == 8 and "pending" not in st
     assert sorted(p.name for p in (repo / ".specops" / "state").glob("dev.state.json.*.bak")) == \
-        ["dev.state.json.1.bak", "dev.state.json.2.bak", "dev.state.json.3.bak"]
+        [f"dev.state.json.{n}.bak" for n in (3, 4, 5, 6, 7)]  # the newest 5 previous versions
     r = cli("apply", str(repo), "--env", "dev", "--auto-approve")
-    assert r.exit_code == 0 and "No changes" in r.output and state_of(repo, "dev")["serial"] == 4
+    assert r.exit_code == 0 and "No changes" in r.output and state_of(repo, "dev")["serial"] == 8
 
 
 def test_throttling_is_retried(repo, monkeypatch):

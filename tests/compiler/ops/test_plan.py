@@ -237,3 +237,25 @@ def test_plan_shows_serving_capacity(tmp_path) -> None:
     assert "capacity ok: fits: 14.96 GiB weights (8.03 B params" in text
     doc = json.loads(CliRunner().invoke(main, ["plan", str(root), "--env", "staging", "--refresh=false", "--json"]).stdout)
     assert doc["capacity"]["support-llm"]["verdict"] == "ok"
+
+
+def test_pipeline_of_a_model_turned_serve_only_is_deleted_with_prune_and_orphaned_without(repo):
+    """Dropping `finetune` (and the gates that evaluated the model) leaves nothing to run: the
+    pipeline disappears from the build, and plan treats it like any removed resource."""
+    for env in ("dev", "staging"):
+        assert cli("apply", str(repo), "--env", env, "--auto-approve").exit_code in (0, 1)
+    model = repo / "models" / "support-llm.yaml"
+    text = model.read_text()
+    start, end = text.index("    finetune:"), text.index("    promptField:")
+    model.write_text(text[:start] + text[end:])
+    for gate in (repo / "gates").glob("*.yaml"):
+        gate.unlink()
+    st = repo / "serving" / "support-llm.yaml"
+    st.write_text(st.read_text().replace("  gates: [support-quality]\n", "")
+                  .replace("    gates: [support-quality, support-no-regression]\n", ""))
+    proj = repo / "specops.yaml"
+    proj.write_text(proj.read_text().replace("requireGates: true, ", ""))
+    dev = json.loads(cli("plan", str(repo), "--env", "dev", "--json").output)
+    assert ("zenml_pipeline.support-llm", "delete") in [(x["address"], x["action"]) for x in dev["resources"]]
+    staging = json.loads(cli("plan", str(repo), "--env", "staging", "--json").output)
+    assert ("zenml_pipeline.support-llm", "orphan") in [(x["address"], x["action"]) for x in staging["resources"]]

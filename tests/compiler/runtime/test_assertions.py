@@ -124,3 +124,20 @@ def test_shape_errors() -> None:
         validate({"type": "latency"}, "a[0]")
     with pytest.raises(ParamError, match="unknown key 'valeu'"):
         validate({"type": "contains", "valeu": "x"}, "a[0]")
+
+
+@pytest.mark.slow
+def test_similar_uses_the_offline_minilm_model() -> None:
+    from specops.runtime.generate import embedder
+
+    ctx = Context(embed=embedder())
+    same = check({"type": "similar", "value": "Your invoice is due at the end of the month."},
+                 "Your invoice is due at the end of the month.", 1.0, ctx)
+    assert same.passed and same.score == pytest.approx(1.0, abs=1e-4)
+    para = check({"type": "similar", "value": "Your invoice is due at the end of the month.", "threshold": 0.5},
+                 "The bill must be paid by the end of this month.", 1.0, ctx)
+    other = check({"type": "similar", "value": "Your invoice is due at the end of the month.", "threshold": 0.5},
+                  "The router light is blinking red.", 1.0, ctx)
+    assert para.passed and not other.passed and para.score > other.score
+    assert check({"type": "similar", "value": ["The router light is blinking red.", "Pay by month end."],
+                  "threshold": 0.5}, "The bill must be paid by the end of this month.", 1.0, ctx).passed

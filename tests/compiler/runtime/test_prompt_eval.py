@@ -126,3 +126,19 @@ def test_prompt_gate_over_http_against_vllm(data, vllm_server, tmp_path) -> None
     assert broken["metrics"]["pass_rate"] < 0.7
     rows = json.loads((tmp_path / "broken" / "rows.json").read_text())["rows"]
     assert all(len(r["runs"]) == 2 for r in rows)
+
+
+@pytest.mark.slow
+@pytest.mark.vllm_e2e
+def test_llm_rubric_asks_the_judge_endpoint(data, vllm_server, tmp_path) -> None:
+    """The wiring of llm-rubric: every output goes to the judge (here the same tiny server,
+    which is no capable judge) with promptfoo's grading prompt, and its answer is parsed:
+    an answer without a JSON verdict fails the row, quoting the answer."""
+    endpoint = {"url": f"{vllm_server.base_url}/v1", "model": vllm_server.model, "concurrency": 2}
+    p = {**params(GOOD, endpoint=endpoint, judge={"endpoint": endpoint}, max_rows=2),
+         "assertions": [{"type": "llm-rubric", "value": "answers the question", "metric": "rubric"}]}
+    res = evaluate(data, tmp_path / "judged", p, None)
+    rows = json.loads((tmp_path / "judged" / "rows.json").read_text())["rows"]
+    reasons = [r["runs"][0]["assertions"][0]["reason"] for r in rows]
+    assert res["metrics"]["pass_rate"] == 0.0 and res["metrics"]["rubric"] == 0.0
+    assert all(x.startswith("the judge's answer holds no JSON object: ") for x in reasons), reasons

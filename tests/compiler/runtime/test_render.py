@@ -72,3 +72,24 @@ def test_worker_has_a_hard_time_limit() -> None:
     with pytest.raises(StepError, match="did not finish"):
         render_rows({"p": "{% for a in s %}{% for b in s %}{% for c in s %}{% endfor %}{% endfor %}{% endfor %}"},
                     [{"s": "x" * 3000}], timeout_s=3)
+
+
+def test_a_fresh_interpreter_renders_when_threads_run() -> None:
+    """Forking is only safe with no other thread; with one, the worker is a new interpreter."""
+    import threading
+
+    from specops.runtime import render
+
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        assert not render._can_fork()
+        out = render_rows({"p": "Q: {{ q }}"}, [{"q": "a"}, {"q": "b"}])
+        with pytest.raises(StepError, match="did not finish"):
+            render_rows({"p": "{% for a in s %}{% for b in s %}{% for c in s %}{% endfor %}{% endfor %}{% endfor %}"},
+                        [{"s": "x" * 3000}], timeout_s=3)
+    finally:
+        stop.set()
+        t.join()
+    assert out == [{"ok": {"p": "Q: a"}}, {"ok": {"p": "Q: b"}}]

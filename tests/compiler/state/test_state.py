@@ -118,7 +118,7 @@ def test_corrupt_state_is_one_line_error_and_nothing_is_overwritten(tmp_path: Pa
         with pytest.raises(StateError):
             store.write(s)
         assert store.path.read_bytes() == data
-        assert store.backups() == [1]
+        assert store.backups() == [0, 1]  # the empty start of the history, then serial 1
 
 
 def test_malformed_resource_named() -> None:
