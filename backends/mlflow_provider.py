@@ -247,7 +247,13 @@ def migrate_legacy_prompts(env: str, root: Path, options: dict[str, Any]) -> lis
     base = Path(root) / LEGACY_PROMPTS / env
     if not base.is_dir():
         return []
-    client = client_for(Path(root), options)
+    try:
+        return _migrate(env, Path(root), base, client_for(Path(root), options))
+    except tracking.RegistryError as e:
+        raise ProviderError(f"migrating {LEGACY_PROMPTS}/{env}/ into MLflow: {e}") from None
+
+
+def _migrate(env: str, root: Path, base: Path, client: Any) -> list[str]:
     moved = []
     for f in sorted(base.glob("*.json")):
         try:

@@ -117,7 +117,7 @@ def record(p: Params, inputs: dict[str, Path], src: Path, digest: str, metrics: 
     """Track the run and register (or reuse, or, pinned, confirm) the MLflow version."""
     t = Params(p.dict("tracking"), "register: tracking", ("uri",))
     uri = t.str("uri", None)
-    registry, model, env = p.str("registry"), p.str("model"), p.str("env")
+    registry, env = p.str("registry"), p.str("env")
     spec_digest = p.str("spec_digest")
     declared = [str(a) for a in p.list("aliases", [])]
     client = tracking.connect(uri, repo_root, token=os.environ.get("MLFLOW_TRACKING_TOKEN"))

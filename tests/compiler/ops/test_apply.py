@@ -220,15 +220,41 @@ def test_churn_apply_then_plan_is_empty(tmp_path):
     assert res["outputs"]["status"] == "completed" and res["outputs"]["model_version"]
     assert st["gates"]["churn-auc"]["passed"] is True
     assert st["gates"]["churn-auc"]["version"] == res["outputs"]["model_version"]
+    # MLflow is the registry: the version with its lineage, this env's aliases, its run and card.
+    from mlflow import MlflowClient
+
+    from specops.runtime import tracking
+
+    c = MlflowClient(tracking.embedded_uri(root), tracking.embedded_uri(root))
+    mv = c.get_model_version_by_alias("churn-classifier", "dev")
+    assert c.get_registered_model("churn-classifier").aliases == {"dev": int(mv.version),
+                                                                  "dev-candidate": int(mv.version)}
+    assert mv.tags["specops.env"] == "dev" and mv.tags["specops.digest"].startswith("sha256:")
+    assert [d["name"] for d in json.loads(mv.tags["specops.datasets"])] == ["customers"]
+    assert json.loads(mv.tags["specops.gates.dev"])["churn-auc"]["passed"] is True
+    run = c.get_run(mv.run_id)
+    assert c.get_experiment(run.info.experiment_id).name == "churn-classifier" and run.data.metrics["auc"] >= 0.75
+    assert "model_card" in {a.path for a in c.list_artifacts(mv.run_id)}
     r = subprocess.run(specops + ["plan", str(root), "--env", "dev", "--detailed-exitcode"], env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    # One edit -> exactly that update.
+    # The alias moved with MLflow's own client: drift, naming it; apply (reconcile) restores it.
+    other = c.create_model_version("churn-classifier", "file:///by-hand")
+    c.set_registered_model_alias("churn-classifier", "dev", other.version)
+    r = subprocess.run(specops + ["drift", str(root), "--env", "dev"], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 2 and f'model.json:aliases.dev: "spec ' in r.stdout, r.stdout + r.stderr
+    assert f'-> "version {other.version}"' in r.stdout
+    r = subprocess.run(specops + ["apply", str(root), "--env", "dev", "--auto-approve"], env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert c.get_model_version_by_alias("churn-classifier", "dev").version == mv.version
+    # One edit -> exactly that update (and the model's aliases then move to the new version).
     m = root / "models" / "churn.yaml"
     m.write_text(m.read_text().replace("max_depth: 3", "max_depth: 4"))
     r = subprocess.run(specops + ["plan", str(root), "--env", "dev", "--detailed-exitcode", "--json"], env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2
-    (row,) = json.loads(r.stdout)["resources"]
-    assert row["action"] == "update"
+    row, aliases = json.loads(r.stdout)["resources"]
+    assert row["action"] == "update" and aliases["address"] == "registered_model.churn-classifier"
     assert [d["path"] for d in row["diffs"]] == ["run.yaml:steps.train.parameters.params.hyperparameters.max_depth"]
