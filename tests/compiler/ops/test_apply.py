@@ -257,4 +257,8 @@ def test_churn_apply_then_plan_is_empty(tmp_path):
     assert r.returncode == 2
     row, aliases = json.loads(r.stdout)["resources"]
     assert row["action"] == "update" and aliases["address"] == "registered_model.churn-classifier"
-    assert [d["path"] for d in row["diffs"]] == ["run.yaml:steps.train.parameters.params.hyperparameters.max_depth"]
+    # the edit, and the digest the register step records (how apply finds the new version)
+    assert [d["path"] for d in row["diffs"]] == ["run.yaml:steps.register.parameters.params.spec_digest",
+                                                 "run.yaml:steps.train.parameters.params.hyperparameters.max_depth"]
+    assert [d["path"] for d in aliases["diffs"]] == ["model.json:aliases.dev", "model.json:aliases.dev-candidate",
+                                                     "model.json:version_of.spec_digest"]
