@@ -97,7 +97,7 @@ def _quiet() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     # MLflow's own HTTP retries back off for minutes; specops retries once, then says so.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 

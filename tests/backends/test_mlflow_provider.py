@@ -171,3 +171,66 @@ def test_gate_run_baseline_is_the_version_the_env_serves(repo, tmp_path):
     c.set_registered_model_alias("support-llm", "prod", stronger)
     r = gate_run()
     assert r.exit_code == 1 and "rougeL = 0.5 < 0.59" in r.output, r.output
+
+
+@pytest.fixture()
+def mlflow_server(tmp_path):
+    """`mlflow server` on 127.0.0.1 (SQLite behind it, the empty store copied in first)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    db = tmp_path / "server" / "mlflow.db"
+    db.parent.mkdir()
+    tracking._empty_store(db)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                             "--backend-store-uri", f"sqlite:///{db}", "--workers", "1",
+                             "--artifacts-destination", (tmp_path / "server" / "artifacts").as_uri()],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise AssertionError("mlflow server did not start")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_a_teams_tracking_server_is_the_registry(repo, mlflow_server, monkeypatch):
+    from mlflow import MlflowClient
+
+    project = repo / "specops.yaml"
+    project.write_text(project.read_text().replace(
+        "      gpus: [L4, H100]\n",
+        f"      gpus: [L4, H100]\n      registry: {{trackingUri: '{mlflow_server}', "
+        "token: {secretRef: {provider: env, name: TEAM_MLFLOW_TOKEN}}}\n"))
+    r = cli("apply", str(repo), "--env", "dev", "--auto-approve")
+    assert r.exit_code == 1 and "registry token: environment variable TEAM_MLFLOW_TOKEN is not set" in r.output
+    monkeypatch.setenv("TEAM_MLFLOW_TOKEN", "not-a-real-token")  # the open server ignores it
+    r = cli("apply", str(repo), "--env", "dev", "--auto-approve")
+    assert r.exit_code == 0, r.output
+    assert not (repo / ".specops" / "mlflow").exists()  # nothing in the embedded store
+    c = MlflowClient(mlflow_server, mlflow_server)
+    assert c.get_prompt_version_by_alias("support-reply", "dev-latest").tags["specops.version"] == "4"
+    served = c.get_model_version_by_alias("support-llm", "dev")
+    c.set_registered_model_alias("support-llm", "dev", c.create_model_version("support-llm", "s3://by-hand/x").version)
+    r = cli("drift", str(repo), "--env", "dev")
+    assert r.exit_code == 2 and "model.json:aliases.dev" in r.output
+    r = cli("apply", str(repo), "--env", "dev", "--auto-approve")
+    assert r.exit_code == 0, r.output
+    assert c.get_model_version_by_alias("support-llm", "dev").version == served.version
+    assert "not-a-real-token" not in r.output

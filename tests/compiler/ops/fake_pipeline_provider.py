@@ -82,7 +82,7 @@ class FakePipelineProvider:
 
         run = yaml.safe_load(desired.files["run.yaml"])
         params = run["steps"]["register"]["parameters"]["params"]
-        client = tracking.connect(None, self.root)
+        client = tracking.connect((params.get("tracking") or {}).get("uri"), self.root)
         registry, env = params["registry"], params["env"]
         if tracking.find_version(client, registry, spec_digest=params["spec_digest"]) is not None:
             return
@@ -90,7 +90,7 @@ class FakePipelineProvider:
         tags = {"specops.spec_digest": params["spec_digest"], "specops.digest": f"sha256:{desired.content_hash}",
                 "specops.env": env, "specops.gates." + env: json.dumps(
                     {g: {"passed": r["passed"], "metrics": r["metrics"]} for g, r in gates.items()})}
-        mv = client.create_model_version(registry, f"file:///fake/{desired.content_hash[:8]}", tags=tags)
+        mv = client.create_model_version(registry, f"s3://specops-fake/{desired.content_hash[:8]}", tags=tags)
         aliases = [tracking.env_alias(env)] + [tracking.label_alias(env, a) for a in params.get("aliases") or []]
         tracking.set_aliases(client, registry, str(mv.version), aliases, [])
 
