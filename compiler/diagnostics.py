@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator, Literal
 
@@ -279,6 +279,32 @@ def render_text(diags: Iterable[Diagnostic], root: Path | None = None) -> str:
     return "\n".join(out) + ("\n" if out else "")
 
 
+def collapse(diags: Iterable[Diagnostic]) -> list[Diagnostic]:
+    """Identical warnings and notes (same severity, code, message and notes at different places)
+    as one: the first place, its headline ending in `(N times)` and a note naming how many
+    more places there are. A repo of thousands of specs made from one pattern otherwise prints
+    the same warning thousands of times and buries the one that differs. Errors are never
+    collapsed: each is a place to fix. Order is kept (the first of each group stays where it
+    was); `--verbose` prints the input as it is."""
+    diags = list(diags)
+    groups: dict[tuple, list[Diagnostic]] = {}
+    for d in diags:
+        if d.severity != "error":
+            groups.setdefault((d.severity, d.code, d.message, d.notes), []).append(d)
+    out: list[Diagnostic] = []
+    for d in diags:
+        same = groups.get((d.severity, d.code, d.message, d.notes)) if d.severity != "error" else None
+        if same is None or len(same) == 1:
+            out.append(d)
+        elif same[0] is d:
+            files = len({x.file for x in same})
+            where = f" in {files} files" if files > 1 else ""
+            out.append(replace(d, message=f"{d.message} ({len(same)} times)",
+                               notes=d.notes + (f"the same {d.severity} at {len(same) - 1} more places{where}; "
+                                                f"--verbose shows each",)))
+    return out
+
+
 def render_json(diags: Iterable[Diagnostic]) -> str:
     return json.dumps({"diagnostics": [d.to_json() for d in diags]}, indent=2, sort_keys=True) + "\n"
 
@@ -307,7 +333,12 @@ def render_github(diags: Iterable[Diagnostic], prefix: str = "") -> str:
     return "\n".join(out) + ("\n" if out else "")
 
 
-def summary(diags: list[Diagnostic]) -> str:
+def summary(diags: list[Diagnostic], shown: int | None = None) -> str:
+    """`N errors, M warnings`; with `shown` (the lines left after `collapse`) also how many
+    identical ones were folded."""
     e = sum(d.severity == "error" for d in diags)
     w = sum(d.severity == "warning" for d in diags)
-    return f"{e} error{'s' if e != 1 else ''}, {w} warning{'s' if w != 1 else ''}"
+    out = f"{e} error{'s' if e != 1 else ''}, {w} warning{'s' if w != 1 else ''}"
+    if shown is not None and shown < len(diags):
+        out += f" ({len(diags) - shown} identical ones folded; --verbose shows each)"
+    return out

@@ -16,6 +16,7 @@ EXTRAS: dict[str, str] = {
     "peft": "llm",
     "rouge_score": "llm",
     "kubernetes_validate": "serve",
+    "prometheus_client": "reconcile",
 }
 
 

@@ -14,6 +14,9 @@ from typing import Callable
 from specops.fsio import ReadRefused, read_regular
 
 PROJECT_FILE = "specops.yaml"
+# A spec file bigger than this is refused unread (here, not in the YAML module, so the no-op
+# paths that only hash files need not import a YAML parser).
+MAX_FILE_BYTES = 1 << 20
 
 
 def find_root(start: Path) -> Path | None:

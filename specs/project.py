@@ -124,8 +124,34 @@ class Defaults(SpecModel):
     seed: int = 7
 
 
+# What a notifier carries (payload field `event`; compiler/schemas/events/notification.schema.json).
+NotifyEvent = Literal["apply", "drift", "breach"]
+
+
+class Webhook(SpecModel):
+    # Where the JSON payload is POSTed. Only a secret reference: a webhook URL embeds its token
+    # (Slack, Teams, Discord, PagerDuty). Readable at run time from `env`, `kubernetes` (a
+    # mounted Secret) or `aws-secrets-manager`.
+    url: Secret
+    # Optional HMAC-SHA256 key: the body's signature is sent as X-Specops-Signature-256
+    # ("sha256=<hex>"), the way GitHub signs its webhooks, so the receiver can verify the sender.
+    signing_key: Secret | None = None
+
+
+class Notifier(SpecModel):
+    """One destination for apply results, drift found and monitor breaches."""
+
+    webhook: Webhook
+    # The events sent to it (default: all three).
+    events: list[NotifyEvent] = Field(default_factory=lambda: ["apply", "drift", "breach"], min_length=1)
+    # Only these environments' events (default: every environment).
+    environments: list[Name] = Field(default_factory=list)
+
+
 class ProjectSpec(SpecModel):
     targets: dict[Name, Target] = Field(min_length=1)
     environments: dict[Name, Environment] = Field(min_length=1)
     state: StateBackend = Field(default_factory=StateBackend)
     defaults: Defaults = Field(default_factory=Defaults)
+    # Named notifiers (apply, drift, breach events as one JSON payload); Monitors name them.
+    notifications: dict[Name, Notifier] = Field(default_factory=dict)

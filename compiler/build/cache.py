@@ -33,10 +33,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from specops import __version__
-from specops.frontend.yamlio import MAX_FILE_BYTES
 from specops.fsio import ReadRefused, read_regular, write_atomic
 from specops.paths import discover as _discover
-from specops.paths import find_root
+from specops.paths import MAX_FILE_BYTES, find_root
 from specops.paths import ignore_patterns as _patterns
 from specops.resolve.lockfile import lock_bytes
 

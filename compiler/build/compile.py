@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from specops import ir
-from specops.backends import helm_stack, vllm
+from specops.backends import helm_stack, mlserver, vllm
 from specops.backends.registry import pipeline_backend, serving_platform
 from specops.build import cache
 from specops.build.manifest import Artifact, Build, spec_digest
@@ -145,6 +145,15 @@ def compile_serving(resolved: Resolved, view: EnvView, s: ir.Serving, build: Bui
     def add(file: str, data: bytes, backend: str, role: Any) -> None:
         build.add(Artifact(f"{base}/{file}", data, view.name, backend, key, src, deps, role, s.name, file))
 
+    platform = serving_platform(s.target.serving_platform)
+    if s.engine == "mlserver":
+        # A classical model: MLServer's settings are the serving config; no GPU capacity.
+        for file, data in sorted(mlserver.serve_config(s).items()):
+            add(file, data, "mlserver", "serving-config")
+        build.diagnostics.extend(mlserver.check(s) + platform.check(s, None))
+        for file, data in sorted(platform.emit(s, None).items()):
+            add(file, data, platform.ARTIFACT_BACKEND, "serving")
+        return
     try:
         config = vllm.node_serve_config(s)
     except vllm.VllmArgsError as e:  # already reported by validate at the flag's line
@@ -163,7 +172,6 @@ def compile_serving(resolved: Resolved, view: EnvView, s: ir.Serving, build: Bui
             if "startup" not in s.probes:
                 # Unless the spec says otherwise, the server gets as long to start as its weights need.
                 s = dataclasses.replace(s, probes={**s.probes, "startup": startup_probe(report)})
-    platform = serving_platform(s.target.serving_platform)
     build.diagnostics.extend(platform.check(s, config))
     if platform is helm_stack and s.release and releases is not None:
         # Targets of one release share a values file: emitted once all of them are lowered.

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from specops.checks.common import at, doc_offset_pos
 from specops.diagnostics import Diagnostic, Diagnostics
 from specops.redact import may_hold_secrets, pin_key, secret_key, secret_shape
+from specops.runtime.secrets import READABLE
 
 if TYPE_CHECKING:
     from specops.frontend.overrides import Node
@@ -103,3 +104,25 @@ def _secret_ref_keys(node: "Node") -> set[str]:
     raw = node.doc.data.get("spec", {}) if isinstance(node.doc.data, dict) else {}
     ref = (raw.get("hfToken") or {}).get("secretRef") if isinstance(raw.get("hfToken"), dict) else None
     return set(ref) if isinstance(ref, dict) else set()
+
+
+def check_notifier_refs(resolved: "Resolved", out: Diagnostics) -> None:
+    """A notifier reads its webhook URL (and signing key) when it sends: only from a secret
+    store the runtime can read (specops.runtime.secrets.READABLE); a mounted Kubernetes Secret
+    needs the key that names its file."""
+    proj = resolved.repo.project()
+    for name, n in sorted(resolved.project.notifications.items()):
+        for field_, ref in (("url", n.webhook.url), ("signingKey", n.webhook.signing_key)):
+            if ref is None:
+                continue
+            where = ("spec", "notifications", name, "webhook", field_, "secretRef")
+            sref = ref.secret_ref
+            if sref.provider not in READABLE:
+                out.add(Diagnostic("error", "unsupported",
+                                   f"notifier '{name}': a {sref.provider} secret cannot be read when the notifier "
+                                   f"sends; use one of {', '.join(READABLE)}",
+                                   proj.file, proj.doc.pos_of(where + ("provider",))))
+            elif sref.provider == "kubernetes" and not sref.key:
+                out.add(Diagnostic("error", "missing-field",
+                                   f"notifier '{name}': a kubernetes secretRef needs `key` (the file of the "
+                                   "mounted Secret)", proj.file, proj.doc.pos_of(where)))

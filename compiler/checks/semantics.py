@@ -10,7 +10,7 @@ from specops.checks.data import check_dataset, check_lockfile, check_model
 from specops.checks.gates import check_gate
 from specops.checks.names import check_registry_name
 from specops.checks.prompts import check_prompt
-from specops.checks.secrets import check_plaintext_secrets, check_secret_refs
+from specops.checks.secrets import check_notifier_refs, check_plaintext_secrets, check_secret_refs
 from specops.checks.serving import check_serving
 from specops.checks.targets import check_targets
 from specops.diagnostics import Diagnostics, suggestion
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 def check_semantics(resolved: "Resolved", out: Diagnostics) -> None:
     check_plaintext_secrets(resolved, out)
+    check_notifier_refs(resolved, out)
     check_targets(resolved, out)
     check_lockfile(resolved, out)
     envs = resolved.project.environments

@@ -21,7 +21,7 @@ import click
 
 # name -> (module, attribute, one-line help). The help is here so `--help` imports nothing.
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "validate": ("specops.cli.spec_cmds", "validate", "Check every spec; report all problems at file:line:col."),
+    "validate": ("specops.cli.validate_cmd", "validate", "Check every spec; report all problems at file:line:col."),
     "render": ("specops.cli.spec_cmds", "render", "The effective specs of one environment (overrides applied)."),
     "graph": ("specops.cli.spec_cmds", "graph", "The lineage graph: dataset -> model -> gate -> serving."),
     "schema": ("specops.cli.spec_cmds", "schema", "JSON Schema for every kind (and one for yaml-language-server)."),
@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "plan": ("specops.cli.ops_cmds", "plan", "Show what apply would change: specs vs state vs live."),
     "apply": ("specops.cli.ops_cmds", "apply", "Apply the plan (or a saved plan) under the state lock."),
     "drift": ("specops.cli.ops_cmds", "drift", "Show live changes made outside specops (exit 2 if any)."),
+    "show": ("specops.cli.show_cmd", "show", "Show saved plans as text, markdown (a PR comment) or JSON."),
     "import": ("specops.cli.ops_cmds", "import_cmd", "Adopt an existing live object into state."),
     "force-unlock": ("specops.cli.ops_cmds", "force_unlock", "Release a lock left by a crashed apply."),
     "gate": ("specops.cli.gate_cmds", "gate", "Eval gates: run one and record its verdict."),
@@ -40,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "lock": ("specops.cli.lock_cmds", "lock_cmd", "Pin every dataset source by content in specops.lock."),
     "promote": ("specops.cli.promote_cmds", "promote_cmd",
                 "Pin the version one env serves in another, on a new git branch."),
+    "reconcile": ("specops.cli.reconcile_cmd", "reconcile", "Keep every environment converged on a git branch."),
 }
 
 

@@ -85,20 +85,40 @@ def git_prefix(root: Path | None) -> str:
     return "" if rel in ("", ".") else rel + "/"
 
 
+_VERBOSE = "specops.verbose"
+
+
+def verbose_option(fn: Callable) -> Callable:
+    """`--verbose`: every diagnostic on its own, identical warnings included (by default they
+    fold into one line with a count, see diagnostics.collapse)."""
+    def remember(ctx: click.Context, _param: Any, value: bool) -> bool:
+        ctx.meta[_VERBOSE] = value
+        return value
+
+    return click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=remember,
+                        help="Show every diagnostic; identical warnings are otherwise folded into one.")(fn)
+
+
+def _verbose() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.meta.get(_VERBOSE))
+
+
 def emit_diagnostics(diags: Any, root: Path | None, fmt: str = "text") -> None:
     """Diagnostics on stderr as text (source line and caret) or GitHub annotations; with
-    `json`, nothing here: the command puts them into its JSON document."""
+    `json`, nothing here: the command puts them into its JSON document (always every one)."""
     items = diags.sorted() if hasattr(diags, "sorted") else list(diags)
     if fmt == "json":
         return
+    shown = items if _verbose() else D.collapse(items)
     if fmt == "github":
-        click.echo(D.render_github(items, prefix=git_prefix(root)), nl=False)
+        click.echo(D.render_github(shown, prefix=git_prefix(root)), nl=False)
     else:
-        text = D.render_text(items, root)
+        text = D.render_text(shown, root)
         if text:
             click.echo(text, nl=False, err=True)
     if items:
-        click.echo(D.summary(items), err=True)
+        click.echo(D.summary(items, len(shown)), err=True)
 
 
 def diagnostics_json(diags: Any) -> list[dict]:

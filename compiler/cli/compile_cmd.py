@@ -22,6 +22,7 @@ from specops.cli.common import (
     json_option,
     out_format,
     require_envs,
+    verbose_option,
 )
 
 
@@ -33,6 +34,7 @@ from specops.cli.common import (
 @json_option(DIAG_FORMATS)
 @click.option("--vllm-live", is_flag=True,
               help="Also parse every serve config with vLLM's own parser (needs a vLLM install; ~20 s).")
+@verbose_option
 def compile_cmd(path: str, envs: tuple[str, ...], out: str | None, check: bool, fmt: str, as_json: bool,
                 vllm_live: bool) -> None:
     """Compile pipelines (KFP, SageMaker, ZenML) and vLLM serving for every environment."""

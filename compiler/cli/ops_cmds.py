@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -27,12 +28,14 @@ from specops.cli.common import (
     out_format,
     require_envs,
     use_color,
+    verbose_option,
 )
 from specops.cli.views import render_drift, render_plan
 from specops.fsio import write_atomic
 from specops.ops import savedplan
 from specops.ops.apply import accept_live, drift_refusal, execute, is_tty, summary
 from specops.ops.importer import import_resource
+from specops.ops.notify import apply_event, drift_event, send
 from specops.ops.plan import APPLY_ACTIONS, EnvContext, Plan, PlanError, load_env
 from specops.state import State, StateError, open_store
 
@@ -61,6 +64,18 @@ def _lock_timeout(fn: Callable) -> Callable:
                         help="Wait this long for another run's state lock (e.g. 30s, 5m).")(fn)
 
 
+def _notify_option(fn: Callable) -> Callable:
+    return click.option("--notify/--no-notify", "notify", default=True, show_default=True,
+                        help="Send the event to the Project's notifiers (spec.notifications).")(fn)
+
+
+def _notify(ctx: EnvContext, event: Any) -> None:
+    """Deliver to the declared notifiers; a failed delivery is a warning, never a failed command."""
+    for d in send(ctx.resolved.project, event):
+        if not d.ok:
+            click.echo(f"specops: warning: {d.error}; not notified", err=True)
+
+
 def _plan_options(fn: Callable) -> Callable:
     fn = click.option("--refresh", "refresh", type=click.BOOL, default=True, show_default=True,
                       help="Read the live system first (--refresh=false plans against state only).")(fn)
@@ -82,6 +97,7 @@ def _plan_options(fn: Callable) -> Callable:
               help="Save the plan to FILE for `specops apply FILE` (applied exactly as shown).")
 @json_option()
 @no_color_option
+@verbose_option
 def plan(path: str, env: str, refresh: bool, targets: tuple[str, ...], replace: tuple[str, ...],
          refresh_only: bool, detailed_exitcode: bool, out: str | None, fmt: str, as_json: bool,
          no_color: bool) -> None:
@@ -114,11 +130,12 @@ def plan(path: str, env: str, refresh: bool, targets: tuple[str, ...], replace: 
               help="Under policy drift: report, overwrite live changes this once (the specs win).")
 @click.option("--dir", "repo_dir", default=".", type=click.Path(), show_default=True,
               help="The spec repo, when applying a saved plan.")
+@_notify_option
 @json_option()
 @no_color_option
 def apply(target: str, env: str | None, refresh: bool, targets: tuple[str, ...], replace: tuple[str, ...],
           refresh_only: bool, lock_timeout: str, auto_approve: bool, overwrite_drift: bool, repo_dir: str,
-          fmt: str, as_json: bool, no_color: bool) -> None:
+          notify: bool, fmt: str, as_json: bool, no_color: bool) -> None:
     """Apply the plan in dependency order, recording each action in state as it lands.
 
     With a saved plan (`specops plan --out FILE`), applies exactly what it shows, or refuses
@@ -172,6 +189,8 @@ def apply(target: str, env: str | None, refresh: bool, targets: tuple[str, ...],
     except ONE_LINE_ERRORS as e:
         fail(str(e))
     line = summary(result, p)
+    if notify:
+        _notify(ctx, apply_event(ctx.resolved.project_name, p, result, source="apply"))
     if fmt == "json":
         echo_json(_apply_doc(p, result))
     if not result.ok:
@@ -209,9 +228,10 @@ def _apply_doc(p: Plan, result: Any) -> dict[str, Any]:
 @click.command()
 @click.argument("path", default=".", type=click.Path())
 @env_option()
+@_notify_option
 @json_option()
 @no_color_option
-def drift(path: str, env: str, fmt: str, as_json: bool, no_color: bool) -> None:
+def drift(path: str, env: str, notify: bool, fmt: str, as_json: bool, no_color: bool) -> None:
     """Show live changes made outside specops. Exit 2 if any, 0 if none."""
     fmt = out_format(fmt, as_json)
     try:
@@ -221,6 +241,8 @@ def drift(path: str, env: str, fmt: str, as_json: bool, no_color: bool) -> None:
     except ONE_LINE_ERRORS as e:
         fail(str(e))
     drifted = p.drifted if p is not None else []
+    if drifted and notify:
+        _notify(ctx, drift_event(ctx.resolved.project_name, p, source="drift", healed=False))
     if fmt == "json":
         doc = p.to_dict() if p is not None else Plan(env, ctx.target_name, False, None, {}, []).to_dict()
         doc["resources"] = [c.to_dict() for c in drifted]

@@ -1,18 +1,14 @@
-"""Commands on the specs themselves: validate, render, graph, schema, init."""
+"""Commands on the specs themselves: render, graph, schema, init (validate: validate_cmd.py)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
 from specops.checks import analyze
 from specops.cli.common import (
-    DIAG_FORMATS,
-    diagnostics_json,
     echo_json,
-    emit_diagnostics,
     env_option,
     exit_on_errors,
     json_option,
@@ -20,35 +16,9 @@ from specops.cli.common import (
     require_envs,
 )
 from specops.cli.scaffold import scaffold
-from specops.frontend.loader import load
 from specops.frontend.schema import combined_schema, schema_files
 from specops.resolve.graph import graph_document, render_graph
 from specops.resolve.render import render_env, render_env_documents
-
-
-@click.command()
-@click.argument("path", default=".", type=click.Path())
-@json_option(DIAG_FORMATS)
-@env_option(multiple=True, help="Check only these environments (repeatable; default: all).")
-def validate(path: str, fmt: str, as_json: bool, envs: tuple[str, ...]) -> None:
-    """Check every spec under PATH; report all problems at file:line:col."""
-    fmt = out_format(fmt, as_json)
-    repo = load(path)
-    project = repo.project()
-    if envs and project is not None:
-        require_envs(envs, project.model.spec.environments)
-    resolved = analyze(repo, list(envs) or None)
-    diags = resolved.diagnostics
-    if fmt == "json":
-        echo_json({"version": 1, "valid": not diags.has_errors, "specs": len(resolved.repo.specs),
-                   "environments": sorted(resolved.envs), "diagnostics": diagnostics_json(diags)})
-    else:
-        emit_diagnostics(diags, resolved.repo.root, fmt)
-    if diags.has_errors:
-        sys.exit(1)
-    if fmt == "text":
-        n, e = len(resolved.repo.specs), len(resolved.envs)
-        click.echo(f"{n} spec{'s' if n != 1 else ''} valid in {e} environment{'s' if e != 1 else ''}", err=True)
 
 
 @click.command()

@@ -47,6 +47,8 @@ def render_plan(plan: Plan, *, color: bool = False, verbose_limit: int = 20) -> 
              f"{'' if plan.refreshed else '; live state not refreshed'}"]
     if plan.mode == "refresh-only":
         return render_refresh_only(plan, lines, st)
+    for problem in plan.problems:
+        lines.append(st(f"Problem: {problem}", "red", bold=True))
     shown = [c for c in plan.changes if c.action != Action.NOOP or c.drift or c.blocked]
     if not shown:
         lines.append("No changes. The live system matches the specs.")
@@ -108,4 +110,42 @@ def render_drift(plan: Plan | None, env: str, serial: int | None, *, color: bool
     for c in plan.drifted:
         lines.append(f"  {st(f'{SYMBOLS[Action.DRIFT]:>3}', 'red', bold=True)} {c.address}")
         lines.extend(diff_line(x, st) for x in c.drift_diffs)
+    return "\n".join(lines) + "\n"
+
+
+# ---- markdown (pull-request comments) -----------------------------------------------------
+
+PLAN_MARKER = "<!-- specops-plan -->"
+FENCE = "`" * 3
+
+
+def plan_headline(plan: Plan) -> str:
+    """What an environment's plan would do, in a few words: "1 to update, 1 drifted"."""
+    n = plan.counts()
+    parts = [f"{n[a]} to {a}" for a in ("create", "update", "replace", "delete") if n[a]]
+    if plan.drifted:
+        parts.append(f"{len(plan.drifted)} drifted")
+    if n["blocked"]:
+        parts.append(f"{n['blocked']} blocked by gates")
+    if n["orphan"]:
+        parts.append(f"{n['orphan']} orphaned")
+    return ", ".join(parts) if parts else "no changes"
+
+
+def render_plans_markdown(plans: list[Plan]) -> str:
+    """One markdown document for several environments' plans: a table that says which would
+    change and how, then each plan in a collapsible block (the CI kit's pull-request comment)."""
+    changing = [p.env for p in plans if p.has_changes]
+    lines = [PLAN_MARKER, "### specops plan", "",
+             f"{len(changing)} of {len(plans)} environment(s) would change"
+             + (": " + ", ".join(f"`{e}`" for e in changing) + "." if changing else "."),
+             "", "| environment | target | live refresh | plan |", "|---|---|---|---|"]
+    for p in plans:
+        head = plan_headline(p)
+        lines.append(f"| `{p.env}` | `{p.target}` | {'yes' if p.refreshed else 'no'} | "
+                     + (f"**{head}**" if p.has_changes else head) + " |")
+    for p in plans:
+        text = render_plan(p).rstrip("\n").replace(FENCE, "'''")  # a fence inside would end the block
+        lines += ["", f"<details{' open' if p.has_changes else ''}><summary><code>{p.env}</code>: "
+                  f"{plan_headline(p)}</summary>", "", FENCE, text, FENCE, "", "</details>"]
     return "\n".join(lines) + "\n"

@@ -31,8 +31,7 @@ from typing import Any
 import yaml
 
 from specops.diagnostics import Diagnostic, Pos
-
-MAX_FILE_BYTES = 1 << 20
+from specops.paths import MAX_FILE_BYTES
 # Nodes materialised per file, counting every alias expansion. Real spec files have a few
 # hundred; a billion-laughs file reaches this within microseconds of walking.
 MAX_NODES = 100_000

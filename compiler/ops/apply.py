@@ -150,6 +150,11 @@ def execute(ctx: Any, plan: Plan, state: Any, *, echo: Callable[[str], None], tt
         for line in migrate_legacy_prompts(ctx.env, ctx.root, ctx.options):
             echo(f"notice: {line}")
     result = ApplyResult()
+    if plan.problems and todo:
+        # Refused before the first action, rather than failing half-way through.
+        result.failed, result.error = "preflight", "; ".join(plan.problems)
+        result.not_applied = [c.address for c in todo]
+        return result
     progress = _Progress(len(todo), echo, tty)
     try:
         for i, ch in enumerate(todo, 1):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from specops.ops.plan import Action, Change, Plan, PlanError
+from specops.structdiff import FieldDiff
 
 SAVED_PLAN_FORMAT = "specops-plan"
 SAVED_PLAN_VERSION = 1
@@ -84,5 +85,23 @@ def to_plan(doc: dict[str, Any], *, desired: dict[str, Any], state: Any) -> Plan
                               drift=bool(r.get("drift")), depends_on=list(r.get("depends_on", [])),
                               gates=list(r.get("gates", [])), blocked=bool(r.get("blocked")), spec=r.get("spec"),
                               desired=d, current=current.get(addr)))
+    return Plan(p["env"], p["target"], p["refreshed"], p["state_serial"], dict(p["policy"]), changes,
+                dict(p.get("capacity", {})), mode=p.get("mode", "normal"))
+
+
+def _diffs(items: Any) -> list[FieldDiff]:
+    return [FieldDiff(d["path"], d.get("before"), d.get("after"), d.get("op", "changed"), tuple(d.get("text", ())))
+            for d in items or [] if isinstance(d, dict) and "path" in d]
+
+
+def as_shown(doc: dict[str, Any]) -> Plan:
+    """The saved plan as it was shown, field diffs included, for `specops show` (nothing is
+    compiled or read: only the file)."""
+    p = doc["plan"]
+    changes = [Change(r["address"], r["type"], r["name"], Action(r["action"]), reason=r.get("reason", ""),
+                      drift=bool(r.get("drift")), diffs=_diffs(r.get("diffs")), drift_diffs=_diffs(r.get("drift_diffs")),
+                      depends_on=list(r.get("depends_on", [])), gates=list(r.get("gates", [])),
+                      blocked=bool(r.get("blocked")), spec=r.get("spec"))
+               for r in p["resources"]]
     return Plan(p["env"], p["target"], p["refreshed"], p["state_serial"], dict(p["policy"]), changes,
                 dict(p.get("capacity", {})), mode=p.get("mode", "normal"))

@@ -51,3 +51,18 @@ def test_every_code_literal_in_the_source_is_registered():
     literals = _code_literals()
     assert len(literals) > 30  # the scan sees the codebase's diagnostics
     assert [f"{f}:{line}: {code}" for f, line, code in literals if code not in D.CODES] == []
+
+
+def test_collapse_folds_identical_warnings_keeps_order_and_errors() -> None:
+    w = [D.Diagnostic("warning", "unsupported", "same", f"f{i}.yaml", D.Pos(1, 1)) for i in range(3)]
+    other = D.Diagnostic("warning", "unsupported", "different", "f0.yaml", D.Pos(2, 1))
+    errs = [D.Diagnostic("error", "envelope", "bad", f"f{i}.yaml", D.Pos(3, 1)) for i in range(2)]
+    items = [w[0], other, w[1], errs[0], w[2], errs[1]]
+    out = D.collapse(items)
+    assert [d.file for d in out] == ["f0.yaml", "f0.yaml", "f0.yaml", "f1.yaml"]
+    assert out[0].message == "same (3 times)"
+    assert out[0].notes[-1] == "the same warning at 2 more places in 3 files; --verbose shows each"
+    assert out[1] is other and out[2] is errs[0] and out[3] is errs[1]
+    assert D.summary(items, len(out)) == "2 errors, 4 warnings (2 identical ones folded; --verbose shows each)"
+    assert D.summary(items) == "2 errors, 4 warnings"
+    assert D.collapse([w[0]]) == [w[0]]

@@ -76,34 +76,47 @@ def check_invocation(argv: list[str]) -> None:
                 assert val in p.type.choices, f"{flag} {val}: not one of {p.type.choices}"
 
 
-def test_github_workflow_parses_and_uses_real_commands():
-    doc = yaml.safe_load(GITHUB.read_text())
-    steps = doc["jobs"]["specops"]["steps"]
-    runs = [s["run"] for s in steps if "run" in s]
-    calls = [argv for r in runs for argv in specops_invocations(r)]
-    used = {(a[1], f) for a in calls for f in a[2:] if f.startswith("--")}
+KIT = ROOT / "examples" / "ci"
+GITHUB_FILES = [GITHUB, KIT / "github-apply.yml", KIT / "github-drift.yml"]
+
+
+def github_runs(path: Path) -> list[str]:
+    doc = yaml.safe_load(path.read_text())
+    return [s["run"] for job in doc["jobs"].values() for s in job["steps"] if "run" in s]
+
+
+def test_github_workflows_parse_and_use_real_commands():
+    calls = {p.name: [argv for r in github_runs(p) for argv in specops_invocations(r)] for p in GITHUB_FILES}
+    used = {(a[1], f) for c in calls.values() for a in c for f in a[2:] if f.startswith("--")}
     assert ("validate", "--format") in used and ("compile", "--check") in used
-    assert ("diff", "--base") in used and ("diff", "--format") in used
-    assert any(a[:2] == ["specops", "validate"] and "github" in a for a in calls)
-    assert any(a[:2] == ["specops", "diff"] and "markdown" in a for a in calls)
-    for argv in calls:
+    assert ("diff", "--base") in used and ("plan", "--out") in used and ("show", "--format") in used
+    assert {a[1] for a in calls["github-apply.yml"]} == {"plan", "apply"}
+    assert {a[1] for a in calls["github-drift.yml"]} == {"drift"}
+    for argv in (a for c in calls.values() for a in c):
         check_invocation(argv)
-    # the comment is posted by actions/github-script
-    assert any(s.get("uses", "").startswith("actions/github-script@") for s in steps)
-    assert doc["permissions"]["pull-requests"] == "write"
+    pr = yaml.safe_load(GITHUB.read_text())
+    assert any(s.get("uses", "").startswith("actions/github-script@") for s in pr["jobs"]["specops"]["steps"])
+    assert pr["permissions"]["pull-requests"] == "write"
+    apply = yaml.safe_load((KIT / "github-apply.yml").read_text())
+    for env in ("dev", "staging", "prod"):
+        job = apply["jobs"][f"apply-{env}"]
+        assert job["environment"] == env and job["concurrency"]["group"] == f"specops-{env}"
     # CI context values reach the shell through env, never pasted into a script
-    for r in runs:
-        assert "${{" not in r, r
+    for p in GITHUB_FILES:
+        for r in github_runs(p):
+            assert "${{" not in r, r
 
 
-def test_gitlab_job_parses_and_uses_real_commands():
+def test_gitlab_jobs_parse_and_use_real_commands():
     doc = yaml.safe_load(GITLAB.read_text())
-    job = doc["specops"]
-    assert job["stage"] in doc["stages"]
-    calls = [argv for s in _strings(job["script"]) for argv in specops_invocations(s)]
-    assert {a[1] for a in calls} == {"validate", "compile", "diff"}
+    scripts = [s for job in doc.values() if isinstance(job, dict) for s in _strings(job.get("script", []))]
+    calls = [argv for s in scripts for argv in specops_invocations(s)]
+    assert {a[1] for a in calls} == {"validate", "compile", "diff", "plan", "show", "apply", "drift"}
     for argv in calls:
         check_invocation(argv)
+    prod = doc["apply:prod"]
+    assert prod["environment"] == {"name": "prod"} and prod["rules"][0]["when"] == "manual"
+    assert prod["resource_group"] == "specops-prod"
 
 
 def test_precommit_hooks_match_pre_commits_schema():

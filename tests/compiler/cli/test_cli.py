@@ -99,13 +99,15 @@ def test_init_scaffolds_a_repo_that_validates(tmp_path: Path) -> None:
 
 
 def test_unexpected_exceptions_are_one_line(tmp_path: Path, monkeypatch) -> None:
-    import specops.cli.spec_cmds
+    import specops.frontend.loader
 
     def boom(*a, **k):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(specops.cli.spec_cmds, "load", boom)
-    r = CliRunner().invoke(main, ["validate", str(CHURN)])
+    monkeypatch.setattr(specops.frontend.loader, "load", boom)
+    repo = tmp_path / "churn"  # a fresh copy: no validate cache to answer without loading
+    shutil.copytree(CHURN, repo, ignore=shutil.ignore_patterns("build", ".specops"))
+    r = CliRunner().invoke(main, ["validate", str(repo)])
     assert r.exit_code == 1
     assert "specops: error: RuntimeError: disk on fire [internal]" in r.output
     assert "Traceback" not in r.output
@@ -137,3 +139,45 @@ def test_validate_one_environment(tmp_path: Path) -> None:
     r = run("validate", str(repo), "--env", "prod")
     assert r.exit_code == 1 and "models/churn.yaml:26:" in r.output and "[type]" in r.output
     assert run("validate", str(repo), "--env", "prdo").exit_code == 1
+
+
+def scaled_repo(tmp_path: Path, specs: int = 22) -> Path:
+    """examples/support-assistant copied three times (benchmarks/scale_repo.py)."""
+    out = tmp_path / "scaled"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "scale_repo.py"), str(out), "--specs", str(specs)],
+                   check=True, capture_output=True)
+    return out
+
+
+def test_identical_warnings_fold_into_one_line_unless_verbose(tmp_path: Path) -> None:
+    repo = scaled_repo(tmp_path)
+    hf = "does not pass this Hugging Face token to the endpoint"
+    r = run("validate", str(repo))
+    assert r.exit_code == 0, r.output
+    lines = [x for x in r.output.splitlines() if hf in x]
+    assert len(lines) == 1 and lines[0].startswith("team0/copy0/serving/support-llm.yaml:26:5: warning:")
+    assert "(3 times)" in lines[0]
+    assert "the same warning at 2 more places in 3 files; --verbose shows each" in r.output
+    assert "0 errors, 3 warnings (2 identical ones folded; --verbose shows each)" in r.output
+    v = run("validate", "--verbose", str(repo))
+    assert [x.split(":")[0] for x in v.output.splitlines() if hf in x] == [
+        f"team{i}/copy{i}/serving/support-llm.yaml" for i in range(3)]
+    assert "folded" not in v.output and "times)" not in v.output
+    c = run("compile", str(repo))
+    assert c.exit_code == 0, c.output
+    assert sum("the LMI container runs vLLM" in x for x in c.output.splitlines()) == 1
+    cv = run("compile", "-v", str(repo))  # the no-op path: the cached build's warnings, each
+    assert sum("the LMI container runs vLLM" in x for x in cv.output.splitlines()) == 3
+    j = json.loads(run("validate", "--json", str(repo)).output)  # JSON always lists each
+    assert sum(hf in d["message"] for d in j["diagnostics"]) == 3
+
+
+def test_identical_errors_are_never_folded(tmp_path: Path) -> None:
+    repo = scaled_repo(tmp_path)
+    for i in range(3):
+        f = repo / f"team{i}" / f"copy{i}" / "models" / "support-llm.yaml"
+        f.write_text(f.read_text().replace("epochs: 2", "epochs: -1"))
+    r = run("validate", str(repo))
+    assert r.exit_code == 1
+    assert sum(": error:" in x and "epochs" in x for x in r.output.splitlines()) == 3, r.output
+    assert "3 errors, " in r.output

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
+import jsonschema
 import pytest
 from click.testing import CliRunner
 
@@ -200,3 +202,41 @@ def test_shell_completion_lists_commands():
                                           "COMP_CWORD": "1"}, prog_name="specops")
     assert "plan" in r.output
 
+
+# ---- specops show ---------------------------------------------------------------------------
+
+SHOW_SCHEMA = Path(__file__).resolve().parents[3] / "compiler" / "schemas" / "cli" / "show.schema.json"
+
+
+def test_show_renders_saved_plans(repo, tmp_path):
+    assert cli("apply", str(repo), "--env", "dev", "--auto-approve").exit_code == 0
+    p = repo / "prompts" / "support-reply.yaml"
+    p.write_text(p.read_text().replace("You are", "You are a kind"))
+    dev, staging = tmp_path / "dev.plan", tmp_path / "staging.plan"
+    assert cli("plan", str(repo), "--env", "dev", "--out", str(dev)).exit_code == 0
+    assert cli("plan", str(repo), "--env", "staging", "--out", str(staging)).exit_code == 0
+
+    md = cli("show", str(dev), str(staging), "--format", "markdown")
+    assert md.exit_code == 0, md.output
+    text = md.output
+    assert text.startswith("<!-- specops-plan -->\n")
+    assert "2 of 2 environment(s) would change: `dev`, `staging`." in text, text
+    row = next(line for line in text.splitlines() if line.startswith("| `dev`"))
+    assert row.endswith(" to update** |"), row
+    assert "kind" in text  # the field diff of the prompt is in dev's block
+    assert text.count("<details open>") == 2
+
+    doc = json.loads(cli("show", str(dev), "--json").output)
+    jsonschema.Draft202012Validator(json.loads(SHOW_SCHEMA.read_text())).validate(doc)
+    assert doc["changes"] is True and [p["env"] for p in doc["plans"]] == ["dev"]
+    assert cli("show", str(dev), "--detailed-exitcode").exit_code == 2
+    plain = cli("show", str(dev)).output
+    assert plain.startswith("env dev (target local)") and "~" in plain
+
+
+def test_show_refuses_what_is_not_a_saved_plan(tmp_path):
+    bad = tmp_path / "x.plan"
+    bad.write_text("not json")
+    r = cli("show", str(bad))
+    assert r.exit_code == 1 and r.output.strip().splitlines() == [
+        f"specops: error: {bad}: not a saved plan (not JSON); make one with `specops plan --out FILE`"]

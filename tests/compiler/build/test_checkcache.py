@@ -1,0 +1,184 @@
+"""The validate cache (build/checkcache.py) on a real scaled repo with the real checks: after
+every step of random edit sequences (spec edits that add and remove errors, renames, removals,
+additions, a data file created where an error said it was missing, a model config.json
+edited, an ignore file, touches), `specops validate` with the cache prints exactly what a run
+without it prints, text and JSON; and an unchanged repo is answered without loading."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import specops.frontend.loader
+from specops.build import checkcache
+from specops.cli import main
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def scaled(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("scaled") / "repo"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "scale_repo.py"), str(out), "--specs", "22"],
+                   check=True, capture_output=True)
+    return out
+
+
+def run(*args: str) -> tuple[int, str]:
+    r = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return r.exit_code, r.output
+
+
+def cold(repo: Path, *args: str) -> tuple[int, str]:
+    shutil.rmtree(repo / ".specops" / "cache" / "check", ignore_errors=True)
+    return run("validate", *args, str(repo))
+
+
+class Clock:
+    """mtimes far in the past and strictly increasing: an edit always moves the mtime, as a
+    real later edit does, so the stat-first path is exercised with RACY_NS = 0."""
+
+    def __init__(self, repo: Path):
+        self.t = 1_600_000_000 * 10**9
+        for p in repo.rglob("*"):
+            self.stamp(p)
+
+    def stamp(self, p: Path) -> None:
+        self.t += 10**9
+        os.utime(p, ns=(self.t, self.t), follow_symlinks=False)
+
+
+def toggle(clock: Clock, p: Path, a: str, b: str) -> None:
+    text = p.read_text()
+    new = text.replace(a, b, 1) if a in text else text.replace(b, a, 1)
+    assert new != text, (p, a)
+    p.write_text(new)
+    clock.stamp(p)
+
+
+def ops(repo: Path, clock: Clock) -> dict:
+    c = lambda i, rel: repo / f"team{i}" / f"copy{i}" / rel  # noqa: E731
+    stash = repo.parent / "stash"
+    stash.mkdir(exist_ok=True)
+
+    def move(src: Path, dst: Path) -> None:
+        a, b = (src, dst) if src.exists() else (dst, src)
+        a.rename(b)
+        clock.stamp(b)
+
+    def remove_restore(p: Path) -> None:
+        keep = stash / p.name
+        if p.exists():
+            shutil.copy2(p, keep)
+            p.unlink()
+        else:
+            shutil.copy2(keep, p)
+            clock.stamp(p)
+
+    def add_remove(p: Path, text: str) -> None:
+        if p.exists():
+            p.unlink()
+        else:
+            p.write_text(text)
+            clock.stamp(p)
+
+    prompt = c(1, "prompts/triage.yaml").read_text().replace("ticket-triage-1", "ticket-triage-extra")
+    return {
+        "model-error": lambda: toggle(clock, c(0, "models/support-llm.yaml"), "epochs: 2", "epochs: -1"),
+        "prompt-var": lambda: toggle(clock, c(1, "prompts/support-reply.yaml"), "{{ product }}", "{{ produt }}"),
+        "override": lambda: toggle(clock, c(2, "serving/support-llm.yaml"), "max-model-len: 32768",
+                                   "max-model-len: 999999"),
+        "rename": lambda: move(c(0, "gates/quality.yaml"), c(0, "gates/quality-renamed.yaml")),
+        "remove-prompt": lambda: remove_restore(c(2, "prompts/support-reply.yaml")),
+        "add-spec": lambda: add_remove(repo / "extra" / "prompt.yaml", prompt),
+        "missing-data": lambda: toggle(clock, c(1, "datasets/tickets.yaml"), "file://data/tickets.jsonl",
+                                       "file://data/new.jsonl"),
+        "create-data": lambda: add_remove(repo / "data" / "new.jsonl", (repo / "data" / "tickets.jsonl").read_text()),
+        "model-config": lambda: toggle(clock, repo / "models" / "llama-3.1-8b" / "config.json",
+                                       '"num_hidden_layers": 32', '"num_hidden_layers": 320'),
+        "ignore": lambda: add_remove(repo / ".specopsignore", "team2/\n"),
+        "touch": lambda: clock.stamp(c(0, "prompts/support-reply.yaml")),
+    }
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_random_edit_sequences_match_a_cold_run(scaled, tmp_path, monkeypatch, seed):
+    repo = tmp_path / "repo"
+    shutil.copytree(scaled, repo)
+    (repo / "extra").mkdir()
+    clock = Clock(repo)
+    monkeypatch.setattr(checkcache, "RACY_NS", 0)
+    steps = ops(repo, clock)
+    names = sorted(steps)
+    rng = random.Random(seed)
+    hits = 0
+    loads = []
+    real_load = specops.frontend.loader.load
+    monkeypatch.setattr(specops.frontend.loader, "load", lambda *a, **k: loads.append(1) or real_load(*a, **k))
+    for i in range(12):
+        step = rng.choice(names)
+        steps[step]()
+        args = ("--json",) if i % 3 == 2 else ()
+        before = len(loads)
+        cached = run("validate", *args, str(repo))
+        hits += len(loads) == before
+        assert cached == cold(repo, *args), f"step {i}: {step}"
+    assert len(loads) >= 12  # every cold run loaded; a touch alone may be a hit
+    # Unchanged since the cold run: answered from the record, without loading.
+    before = len(loads)
+    code, out = run("validate", str(repo))
+    assert len(loads) == before and (code, out) == cold(repo)
+
+
+def test_unchanged_repo_is_a_hit_and_every_kind_of_input_misses(scaled, tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    shutil.copytree(scaled, repo)
+    clock = Clock(repo)
+    monkeypatch.setattr(checkcache, "RACY_NS", 0)
+    first = cold(repo)
+    assert first[0] == 0
+    hit = checkcache.lookup(repo)
+    assert hit is not None and hit.specs == 22 and hit.envs == ["dev", "prod", "staging"]
+    # --env is its own record
+    assert checkcache.lookup(repo, ["prod"]) is None
+    steps = ops(repo, clock)
+    for name in ("model-error", "missing-data", "create-data", "model-config", "ignore", "rename"):
+        steps[name]()
+        assert checkcache.lookup(repo) is None, name
+        run("validate", str(repo))  # stores the new state
+        assert checkcache.lookup(repo) is not None, name
+    # A touch moves the mtime, not the bytes: hashed again, still a hit.
+    steps["touch"]()
+    assert checkcache.lookup(repo) is not None
+
+
+def test_racy_files_are_hashed_not_trusted(scaled, tmp_path):
+    """A same-size edit that keeps the mtime (one clock tick) is still seen while the file is
+    younger than the record by less than RACY_NS."""
+    repo = tmp_path / "repo"
+    shutil.copytree(scaled, repo)
+    p = repo / "team0" / "copy0" / "models" / "support-llm.yaml"
+    os.utime(p)  # written just now, as an editor saving it right before validate
+    assert cold(repo)[0] == 0
+    st = p.stat()
+    p.write_text(p.read_text().replace("epochs: 2", "epochs: 3"))
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert p.stat().st_size == st.st_size
+    assert checkcache.lookup(repo) is None
+
+
+def test_cache_is_bounded(scaled, tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(scaled, repo)
+    for env in ("dev", "prod", "staging"):
+        for extra in ((), ("--env", "dev"), ("--env", "prod"), ("--env", "staging")):
+            run("validate", "--env", env, *extra, str(repo))
+    run("validate", str(repo))
+    assert len(list((repo / ".specops" / "cache" / "check").glob("*.json"))) <= checkcache.KEEP
