@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "lock": ("specops.cli.lock_cmds", "lock_cmd", "Pin every dataset source by content in specops.lock."),
     "promote": ("specops.cli.promote_cmds", "promote_cmd",
                 "Pin the version one env serves in another, on a new git branch."),
+    "history": ("specops.cli.history_cmd", "history", "Who applied what to an environment, from which commit."),
     "reconcile": ("specops.cli.reconcile_cmd", "reconcile", "Keep every environment converged on a git branch."),
 }
 
