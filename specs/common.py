@@ -34,6 +34,9 @@ class SpecModel(BaseModel):
         alias_generator=to_camel,
         populate_by_name=False,
         frozen=True,
+        # .inf and .nan are YAML floats but not JSON: they would reach step params and fail
+        # inside an emitter instead of at the field's line.
+        allow_inf_nan=False,
     )
 
 
