@@ -150,7 +150,10 @@ def compile_serving(resolved: Resolved, view: EnvView, s: ir.Serving, build: Bui
         # A classical model: MLServer's settings are the serving config; no GPU capacity.
         for file, data in sorted(mlserver.serve_config(s).items()):
             add(file, data, "mlserver", "serving-config")
-        build.diagnostics.extend(mlserver.check(s) + platform.check(s, None))
+        problems = mlserver.check(s) + platform.check(s, None)
+        build.diagnostics.extend(problems)
+        if _has_error(problems):
+            return
         for file, data in sorted(platform.emit(s, None).items()):
             add(file, data, platform.ARTIFACT_BACKEND, "serving")
         return
@@ -172,13 +175,22 @@ def compile_serving(resolved: Resolved, view: EnvView, s: ir.Serving, build: Bui
             if "startup" not in s.probes:
                 # Unless the spec says otherwise, the server gets as long to start as its weights need.
                 s = dataclasses.replace(s, probes={**s.probes, "startup": startup_probe(report)})
-    build.diagnostics.extend(platform.check(s, config))
+    problems = platform.check(s, config)
+    build.diagnostics.extend(problems)
+    if _has_error(problems):
+        # The platform said it cannot take this target (an unknown region, a refused shape):
+        # emitting anyway would fail inside the emitter instead of at the spec's line.
+        return
     if platform is helm_stack and s.release and releases is not None:
         # Targets of one release share a values file: emitted once all of them are lowered.
         releases.setdefault(s.release, []).append((s, helm_stack.helm_values(s, config)))
         return
     for file, data in sorted(platform.emit(s, config).items()):
         add(file, data, platform.ARTIFACT_BACKEND, "serving")
+
+
+def _has_error(problems: list[Diagnostic]) -> bool:
+    return any(d.severity == "error" for d in problems)
 
 
 def compile_repo(resolved: Resolved, envs: list[str] | None = None, cache_dir: Path | None = None) -> Build:
