@@ -461,6 +461,9 @@ _REG = {"provider": "mlflow", "trackingUri": "https://mlflow.acme.internal"}
 MUTATIONS.update({
     "Project:spec.defaults.image": (SA, PJ, ("spec", "defaults", "image"), "ghcr.io/specops-dev/runtime:0.2.0"),
     "Project:spec.defaults.seed": (SA, PJ, ("spec", "defaults", "seed"), 11),
+    # The envelope's placement fields are refused on a Project, at their line.
+    "Project:environments": (SA, PJ, ("environments",), ["dev"]),
+    "Project:overrides": (SA, PJ, ("overrides",), {"dev": {"defaults": {"seed": 3}}}),
     # the example's ServingTarget names no image: the default one, mutable, is refused in prod
     "Project:spec.defaults.servingImage": (SA, PJ, ("spec", "defaults", "servingImage"), "vllm/vllm-openai:latest"),
     "Project:spec.environments{}.defaults": (SA, PJ, _E + ("defaults",), {"seed": 9}),
@@ -525,10 +528,6 @@ NOT_RUN: dict[str, str] = {
 # Fields not yet proven to reach anything, each with what is missing.
 _NO_TEST = "issue 13/9: read by {} but no test proves it"
 PENDING: dict[str, str] = {
-    # The envelope lets a Project carry these, but nothing reads them on a Project: they
-    # should be refused at their line.
-    "Project:environments": "issue 13/9: accepted on a Project and ignored; wants a diagnostic",
-    "Project:overrides": "issue 13/9: accepted on a Project and ignored; wants a diagnostic",
     "Project:spec.targets{}.project": "issue 13/9: lowered into the IR target, no backend reads it",
     "Project:spec.targets{}.imageRegistry": "issue 13/9: lowered into the IR target, no backend reads it",
     "Project:spec.targets{}.credentials.secretRef.name": "issue 13/9: the KFP provider does not send the credentials",
