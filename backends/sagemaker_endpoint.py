@@ -286,6 +286,11 @@ def _name(base: str, suffix: str = "") -> str:
     return f"{cleaned}-{suffix}" if suffix else cleaned
 
 
+def endpoint_name(node: Serving) -> str:
+    """The endpoint's name (what CreateEndpoint gets and CloudWatch's EndpointName dimension reads)."""
+    return _name(f"{node.name}-{node.env}")
+
+
 def sagemaker_tags(node: Serving) -> list[dict[str, str]]:
     """SageMaker's own tags (not Kubernetes labels): the spec's labels and what specops serves."""
     tags = dict(node.labels)
@@ -332,7 +337,7 @@ def endpoint_requests(node: Serving, serve_config_yaml: bytes | None) -> dict[st
 
     endpoint: dict[str, Any] = {
         "EndpointConfigName": endpoint_config["EndpointConfigName"],
-        "EndpointName": _name(base),
+        "EndpointName": endpoint_name(node),
         "Tags": sorted(tags + gate_tags, key=lambda t: t["Key"]),
     }
     if node.canary_percent > 0:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from specops import ir
-from specops.backends import helm_stack, mlserver, prometheus, vllm
+from specops.backends import cloudwatch, helm_stack, mlserver, prometheus, sagemaker_endpoint, vllm
 from specops.backends.kubernetes import served_model_name
 from specops.backends.registry import pipeline_backend, serving_platform
 from specops.build import cache
@@ -116,14 +116,26 @@ def compile_alerts(view: EnvView, node: Any, s: ir.Serving, slo: dict[str, Any],
                                          f"{s.engine_version}: the alerting rules and dashboard use vLLM {used}'s "
                                          "metric names", *where))
     platform = node_platform(view, s)
+    deps = sorted(set(dependencies(view, node.key)) | set(dependencies(view, f"ServingTarget/{s.name}")))
+    if platform == "sagemaker":
+        # An endpoint publishes CloudWatch metrics, not vLLM's /metrics: alarms on what it publishes.
+        missing = [k for k in cloudwatch.NOT_CARRIED if slo.get(k) is not None]
+        if missing:
+            build.diagnostics.add(Diagnostic("warning", "unsupported", "a SageMaker endpoint publishes no "
+                                             f"{', '.join(missing)} metric to CloudWatch: no alarm for them", *where))
+        endpoint = sagemaker_endpoint.endpoint_name(s)
+        for file, data in cloudwatch.emit(node.name, view.name, endpoint, sagemaker_endpoint.VARIANT, slo,
+                                          sagemaker_endpoint.sagemaker_tags(s)).items():
+            build.add(Artifact(f"{view.name}/monitors/{node.name}/{file}", data, view.name, "cloudwatch", node.key,
+                               _src(node), deps, "monitor", node.name, file))
+        return
     if platform not in prometheus.OPERATOR_PLATFORMS:
         build.diagnostics.add(Diagnostic("warning", "unsupported", f"serving platform '{platform}' exposes no "
                                          "vLLM /metrics to Prometheus by itself: the rules need a Prometheus that "
-                                         "scrapes the server (CloudWatch alarms are not compiled yet)", *where))
+                                         "scrapes the server", *where))
     labels = dict(sorted(node.labels.items()))
     files = prometheus.emit(node.name, view.name, s.name, served_model_name(s, s.engine_args), slo, s.engine_version,
                             platform, s.target.namespace, labels)
-    deps = sorted(set(dependencies(view, node.key)) | set(dependencies(view, f"ServingTarget/{s.name}")))
     for file, data in sorted(files.items()):
         build.add(Artifact(f"{view.name}/monitors/{node.name}/{file}", data, view.name, "prometheus", node.key,
                            _src(node), deps, "monitor", node.name, file))
