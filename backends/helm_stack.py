@@ -61,6 +61,10 @@ LORA_CONTROLLER_IMAGE = {"repository": "lmcache/lmstack-lora-controller", "tag":
 
 
 def check(node: Serving, serve_config_yaml: bytes | None = None) -> list[Diagnostic]:
+    if node.engine != "vllm":
+        file, pos = k8s._source_pos(node)
+        return [Diagnostic("error", "unsupported", "production-stack: the vLLM production-stack chart serves LLMs "
+                           "with vLLM; serve a classical model on kubernetes, kserve or sagemaker", file, pos)]
     out = k8s.common_checks(node, "production-stack") + k8s.adapter_checks(node, "production-stack")
     fetched = [a for a in node.adapters if k8s.adapter_fetch_command(node, a) is not None]
     for a in fetched[1:]:
@@ -271,6 +275,8 @@ def combine(parts: list[tuple[Serving, dict[str, Any]]]) -> tuple[dict[str, Any]
 
 def emit(node: Serving, serve_config_yaml: bytes | None = None) -> dict[str, bytes]:
     """`{"values.yaml": bytes}` for `helm install <release> vllm/vllm-stack -f values.yaml`."""
+    if node.engine != "vllm":
+        return {}  # refused by check
     if serve_config_yaml is None:
         serve_config_yaml = k8s.default_serve_config(node)
     return {"values.yaml": values_bytes(helm_values(node, serve_config_yaml))}

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from specops.backends import kubernetes as k8s
+from specops.backends import mlserver
 from specops.diagnostics import Diagnostic
 from specops.ir import Serving
 
@@ -54,6 +55,9 @@ def check(node: Serving, serve_config_yaml: bytes | None = None) -> list[Diagnos
         out.append(Diagnostic("error", "unsupported",
                               "kserve: the weights go through KServe's storage initializer or the Hub, not a "
                               "model-cache volume; drop `modelCache` on this platform", file, pos))
+    if node.engine == "mlserver":
+        # KServe carries request limits and autoscaling targets, and bearer-token auth.
+        out += k8s.mlserver_checks(node, "kserve", requests=True, auth_modes=("token",))
     if not 0 <= node.canary_percent <= 100:
         file, pos = k8s._source_pos(node)
         out.append(Diagnostic("error", "value",
@@ -125,8 +129,56 @@ def inferenceservice(node: Serving, serve_config_yaml: bytes) -> dict[str, Any]:
     }
 
 
+def classical_inferenceservice(node: Serving) -> dict[str, Any]:
+    """A classical model: KServe's own format runtime (sklearn / xgboost / lightgbm, which
+    KServe serves with MLServer under protocol v2), the registered model from the artifact
+    store through KServe's storage initializer, and the request and autoscaling settings."""
+    model_spec: dict[str, Any] = {
+        "modelFormat": {"name": node.runtime or "sklearn"},
+        "protocolVersion": "v2",
+        "resources": k8s.pod_resources(node),
+        "storageUri": node.model_artifact_uri,
+    }
+    env = k8s.user_env(node)
+    if env:
+        model_spec["env"] = env
+    if node.probes:
+        model_spec.update(k8s.probes(node, KSERVE_PORT, k8s._MLSERVER_PROBES))
+    predictor: dict[str, Any] = {"minReplicas": node.replicas_min, "maxReplicas": node.replicas_max,
+                                 "model": model_spec}
+    if node.autoscale_metric is not None:
+        predictor["scaleMetric"] = node.autoscale_metric
+        predictor["scaleTarget"] = node.autoscale_target
+    if node.max_concurrency is not None:
+        predictor["containerConcurrency"] = node.max_concurrency
+    if node.request_timeout_ms is not None:
+        predictor["timeout"] = -(-node.request_timeout_ms // 1000)  # whole seconds, rounded up
+    for key, value in (("nodeSelector", dict(node.node_selector)), ("tolerations", [dict(t) for t in node.tolerations]),
+                       ("affinity", node.affinity)):
+        if value:
+            predictor[key] = value
+    if node.strategy:
+        predictor["deploymentStrategy"] = {"type": node.strategy}
+    if node.canary_percent > 0:
+        predictor["canaryTrafficPercent"] = node.canary_percent
+    metadata: dict[str, Any] = {"labels": k8s.labels(node), "name": node.name, "namespace": node.target.namespace}
+    annotations = {}
+    if node.auth_mode == "token":
+        # KServe's own switch: the predictor accepts only requests with a valid bearer token.
+        annotations["serving.kserve.io/enable-auth"] = "true"
+    if node.model_revision:
+        # A retrained model is a new revision: KServe rolls the predictor and fetches it again.
+        predictor["annotations"] = {"specops.dev/model-revision": node.model_revision}
+    if annotations:
+        metadata["annotations"] = annotations
+    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": metadata,
+            "spec": {"predictor": predictor}}
+
+
 def emit(node: Serving, serve_config_yaml: bytes | None = None) -> dict[str, bytes]:
     """`{"<name>/inferenceservice.yaml": bytes}` for one Serving node."""
+    if node.engine == "mlserver":
+        return {"inferenceservice.yaml": k8s.dump_yaml(classical_inferenceservice(node))}
     if serve_config_yaml is None:
         serve_config_yaml = k8s.default_serve_config(node)
     return {"inferenceservice.yaml": k8s.dump_yaml(inferenceservice(node, serve_config_yaml))}

@@ -27,6 +27,7 @@ from typing import Any, Iterable
 
 import yaml
 
+from specops.backends import mlserver
 from specops.backends.vllm import node_serve_config  # checks every flag against the version
 from specops.backends.yaml_emit import dump
 from specops.diagnostics import Diagnostic, Pos
@@ -286,15 +287,16 @@ def shm_volume(node: Serving | None = None) -> dict[str, Any]:
 
 
 def pod_resources(node: Serving) -> dict[str, dict[str, Any]]:
-    """GPU requests = limits plus the spec's CPU/memory requests and limits."""
-    res = gpu_resources(node)
+    """GPU requests = limits (a GPU server) plus the spec's CPU/memory requests and limits;
+    empty sections are left out (a CPU server without a shape has `resources: {}`)."""
+    res = gpu_resources(node) if node.engine == "vllm" else {"limits": {}, "requests": {}}
     for kind, cpu, mem in (("requests", node.cpu_request, node.memory_request),
                            ("limits", node.cpu_limit, node.memory_limit)):
         if cpu is not None:
             res[kind]["cpu"] = cpu
         if mem is not None:
             res[kind]["memory"] = mem
-    return res
+    return {k: v for k, v in res.items() if v}
 
 
 def user_env(node: Serving) -> list[dict[str, Any]]:
@@ -330,17 +332,18 @@ def tolerations(node: Serving) -> list[dict[str, Any]]:
     return gpu_tolerations(node) + [dict(t) for t in node.tolerations]
 
 
-def probe(kind: str, node: Serving, port: int) -> dict[str, Any]:
-    """One probe: the default timings for `kind`, with the spec's over them."""
-    base = dict(_DEFAULT_PROBES[kind])
+def probe(kind: str, node: Serving, port: int, defaults: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One probe: the engine's default timings and path for `kind`, with the spec's over them."""
+    base = dict((defaults or _DEFAULT_PROBES)[kind])
+    path = base.pop("path", "/health")
     given = dict(node.probes.get(kind, {}))
-    path = given.pop("path", "/health")
+    path = given.pop("path", path)
     base.update(given)
     return {**base, "httpGet": {"path": path, "port": port}}
 
 
-def probes(node: Serving, port: int) -> dict[str, dict[str, Any]]:
-    return {f"{kind}Probe": probe(kind, node, port) for kind in ("startup", "readiness", "liveness")}
+def probes(node: Serving, port: int, defaults: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    return {f"{kind}Probe": probe(kind, node, port, defaults) for kind in ("startup", "readiness", "liveness")}
 
 
 def cache_access_mode(node: Serving) -> str:
@@ -436,8 +439,9 @@ def common_checks(node: Serving, what: str) -> list[Diagnostic]:
 
 
 def check(node: Serving, serve_config_yaml: bytes | None = None) -> list[Diagnostic]:
-    return (common_checks(node, "kubernetes") + adapter_checks(node, "kubernetes") + env_checks(node, "kubernetes")
-            + helm_only_checks(node, "kubernetes"))
+    out = (common_checks(node, "kubernetes") + adapter_checks(node, "kubernetes") + env_checks(node, "kubernetes")
+           + helm_only_checks(node, "kubernetes"))
+    return out + (mlserver_checks(node, "kubernetes") if node.engine == "mlserver" else [])
 
 
 def _metadata(node: Serving, name: str) -> dict[str, Any]:
@@ -561,8 +565,10 @@ def _hpa(node: Serving) -> dict[str, Any]:
     }
 
 
-def kubernetes_resources(node: Serving, serve_config_yaml: bytes) -> dict[str, dict[str, Any]]:
+def kubernetes_resources(node: Serving, serve_config_yaml: bytes | None) -> dict[str, dict[str, Any]]:
     """The resources as dicts, keyed by file path (what `emit` serialises)."""
+    if node.engine == "mlserver":
+        return mlserver_resources(node)
     config = load_serve_config(serve_config_yaml)
     sha = hashlib.sha256(serve_config_yaml).hexdigest()
     out = {
@@ -583,7 +589,7 @@ def emit(node: Serving, serve_config_yaml: bytes | None = None) -> dict[str, byt
     `serve_config_yaml` is the `vllm serve --config` file (from `specops.backends.vllm`); when
     None it is produced from the node.
     """
-    if serve_config_yaml is None:
+    if serve_config_yaml is None and node.engine != "mlserver":
         serve_config_yaml = default_serve_config(node)
     return {path: dump_yaml(doc) for path, doc in sorted(kubernetes_resources(node, serve_config_yaml).items())}
 
@@ -626,3 +632,132 @@ def validate_manifests(files: dict[str, bytes], k8s_version: str = DEFAULT_K8S_V
 
 
 # ---- one entry point per serving platform ------------------------------------------------------
+
+
+# ---- MLServer (classical models) -------------------------------------------------------------
+# A Deployment running `mlserver start /etc/mlserver` (its settings.json and model-settings.json
+# from a ConfigMap), the registered model fetched from the artifact store by an init container
+# into an emptyDir at /mnt/models, V2 health probes, a Service for REST/gRPC, and an HPA on CPU
+# when replicas can grow. Request timeouts, concurrency limits and auth have no MLServer or
+# Deployment field: reported at their lines.
+
+MLSERVER_CONFIG_DIR = "/etc/mlserver"
+MLSERVER_MODEL_DIR = "/mnt/models"
+_MLSERVER_PROBES: dict[str, dict[str, Any]] = {
+    "startup": {"failureThreshold": 60, "path": mlserver.READY_PATH, "periodSeconds": 5},
+    "readiness": {"failureThreshold": 3, "path": mlserver.READY_PATH, "periodSeconds": 5, "timeoutSeconds": 3},
+    "liveness": {"failureThreshold": 3, "path": mlserver.LIVE_PATH, "periodSeconds": 10, "timeoutSeconds": 3},
+}
+
+
+def model_fetch_command(uri: str | None, dest: str) -> tuple[str, list[str]] | None:
+    """(image, argv) of the init step that copies the registered model to `dest`; None when
+    the artifact store is one no cluster can read (file://)."""
+    if uri and uri.startswith("s3://"):
+        return FETCH_IMAGES["s3://"], ["aws", "s3", "sync", uri, dest]
+    if uri and uri.startswith("gs://"):
+        return FETCH_IMAGES["gs://"], ["gcloud", "storage", "rsync", "--recursive", uri, dest]
+    return None
+
+
+def mlserver_checks(node: Serving, what: str, requests: bool = False, auth_modes: tuple[str, ...] = ()) -> list[Diagnostic]:
+    """What an MLServer pod on `what` cannot carry, at the field's line: a model no pod can
+    fetch, and (unless the platform carries them: `requests`, `auth_modes`) request limits,
+    autoscaling targets other than cpu, and auth."""
+    out = []
+
+    def say(field: str, severity: str, msg: str) -> None:
+        out.append(Diagnostic(severity, "unsupported", f"{what}: {msg}", *mlserver.field_pos(node, field)))
+
+    if model_fetch_command(node.model_artifact_uri, MLSERVER_MODEL_DIR) is None:
+        say("model", "error", f"the model lives at {node.model_artifact_uri}, which no pod can read; give the "
+           "target an s3:// or gs:// artifactStore")
+    if not requests:
+        if node.request_timeout_ms is not None or node.max_concurrency is not None:
+            say("requestSettings", "warning", "MLServer and a Deployment have no request timeout or concurrency "
+               "limit; not applied (KServe and SageMaker carry them)")
+        if node.autoscale_metric not in (None, "cpu"):
+            say("replicas", "error", f"a HorizontalPodAutoscaler scales an MLServer Deployment on cpu only, not "
+               f"{node.autoscale_metric} (KServe scales on concurrency and rps)")
+    if node.auth_mode is not None and node.auth_mode not in auth_modes:
+        say("auth", "error", f"{node.auth_mode} authentication is not something {what} can enforce for MLServer"
+           + (f" (it takes: {', '.join(auth_modes)})" if auth_modes else "; put the endpoint behind your gateway's "
+              "auth, or serve on SageMaker (IAM)"))
+    return out
+
+
+def mlserver_model_settings(node: Serving) -> dict[str, Any]:
+    doc = mlserver.model_settings(node)
+    doc["parameters"]["uri"] = f"{MLSERVER_MODEL_DIR}/{mlserver.MODEL_FILES[node.runtime or 'sklearn']}"
+    return doc
+
+
+def _mlserver_configmap(node: Serving) -> dict[str, Any]:
+    data = {mlserver.SETTINGS_FILE: mlserver.json_bytes(mlserver.settings(node)).decode(),
+            mlserver.MODEL_SETTINGS_FILE: mlserver.json_bytes(mlserver_model_settings(node)).decode()}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _metadata(node, f"{node.name}-mlserver-config"),
+            "data": data}
+
+
+def _mlserver_deployment(node: Serving, config_sha: str) -> dict[str, Any]:
+    volumes = [{"configMap": {"name": f"{node.name}-mlserver-config"}, "name": "mlserver-config"},
+               {"emptyDir": {}, "name": "model"}]
+    container: dict[str, Any] = {
+        "name": "mlserver", "image": node.image, "command": ["mlserver", "start", MLSERVER_CONFIG_DIR],
+        "env": user_env(node),
+        "ports": [{"containerPort": mlserver.HTTP_PORT, "name": "http", "protocol": "TCP"},
+                  {"containerPort": mlserver.GRPC_PORT, "name": "grpc", "protocol": "TCP"},
+                  {"containerPort": mlserver.METRICS_PORT, "name": "metrics", "protocol": "TCP"}],
+        "resources": pod_resources(node),
+        "volumeMounts": [{"mountPath": MLSERVER_CONFIG_DIR, "name": "mlserver-config", "readOnly": True},
+                         {"mountPath": MLSERVER_MODEL_DIR, "name": "model", "readOnly": True}],
+        **probes(node, mlserver.HTTP_PORT, _MLSERVER_PROBES),
+    }
+    pod: dict[str, Any] = {"containers": [container], "volumes": volumes}
+    fetch = model_fetch_command(node.model_artifact_uri, MLSERVER_MODEL_DIR)
+    if fetch is not None:
+        pod["initContainers"] = [{"name": "fetch-model", "image": fetch[0], "command": fetch[1],
+                                  "volumeMounts": [{"mountPath": MLSERVER_MODEL_DIR, "name": "model"}]}]
+    if node.node_selector:
+        pod["nodeSelector"] = dict(node.node_selector)
+    if node.tolerations:
+        pod["tolerations"] = [dict(t) for t in node.tolerations]
+    if node.affinity:
+        pod["affinity"] = node.affinity
+    kind = node.strategy or "RollingUpdate"
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _metadata(node, node.name),
+        "spec": {"replicas": node.replicas_min, "selector": {"matchLabels": selector_labels(node)},
+                 "strategy": {"type": kind},
+                 "template": {"metadata": {"annotations": {
+                     "specops.dev/config-sha256": config_sha,
+                     # A retrained model is a new revision: the pods restart and fetch it.
+                     **({"specops.dev/model-revision": node.model_revision} if node.model_revision else {})},
+                     "labels": labels(node)}, "spec": pod}},
+    }
+
+
+def _mlserver_service(node: Serving) -> dict[str, Any]:
+    ports = [{"name": "http", "port": mlserver.HTTP_PORT, "protocol": "TCP", "targetPort": "http"},
+             {"name": "grpc", "port": mlserver.GRPC_PORT, "protocol": "TCP", "targetPort": "grpc"}]
+    return {"apiVersion": "v1", "kind": "Service", "metadata": _metadata(node, node.name),
+            "spec": {"ports": ports, "selector": selector_labels(node), "type": "ClusterIP"}}
+
+
+def _mlserver_hpa(node: Serving) -> dict[str, Any]:
+    return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": _metadata(node, node.name),
+            "spec": {"maxReplicas": node.replicas_max, "minReplicas": max(1, node.replicas_min),
+                     "metrics": [{"resource": {"name": "cpu", "target": {
+                         "averageUtilization": node.autoscale_target or 70, "type": "Utilization"}},
+                         "type": "Resource"}],
+                     "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": node.name}}}
+
+
+def mlserver_resources(node: Serving) -> dict[str, dict[str, Any]]:
+    cm = _mlserver_configmap(node)
+    sha = hashlib.sha256(json.dumps(cm["data"], sort_keys=True).encode()).hexdigest()
+    out = {"configmap.yaml": cm, "deployment.yaml": _mlserver_deployment(node, sha),
+           "service.yaml": _mlserver_service(node)}
+    if node.replicas_max > node.replicas_min:
+        out["hpa.yaml"] = _mlserver_hpa(node)
+    return out

@@ -49,6 +49,7 @@ from specops.backends.sagemaker_schedule import eventbridge_cron
 from specops.backends.sagemaker_schedule import schedule_request as _schedule_request
 from specops.diagnostics import Diagnostic, Pos
 from specops.ir import Pipeline, Source, Step
+from specops.runtime.command import substitute
 from specops.runtime.thresholds import Threshold
 
 NAME = "sagemaker"
@@ -59,7 +60,7 @@ PROVIDER = "specops.backends.sagemaker_provider"
 DEFINITION_VERSION = "2020-12-01"
 CONTENT_HASH_TAG = "specops:content-hash"
 
-PROCESSING_KINDS = frozenset({"data_check", "evaluate", "deploy", "command"})
+PROCESSING_KINDS = frozenset({"data_check", "evaluate", "deploy", "command", "predict"})
 TRAINING_KINDS = frozenset({"train", "finetune"})
 PROPERTY_FILE = "metrics"
 METRICS_FILE = "metrics.json"
@@ -410,7 +411,11 @@ class _Builder:
                 env[f"SPECOPS_INPUT_{_env_name(name)}"] = {"Get": f"Steps.{_fit(up)}.ModelPackageArn"}
         if step.command is not None:
             # A user command learns where things are from the environment (command-job style).
-            env.update({f"SPECOPS_INPUT_{_env_name(n)}": d for n, d in sorted(inputs.items())})
+            sub = step.params.get("input_paths") or {}
+            env.update({f"SPECOPS_INPUT_{_env_name(n)}": f"{d}/{sub[n]}" if n in sub else d
+                        for n, d in sorted(inputs.items())})
+            env.update({f"SPECOPS_OUTPUT_{_env_name(n)}": f"{output_dir}/{n}"
+                        for n in sorted(step.params.get("outputs") or {})})
             env.update({"SPECOPS_PARAMS_JSON": params_path, "SPECOPS_OUTPUT_DIR": output_dir,
                         "SPECOPS_REPO_ROOT": repo_root})
         return env
@@ -432,8 +437,14 @@ class _Builder:
             local_inputs[name] = f"{_PROC}/input/{name}"
             proc_inputs.append(_proc_input(f"input-{name}", ref, local_inputs[name]))
         params_path, out_dir = f"{params_dir}/{key}", f"{_PROC}/output"
+        outputs = dict(step.params.get("outputs") or {}) if step.command is not None else {}
         if step.command is not None:
-            entry, args = list(step.command), []
+            # ${{inputs.x}} / ${{outputs.y}} become the container's folders here, as the
+            # runtime's command contract does it elsewhere (specops.runtime.command).
+            sub = step.params.get("input_paths") or {}
+            folders = {("inputs", n): f"{d}/{sub[n]}" if n in sub else d for n, d in local_inputs.items()}
+            folders.update({("outputs", n): f"{out_dir}/{n}" for n in outputs})
+            entry, args = [substitute(a, folders, step.name) for a in step.command], []
         else:
             entry = list(RUNTIME_ENTRYPOINT)
             args = self.runtime_args(step, step.kind, params_path, local_inputs, out_dir, repo_dir)
@@ -448,7 +459,11 @@ class _Builder:
                 "OutputName": "output",
                 "S3Output": {"LocalPath": out_dir, "S3Uri": self.output_uri(step.name),
                              "S3UploadMode": "EndOfJob"},
-            }]},
+            }] + [{
+                # An output another model's Dataset reads: also copied to where it is published.
+                "OutputName": f"publish-{name}",
+                "S3Output": {"LocalPath": f"{out_dir}/{name}", "S3Uri": uri, "S3UploadMode": "EndOfJob"},
+            } for name, uri in sorted((step.params.get("publish") or {}).items())]},
             "ProcessingResources": {"ClusterConfig": {
                 "InstanceCount": 1,
                 "InstanceType": itype or self.param("ProcessingInstanceType"),

@@ -47,7 +47,11 @@ import json
 from typing import Any
 
 from specops.backends import kubernetes as k8s
+from specops.backends import mlserver
+from specops.backends import sagemaker_autoscaling as autoscaling
+from specops.backends import sagemaker_classical as sklearn_container
 from specops.diagnostics import Diagnostic
+from specops.gpus import CPU_FAMILIES, cpu_instance
 from specops.ir import Serving
 
 FORMAT = "SageMaker CreateModel/CreateEndpointConfig/CreateEndpoint requests (LMI V20 vLLM container)"
@@ -102,6 +106,8 @@ def _pos(node: Serving):
 
 def check(node: Serving, serve_config_yaml: bytes | None = None) -> list[Diagnostic]:
     """What the LMI endpoint cannot express, at the serving spec's position."""
+    if node.engine == "mlserver":
+        return classical_checks(node)
     file, pos = _pos(node)
     config = k8s.load_serve_config(serve_config_yaml or k8s.default_serve_config(node))
     out: list[Diagnostic] = []
@@ -128,11 +134,7 @@ def check(node: Serving, serve_config_yaml: bytes | None = None) -> list[Diagnos
         err("value", f"tensor-parallel-size {tp} exceeds accelerator_count {node.accelerator_count}")
     if node.replicas_min < 1:
         err("value", "a SageMaker endpoint needs at least one instance (replicas min >= 1)")
-    if node.replicas_max > node.replicas_min:
-        out.append(Diagnostic(
-            "warning", "unsupported",
-            "sagemaker endpoint: replicas max is not emitted (Application Auto Scaling is not "
-            f"generated); the endpoint runs {node.replicas_min} instance(s)", file, pos))
+    out.extend(request_checks(node))
     if not _is_ecr(node.image) and node.engine_version != LMI_VLLM_VERSION:
         out.append(Diagnostic(
             "warning", "unsupported",
@@ -148,6 +150,45 @@ def check(node: Serving, serve_config_yaml: bytes | None = None) -> list[Diagnos
             f"the base from the Hub ({a.uri} must be registered as an inference component after "
             f"deployment)", afile, apos))
     return out
+
+
+def request_checks(node: Serving) -> list[Diagnostic]:
+    """Request settings and auth, which only the classical container's server takes, and IAM."""
+    out = []
+    if node.engine != "mlserver" and (node.request_timeout_ms is not None or node.max_concurrency is not None):
+        out.append(Diagnostic("warning", "unsupported", "sagemaker endpoint: the LMI container has no request "
+                              "timeout or concurrency setting; not applied", *mlserver.field_pos(node, "requestSettings")))
+    if node.auth_mode is not None:
+        out.append(Diagnostic("error", "unsupported", f"sagemaker endpoint: SageMaker authenticates callers with "
+                              f"IAM (SigV4), not a {node.auth_mode}; drop `auth` for this target",
+                              *mlserver.field_pos(node, "auth")))
+    return out
+
+
+def classical_checks(node: Serving) -> list[Diagnostic]:
+    """What the scikit-learn container endpoint needs and cannot carry."""
+    file, pos = _pos(node)
+    out: list[Diagnostic] = []
+
+    def err(code: str, msg: str, field: str | None = None) -> None:
+        out.append(Diagnostic("error", code, f"sagemaker endpoint: {msg}",
+                              *(mlserver.field_pos(node, field) if field else (file, pos))))
+
+    if not node.instance_type:
+        err("missing-field", "an instance type is required (a CPU one such as ml.m5.xlarge)")
+    elif cpu_instance(node.instance_type) is None:
+        err("value", f"{node.instance_type} is not a CPU instance type this catalogue knows; a classical model "
+                     f"serves on {', '.join(CPU_FAMILIES)}", "instanceType")
+    if not node.target.role_arn:
+        err("missing-field", f"target '{node.target.name}' has no role_arn (SageMaker execution role)")
+    if not _is_ecr(node.image) and (node.target.region or "") not in sklearn_container.SKLEARN_ACCOUNTS:
+        err("unsupported", f"no scikit-learn container is known for region '{node.target.region}'")
+    if not (node.model_artifact_uri or "").startswith("s3://"):
+        err("unsupported", f"the model lives at {node.model_artifact_uri}; a SageMaker endpoint reads it from S3 "
+                           "(give the target an s3:// artifactStore)")
+    if node.replicas_min < 1:
+        err("value", "a SageMaker endpoint needs at least one instance (replicas min >= 1)")
+    return out + shape_checks(node) + request_checks(node)
 
 
 # Pod-shape fields an endpoint has no place for, and why (each reported at its line).
@@ -245,21 +286,34 @@ def _name(base: str, suffix: str = "") -> str:
     return f"{cleaned}-{suffix}" if suffix else cleaned
 
 
-def endpoint_requests(node: Serving, serve_config_yaml: bytes) -> dict[str, dict[str, Any]]:
-    """The three request dicts (boto3 keyword arguments), keyed by API operation name."""
-    config = k8s.load_serve_config(serve_config_yaml)
+def sagemaker_tags(node: Serving) -> list[dict[str, str]]:
+    """SageMaker's own tags (not Kubernetes labels): the spec's labels and what specops serves."""
+    tags = dict(node.labels)
+    tags.update({"specops:serving-target": node.name, "specops:model": node.model, "specops:engine": node.engine})
+    return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
+
+
+def endpoint_requests(node: Serving, serve_config_yaml: bytes | None) -> dict[str, dict[str, Any]]:
+    """The request dicts (boto3 keyword arguments), keyed by API operation name: CreateModel,
+    CreateEndpointConfig, CreateEndpoint, and RegisterScalableTarget + PutScalingPolicy
+    (application-autoscaling) when the endpoint can grow."""
     region = node.target.region or ""
-    image = node.image if _is_ecr(node.image) else lmi_image(region)
-    tags = [{"Key": k, "Value": v} for k, v in sorted(k8s.labels(node).items())]
+    tags = sagemaker_tags(node)
     # The gates go on the endpoint only: the model and config names hash their content, and a
     # gate change is no reason to replace them. Tag values allow no commas.
     gate_tags = [{"Key": k, "Value": v.replace(",", " ")} for k, v in k8s.annotations(node).items()]
     base = f"{node.name}-{node.env}"
-
+    if node.engine == "mlserver":
+        code = sklearn_container.sourcedir(node)
+        primary = sklearn_container.container(node, node.image if _is_ecr(node.image) else None,
+                                              sklearn_container.sourcedir_uri(node, code))
+    else:
+        config = k8s.load_serve_config(serve_config_yaml or k8s.default_serve_config(node))
+        image = node.image if _is_ecr(node.image) else lmi_image(region)
+        primary = {"Environment": lmi_environment(node, config), "Image": image, "Mode": "SingleModel"}
     model = {
         "ExecutionRoleArn": node.target.role_arn or "",
-        "PrimaryContainer": {"Environment": lmi_environment(node, config), "Image": image,
-                             "Mode": "SingleModel"},
+        "PrimaryContainer": primary,
         "Tags": tags,
     }
     model["ModelName"] = _name(base, _hash(model))
@@ -289,19 +343,25 @@ def endpoint_requests(node: Serving, serve_config_yaml: bytes) -> dict[str, dict
                 "WaitIntervalInSeconds": CANARY_WAIT_S,
             },
         }}
-    return {"CreateModel": model, "CreateEndpointConfig": endpoint_config, "CreateEndpoint": endpoint}
+    return {"CreateModel": model, "CreateEndpointConfig": endpoint_config, "CreateEndpoint": endpoint,
+            **autoscaling.scaling_requests(node, endpoint["EndpointName"], VARIANT)}
 
 
 def emit(node: Serving, serve_config_yaml: bytes | None = None) -> dict[str, bytes]:
-    """`{"endpoint.json": bytes}`: the three requests, sorted keys, 2-space indent."""
-    if serve_config_yaml is None:
+    """`{"endpoint.json": bytes}`: the requests, sorted keys, 2-space indent; for a classical
+    model also `sourcedir.tar.gz`, the container's user module the provider uploads."""
+    if serve_config_yaml is None and node.engine != "mlserver":
         serve_config_yaml = k8s.default_serve_config(node)
     doc = endpoint_requests(node, serve_config_yaml)
-    return {"endpoint.json": (json.dumps(doc, sort_keys=True, indent=2) + "\n").encode("utf-8")}
+    out = {"endpoint.json": (json.dumps(doc, sort_keys=True, indent=2) + "\n").encode("utf-8")}
+    if node.engine == "mlserver":
+        out[sklearn_container.SOURCEDIR] = sklearn_container.sourcedir(node)
+    return out
 
 
 def validate_requests(requests: dict[str, dict[str, Any]], region: str = "us-east-1") -> list[str]:
-    """Offline check of each request against botocore's SageMaker service model.
+    """Offline check of each request against botocore's SageMaker (and, for the scaling
+    requests, application-autoscaling) service model.
 
     Uses botocore's own parameter validation (unknown keys, missing required keys, types,
     ranges it knows); returns one line per problem, empty when all are valid.
@@ -310,9 +370,13 @@ def validate_requests(requests: dict[str, dict[str, Any]], region: str = "us-eas
     from botocore.exceptions import ParamValidationError
     from botocore.validate import validate_parameters
 
-    model = botocore.session.get_session().get_service_model("sagemaker")
+    session = botocore.session.get_session()
+    models = {"sagemaker": session.get_service_model("sagemaker"),
+              "application-autoscaling": session.get_service_model("application-autoscaling")}
     errors: list[str] = []
     for op, params in requests.items():
+        model = models["application-autoscaling" if op in ("RegisterScalableTarget", "PutScalingPolicy")
+                       else "sagemaker"]
         try:
             validate_parameters(params, model.operation_model(op).input_shape)
         except ParamValidationError as exc:

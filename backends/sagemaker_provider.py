@@ -32,6 +32,12 @@ sagemaker_endpoint (artifact `<name>/endpoint.json` from `backends/sagemaker_end
   naming the operation (no fallback to delete + create, which would drop live traffic).
   The update path is tested against a small stub client (tests/backends/
   test_sagemaker_provider.py says so); create, read, drift and delete run on moto.
+- autoscaling (RegisterScalableTarget + PutScalingPolicy in endpoint.json, any engine) is
+  upserted after the endpoint through application-autoscaling, and removed when the spec
+  drops it; read() compares the live target and policy with the recorded requests, so a
+  min/max or policy changed outside specops is drift.
+- a classical model's container code (sourcedir.tar.gz) is uploaded, content-addressed, to
+  where the model's SAGEMAKER_SUBMIT_DIRECTORY names it, before CreateModel.
 """
 
 from __future__ import annotations
@@ -46,6 +52,8 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from specops.backends import sagemaker as sm
+from specops.backends import sagemaker_autoscaling as autoscaling
+from specops.backends import sagemaker_classical as sklearn_container
 from specops.backends.provider import Desired, Live, ProviderError, RetryableError
 
 if TYPE_CHECKING:
@@ -171,6 +179,25 @@ class _AwsBase:
             return boto3.session.Session().client(service, **kwargs)
         except Exception as err:
             raise translate(err, f"{service} client") from None
+
+    def preflight(self, desired: list[Desired]) -> list[str]:
+        """The target's S3 artifact store exists (apply uploads to it first thing); else one line."""
+        store = getattr(self.target, "artifact_store", "") or ""
+        if not store.startswith("s3://") or not desired:
+            return []
+        bucket = store[len("s3://"):].split("/", 1)[0]
+        s3 = self.client("s3")
+        try:
+            s3.head_bucket(Bucket=bucket)
+            return []
+        except Exception as err:
+            code, status = error_code(err), _status(err)
+            if code in ("404", "NoSuchBucket", "NotFound") or status == 404:
+                return [f"artifact store {store} of target '{self.target.name}': bucket '{bucket}' does not exist; "
+                        "create it (or fix artifactStore) before apply"]
+            if code in ("403", "AccessDenied", "Forbidden") or status == 403:
+                return [f"artifact store {store} of target '{self.target.name}': no access to bucket '{bucket}'"]
+            raise translate(err, f"head_bucket {bucket}") from None
 
     def tags(self, arn: str) -> dict[str, str]:
         sm = self.client("sagemaker")
@@ -383,6 +410,16 @@ class SageMakerPipelineProvider(_AwsBase):
 # ---- sagemaker_endpoint -------------------------------------------------------------------------
 
 
+def _scaling_live(prov: "_AwsBase", recorded: dict[str, Any] | None) -> dict[str, Any]:
+    """Live autoscaling of the endpoint, in the shape the recorded requests had."""
+    if not recorded or "RegisterScalableTarget" not in recorded:
+        return {}
+    try:
+        return autoscaling.read_scaling(prov.client("application-autoscaling"), recorded)
+    except Exception as err:
+        raise translate(err, "describe scaling of the endpoint") from None
+
+
 def _endpoint_requests(desired: Desired) -> dict[str, dict[str, Any]]:
     try:
         doc = json.loads(_file(desired, "endpoint.json"))
@@ -439,7 +476,20 @@ class SageMakerEndpointProvider(_AwsBase):
         raise ProviderError("sagemaker_endpoint: read() needs a desired resource or a state entry with ids")
 
     def read(self, desired: Desired | None, current: "ResourceState | None") -> Live:
-        return read_endpoint_live(self, self._endpoint_name(desired, current))
+        live = read_endpoint_live(self, self._endpoint_name(desired, current))
+        recorded = (current.attributes or {}).get("endpoint.json") if current is not None else None
+        if not live.exists or not isinstance(recorded, dict):
+            return live
+        scaling = _scaling_live(self, recorded)
+        if not scaling:
+            return live
+        # Autoscaling changed behind specops's back (another min/max, policy or target) is drift.
+        want = {k: recorded[k] for k in scaling}
+        attrs = {**(live.attributes or {}), **scaling}
+        content = live.content_hash
+        if scaling != want:
+            content = hashlib.sha256(("scaling " + json.dumps(scaling, sort_keys=True)).encode()).hexdigest()
+        return Live(exists=True, content_hash=content, attributes=attrs, ids=live.ids)
 
     def _exists(self, what: str, fn: Callable[[], Any]) -> bool:
         try:
@@ -459,6 +509,7 @@ class SageMakerEndpointProvider(_AwsBase):
         endpoint = (current.ids.get("endpoint") if current is not None else None) or ep_req["EndpointName"]
         ep_req = {**ep_req, "EndpointName": endpoint}
         outputs: dict[str, Any] = {}
+        self._upload_code(desired, model_req)
         # Hash-named and immutable: an existing object of that name IS the desired one.
         if self._exists(f"describe_model {model}", lambda: sm.describe_model(ModelName=model)):
             outputs["model"] = "reused"
@@ -497,10 +548,32 @@ class SageMakerEndpointProvider(_AwsBase):
         self.set_tags(arn, want_tags, have)
         if self.options.get("wait", False):
             self._wait(endpoint)
+        scaling = {k: reqs[k] for k in ("RegisterScalableTarget", "PutScalingPolicy") if k in reqs}
+        aas = self.client("application-autoscaling")
+        if aws_call("register autoscaling", lambda: autoscaling.apply_scaling(aas, scaling)):
+            outputs["autoscaling"] = f"{scaling['RegisterScalableTarget']['MinCapacity']}.." \
+                                     f"{scaling['RegisterScalableTarget']['MaxCapacity']}"
+        elif current is not None and "RegisterScalableTarget" in ((current.attributes or {}).get("endpoint.json") or {}):
+            old_target = current.attributes["endpoint.json"]["RegisterScalableTarget"]
+            old_policy = (current.attributes["endpoint.json"].get("PutScalingPolicy") or {}).get("PolicyName")
+            aws_call("remove autoscaling", lambda: autoscaling.remove_scaling(aas, old_target["ResourceId"], old_policy))
         status = aws_call(f"describe_endpoint {endpoint}",
                           lambda: sm.describe_endpoint(EndpointName=endpoint)).get("EndpointStatus")
         outputs["status"] = status
         return {"arn": arn, "endpoint": endpoint, "endpoint_config": config, "model": model}, outputs
+
+    def _upload_code(self, desired: Desired, model_req: dict[str, Any]) -> None:
+        """Put the container's user module (sourcedir.tar.gz, content-addressed) where the
+        model's SAGEMAKER_SUBMIT_DIRECTORY names it, unless it is there already."""
+        code = desired.files.get(sklearn_container.SOURCEDIR)
+        uri = ((model_req.get("PrimaryContainer") or {}).get("Environment") or {}).get("SAGEMAKER_SUBMIT_DIRECTORY")
+        if code is None or not uri or not uri.startswith("s3://"):
+            return
+        bucket, _, key = uri[len("s3://"):].partition("/")
+        s3 = self.client("s3")
+        if self._exists(f"head_object {uri}", lambda: s3.head_object(Bucket=bucket, Key=key)):
+            return
+        aws_call(f"put_object {uri}", lambda: s3.put_object(Bucket=bucket, Key=key, Body=code))
 
     def _update_endpoint(self, endpoint: str, config: str, deployment: dict[str, Any] | None) -> None:
         sm = self.client("sagemaker")
@@ -533,6 +606,12 @@ class SageMakerEndpointProvider(_AwsBase):
         sm = self.client("sagemaker")
         endpoint = current.ids.get("endpoint") or ""
         steps: list[tuple[str, Callable[[], Any]]] = []
+        recorded = (current.attributes or {}).get("endpoint.json") or {}
+        if "RegisterScalableTarget" in recorded:  # scaling goes first, or it outlives the endpoint
+            aas = self.client("application-autoscaling")
+            rid = recorded["RegisterScalableTarget"]["ResourceId"]
+            policy = (recorded.get("PutScalingPolicy") or {}).get("PolicyName")
+            aws_call("remove autoscaling", lambda: autoscaling.remove_scaling(aas, rid, policy))
         if endpoint:
             steps.append((f"delete_endpoint {endpoint}", lambda: sm.delete_endpoint(EndpointName=endpoint)))
         if current.ids.get("endpoint_config"):

@@ -93,6 +93,7 @@ evaluate = _make("evaluate", "Compute metrics on a split.")
 gate = _make("gate", "Check metrics against thresholds; raises StepFailed (the run fails) when one fails.")
 register = _make("register", "Register the model version and its aliases.")
 deploy = _make("deploy", "Hand the registered model to its serving target.")
+predict = _make("predict", "Batch scoring: the trained model scores a dataset into a table.")
 
 
 @step
@@ -105,5 +106,5 @@ def command(step_name: str, params: dict, input_names: list[str], inputs: list[P
 
 STEPS: dict[str, Any] = {
     "data_check": data_check, "train": train, "finetune": finetune, "evaluate": evaluate,
-    "gate": gate, "register": register, "deploy": deploy, "command": command,
+    "gate": gate, "register": register, "deploy": deploy, "command": command, "predict": predict,
 }

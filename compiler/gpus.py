@@ -318,3 +318,37 @@ def instance(name: str) -> Instance:
     best = did_you_mean(name, every)
     hint = f"; did you mean '{best}'?" if best else ""
     raise ValueError(f"unknown instance type '{name}'{hint}")
+
+
+# ---- CPU instances (classical models on SageMaker) -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CpuInstance:
+    """A CPU instance type a classical model serves on (SageMaker real-time inference)."""
+
+    name: str
+    vcpus: int
+    memory_gib: int
+    usd_per_hour: float  # on-demand list price, us-east-1, approximate (see PRICES_AS_OF)
+
+
+# General purpose (m5, m6i) and compute optimised (c5), SageMaker real-time inference.
+CPU_FAMILIES = ("ml.m5", "ml.c5", "ml.m6i")
+CPU_INSTANCES: dict[str, CpuInstance] = {i.name: i for i in (
+    CpuInstance("ml.m5.large", 2, 8, 0.115), CpuInstance("ml.m5.xlarge", 4, 16, 0.23),
+    CpuInstance("ml.m5.2xlarge", 8, 32, 0.461), CpuInstance("ml.m5.4xlarge", 16, 64, 0.922),
+    CpuInstance("ml.m5.12xlarge", 48, 192, 2.765), CpuInstance("ml.m5.24xlarge", 96, 384, 5.53),
+    CpuInstance("ml.c5.large", 2, 4, 0.102), CpuInstance("ml.c5.xlarge", 4, 8, 0.204),
+    CpuInstance("ml.c5.2xlarge", 8, 16, 0.408), CpuInstance("ml.c5.4xlarge", 16, 32, 0.816),
+    CpuInstance("ml.c5.9xlarge", 36, 72, 1.836), CpuInstance("ml.c5.18xlarge", 72, 144, 3.672),
+    CpuInstance("ml.m6i.large", 2, 8, 0.121), CpuInstance("ml.m6i.xlarge", 4, 16, 0.242),
+    CpuInstance("ml.m6i.2xlarge", 8, 32, 0.484), CpuInstance("ml.m6i.4xlarge", 16, 64, 0.968),
+    CpuInstance("ml.m6i.8xlarge", 32, 128, 1.935), CpuInstance("ml.m6i.12xlarge", 48, 192, 2.903),
+    CpuInstance("ml.m6i.16xlarge", 64, 256, 3.87), CpuInstance("ml.m6i.24xlarge", 96, 384, 5.806),
+    CpuInstance("ml.m6i.32xlarge", 128, 512, 7.741),
+)}
+
+
+def cpu_instance(name: str) -> CpuInstance | None:
+    return CPU_INSTANCES.get(name)

@@ -8,7 +8,8 @@ from typing import Annotated, Literal, Union
 from pydantic import AfterValidator, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from .common import Ref, Secret, SpecModel, SplitName, Uri
+from .common import Name, Ref, Secret, SpecModel, SplitName, Uri
+from .model import IoName
 
 Char = Annotated[str, Field(min_length=1, max_length=1)]
 
@@ -26,10 +27,12 @@ class CsvOptions(SpecModel):
 
 
 class Source(SpecModel):
-    uri: Uri
+    # Required unless the Dataset is `producedBy` a model's step (then it is that step's output).
+    uri: Uri | None = None
     format: Literal["csv", "jsonl", "json", "parquet", "hf"]
     # Pinned version: a tag, date or revision. Bumping it is what retrains downstream models.
-    version: str = Field(min_length=1)
+    # A produced dataset's version is its producer's: a change upstream retrains downstream.
+    version: str | None = Field(default=None, min_length=1)
     # Optional content hash of the data, for reproducibility checks.
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     # CSV options (format csv only).
@@ -150,6 +153,17 @@ Check = Annotated[Union[RowCount, NullFraction, AllowedValues, Unique, Freshness
                         References, SchemaDrift], Field(discriminator="type")]
 
 
+class ProducedBy(SpecModel):
+    """The model step whose output this Dataset is: a custom step's named output, or a batch
+    scoring step (its output is `predictions`)."""
+
+    model: Ref
+    step: Name
+    output: IoName = "predictions"
+    # The data file inside the output folder; default `data.<format>`.
+    file: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")] | None = None
+
+
 class Pii(SpecModel):
     contains: bool = False
     columns: list[str] = Field(default_factory=list)
@@ -165,6 +179,22 @@ class DatasetSpec(SpecModel):
     license: str | None = None
     # Credentials to read the source. Only secret references.
     credentials: Secret | None = None
+    # Made by a model's step (lineage: the producer runs first, and a change to it re-checks
+    # this dataset and retrains what trains on it).
+    produced_by: ProducedBy | None = None
+
+    @model_validator(mode="after")
+    def _source_or_producer(self) -> "DatasetSpec":
+        if self.produced_by is None and (self.source.uri is None or self.source.version is None):
+            raise PydanticCustomError("missing-field", "a Dataset needs `source.uri` and `source.version`, "
+                                      "or `producedBy` (a model step that makes it)")
+        if self.produced_by is not None and self.source.uri is not None:
+            raise PydanticCustomError("value", "a produced Dataset's data is its producer's output: drop "
+                                      "`source.uri` (or `producedBy`)")
+        if self.produced_by is not None and self.source.format == "hf":
+            raise PydanticCustomError("value", "a produced Dataset is a file (csv, jsonl, json or parquet), "
+                                      "not a Hugging Face dataset")
+        return self
 
     @field_validator("splits")
     @classmethod

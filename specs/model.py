@@ -10,7 +10,19 @@ from pydantic_core import PydanticCustomError
 
 from specops.runtime import defaults as D
 
-from .common import AliasName, EnvName, ImageRef, Ref, RegistryName, RepoPath, Resources, SpecModel
+from .common import (
+    AliasName,
+    EnvName,
+    ImageRef,
+    Name,
+    Ref,
+    RegistryName,
+    RepoPath,
+    Resources,
+    SpecModel,
+    SplitName,
+    grammar,
+)
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 # A Hugging Face Hub repo id: 'org/name' (or a bare 'name'); it becomes an argv word, so it
@@ -166,6 +178,66 @@ class TrainingResources(Resources):
     strategy: Literal["ddp", "fsdp", "deepspeed"] | None = None
 
 
+# Names of a custom step's inputs and outputs: they become environment variable suffixes
+# (SPECOPS_INPUT_<NAME>, SPECOPS_OUTPUT_<NAME>) and folder names, so identifiers only.
+IO_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
+IoName = Annotated[str, grammar(IO_NAME_RE, "input/output name", "lowercase letters, digits and '_', "
+                                "starting with a letter", 63)]
+# What flows along a wire: `table` a folder holding one data file (data.csv / data.parquet...)
+# or a checked dataset (dataset.json + split files), `model` a trained model folder,
+# `metrics` an evaluate output (metrics.json), `folder` anything else.
+IoType = Literal["table", "model", "metrics", "folder"]
+# Where a custom step sits in the lifecycle (Azure ML's prep -> transform -> train -> predict ->
+# score): prep/transform/featurize run before training, predict/score after it. Checked
+# against the wiring: a step that reads `train.model` cannot be a `prep` step.
+CustomStepKind = Literal["prep", "transform", "featurize", "predict", "score"]
+PRE_TRAIN_KINDS = ("prep", "transform", "featurize")
+
+
+class StepOutput(SpecModel):
+    type: IoType = "folder"
+    description: str | None = None
+
+
+class StepInput(SpecModel):
+    """An input wired by name: `<step>.<output>` (a custom step's output, or the built-in
+    `train.model` / `evaluate.metrics`), or a Dataset name (its checked data)."""
+
+    from_: str = Field(alias="from", min_length=1, max_length=127)
+    # The type the step expects; checked against what the wire carries.
+    type: IoType | None = None
+
+
+class CustomStep(SpecModel):
+    """A user step of the Model's pipeline: image plus argv (never a shell), under the step
+    runtime's command contract (specops.runtime.command)."""
+
+    name: Name
+    kind: CustomStepKind
+    # Default: the Project's runtime image.
+    image: ImageRef | None = None
+    command: list[str] = Field(min_length=1)
+    args: list[str] = Field(default_factory=list)
+    env: dict[EnvName, str] = Field(default_factory=dict)
+    inputs: dict[IoName, Annotated[str, Field(min_length=1, max_length=127)] | StepInput] = Field(default_factory=dict)
+    outputs: dict[IoName, StepOutput] = Field(default_factory=dict)
+    resources: Resources | None = None
+
+
+class BatchScoring(SpecModel):
+    """Batch scoring: the trained model scores a Dataset into a new table (a Dataset can be
+    `producedBy` it), after training in the model's pipeline, or on its own schedule."""
+
+    # The step's name: what a Dataset's `producedBy.step` names.
+    name: Name
+    dataset: Ref
+    # The split scored (a split of the scored Dataset); all rows when absent.
+    split: SplitName | None = None
+    format: Literal["parquet", "csv"] = "parquet"
+    # Runs after training, in the model's pipeline (on the model's `schedule`, when it has one).
+    resources: Resources | None = None
+
+
 class _ModelCommon(SpecModel):
     datasets: list[DatasetUse] = Field(min_length=1)
     hyperparameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
@@ -173,6 +245,10 @@ class _ModelCommon(SpecModel):
     command: Command | None = None
     registry: Registry = Field(default_factory=Registry)
     schedule: Schedule | None = None
+    # Custom steps before or after training, wired by their inputs' names.
+    steps: list[CustomStep] = Field(default_factory=list)
+    # Batch scoring steps: the model scores Datasets into new tables.
+    batch: list[BatchScoring] = Field(default_factory=list)
 
 
 class ClassicalModelSpec(_ModelCommon):

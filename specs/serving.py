@@ -60,15 +60,46 @@ class EngineArgs(BaseModel):
 
 
 class Engine(SpecModel):
-    name: Literal["vllm"] = "vllm"
+    # vllm serves LLMs; mlserver serves classical models (Open Inference / V2 protocol).
+    # Default: by the served model's type.
+    name: Literal["vllm", "mlserver"] | None = None
     # vLLM version the args are checked against; defaults to the Project's.
     version: str | None = None
     args: EngineArgs = Field(default_factory=EngineArgs)
+    # MLServer inference runtime; default: the one matching the model's flavour (its
+    # algorithm's library; scikit-learn for a model with categorical features, whose
+    # preprocessing pipeline only the scikit-learn runtime loads).
+    runtime: Literal["sklearn", "xgboost", "lightgbm"] | None = None
+
+
+class AutoscaleTarget(SpecModel):
+    """What autoscaling tracks per replica: in-flight requests, requests per second, or CPU
+    utilisation (percent)."""
+
+    metric: Literal["concurrency", "rps", "cpu"]
+    value: int = Field(ge=1)
 
 
 class Replicas(SpecModel):
+    # The instance count (Azure ML's instance_count, SageMaker's InitialInstanceCount).
     min: int = Field(default=1, ge=0)
     max: int = Field(default=1, ge=1)
+    # Autoscaling between min and max (max > min) tracks this per-replica target.
+    target: AutoscaleTarget | None = None
+
+
+class RequestSettings(SpecModel):
+    """Per-request limits of the server (Azure ML's request_settings)."""
+
+    request_timeout_ms: int | None = Field(default=None, ge=1, le=3_600_000)
+    max_concurrent_requests_per_instance: int | None = Field(default=None, ge=1, le=10_000)
+
+
+class Auth(SpecModel):
+    """Who may call the endpoint: a static key or a bearer token, kept in a secret store."""
+
+    mode: Literal["key", "token"]
+    secret_ref: SecretKeyRef
 
 
 class Canary(SpecModel):
@@ -131,7 +162,9 @@ class Placement(SpecModel):
 
 
 class Probe(SpecModel):
-    path: str = "/health"
+    # Default: the engine's health path (vLLM /health; MLServer /v2/health/ready for startup and
+    # readiness, /v2/health/live for liveness).
+    path: str | None = None
     initial_delay_seconds: int | None = Field(default=None, ge=0)
     period_seconds: int | None = Field(default=None, ge=1)
     timeout_seconds: int | None = Field(default=None, ge=1)
@@ -150,7 +183,8 @@ class ServingTargetSpec(SpecModel):
     # LoRA fine-tuned Models served as adapters on the base.
     adapters: list[Ref] = Field(default_factory=list)
     engine: Engine = Field(default_factory=Engine)
-    accelerator: Accelerator
+    # GPUs of one replica (vLLM); a classical model served by MLServer runs on CPU.
+    accelerator: Accelerator | None = None
     replicas: Replicas = Field(default_factory=Replicas)
     canary: Canary = Field(default_factory=Canary)
     # Gates that must have passed for the model version before it is served.
@@ -176,3 +210,7 @@ class ServingTargetSpec(SpecModel):
     # production-stack: the Helm release this target joins; targets of one release share one
     # values file (and its servingEngineSpec-wide keys: strategy, probes). Default: its own.
     release: Name | None = None
+    # Request timeout and concurrency per replica.
+    request_settings: RequestSettings | None = None
+    # Endpoint authentication.
+    auth: Auth | None = None

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from specops import ir
-from specops.backends import helm_stack, vllm
+from specops.backends import helm_stack, mlserver, vllm
 from specops.backends.registry import pipeline_backend, serving_platform
 from specops.build import cache
 from specops.build.checkcache import probe_state
@@ -223,6 +223,13 @@ def serving_outputs(root: Path, s: ir.Serving, releases: dict[str, list[tuple[ir
     target of a production-stack release joins `releases` instead of emitting its values."""
     files: list[tuple[str, bytes, str, str]] = []
     diags: list[Diagnostic] = []
+    platform = serving_platform(s.target.serving_platform)
+    if s.engine == "mlserver":
+        # A classical model: MLServer's settings are the serving config; no GPU capacity.
+        files.extend((file, data, "mlserver", "serving-config") for file, data in sorted(mlserver.serve_config(s).items()))
+        diags.extend(mlserver.check(s) + platform.check(s, None))
+        files.extend((file, data, platform.ARTIFACT_BACKEND, "serving") for file, data in sorted(platform.emit(s, None).items()))
+        return files, diags
     try:
         config = vllm.node_serve_config(s)
     except vllm.VllmArgsError as e:  # already reported by validate at the flag's line
@@ -240,7 +247,6 @@ def serving_outputs(root: Path, s: ir.Serving, releases: dict[str, list[tuple[ir
             if "startup" not in s.probes:
                 # Unless the spec says otherwise, the server gets as long to start as its weights need.
                 s = dataclasses.replace(s, probes={**s.probes, "startup": startup_probe(report)})
-    platform = serving_platform(s.target.serving_platform)
     diags.extend(platform.check(s, config))
     if platform is helm_stack and s.release and releases is not None:
         # Targets of one release share a values file: emitted once all of them are lowered.

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specops.checks.common import at, check_gpu, check_repo_file
+from specops.checks.lineage import check_model_steps, check_producer
 from specops.diagnostics import Diagnostic, Diagnostics, suggestion
 from specops.resolve.lockfile import LOCK_FILE, LockError, StatCache, local_changed, read_lock
 from specops.runtime.estimators import check_hyperparameters
@@ -38,6 +39,7 @@ def check_model(resolved: "Resolved", view: "EnvView", node: "Node", out: Diagno
     if spec.resources.nodes > 1 and spec.type == "classical" and spec.command is None:
         out.add(at(node, ("resources", "nodes"), "unsupported",
                    "a classical model trains on one machine; more nodes need an LLM fine-tune or a `command`"))
+    check_model_steps(view, node, out)
     if spec.type == "classical":
         check_estimator(node, out)
         for use in spec.datasets:
@@ -94,6 +96,9 @@ def check_dataset(resolved: "Resolved", view: "EnvView", node: "Node", out: Diag
         if declared and col not in declared:
             out.add(at(node, ("pii", "columns", i), "unresolved-ref", f"no declared column '{col}'"
                        + suggestion(col, declared)))
+    if spec.produced_by is not None:
+        check_producer(view, node, out)
+        return
     if src.uri.startswith("file://"):
         rel = src.uri[len("file://"):]
         before = len(out)
@@ -145,7 +150,7 @@ def check_lockfile(resolved: "Resolved", out: Diagnostics) -> None:
     for view in resolved.envs.values():
         for node in view.of_kind("Dataset"):
             src = node.spec.source
-            if not src.uri.startswith("file://") or src.uri in seen:
+            if src.uri is None or not src.uri.startswith("file://") or src.uri in seen:
                 continue
             seen.add(src.uri)
             if not _regular(root / src.uri[len("file://"):]):

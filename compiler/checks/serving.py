@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING
 from specops import gpus
 from specops.backends import vllm
 from specops.checks.capacity import capacity_report
+from specops.checks.classical import check_classical_serving
 from specops.checks.common import at, check_gpu
 from specops.diagnostics import Diagnostic, Diagnostics
+from specops.ir.classical import engine_of
 from specops.ir.lower import engine_args_as_written, looks_like_path, lower_serving, named_file
 
 if TYPE_CHECKING:
@@ -19,11 +21,22 @@ if TYPE_CHECKING:
 def check_serving(resolved: "Resolved", view: "EnvView", node: "Node", out: Diagnostics) -> None:
     spec = node.spec
     mine = Diagnostics()  # this target's own problems, to decide whether capacity can run
-    check_gpu(view, node, ("accelerator", "type"), spec.accelerator.type, mine)
     model = view.get("Model", spec.model)
+    if engine_of(node, model) == "mlserver":
+        check_classical_serving(view, node, model, mine)
+        if not mine.has_errors:
+            check_gate_wiring(view, node, mine)
+        out.extend(mine.items)
+        return
     if model is not None and model.spec.type != "llm":
-        mine.add(at(node, ("model",), "wrong-kind-ref", f"model '{model.name}' is a classical model; "
-                     "vLLM serves LLMs (type: llm)"))
+        mine.add(at(node, ("engine", "name"), "wrong-kind-ref", f"model '{model.name}' is a classical model; "
+                     "vLLM serves LLMs (MLServer serves classical models: omit `engine.name`)"))
+    if spec.accelerator is None:
+        out.extend(mine.items)
+        out.add(at(node, (), "missing-field", "a vLLM target needs `accelerator` (the GPU type and count of a "
+                   "replica)"))
+        return
+    check_gpu(view, node, ("accelerator", "type"), spec.accelerator.type, mine)
     if not mine.has_errors:
         check_gpu_fit(view, node, mine)
     check_adapters(resolved, view, node, model, mine)

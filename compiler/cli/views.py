@@ -47,6 +47,8 @@ def render_plan(plan: Plan, *, color: bool = False, verbose_limit: int = 20) -> 
              f"{'' if plan.refreshed else '; live state not refreshed'}"]
     if plan.mode == "refresh-only":
         return render_refresh_only(plan, lines, st)
+    for problem in plan.problems:
+        lines.append(st(f"Problem: {problem}", "red", bold=True))
     shown = [c for c in plan.changes if c.action != Action.NOOP or c.drift or c.blocked]
     if not shown:
         lines.append("No changes. The live system matches the specs.")

@@ -10,9 +10,12 @@ schemas (specops.runtime.*); a mismatch fails loudly there, not silently here.
 from __future__ import annotations
 
 import dataclasses
+import graphlib
+import heapq
 from typing import Any
 
 from specops import ir
+from specops.ir import classical, steps
 from specops.frontend.overrides import Node, deep_merge
 from specops.resolve.lockfile import pin_for
 from specops.resolve.refs import EnvView, Resolved
@@ -263,31 +266,99 @@ def _prompt_gate_steps(view: EnvView, g: Node, name: str, checked: set[str], mod
     return out
 
 
-def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipeline | None:
+def _uses(spec: Any, gates: list[Node]) -> list[tuple[str, tuple | None]]:
+    """(dataset, spec path) of every Dataset the pipeline checks: training data first, then
+    what custom steps and batch scoring read."""
+    uses: list[tuple[str, tuple | None]] = [(u.dataset, ("datasets", i, "dataset")) for i, u in enumerate(spec.datasets)]
+    if not uses:  # a published model is evaluated on its gates' data
+        uses = [(g.spec.dataset, None) for g in gates if g.spec.dataset]
+    for i, st in enumerate(spec.steps):
+        for k, v in sorted(st.inputs.items()):
+            ref = steps.input_ref(v)[0]
+            if "." not in ref:
+                uses.append((ref, ("steps", i, "inputs", k)))
+    uses += [(b.dataset, ("batch", i, "dataset")) for i, b in enumerate(spec.batch)]
+    seen: dict[str, tuple | None] = {}
+    for name, where in uses:
+        seen.setdefault(name, where)
+    return list(seen.items())
+
+
+def _check_step(resolved: Resolved, view: EnvView, model: Node, ds: Node, where: tuple | None, image: str,
+                seed: int, memo: dict[str, Any]) -> ir.Step:
+    params = _dataset_params(view, ds, seed, resolved.repo.root)
+    inputs: dict[str, str] = {}
+    pb = ds.spec.produced_by
+    if pb is not None:
+        upstream = None if steps.made_inside(ds, model) else _lowered(resolved, view, pb.model, memo)
+        over, inputs = steps.produced_dataset_params(view, ds, model, upstream)
+        params.pop("lock", None)
+        params.update({k: v for k, v in over.items() if v is not None})
+        for k in [k for k, v in over.items() if v is None]:
+            params.pop(k, None)
+    return ir.Step(f"check-{ds.name}", "data_check", {"dataset": params}, inputs=inputs, image=image,
+                   source=_source(model, where) if where else _source(ds))
+
+
+def _lowered(resolved: Resolved, view: EnvView, name: str, memo: dict[str, Any]) -> ir.Pipeline | None:
+    """The pipeline of Model `name` in this view, lowered once (lineage reads upstream ones)."""
+    if name not in memo:
+        memo[name] = None  # a cycle (reported by the resolver) ends here
+        node = view.get("Model", name)
+        memo[name] = lower_pipeline(resolved, view, node, memo) if node is not None else None
+    return memo[name]
+
+
+def _topo(steps_: list[ir.Step]) -> tuple[ir.Step, ...]:
+    """Steps with their inputs first; otherwise in construction order (the lifecycle order)."""
+    index = {s.name: i for i, s in enumerate(steps_)}
+    ts = graphlib.TopologicalSorter({s.name: [d for d in s.depends_on if d in index] for s in steps_})
+    ts.prepare()
+    ready: list[tuple[int, str]] = []
+    out: list[ir.Step] = []
+    while ts.is_active():
+        for n in ts.get_ready():
+            heapq.heappush(ready, (index[n], n))
+        _, n = heapq.heappop(ready)
+        out.append(steps_[index[n]])
+        ts.done(n)
+    return tuple(out)
+
+
+def lower_pipeline(resolved: Resolved, view: EnvView, model: Node, memo: dict[str, Any] | None = None) -> ir.Pipeline | None:
     """The lifecycle pipeline of one Model, or None when it has nothing to run: an LLM served
-    as published (no finetune, no command) that no gate evaluates."""
+    as published (no finetune, no command) that no gate evaluates. `memo` holds the pipelines
+    lowered so far (a Dataset another model produces is versioned by its producer's)."""
+    memo = {} if memo is None else memo
     spec = model.spec
     defaults = env_defaults(resolved, view.name)
     image = defaults["image"]
     seed = defaults["seed"]
     gates = gates_of_model(view, model)
     model_gates = [g for g in gates if g.spec.prompt is None]
-    uses = [(u.dataset, ("datasets", i, "dataset")) for i, u in enumerate(spec.datasets)]
-    if not uses:  # a published model is evaluated on its gates' data
-        uses = [(g.spec.dataset, None) for g in gates if g.spec.dataset]
-    datasets = [view.get("Dataset", name) for name, _ in dict.fromkeys(uses)]
+    uses = [(view.get("Dataset", name), where) for name, where in _uses(spec, gates)]
+    uses = [(ds, where) for ds, where in uses if ds is not None]
+    datasets = [ds for ds, _ in uses]
     data_step = f"check-{datasets[0].name}" if datasets else ""
     train, task = _train_step(model, data_step, image, seed)
+    if train is not None and train.kind == "train" and (export := classical.native_export(view, model)):
+        # The booster MLServer's XGBoost/LightGBM runtime serves (specops.ir.classical).
+        train = dataclasses.replace(train, params={**train.params, "export": export})
     if train is None and not gates:
         return None
     if not datasets:
         return None  # gates without data are reported by the gate checks
-    steps: list[ir.Step] = []
-    for (name, where), ds in zip(dict.fromkeys(uses), datasets):
-        steps.append(ir.Step(f"check-{ds.name}", "data_check", {"dataset": _dataset_params(view, ds, seed, resolved.repo.root)},
-                             image=image, source=_source(model, where) if where else _source(ds)))
+    out: list[ir.Step] = [_check_step(resolved, view, model, ds, where, image, seed, memo) for ds, where in uses]
+    publish = steps.published_outputs(view, model)
+    order = steps.step_order(model)
+    custom = {s.name: i for i, s in enumerate(spec.steps)}
+    for name in order:
+        if name in custom and not steps.is_post_train(model, name):
+            st = spec.steps[custom[name]]
+            out.append(steps.custom_step(model, name, image, _resources(st) if st.resources else ir.Resources(),
+                                         _source(model, ("steps", custom[name])), publish))
     if train is not None:
-        steps.append(train)
+        out.append(train)
     metrics = sorted({m.metric for g in model_gates for m in g.spec.metrics}) or _DEFAULT_METRICS[task]
     split = model_gates[0].spec.split if model_gates else "test"
     eval_params: dict[str, Any] = {"task": task, "metrics": metrics, "split": split}
@@ -300,23 +371,28 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipelin
     model_input = {"model": train.name} if train is not None else {}
     if train is None:
         eval_params.update(_base_params(model))
-    steps.append(ir.Step("evaluate", "evaluate", eval_params, inputs={**model_input, "data": data_step},
-                         image=image,
-                         # Evaluation runs on one machine, whatever the training spans.
-                         resources=_one_machine(spec)
-                         if task == "generation" else ir.Resources(),
-                         source=_source(model)))
+    out.append(ir.Step("evaluate", "evaluate", eval_params, inputs={**model_input, "data": data_step},
+                       image=image,
+                       # Evaluation runs on one machine, whatever the training spans.
+                       resources=_one_machine(spec)
+                       if task == "generation" else ir.Resources(),
+                       source=_source(model)))
+    for name in order:
+        if name in custom and steps.is_post_train(model, name):
+            st = spec.steps[custom[name]]
+            out.append(steps.custom_step(model, name, image, _resources(st) if st.resources else ir.Resources(),
+                                         _source(model, ("steps", custom[name])), publish))
     gate_steps = []
     checked = {ds.name for ds in datasets}
     for g in gates:
         measured = "evaluate"
         if g.spec.prompt is not None:
             measured = f"eval-{g.name}"
-            steps.extend(_prompt_gate_steps(view, g, measured, checked, model_input, model, image, seed,
-                                            resolved.repo.root))
+            out.extend(_prompt_gate_steps(view, g, measured, checked, model_input, model, image, seed,
+                                          resolved.repo.root))
         step = ir.Step(f"gate-{g.name}", "gate", _gate_params(g), inputs={"metrics": measured}, image=image,
                        source=_source(g, ("metrics",)))
-        steps.append(step)
+        out.append(step)
         gate_steps.append(step.name)
     reg_inputs = {**model_input, "metrics": "evaluate"}
     for i, gs in enumerate(gate_steps):
@@ -325,17 +401,22 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node) -> ir.Pipelin
                                   "version": None, "aliases": list(spec.registry.aliases)}
     if train is None:
         reg_params.update(_base_params(model))
-    steps.append(ir.Step("register", "register", reg_params, inputs=reg_inputs, image=image,
-                         source=_source(model, ("registry",))))
+    out.append(ir.Step("register", "register", reg_params, inputs=reg_inputs, image=image,
+                       source=_source(model, ("registry",))))
+    if train is not None:
+        for i, b in enumerate(spec.batch):
+            out.append(steps.batch_step(model, b.name, train.name, image,
+                                        _resources(b) if b.resources else ir.Resources(),
+                                        _source(model, ("batch", i)), publish, "register"))
     for st in (view.nodes[k] for k in view.referrers(model.key) if k.startswith("ServingTarget/")):
         if st.spec.model == model.name or model.name in st.spec.adapters:
-            steps.append(ir.Step(f"deploy-{st.name}", "deploy", {
+            out.append(ir.Step(f"deploy-{st.name}", "deploy", {
                 "serving_target": st.name, "model": model.name, "env": view.name},
                 inputs={"registration": "register"}, image=image, source=_source(st, ("model",))))
     sched = spec.schedule
     return ir.Pipeline(
         name=model.name, env=view.name, model=model.name, target=lower_target(view.target_name, view.target),
-        steps=tuple(steps), parameters={"repo_root": "."},
+        steps=_topo(out), parameters={"repo_root": "."},
         schedule=ir.Schedule(sched.cron, _source(model, ("schedule", "cron"))) if sched else None,
         artifact_root=f"{view.target.artifact_store.rstrip('/')}/{view.name}/{model.name}",
         labels=dict(sorted(model.labels.items())), source=_source(model),
@@ -353,6 +434,11 @@ def named_file(root: Any, value: str) -> bool:
         return False
     return (root / value).is_file()
 
+
+# MLServer's image with every inference runtime (scikit-learn, XGBoost, LightGBM...): the
+# version of tools/mlserver-constraints.txt, which the local platform runs.
+MLSERVER_VERSION = "1.7.1"
+MLSERVER_IMAGE = f"seldonio/mlserver:{MLSERVER_VERSION}"
 
 # Where each serving platform's init step puts adapters for the server to read: the model
 # cache volume (its Hugging Face cache dir on plain Kubernetes and KServe; the chart's /data,
@@ -411,9 +497,17 @@ def lower_serving(resolved: Resolved, view: EnvView, st: Node) -> ir.Serving:
         args["revision"] = base.revision
         if "tokenizer" not in args:
             args.setdefault("tokenizer-revision", base.revision)
-    if spec.accelerator.count > 1 and "tensor-parallel-size" not in args:
+    acc_type, acc_count = (spec.accelerator.type, spec.accelerator.count) if spec.accelerator else ("", 0)
+    engine = classical.engine_of(st, model)
+    if engine == "mlserver" and model is not None and model.spec.type == "classical":
+        extra = classical.classical_fields(st, view, model)
+        image, version = spec.image or MLSERVER_IMAGE, spec.engine.version or MLSERVER_VERSION
+    else:
+        extra, image, version = {}, spec.image or defaults["serving_image"], spec.engine.version or defaults["vllm_version"]
+    extra.update(classical.request_fields(st))
+    if acc_count > 1 and "tensor-parallel-size" not in args:
         # One replica spans its GPUs by tensor parallelism unless the spec says otherwise.
-        args["tensor-parallel-size"] = spec.accelerator.count
+        args["tensor-parallel-size"] = acc_count
     target = lower_target(view.target_name, view.target)
     if spec.platform is not None:
         target = dataclasses.replace(target, serving_platform=spec.platform)
@@ -426,14 +520,13 @@ def lower_serving(resolved: Resolved, view: EnvView, st: Node) -> ir.Serving:
         name=st.name, env=view.name, target=target, model=spec.model,
         model_uri=(base.model or f"registry://{base.from_model}") if base else f"registry://{spec.model}",
         model_config=f"{base.path}/config.json" if base is not None and base.path else None,
-        engine_version=spec.engine.version or defaults["vllm_version"],
-        engine_args=dict(sorted(args.items())), accelerator=spec.accelerator.type,
-        accelerator_count=spec.accelerator.count, replicas_min=spec.replicas.min, replicas_max=spec.replicas.max,
+        engine_version=version, engine_args=dict(sorted(args.items())), accelerator=acc_type,
+        accelerator_count=acc_count, replicas_min=spec.replicas.min, replicas_max=spec.replicas.max,
         canary_percent=spec.canary.traffic, adapters=adapters, adapter_root=root, gates=tuple(spec.gates),
-        image=spec.image or defaults["serving_image"], instance_type=spec.instance_type,
+        image=image, instance_type=spec.instance_type,
         hf_token_secret=_k8s_secret(spec.hf_token),
         labels=dict(sorted(st.labels.items())), source=_source(st),
-        **_shape(st),
+        **_shape(st), **extra,
     )
 
 
@@ -452,7 +545,8 @@ def _shape(st: Node) -> dict[str, Any]:
     out: dict[str, Any] = {}
     written = st.doc.data.get("spec") or {}
     sources = {k: _source(st, (k,), key=True) for k in ("resources", "env", "shmSize", "modelCache", "placement",
-                                                        "strategy", "probes", "release", "image") if k in written}
+                                                        "strategy", "probes", "release", "image", "requestSettings",
+                                                        "auth", "replicas", "instanceType", "engine") if k in written}
     if spec.resources is not None:
         r = spec.resources
         out.update(cpu_request=r.requests.cpu, memory_request=r.requests.memory,
@@ -470,9 +564,10 @@ def _shape(st: Node) -> dict[str, Any]:
         out["tolerations"] = tuple(t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in pl.tolerations)
         out["affinity"] = pl.affinity
     # Several GPUs per replica: a rolling update would wait for GPUs the old pod still holds.
-    out["strategy"] = spec.strategy or ("Recreate" if spec.accelerator.count > 1 else None)
+    out["strategy"] = spec.strategy or ("Recreate" if spec.accelerator is not None and spec.accelerator.count > 1
+                                        else None)
     if spec.probes is not None:
-        out["probes"] = {kind: {"path": p.path, **{_camel(k): getattr(p, k) for k in _PROBE_KEYS
+        out["probes"] = {kind: {**({"path": p.path} if p.path else {}), **{_camel(k): getattr(p, k) for k in _PROBE_KEYS
                                                     if getattr(p, k) is not None}}
                          for kind in ("startup", "readiness", "liveness") if (p := getattr(spec.probes, kind))}
     out["release"] = spec.release
@@ -489,6 +584,11 @@ def _k8s_secret(ref: Any) -> tuple[str, str] | None:
 
 def lower_env(resolved: Resolved, env: str) -> tuple[list[ir.Pipeline], list[ir.Serving]]:
     view = resolved.envs[env]
-    pipelines = [p for p in (lower_pipeline(resolved, view, m) for m in view.of_kind("Model")) if p is not None]
+    memo: dict[str, Any] = {}
+    pipelines = [p for p in (_lowered(resolved, view, m.name, memo) for m in view.of_kind("Model")) if p is not None]
     servings = [lower_serving(resolved, view, s) for s in view.of_kind("ServingTarget")]
+    # A classical server loads the registered model at start: a new model (its pipeline
+    # changed) is a new server revision, so the rollout follows the retrain.
+    servings = [dataclasses.replace(s, model_revision=steps.producer_version(memo.get(s.model)))
+                if s.engine == "mlserver" else s for s in servings]
     return pipelines, servings

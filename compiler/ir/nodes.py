@@ -17,7 +17,7 @@ from typing import Any, Callable, Literal
 
 from specops.diagnostics import Pos
 
-StepKind = Literal["data_check", "train", "finetune", "evaluate", "gate", "register", "deploy", "command"]
+StepKind = Literal["data_check", "train", "finetune", "evaluate", "gate", "register", "deploy", "command", "predict"]
 Backend = str  # a pipeline backend of specops.backends.registry (plug-ins included)
 
 
@@ -244,6 +244,24 @@ class Serving:
     # Spec field (camelCase path, e.g. "shmSize") -> its position: a platform that cannot
     # carry a field reports it there.
     field_sources: dict[str, Source] = field(default_factory=dict)
+    # The server: "vllm" (LLMs) or "mlserver" (classical models, the Open Inference V2
+    # protocol). A classical node has accelerator "" and accelerator_count 0 (CPU).
+    engine: str = "vllm"
+    runtime: str | None = None  # MLServer runtime: sklearn | xgboost | lightgbm
+    # The model's inputs in its feature order: (column, V2 datatype), for the model settings.
+    features: tuple[tuple[str, str], ...] = ()
+    registry: str | None = None  # the registered model's name
+    registry_alias: str | None = None  # the alias served on the local platform (None: newest)
+    # Where cluster platforms fetch the registered model from: <artifact store>/<env>/<model>/model
+    model_artifact_uri: str | None = None
+    request_timeout_ms: int | None = None
+    max_concurrency: int | None = None  # concurrent requests per replica
+    autoscale_metric: str | None = None  # concurrency | rps | cpu (None: the platform's default)
+    autoscale_target: int | None = None
+    auth_mode: str | None = None  # key | token
+    auth_secret: tuple[str, str, str | None] | None = None  # (provider, name, key)
+    # The served model's pipeline fingerprint: a retrain-worthy change rolls the server too.
+    model_revision: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -144,6 +144,11 @@ def execute(ctx: Any, plan: Plan, state: Any, *, echo: Callable[[str], None], tt
 
     todo = [c for c in plan.changes if c.action in APPLY_ACTIONS]
     result = ApplyResult()
+    if plan.problems and todo:
+        # Refused before the first action, rather than failing half-way through.
+        result.failed, result.error = "preflight", "; ".join(plan.problems)
+        result.not_applied = [c.address for c in todo]
+        return result
     progress = _Progress(len(todo), echo, tty)
     try:
         for i, ch in enumerate(todo, 1):

@@ -56,7 +56,7 @@ def lock_repo(path: str | Path = ".", check: bool = False) -> LockResult:
     for view in resolved.envs.values():
         for node in view.of_kind("Dataset"):
             src = node.spec.source
-            if src.uri in seen:
+            if src.uri is None or src.uri in seen:  # a produced dataset: its producer's output
                 continue
             seen.add(src.uri)
             try:

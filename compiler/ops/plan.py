@@ -127,6 +127,9 @@ class Plan:
     capacity: dict[str, dict[str, Any]] = field(default_factory=dict)
     # "normal", or "refresh-only": the plan only accepts live values into state
     mode: str = "normal"
+    # What would stop apply before it starts, found by the providers' preflight (a target's
+    # artifact store that does not exist): plan says so, apply refuses up front.
+    problems: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         out = {a: 0 for a in ACTIONS}
@@ -153,7 +156,8 @@ class Plan:
         return {"version": PLAN_SCHEMA_VERSION, "env": self.env, "target": self.target, "refreshed": self.refreshed,
                 "state_serial": self.state_serial, "policy": dict(sorted(self.policy.items())),
                 "resources": [c.to_dict() for c in self.changes], "summary": self.counts(),
-                "changes": self.has_changes, "capacity": dict(sorted(self.capacity.items())), "mode": self.mode}
+                "changes": self.has_changes, "capacity": dict(sorted(self.capacity.items())), "mode": self.mode,
+                "problems": list(self.problems)}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
@@ -352,6 +356,13 @@ def compute_plan(desired_list: list[Any], state: Any, *, env: str, target: str, 
             ch.action, ch.reason = Action.NOOP, "live values would be accepted into state" if ch.drift else ""
         changes[a] = ch
 
+    # Lineage: a pipeline that reads what a changing pipeline makes retrains after it.
+    for ch in changes.values():
+        ups = [p for p in ch.depends_on if p in changes and changes[p].action in APPLY_ACTIONS
+               and p.split(".", 1)[0].endswith("_pipeline")]
+        if ups and ch.type.endswith("_pipeline") and ch.action == Action.UPDATE and not ch.reason:
+            ch.reason = f"its upstream {', '.join(ups)} changes: it retrains after it and re-runs its gates"
+
     # Promotion: serving rollouts and prompt label moves in envs that require gates.
     for ch in changes.values():
         pending = any(changes[p].action in APPLY_ACTIONS and runs_on_apply(changes[p].type)
@@ -367,6 +378,26 @@ def compute_plan(desired_list: list[Any], state: Any, *, env: str, target: str, 
     return Plan(env, target, bool(refresh_live and provider_for), state.serial if state is not None else None,
                 {"drift": policy.drift, "prune": policy.prune, "require_gates": policy.require_gates}, ordered,
                 mode="refresh-only" if refresh_only else "normal")
+
+
+def preflight(plan: Plan, provider_for: Callable[[str], Any]) -> list[str]:
+    """Problems apply would hit before it changes anything, from each provider that has a
+    `preflight(desired_list) -> [str]` (e.g. SageMaker: the artifact store's bucket exists),
+    asked only for the resources apply would create, update or replace."""
+    todo: dict[str, list[Any]] = {}
+    for c in plan.changes:
+        if c.action in (Action.CREATE, Action.UPDATE, Action.REPLACE) and c.desired is not None:
+            todo.setdefault(c.type, []).append(c.desired)
+    out: list[str] = []
+    for type_, desired in sorted(todo.items()):
+        check = getattr(provider_for(type_), "preflight", None)
+        if check is None:
+            continue
+        try:
+            out += [p for p in check(desired) if p not in out]
+        except ProviderError as e:
+            raise PlanError(f"preflight of {type_} failed: {e}") from None
+    return out
 
 
 def _replace_fields(provider_for: Callable[[str], Any], type_: str) -> tuple[str, ...]:
@@ -427,6 +458,8 @@ class EnvContext:
                             provider_for=self.provider_for, refresh_live=refresh_live or refresh_only,
                             targets=targets, gates_for=self.gates_for, replace=replace, refresh_only=refresh_only)
         plan.capacity = dict(self.capacity)
+        if refresh_live and not refresh_only:
+            plan.problems = preflight(plan, self.provider_for)
         return plan
 
 

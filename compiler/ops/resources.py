@@ -23,6 +23,7 @@ from specops.backends.provider import Desired, attributes_of, content_hash, json
 from specops.backends.registry import pipeline_backend, platform_of_artifact_backend
 from specops.build.manifest import Build
 from specops.ir.lower import lower_target
+from specops.resolve.lineage import upstream_models
 from specops.resolve.refs import Resolved
 
 
@@ -68,7 +69,12 @@ def desired_resources(resolved: Resolved, build: Build, env: str) -> list[Desire
     for (type_, name), files in sorted(groups.items()):
         deps: tuple[str, ...] = ()
         t = target
-        if not type_.endswith("_pipeline"):
+        if type_.endswith("_pipeline"):
+            # Lineage: a pipeline reading a Dataset another model makes runs after that model's.
+            node = view.get("Model", name)
+            deps = tuple(sorted({pipelines[m] for m in (upstream_models(view, node) if node is not None else [])
+                                 if m in pipelines}))
+        else:
             node = view.get("ServingTarget", name)
             models = [node.spec.model, *node.spec.adapters] if node is not None else []
             deps = tuple(sorted({pipelines[m] for m in models if m in pipelines}))

@@ -15,6 +15,7 @@ from typing import Any, Iterator
 from specops.diagnostics import Diagnostic, Diagnostics, suggestion
 from specops.frontend.loader import Repo
 from specops.frontend.overrides import Node, env_nodes
+from specops.resolve.lineage import made_inside, producer_step_kind
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,13 @@ REFERENCES: list[tuple[str, tuple, str]] = [
     ("ServingTarget", ("model",), "Model"),
     ("ServingTarget", ("adapters", "*"), "Model"),
     ("ServingTarget", ("gates", "*"), "EvalGate"),
+    # Lineage through datasets: a Dataset made by a model's step, the datasets a model's custom
+    # steps and batch scoring read ("{}" iterates a mapping's values; a step input holding a
+    # '.' wires another step's output, checked by checks.lineage).
+    ("Dataset", ("producedBy", "model"), "Model"),
+    ("Model", ("steps", "*", "inputs", "{}"), "Dataset"),
+    ("Model", ("steps", "*", "inputs", "{}", "from"), "Dataset"),
+    ("Model", ("batch", "*", "dataset"), "Dataset"),
 ]
 
 
@@ -106,6 +114,10 @@ def _walk(data: Any, pattern: tuple, prefix: tuple = ()) -> Iterator[tuple[tuple
         if isinstance(data, list):
             for i, item in enumerate(data):
                 yield from _walk(item, rest, prefix + (i,))
+    elif head == "{}":
+        if isinstance(data, dict):
+            for key, item in data.items():
+                yield from _walk(item, rest, prefix + (key,))
     elif isinstance(data, dict) and head in data:
         yield from _walk(data[head], rest, prefix + (head,))
 
@@ -124,7 +136,7 @@ def _check_refs(repo: Repo, view: EnvView, out: Diagnostics) -> None:
             if node.kind != kind:
                 continue
             for path, value in _walk(spec_data, pattern):
-                if not isinstance(value, str):
+                if not isinstance(value, str) or (pattern[0] == "steps" and "." in value):
                     continue
                 if kind == target_kind == "Dataset" and value == node.name:
                     continue  # a dataset's check may reference its own key (a parent id): no edge
@@ -150,6 +162,8 @@ def _check_cycles(view: EnvView, out: Diagnostics) -> None:
     cycle's smallest key. That edge is then set aside and the search goes on."""
     edges: dict[tuple[str, str], Edge] = {}
     for e in sorted(view.edges, key=lambda e: (e.src, e.dst, e.path)):
+        if _made_for_itself(view, e):
+            continue
         edges.setdefault((e.src, e.dst), e)
     graph: dict[str, set[str]] = {}
     for src, dst in edges:
@@ -166,6 +180,18 @@ def _check_cycles(view: EnvView, out: Diagnostics) -> None:
         chain = " -> ".join(cycle + [cycle[0]])
         out.add(_at(view.nodes[closing.src], closing.path, "error", "cycle", f"reference cycle: {chain}"))
         graph[closing.src].discard(closing.dst)
+
+
+def _made_for_itself(view: EnvView, e: Edge) -> bool:
+    """A Dataset's producedBy edge to a model that makes it before training and trains on it:
+    lineage inside one pipeline (prep -> transform -> check -> train), not a cycle."""
+    if e.path != ("producedBy", "model") or not e.src.startswith("Dataset/"):
+        return False
+    ds, model = view.nodes.get(e.src), view.nodes.get(e.dst)
+    if ds is None or model is None:
+        return False
+    # A step the model does not have is reported by the lineage checks, not as a cycle.
+    return made_inside(ds, model) or producer_step_kind(model, ds.spec.produced_by.step) is None
 
 
 def _check_duplicates(repo: Repo, out: Diagnostics) -> None:

@@ -18,6 +18,10 @@ Params::
         "checks": [...],                      # optional, see checksql.CHECK_KEYS; all run in one pass
         "credentials": {"provider": "env", "name": "DATA_AWS"},   # optional secret *reference*
         "lock": {"digest": "sha256:…"},       # optional pin from specops.lock: the data must match
+        "input": {"name": "source", "path": "transformed/data.csv"},
+                                              # optional, instead of `uri`: a file inside an
+                                              #   upstream step's output (a Dataset producedBy a
+                                              #   step of the same pipeline); `uri` is then ignored
         "seed": 0}}                           # split seed (default 0)
 
 Checks: rowCount {min,max}; nullFraction {column,max}; allowedValues {column,values};
@@ -27,7 +31,7 @@ mean {column,min,max}; quantile {column,q,min,max}; references {column, dataset:
 param like this one>, key} (every value appears in the other dataset's `key` column, default
 the same name); schemaDrift {} (the file's columns are exactly the declared ones).
 
-Inputs: none. Output: `<split>.parquet` per split (typed by the schema, original order within a
+Inputs: none, or the one `input` names. Output: `<split>.parquet` per split (typed by the schema, original order within a
 split), `dataset.json` (the manifest later steps read, see tables.py) and `report.json`
 ({dataset, version, uri, format, digest, sha256, rows, columns, splits: {name: rows},
 checks: [...], passed}). Returns {dataset, version, rows, sha256, digest, splits, passed}.
@@ -47,7 +51,7 @@ from typing import Any
 from specops.diagnostics import suggestion
 from specops.runtime import write_json
 from specops.runtime.checksql import Query, compile_check, shape
-from specops.runtime.common import Params, fmt_num
+from specops.runtime.common import Params, fmt_num, require_input
 from specops.runtime.engine import (
     BATCH_ROWS,
     ENCODINGS,
@@ -66,7 +70,7 @@ from specops.runtime.splits import Permutation, assign, split_counts
 from specops.runtime.tables import FORMATS, a_type, canonical_type
 
 DATASET_KEYS = ("name", "uri", "format", "version", "schema", "splits", "checks", "seed", "csv",
-                "credentials", "lock", "pii", "license", "labels")
+                "credentials", "lock", "pii", "license", "labels", "input")
 SOURCE_KEYS = ("name", "uri", "format", "version", "schema", "csv", "credentials")
 CSV_KEYS = ("header", "delimiter", "quote", "escape", "encoding")
 LOCK_KEYS = ("digest", "etag", "versionId", "generation", "commit")
@@ -76,6 +80,13 @@ _SPLIT_NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> dict:
     top = Params(params, "data_check", ["dataset"])
     d = Params(top.dict("dataset"), "data_check: dataset", DATASET_KEYS)
+    read_root = repo_root
+    upstream = d.dict("input", None)
+    if upstream is not None:
+        # The data is a file of an upstream step's output: read it there, never outside it.
+        u = Params(upstream, "data_check: dataset.input", ("name", "path"))
+        read_root = require_input(inputs, u.str("name"), "data_check")
+        d = Params({**d.p, "uri": "file://" + u.str("path")}, d.where, DATASET_KEYS)
     source = _source(d)
     name, uri, fmt, version = source["name"], source["uri"], source["format"], source["version"]
     seed = d.int("seed", 0, minimum=0)
@@ -94,7 +105,7 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
     where = f"data_check: dataset {name!r}"
     report: dict[str, Any] = {"dataset": name, "version": version, "uri": uri, "format": fmt, **labels}
     with contextlib.ExitStack() as stack:
-        src = stack.enter_context(materialize(uri, repo_root, what=where, version=version,
+        src = stack.enter_context(materialize(uri, read_root, what=where, version=version,
                                               credentials=source["credentials"], scratch=out))
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".engine-", dir=out)))
         con = connect(scratch)

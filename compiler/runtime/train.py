@@ -11,7 +11,12 @@ Params::
      "features": ["length", ...],          # optional; null = every column but the target
      "hyperparameters": {"eta": 0.2},      # optional; checked against the catalogue, aliases renamed
      "split": "train",                     # optional; the split to fit on (default train)
-     "seed": 0}                            # optional; becomes random_state
+     "seed": 0,                            # optional; becomes random_state
+     "export": null}                       # optional: "xgboost" | "lightgbm" -- also write the
+                                           #   library's own booster (model.ubj / model.txt) for
+                                           #   MLServer's XGBoost / LightGBM runtime; numeric
+                                           #   features only, fitted without the preprocessing
+                                           #   (trees need no scaling and take NaN as missing)
 
 The algorithm is looked up in the generated catalogue (estimators.json): nothing from a spec is
 ever imported unless the catalogue lists it. Numeric columns (int, float, bool) are
@@ -19,7 +24,8 @@ median-imputed and standardised; string columns are one-hot encoded (unknown cat
 ignored at predict time; nulls become their own category). Date columns are refused as
 features. The split is read as Arrow columns: no Python loop over rows.
 
-Inputs: `data` (a data_check output). Output: `model.joblib` (a fitted sklearn Pipeline) and
+Inputs: `data` (a data_check output). Output: `model.joblib` (a fitted sklearn Pipeline),
+with `export` the booster file too, and
 `model.json` ({framework, library, library_version, algorithm, estimator, task, target,
 features: [{name, type}], hyperparameters, seed, classes, train_rows}). Returns
 {algorithm, task, target, features, train_rows, train_score} (train_score: accuracy or R^2
@@ -43,7 +49,9 @@ from specops.runtime.tables import NUMERIC, load_split_table
 
 TASKS = ("classification", "regression")
 MISSING_CATEGORY = "__missing__"
-KEYS = ("algorithm", "task", "target", "features", "hyperparameters", "split", "seed")
+KEYS = ("algorithm", "task", "target", "features", "hyperparameters", "split", "seed", "export")
+# What `export` writes, per library: the file MLServer's runtime for it loads.
+EXPORTS = {"xgboost": "model.ubj", "lightgbm": "model.txt"}
 # The import name of each catalogue library (what `library_version` reports).
 MODULES = {"scikit-learn": "sklearn", "xgboost": "xgboost", "lightgbm": "lightgbm"}
 
@@ -73,8 +81,14 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
     X = feature_matrix(table, features)
     y = target_vector(table, target, task, "train")
 
+    export = p.str("export", None, choices=tuple(EXPORTS))
     estimator = make_estimator(path, kwargs, seed, algorithm)
-    model = make_pipeline(features, estimator)
+    if export is not None:
+        if library_of(path) != export or any(f["type"] != "numeric" for f in features):
+            raise ParamError(f"train: export {export!r} needs a {export} estimator on numeric features only")
+        model = native_pipeline(estimator)
+    else:
+        model = make_pipeline(features, estimator)
     try:
         model.fit(X, y)
     except ValueError as e:  # e.g. a single class in the training split
@@ -85,6 +99,10 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
 
     library = library_of(path)
     joblib.dump(model, out / "model.joblib")
+    if export == "xgboost":
+        estimator.save_model(out / EXPORTS[export])
+    elif export == "lightgbm":
+        estimator.booster_.save_model(str(out / EXPORTS[export]))
     classes = [c.item() if hasattr(c, "item") else c for c in getattr(model, "classes_", [])]
     meta = {
         "framework": "sklearn",
@@ -174,6 +192,16 @@ def make_estimator(path: str, kwargs: dict, seed: int, algorithm: str):
     except (TypeError, ValueError) as e:
         raise ParamError(f"train: bad hyperparameters for {algorithm}: {e}") from e
     return est
+
+
+def native_pipeline(estimator):
+    """The estimator alone behind a float cast (np.asarray: picklable, no lambda), so the
+    booster MLServer serves sees exactly the features this pipeline does."""
+    import numpy as np
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    return Pipeline([("float", FunctionTransformer(np.asarray, kw_args={"dtype": "float64"})), ("model", estimator)])
 
 
 def make_pipeline(features: list[dict[str, str]], estimator):

@@ -49,7 +49,8 @@ def sagemaker_client(tmp_path_factory):
 def test_requests_are_valid_botocore_shapes():
     node = serving(AWS, count=4)
     reqs = requests_for(node)
-    assert list(reqs) == ["CreateEndpoint", "CreateEndpointConfig", "CreateModel"]  # sorted keys
+    assert list(reqs) == ["CreateEndpoint", "CreateEndpointConfig", "CreateModel", "PutScalingPolicy",
+                          "RegisterScalableTarget"]  # sorted keys; max 3 > min 1: autoscaling
     assert sm.validate_requests(reqs) == []
 
 
@@ -84,7 +85,9 @@ def test_round_trip_through_boto3_and_moto(sagemaker_client):
     ep = sagemaker_client.describe_endpoint(EndpointName="support-llm-staging")
     assert ep["EndpointConfigName"] == reqs["CreateEndpoint"]["EndpointConfigName"]
     tags = sagemaker_client.list_tags(ResourceArn=ep["EndpointArn"])["Tags"]
-    assert {"Key": "specops.dev/env", "Value": "staging"} in tags
+    # SageMaker's own tags: the spec's labels and what specops serves, no Kubernetes labels.
+    assert {"Key": "specops:serving-target", "Value": "support-llm"} in tags
+    assert not [t for t in tags if t["Key"].startswith("app.kubernetes.io/")]
 
 
 def test_engine_settings_become_lmi_environment():
@@ -173,8 +176,8 @@ def test_special_characters_are_data(sagemaker_client):
 
 def test_check_reports_what_lmi_cannot_express():
     node = dataclasses.replace(serving(AWS), adapters=())
-    warnings = sm.check(node, config_for(node))  # replicas max; vLLM version inside LMI
-    assert [d.severity for d in warnings] == ["warning", "warning"] and "0.15.1" in warnings[1].message
+    warnings = sm.check(node, config_for(node))  # vLLM version inside LMI (replicas max is autoscaling now)
+    assert [d.severity for d in warnings] == ["warning"] and "0.15.1" in warnings[0].message
     pinned = dataclasses.replace(node, engine_version=sm.LMI_VLLM_VERSION, replicas_max=1)
     assert sm.check(pinned, config_for(pinned)) == []
     bad_target = dataclasses.replace(AWS, role_arn=None, region="mars-1")
