@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from .common import API_VERSION, envelope_model
 
-KINDS = ("Project", "Dataset", "Model", "Prompt", "EvalGate", "ServingTarget")
+KINDS = ("Project", "Dataset", "Model", "Prompt", "EvalGate", "ServingTarget", "Rule")
 
 
 @cache
@@ -20,10 +20,12 @@ def spec_models() -> dict[str, Any]:
     from .model import ModelSpec
     from .project import ProjectSpec
     from .prompt import PromptSpec
+    from .rule import RuleSpec
     from .serving import ServingTargetSpec
 
     return {"Project": ProjectSpec, "Dataset": DatasetSpec, "Model": ModelSpec,
-            "Prompt": PromptSpec, "EvalGate": EvalGateSpec, "ServingTarget": ServingTargetSpec}
+            "Prompt": PromptSpec, "EvalGate": EvalGateSpec, "ServingTarget": ServingTargetSpec,
+            "Rule": RuleSpec}
 
 
 @cache

@@ -66,6 +66,11 @@ class Policy(SpecModel):
     # Live fields drift detection ignores (known noise), as fnmatch patterns over
     # "<address>/<file>:<field path>", e.g. "k8s_manifests.*/*:metadata.annotations.*".
     ignore_changes: list[str] = Field(default_factory=list)
+    # Whether this is a production environment (the built-in rules' "prod"); when absent, an
+    # environment named prod or production is one.
+    production: bool | None = None
+    # Whether datasets marked `pii.contains: true` may be used here (built-in rule pii-only-where-allowed).
+    allow_pii: bool = False
 
 
 class Environment(SpecModel):
@@ -101,6 +106,14 @@ class Defaults(SpecModel):
     seed: int = 7
 
 
+class Rules(SpecModel):
+    """The built-in policy rules (each on by default) and how they are switched."""
+
+    # Built-in rules turned off by name: prod-serving-names-gates, no-mutable-images-in-prod,
+    # pii-only-where-allowed.
+    disable: list[Name] = Field(default_factory=list)
+
+
 # What a notifier carries (payload field `event`; compiler/schemas/events/notification.schema.json).
 NotifyEvent = Literal["apply", "drift", "breach"]
 
@@ -130,5 +143,6 @@ class ProjectSpec(SpecModel):
     environments: dict[Name, Environment] = Field(min_length=1)
     state: StateBackend = Field(default_factory=StateBackend)
     defaults: Defaults = Field(default_factory=Defaults)
+    rules: Rules = Field(default_factory=Rules)
     # Named notifiers (apply, drift, breach events as one JSON payload); Monitors name them.
     notifications: dict[Name, Notifier] = Field(default_factory=dict)

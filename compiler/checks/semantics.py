@@ -10,6 +10,7 @@ from specops.checks.data import check_dataset, check_lockfile, check_model
 from specops.checks.gates import check_gate
 from specops.checks.names import check_registry_name
 from specops.checks.prompts import check_prompt
+from specops.checks.rules import check_rules
 from specops.checks.secrets import check_notifier_refs, check_plaintext_secrets, check_secret_refs
 from specops.checks.serving import check_serving
 from specops.checks.targets import check_targets
@@ -60,3 +61,5 @@ def check_semantics(resolved: "Resolved", out: Diagnostics) -> None:
         for node in view.of_kind("ServingTarget"):
             check_serving(resolved, view, node, out)
             check_secret_refs(view, node, out)
+    # Last: a rule is not checked on a spec that already has errors of its own.
+    check_rules(resolved, out)

@@ -32,11 +32,11 @@ from specops.cli.common import (
 )
 from specops.cli.views import render_drift, render_plan
 from specops.fsio import write_atomic
-from specops.ops import savedplan
+from specops.ops import audit, savedplan
 from specops.ops.apply import accept_live, drift_refusal, execute, is_tty, summary
 from specops.ops.importer import import_resource
 from specops.ops.notify import apply_event, drift_event, send
-from specops.ops.plan import APPLY_ACTIONS, EnvContext, Plan, PlanError, load_env
+from specops.ops.plan import APPLY_ACTIONS, EnvContext, Plan, PlanError, load_env, policy_violations
 from specops.state import State, StateError, open_store
 
 ONE_LINE_ERRORS = (StateError, PlanError, ProviderError)
@@ -108,12 +108,17 @@ def plan(path: str, env: str, refresh: bool, targets: tuple[str, ...], replace: 
         state = ctx.store.read()
         p = ctx.plan(state, refresh_live=refresh, targets=list(targets) or None, replace=list(replace),
                      refresh_only=refresh_only)
-        if out:
+        violations = policy_violations(ctx, p)
+        if out and not violations.has_errors:  # a plan that breaks a rule is never saved
             write_atomic(Path(out), savedplan.dumps(p, state=state, manifest_sha256=ctx.manifest_sha256,
                                                     replace=list(replace)))
     except ONE_LINE_ERRORS as e:
         fail(str(e))
-    click.echo(p.to_json() if fmt == "json" else render_plan(p, color=use_color(no_color)), nl=False)
+    if fmt != "json" or not violations.has_errors:
+        click.echo(p.to_json() if fmt == "json" else render_plan(p, color=use_color(no_color)), nl=False)
+    # Rules that read the plan: shown after it; an error exits 1 (with --json, in the document).
+    exit_on_errors(violations, ctx.root, fmt, doc=p.to_dict())
+    emit_diagnostics(violations, ctx.root, fmt)
     if out and fmt != "json":
         click.echo(f"Saved the plan to {out}: `specops apply {out}` applies exactly this.")
     if detailed_exitcode and p.has_changes:
@@ -176,16 +181,23 @@ def apply(target: str, env: str | None, refresh: bool, targets: tuple[str, ...],
             if p.mode == "refresh-only":
                 _refresh_only(ctx, p, state, fmt, auto_approve)
                 return
-            refusal = drift_refusal(p)
+            violations = policy_violations(ctx, p)
+            emit_diagnostics(violations, ctx.root, "text")  # on stderr, also under --json
+            refusal = drift_refusal(p) or (
+                f"apply refused: the plan breaks {sum(d.severity == 'error' for d in violations.items)} policy "
+                "rule(s), shown above; nothing was changed" if violations.has_errors else None)
             if refusal:
+                _audit(ctx, p, saved is not None, outcome="refused", error=refusal)
                 fail(refusal)
             if not any(c.action in APPLY_ACTIONS for c in p.changes):
+                _audit(ctx, p, saved is not None, outcome="no-changes")
                 if fmt == "json":
                     echo_json(_apply_doc(p, None))
                 return
             if not auto_approve and saved is None:
                 _confirm(f"Apply these changes to env '{env}'?")
             result = execute(ctx, p, state, echo=echo, tty=is_tty() and fmt != "json")
+            _audit(ctx, p, saved is not None, result=result, state_serial=state.serial)
     except ONE_LINE_ERRORS as e:
         fail(str(e))
     line = summary(result, p)
@@ -197,6 +209,14 @@ def apply(target: str, env: str | None, refresh: bool, targets: tuple[str, ...],
         fail(line)
     if fmt != "json":
         click.echo(line)
+
+
+def _audit(ctx: EnvContext, p: Plan, saved: bool, **kw: Any) -> None:
+    """Append this apply to the environment's history (under the lock apply holds); a history
+    that cannot be written is a warning: the apply itself has already happened."""
+    problem = audit.record(ctx.store, audit.entry(ctx.root, p, saved_plan=saved, **kw))
+    if problem:
+        click.echo(f"specops: warning: {problem}", err=True)
 
 
 def _confirm(question: str) -> None:

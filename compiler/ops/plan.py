@@ -39,7 +39,8 @@ from specops.backends.provider import ProviderError, make_provider
 from specops.backends.registry import runs_on_apply
 from specops.build.cache import cache_dir_of
 from specops.build.compile import compile_repo
-from specops.diagnostics import suggestion
+from specops.checks.rules import check_plan_rules
+from specops.diagnostics import Diagnostics, suggestion
 from specops.ir.lower import lower_target
 from specops.ops.resources import desired_resources, required_gates
 from specops.state import open_store
@@ -463,6 +464,13 @@ class EnvContext:
         if refresh_live and not refresh_only:
             plan.problems = preflight(plan, self.provider_for)
         return plan
+
+
+def policy_violations(ctx: EnvContext, plan: Plan) -> Diagnostics:
+    """The rules of the environment that read `plan`, over this plan's changes: what `plan`
+    reports and `apply` refuses (rules over specs already ran in validate)."""
+    changes = [{"address": c.address, "type": c.type, "name": c.name, "action": str(c.action)} for c in plan.changes]
+    return check_plan_rules(ctx.resolved, ctx.env, changes)
 
 
 def load_env(resolved: Any, env: str, options: dict[str, Any] | None = None) -> EnvContext:

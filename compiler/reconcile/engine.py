@@ -30,9 +30,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from specops.backends.provider import ProviderError
+from specops.ops import audit
 from specops.ops.apply import ApplyResult, execute, summary
 from specops.ops.notify import apply_event, drift_event, send
-from specops.ops.plan import APPLY_ACTIONS, Action, EnvContext, GateStatus, Plan, PlanError, load_env
+from specops.ops.plan import (
+    APPLY_ACTIONS,
+    Action,
+    EnvContext,
+    GateStatus,
+    Plan,
+    PlanError,
+    load_env,
+    policy_violations,
+)
 from specops.reconcile.metrics import STATUSES, Metrics
 from specops.runtime.errors import StepError
 from specops.state import State, StateError
@@ -142,6 +152,9 @@ class Engine:
             raise PlanError(f"compile failed: {first.headline()}")
         state = ctx.store.read()
         plan = ctx.plan(state)
+        violations = policy_violations(ctx, plan)
+        if violations.has_errors:  # a rule over the plan holds the whole environment, as in `apply`
+            raise PlanError(f"policy: {violations.sorted()[0].headline()}")
         held = set() if plan.policy.get("drift") == "reconcile" else held_by_drift(plan)
         drifted = [c.address for c in plan.drifted]
         if drifted:
@@ -184,8 +197,14 @@ class Engine:
             todo = [c.address for c in plan.changes if c.action in APPLY_ACTIONS and c.address not in held]
             self.log("apply_start", f"env {env}: applying {len(todo)} change(s) at {revision[:12]}", env=env,
                      revision=revision, resources=todo)
-            result = execute(ctx, without(plan, held), current or State.new(env),
+            applying, todo_plan = current or State.new(env), without(plan, held)
+            result = execute(ctx, todo_plan, applying,
                              echo=lambda line: self.log("action", line.strip(), env=env, revision=revision))
+            problem = audit.record(ctx.store, audit.entry(
+                ctx.root, todo_plan, result=result, state_serial=applying.serial,
+                actor={"who": self.operation, "via": "reconcile", "commit": revision, "dirty": False}))
+            if problem:
+                self.log("history", f"env {env}: {problem}", level="warning", env=env)
         level = "info" if result.failed is None else "error"
         self.log("apply", f"env {env}: {summary(result, plan)}", level=level, env=env, revision=revision,
                  applied=result.applied, blocked=result.blocked or None, failed=result.failed)

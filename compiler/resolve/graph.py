@@ -14,6 +14,11 @@ _SHAPES = {"Dataset": ("[(", ")]"), "Model": ("[", "]"), "Prompt": ("[/", "/]"),
            "EvalGate": ("{{", "}}"), "ServingTarget": ("([", "])")}
 
 
+def lineage_keys(view: EnvView) -> list[str]:
+    """The specs of the lineage: every kind but policy rules (they check it, they are not in it)."""
+    return sorted(k for k, n in view.nodes.items() if n.kind != "Rule")
+
+
 def node_id(key: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", key)
 
@@ -26,7 +31,7 @@ def _label(s: str) -> str:
 def graph_document(view: EnvView) -> dict:
     """`graph --json`: nodes and lineage edges (from what is used to what uses it)."""
     nodes = []
-    for key in sorted(view.nodes):
+    for key in lineage_keys(view):
         n = view.nodes[key]
         nodes.append({"key": key, "kind": n.kind, "name": n.name, "file": n.file})
     edges = [{"from": a, "to": b} for a, b in lineage_edges(view)]
@@ -39,7 +44,7 @@ def lineage_edges(view: EnvView) -> list[tuple[str, str]]:
 
 def render_mermaid(view: EnvView, highlight: set[str] | None = None) -> str:
     lines = ["flowchart LR"]
-    for key in sorted(view.nodes):
+    for key in lineage_keys(view):
         kind, name = key.split("/", 1)
         a, b = _SHAPES.get(kind, ("[", "]"))
         lines.append(f'  {node_id(key)}{a}"{_label(kind)}: {_label(name)}"{b}')
@@ -56,7 +61,7 @@ def render_dot(view: EnvView) -> str:
     shapes = {"Dataset": "cylinder", "Model": "box", "Prompt": "note", "EvalGate": "diamond",
               "ServingTarget": "ellipse"}
     lines = [f'digraph "{view.name}" {{', "  rankdir=LR;"]
-    for key in sorted(view.nodes):
+    for key in lineage_keys(view):
         kind, name = key.split("/", 1)
         lines.append(f'  "{key}" [label="{kind}\\n{name}", shape={shapes.get(kind, "box")}];')
     for src, dst in lineage_edges(view):

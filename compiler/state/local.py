@@ -4,6 +4,7 @@ Layout under `<root>/<state.path>/`:
     <env>.state.json            current state
     <env>.state.json.<N>.bak    the previous versions (serial N), newest 5 kept
     <env>.state.lock            lock: JSON `LockInfo`, created atomically (exclusive create)
+    <env>.history.json          the apply history (specops.state.history)
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from specops.state.base import (
     hold_lock,
     prepare_write,
 )
+from specops.state.history import KEEP_HISTORY, append_entry, history_name, parse_history
 
 # ---------------------------------------------------------------------------------------
 # Local store
@@ -159,6 +161,30 @@ class LocalStore:
         for s in serials[: max(0, len(serials) - self.keep_backups)]:
             with contextlib.suppress(FileNotFoundError):
                 self.backup_path(s).unlink()
+
+    # -- history ---------------------------------------------------------------------
+
+    @property
+    def history_path(self) -> Path:
+        return self.directory / history_name(self.env)
+
+    def read_history(self) -> list[dict]:
+        try:
+            data = self.history_path.read_bytes()
+        except FileNotFoundError:
+            data = None
+        except OSError as e:
+            raise StateError(f"{self.history_path}: cannot read the apply history ({e.strerror or e})") from None
+        return parse_history(data, self.env, str(self.history_path))
+
+    def append_history(self, entry: dict, keep: int = KEEP_HISTORY) -> None:
+        """Append one entry (under the caller's state lock)."""
+        data = append_entry(self.read_history(), entry, self.env, keep)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.history_path, data)
+        except OSError as e:
+            raise StateError(f"{self.history_path}: cannot write the apply history ({e.strerror or e})") from None
 
     # -- lock ------------------------------------------------------------------------
 

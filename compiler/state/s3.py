@@ -4,6 +4,7 @@ Objects under `s3://<bucket>/<prefix>/`:
     <env>.state.json            current state (same JSON as the local store, schema version 1)
     <env>.state.json.<N>.bak    previous versions (serial N), newest 5 kept
     <env>.state.lock            lock: JSON `LockInfo`
+    <env>.history.json          the apply history (specops.state.history)
 
 The lock is created with `PutObject If-None-Match: *` (HTTP 412 = someone holds it); state is
 replaced with `PutObject If-Match: <ETag of what was read>` (412 = someone else wrote since),
@@ -35,6 +36,7 @@ from specops.state.base import (
     hold_lock,
     prepare_write,
 )
+from specops.state.history import KEEP_HISTORY, append_entry, history_name, parse_history
 
 
 # User metadata specops puts on every version it writes (S3 lower-cases the keys).
@@ -84,6 +86,7 @@ class S3Store:
         base = f"{self.prefix}/" if self.prefix else ""
         self.key = f"{base}{env}.state.json"
         self.lock_key = f"{base}{env}.state.lock"
+        self.history_key = f"{base}{history_name(env)}"
         self._client = client
         # What the last read/write saw: conditional writes are made against this ETag.
         self._seen = False
@@ -263,6 +266,18 @@ class S3Store:
         serials = self.backups()
         for s in serials[: max(0, len(serials) - self.keep_backups)]:
             self._call("delete backup", self.client.delete_object, Key=self.backup_key(s))
+
+    # -- history ---------------------------------------------------------------------
+
+    def read_history(self) -> list[dict]:
+        got = self._get(self.history_key)
+        return parse_history(got[0] if got else None, self.env, f"s3://{self.bucket}/{self.history_key}")
+
+    def append_history(self, entry: dict, keep: int = KEEP_HISTORY) -> None:
+        """Append one entry (under the caller's state lock)."""
+        data = append_entry(self.read_history(), entry, self.env, keep)
+        self._call("write history", self.client.put_object, Key=self.history_key, Body=data,
+                   ContentType="application/json")
 
     # -- lock ------------------------------------------------------------------------
 

@@ -207,6 +207,14 @@ COVERED_ELSEWHERE: dict[str, str] = {
     "Model:spec.llm.adapter.revision": "tests/backends/test_adapters.py::test_kubernetes_fetches_each_adapter_into_the_model_cache",
     "Model:spec.llm.adapter.rank": "tests/backends/test_adapters.py::test_vllm_config_loads_every_adapter_with_the_smallest_rank_that_holds_them",
     "Model:spec.llm.base.fromModel": "tests/compiler/ir/test_lower_llm.py::test_finetune_step_carries_the_pinned_revision",
+    # Rules check specs and produce no artifact: each field changes a diagnostic, proven there.
+    "Rule:metadata.name": "tests/compiler/checks/test_rules.py::test_cost_rule_blocks_the_prod_plan_of_support_assistant_at_the_serving_specs_line",
+    "Rule:environments": "tests/compiler/checks/test_rules.py::test_cost_rule_blocks_the_prod_plan_of_support_assistant_at_the_serving_specs_line",
+    "Rule:spec.expression": "tests/compiler/checks/test_rules.py::test_cost_rule_blocks_the_prod_plan_of_support_assistant_at_the_serving_specs_line",
+    "Rule:spec.message": "tests/compiler/checks/test_rules.py::test_cost_rule_blocks_the_prod_plan_of_support_assistant_at_the_serving_specs_line",
+    "Rule:spec.kinds": "tests/compiler/checks/test_rules.py::test_rules_read_kinds_specs_and_labels",
+    "Rule:spec.severity": "tests/compiler/checks/test_rules.py::test_a_warning_rule_reports_without_failing",
+    "Rule:overrides": "tests/compiler/checks/test_rules.py::test_a_rule_is_overridden_per_environment",
     "ServingTarget:spec.probes.startup.path": "tests/backends/test_serving_shapes.py::test_kubernetes_deployment_carries_the_shape_and_validates",
     "ServingTarget:spec.probes.startup.initialDelaySeconds": "tests/backends/test_serving_shapes.py::test_kubernetes_deployment_carries_the_shape_and_validates",
     "ServingTarget:spec.probes.startup.periodSeconds": "tests/backends/test_serving_shapes.py::test_kubernetes_deployment_carries_the_shape_and_validates",
@@ -389,6 +397,7 @@ NOT_RUN: dict[str, str] = {
     "Model:spec.type": "selects the classical or the LLM shape of the spec",
     "EvalGate:metadata.labels": "a gate has no object of its own to label (its steps live in the model's pipeline)",
     "Prompt:metadata.labels": "for people; the registry's labels per environment are spec.labels",
+    "Rule:metadata.labels": "for people: a rule is not an object anywhere (`labels` binds the checked spec's)",
     "Prompt:spec.variables{}.description": "for people reading the prompt",
     "Dataset:spec.columns[].description": "for people reading the spec",
 }
@@ -470,18 +479,19 @@ def _diagnostics(repo: Path) -> list:
 
 
 def _block(lines: list[str], key: str) -> range:
-    """Lines (1-based) of the top-level YAML block under `key` (e.g. '  env:' and its body)."""
-    for i, line in enumerate(lines):
-        stripped = line.lstrip()
-        if stripped.startswith(f"{key}:"):
-            indent = len(line) - len(stripped)
-            end = i + 1
-            while end < len(lines) and (not lines[end].strip() or len(lines[end]) - len(lines[end].lstrip()) > indent
-                                        or (len(lines[end]) - len(lines[end].lstrip()) == indent
-                                            and lines[end].lstrip().startswith("- "))):
-                end += 1
-            return range(i + 1, end + 1)
-    return range(0)
+    """Lines (1-based) of the top-level YAML block under `key` (e.g. '  env:' and its body): the
+    least indented one (a `pii:` label under metadata is not the spec's `pii:` block)."""
+    found = [i for i, line in enumerate(lines) if line.lstrip().startswith(f"{key}:")]
+    if not found:
+        return range(0)
+    i = min(found, key=lambda j: len(lines[j]) - len(lines[j].lstrip()))
+    indent = len(lines[i]) - len(lines[i].lstrip())
+    end = i + 1
+    while end < len(lines) and (not lines[end].strip() or len(lines[end]) - len(lines[end].lstrip()) > indent
+                                or (len(lines[end]) - len(lines[end].lstrip()) == indent
+                                    and lines[end].lstrip().startswith("- "))):
+        end += 1
+    return range(i + 1, end + 1)
 
 
 @pytest.fixture(scope="session")

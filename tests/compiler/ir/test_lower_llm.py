@@ -42,6 +42,8 @@ def _repo(tmp_path: Path, finetune: bool, gated: bool = True) -> Path:
         pdoc = yaml.safe_load(proj.read_text())
         for env in pdoc["spec"]["environments"].values():
             env.get("policy", {}).pop("requireGates", None)
+        # an ungated prod target on purpose: the built-in rule that refuses it is off
+        pdoc["spec"]["rules"] = {"disable": ["prod-serving-names-gates"]}
         proj.write_text(yaml.safe_dump(pdoc, sort_keys=False))
     return repo
 

@@ -235,7 +235,9 @@ def test_pipeline_of_a_model_turned_serve_only_is_deleted_with_prune_and_orphane
     st.write_text(st.read_text().replace("  gates: [support-quality]\n", "")
                   .replace("    gates: [support-quality, support-no-regression]\n", ""))
     proj = repo / "specops.yaml"
-    proj.write_text(proj.read_text().replace("requireGates: true, ", ""))
+    # ungated prod serving on purpose: the built-in rule that refuses it is off
+    proj.write_text(proj.read_text().replace("requireGates: true, ", "")
+                    + "  rules: {disable: [prod-serving-names-gates]}\n")
     dev = json.loads(cli("plan", str(repo), "--env", "dev", "--json").output)
     assert ("zenml_pipeline.support-llm", "delete") in [(x["address"], x["action"]) for x in dev["resources"]]
     staging = json.loads(cli("plan", str(repo), "--env", "staging", "--json").output)

@@ -111,6 +111,11 @@ def test_loop_applies_a_push_heals_reports_and_serves_metrics(tmp_path, aws):
     assert dev_drift["drift"]["healed"] is True and dev_drift["source"] == "reconcile"
     applies = [(e["env"], tuple(e["apply"]["applied"]), e["revision"]) for e in events if e["event"] == "apply"]
     assert ("prod", ("sagemaker_pipeline.churn-classifier",), rev) in applies
+    # every apply of the loop is in the environment's history, under the loop's name and revision
+    history = open_store(StateBackend.model_validate({"backend": "s3", "bucket": STATE_BUCKET, "region": "us-east-1"}),
+                         "prod", tmp_path).read_history()
+    assert any(h["via"] == "reconcile" and h["who"] == "reconcile test-loop" and h["commit"] == rev
+               and h["applied"] == ["sagemaker_pipeline.churn-classifier"] for h in history), history
 
 
 @pytest.mark.slow

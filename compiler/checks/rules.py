@@ -1,0 +1,330 @@
+"""Policy rules: a team's own `Rule` specs (CEL, see checks/cel.py) and the built-in rule set.
+
+Rules over specs run in `validate` (every command starts with it); rules that read `plan` run
+in `plan` and `apply`, over the changes the plan shows. A violation is a `policy` diagnostic
+at the line of the spec the rule was checked on (a ServingTarget over budget is reported at
+its name), noting the rule; `apply` refuses while one stands.
+
+Bindings (README "Policy rules"): per resource `kind`, `name`, `env`, `labels`, `spec` (the
+resolved spec of that environment, keys as written, defaults filled); for ServingTargets also
+`cost_per_hour` (USD per replica from the capacity report's instance catalogue, null where no
+price is known), `kv_headroom` (KV-cache budget / usable GPU memory, null where capacity is not
+planned), `gpus` (GPUs per replica) and `gates` (the gates that guard the rollout: its own and
+every EvalGate blocking the environment for its model); `plan.changes` in plan (a list of
+{address, type, name, action}).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from specops.checks import cel
+from specops.checks.capacity import capacity_report
+from specops.checks.common import at, offset_pos
+from specops.diagnostics import Diagnostic, Diagnostics, suggestion
+from specops.frontend.overrides import effective_document
+from specops.ir.lower import env_defaults, lower_serving
+from specops.specs.common import IMAGE_RE
+from specops.specs.rule import RESOURCE_KINDS
+
+if TYPE_CHECKING:
+    from specops.frontend.overrides import Node
+    from specops.resolve.refs import EnvView, Resolved
+
+BUILTIN_RULES = {
+    "prod-serving-names-gates": "every ServingTarget of a production environment is guarded by eval gates",
+    "no-mutable-images-in-prod": "no image of a production environment is `latest` or untagged without a digest",
+    "pii-only-where-allowed": "a Dataset that contains PII exists only where the environment sets `allowPii`",
+}
+
+RESOURCE_BINDINGS = ("kind", "name", "env", "labels", "spec")
+SERVING_BINDINGS = ("cost_per_hour", "kv_headroom", "gpus", "gates")
+ALL_BINDINGS = (*RESOURCE_BINDINGS, *SERVING_BINDINGS, "plan")
+
+
+def is_production(env_name: str, env_spec: Any) -> bool:
+    """`policy.production` where written, else an environment named prod or production."""
+    flag = env_spec.policy.production if env_spec is not None else None
+    return flag if flag is not None else env_name in ("prod", "production")
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    node: "Node"
+    expr: cel.Expression
+    kinds: tuple[str, ...]  # the kinds it is checked on; () = once per environment
+    reads_plan: bool
+
+
+# ---- compiling a rule --------------------------------------------------------------------------
+
+
+def compile_rule(node: "Node", out: Diagnostics | None) -> CompiledRule | None:
+    """The parsed rule, or None with its problem (when `out` is given) at the expression."""
+    text = node.spec.expression
+    try:
+        expr = cel.parse(text)
+    except cel.CelError as e:
+        if out is not None:
+            out.add(_at_expr(node, e.column, "rule-syntax", f"rule '{node.name}': the expression {e}"))
+        return None
+    names = expr.name_set
+    for n in expr.names:
+        if n.name not in ALL_BINDINGS:
+            if out is not None:
+                out.add(_at_expr(node, n.column, "rule-binding",
+                                 f"rule '{node.name}' reads '{n.name}', which is not a binding (bindings: "
+                                 f"{', '.join(ALL_BINDINGS)})" + suggestion(n.name, ALL_BINDINGS)))
+            return None
+    kinds = tuple(node.spec.kinds)
+    serving = [n for n in expr.names if n.name in SERVING_BINDINGS]
+    if serving and not kinds:
+        kinds = ("ServingTarget",)  # the bindings say what the rule is about
+    elif serving and set(kinds) != {"ServingTarget"}:
+        if out is not None:
+            out.add(_at_expr(node, serving[0].column, "rule-binding",
+                             f"rule '{node.name}' reads '{serving[0].name}', which is bound for ServingTargets "
+                             f"only, but it is checked on {', '.join(k for k in kinds if k != 'ServingTarget')}"))
+        return None
+    if not kinds and names & set(RESOURCE_BINDINGS) - {"env"}:
+        kinds = RESOURCE_KINDS
+    return CompiledRule(node, expr, kinds, "plan" in names)
+
+
+def _at_expr(node: "Node", column: int | None, code: str, msg: str, severity: str = "error") -> Diagnostic:
+    pos = offset_pos(node, ("expression",), column - 1 if column else None)
+    return Diagnostic(severity, code, msg, node.file, pos)  # type: ignore[arg-type]
+
+
+# ---- evaluating ---------------------------------------------------------------------------------
+
+
+def guarding_gates(view: "EnvView", node: "Node") -> list[str]:
+    """The ServingTarget's own gates and every EvalGate that blocks this environment for its
+    model or one of its adapters (what its rollout waits for)."""
+    served = {node.spec.model, *node.spec.adapters}
+    gates = set(node.spec.gates)
+    gates |= {g.name for g in view.of_kind("EvalGate") if view.name in g.spec.blocks and g.spec.model in served}
+    return sorted(gates)
+
+
+class Bindings:
+    """The bindings of one resource in one environment, computed only when a rule reads them
+    (a capacity plan is not free) and converted to CEL values once."""
+
+    def __init__(self, resolved: "Resolved", view: "EnvView", node: "Node | None", plan: dict | None) -> None:
+        self.resolved, self.view, self.node, self.plan = resolved, view, node, plan
+        self._values: dict[str, Any] = {}
+        self._report: Any = False
+
+    def raw(self, name: str) -> Any:
+        node, view = self.node, self.view
+        if name == "env":
+            return view.name
+        if name == "plan":
+            return self.plan
+        assert node is not None
+        if name == "kind":
+            return node.kind
+        if name == "name":
+            return node.name
+        if name == "labels":
+            return dict(node.labels)
+        if name == "spec":
+            return effective_document(node)["spec"]
+        if name == "gates":
+            return guarding_gates(view, node)
+        if name == "gpus":
+            return node.spec.accelerator.count
+        report = self._capacity()
+        if name == "cost_per_hour":
+            return report.usd_per_hour if report is not None else None
+        return round(report.headroom, 4) if report is not None else None  # kv_headroom
+
+    def _capacity(self) -> Any:
+        if self._report is False:
+            self._report = None
+            node, resolved = self.node, self.resolved
+            model = self.view.get("Model", node.spec.model)  # type: ignore[union-attr]
+            if (self.view.target is not None and model is not None and model.spec.type == "llm"
+                    and model.spec.llm.base.path
+                    and (resolved.repo.root / model.spec.llm.base.path / "config.json").is_file()):
+                report = capacity_report(resolved.repo.root, lower_serving(resolved, self.view, node))
+                self._report = None if isinstance(report, Diagnostic) else report
+        return self._report
+
+    def values(self, names: frozenset[str]) -> dict[str, Any]:
+        for n in names - self._values.keys():
+            self._values[n] = cel.to_cel(self.raw(n))
+        return {n: self._values[n] for n in names}
+
+
+def evaluate_rule(rule: CompiledRule, bindings: Bindings, out: Diagnostics) -> None:
+    """Check one rule on one resource (or once, on the environment); a violation at the
+    resource's name, an evaluation failure at the rule's expression (fail closed)."""
+    node, view = rule.node, bindings.view
+    subject = bindings.node
+    what = f"{subject.key} in env '{view.name}'" if subject is not None else f"env '{view.name}'"
+    try:
+        value = cel.evaluate(rule.expr, bindings.values(rule.expr.name_set))
+    except cel.CelError as e:
+        out.add(_at_expr(node, e.column, "rule-eval", f"rule '{node.name}' cannot be evaluated on {what}: {e}",
+                         severity=node.spec.severity))
+        return
+    if not cel.is_bool(value):
+        out.add(_at_expr(node, None, "rule-eval", f"rule '{node.name}' yields {type(value).__name__} on {what}, "
+                         "not a bool", severity=node.spec.severity))
+        return
+    if bool(value):
+        return
+    shown = [f"{n} = {_show(bindings.raw(n))}" for n in sorted(rule.expr.name_set)
+             if n in SERVING_BINDINGS or n in ("kind", "name")]
+    msg = f"rule '{node.name}' fails for {what}: {node.spec.message or rule.expr.text}"
+    if shown:
+        msg += f" ({', '.join(shown)})"
+    rule_pos = node.doc.pos_of(("spec", "expression"))
+    note = f"rule at {node.file}:{rule_pos.line}:{rule_pos.col}: {rule.expr.text}"
+    if subject is not None:
+        out.add(Diagnostic(node.spec.severity, "policy", msg, subject.file,
+                           subject.doc.pos_of(("metadata", "name")), (note,)))
+    else:
+        out.add(_at_expr(node, None, "policy", msg, severity=node.spec.severity))
+
+
+def _show(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, list):
+        return "[" + ", ".join(map(str, v)) + "]"
+    return str(v)
+
+
+def _errored_files(out: Diagnostics) -> set[str | None]:
+    return {d.file for d in out.items if d.severity == "error"}
+
+
+def run_rules(resolved: "Resolved", view: "EnvView", rules: list[CompiledRule], plan: dict | None,
+              out: Diagnostics, broken: set[str | None]) -> None:
+    """Evaluate `rules` in one environment, except on the specs of `broken` files (which had
+    errors before any rule ran: their own problem comes first, and their bindings may not be
+    computable)."""
+    cache: dict[str, Bindings] = {}
+    for rule in rules:
+        if not rule.kinds:
+            evaluate_rule(rule, Bindings(resolved, view, None, plan), out)
+            continue
+        for kind in rule.kinds:
+            for node in view.of_kind(kind):
+                if node.file in broken:
+                    continue
+                b = cache.setdefault(node.key, Bindings(resolved, view, node, plan))
+                evaluate_rule(rule, b, out)
+
+
+# ---- entry points ----------------------------------------------------------------------------
+
+
+def check_rules(resolved: "Resolved", out: Diagnostics) -> None:
+    """validate: every rule parses and reads known bindings; rules over specs hold; the
+    built-in rules hold unless the Project disables them."""
+    broken = _errored_files(out)
+    disabled = check_disabled(resolved, out)
+    compiled: dict[int, CompiledRule | None] = {}  # a rule without overrides is one document
+    for view in resolved.envs.values():
+        rules = []
+        for node in view.of_kind("Rule"):
+            if id(node.doc) not in compiled:
+                compiled[id(node.doc)] = compile_rule(node, out)
+            r = compiled[id(node.doc)]
+            if r is not None and not r.reads_plan:
+                rules.append(r if r.node is node else CompiledRule(node, r.expr, r.kinds, r.reads_plan))
+        run_rules(resolved, view, rules, None, out, broken)
+        check_builtin_rules(resolved, view, disabled, out)
+
+
+def check_plan_rules(resolved: "Resolved", env: str, changes: list[dict[str, Any]]) -> Diagnostics:
+    """plan/apply: the rules of `env` that read `plan`, over the plan's changes."""
+    out = Diagnostics()
+    view = resolved.envs[env]
+    rules = [r for r in (compile_rule(n, None) for n in view.of_kind("Rule")) if r is not None and r.reads_plan]
+    run_rules(resolved, view, rules, {"changes": changes}, out, _errored_files(resolved.diagnostics))
+    return out
+
+
+def check_disabled(resolved: "Resolved", out: Diagnostics) -> set[str]:
+    project = resolved.repo.project()
+    names = list(resolved.project.rules.disable)
+    for i, name in enumerate(names):
+        if name not in BUILTIN_RULES and project is not None:
+            out.add(Diagnostic("error", "value", f"no built-in rule '{name}' (built-in rules: "
+                               f"{', '.join(BUILTIN_RULES)})" + suggestion(name, BUILTIN_RULES),
+                               project.file, project.doc.pos_of(("spec", "rules", "disable", i))))
+    return set(names)
+
+
+# ---- the built-in rule set ---------------------------------------------------------------------
+
+
+def check_builtin_rules(resolved: "Resolved", view: "EnvView", disabled: set[str], out: Diagnostics) -> None:
+    env = view.env
+    if env is None:
+        return
+    prod = is_production(view.name, env)
+    if prod and "prod-serving-names-gates" not in disabled and not env.policy.require_gates:
+        # Under `requireGates` the serving check already refuses an unguarded target.
+        for node in view.of_kind("ServingTarget"):
+            if not guarding_gates(view, node):
+                where = ("gates",) if "gates" in (node.doc.data.get("spec") or {}) else ()
+                d = at(node, where, "policy", f"built-in rule 'prod-serving-names-gates': ServingTarget "
+                       f"'{node.name}' in production environment '{view.name}' names no eval gates; list them "
+                       "in `gates` (or disable the rule in the Project's `rules.disable`)", prefer_key=True)
+                out.add(d if where else _at_name(node, d))
+    if prod and "no-mutable-images-in-prod" not in disabled:
+        _check_images(resolved, view, out)
+    if "pii-only-where-allowed" not in disabled and not env.policy.allow_pii:
+        for node in view.of_kind("Dataset"):
+            if node.spec.pii.contains:
+                out.add(at(node, ("pii", "contains"), "policy",
+                           f"built-in rule 'pii-only-where-allowed': dataset '{node.name}' contains PII, and "
+                           f"environment '{view.name}' does not allow it (`policy.allowPii` in the Project)"))
+
+
+def _at_name(node: "Node", d: Diagnostic) -> Diagnostic:
+    return Diagnostic(d.severity, d.code, d.message, node.file, node.doc.pos_of(("metadata", "name")))
+
+
+def mutable_image(ref: str) -> bool:
+    """An image reference without a digest whose tag is absent (implicitly `latest`) or `latest`."""
+    if "@" in ref or not IMAGE_RE.fullmatch(ref):
+        return False
+    last = ref.rsplit("/", 1)[-1]
+    return ":" not in last or last.rsplit(":", 1)[1] == "latest"
+
+
+def _check_images(resolved: "Resolved", view: "EnvView", out: Diagnostics) -> None:
+    def bad(ref: str, where: str) -> str:
+        return (f"built-in rule 'no-mutable-images-in-prod': {where} image '{ref}' in production environment "
+                f"'{view.name}' is mutable (`latest` or no tag, and no digest); pin a version tag or a @sha256 digest")
+
+    for node in view.of_kind("ServingTarget"):
+        if node.spec.image and mutable_image(node.spec.image):
+            out.add(at(node, ("image",), "policy", bad(node.spec.image, "serving")))
+    for node in view.of_kind("Model"):
+        cmd = getattr(node.spec, "command", None)
+        if cmd is not None and mutable_image(cmd.image):
+            out.add(at(node, ("command", "image"), "policy", bad(cmd.image, "command")))
+    project = resolved.repo.project()
+    if project is None:
+        return
+    defaults = env_defaults(resolved, view.name)
+    for key, field, used in (("image", "image", bool(view.of_kind("Model"))),
+                             ("servingImage", "serving_image",
+                              any(not n.spec.image for n in view.of_kind("ServingTarget")))):
+        ref = defaults.get(field)
+        if not used or not isinstance(ref, str) or not mutable_image(ref):
+            continue
+        env_path = ("spec", "environments", view.name, "defaults", key)
+        path = env_path if env_path in project.doc.values else ("spec", "defaults", key)
+        out.add(Diagnostic("error", "policy", bad(ref, "default " + ("runtime" if key == "image" else "serving")),
+                           project.file, project.doc.pos_of(path)))
