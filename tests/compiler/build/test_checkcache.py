@@ -31,7 +31,7 @@ def run(*args: str) -> tuple[int, str]:
 
 
 def cold(repo: Path, *args: str) -> tuple[int, str]:
-    shutil.rmtree(repo / ".specops" / "cache" / "check", ignore_errors=True)
+    shutil.rmtree(repo / ".specops" / "cache", ignore_errors=True)  # the parse memo too
     return run("validate", *args, str(repo))
 
 
