@@ -300,7 +300,7 @@ def cached_build(path: str | Path = ".", envs: Iterable[str] | None = None) -> t
     fast = cache.fast_compile(path, envs)
     if fast is not None and all(e in fast.cached.envs for e in envs or ()):
         return fast.root, Build.from_record(fast.cached.index, fast.cached.blob)
-    resolved = analyze(path)
+    resolved = analyze(path, parse_memo=True)
     if resolved.diagnostics.has_errors:
         raise SpecError(resolved.diagnostics)
     root = resolved.repo.root

@@ -77,8 +77,10 @@ def discover(root: Path, diags: Diagnostics) -> list[str]:
     return files
 
 
-def load(path: Path | str = ".") -> Repo:
-    """Load and validate every spec under the repo containing `path`."""
+def load(path: Path | str = ".", parse_memo: bool = False) -> Repo:
+    """Load and validate every spec under the repo containing `path`. With `parse_memo`
+    (validate and compile, which keep caches under .specops/ anyway), files unchanged since
+    the last such load are not parsed again (ParseMemo); other commands write nothing."""
     start = Path(path)
     root = find_root(start)
     if root is None:
@@ -87,7 +89,7 @@ def load(path: Path | str = ".") -> Repo:
                                f"run `specops init {start}` to create one")
         return repo
     repo = Repo(root=root)
-    memo = ParseMemo(root)
+    memo = ParseMemo(root) if parse_memo else None
     for rel in discover(root, repo.diagnostics):
         try:
             raw = read_regular(root / rel, MAX_FILE_BYTES)
@@ -99,7 +101,8 @@ def load(path: Path | str = ".") -> Repo:
             continue
         repo.files[rel] = raw
         load_bytes(repo, rel, raw, memo)
-    memo.save()
+    if memo is not None:
+        memo.save()
     _check_project(repo)
     return repo
 

@@ -46,7 +46,7 @@ def steps(repo: Path) -> dict:
 def build_of(repo: Path, cache_dir: Path | None):
     if cache_dir is None:  # the reference: nothing cached, the loader's parse memo included
         (cache.cache_dir_of(repo) / "parse.marshal").unlink(missing_ok=True)
-    resolved = analyze(repo)
+    resolved = analyze(repo, parse_memo=cache_dir is not None)
     assert not resolved.diagnostics.has_errors, resolved.diagnostics.sorted()[:3]
     b = compile_repo(resolved, cache_dir=cache_dir)
     return b.files(), [d.to_row() for d in b.diagnostics.sorted()]
