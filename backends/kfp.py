@@ -119,7 +119,8 @@ _COMMAND = ("sh", "-ec", _LAUNCHER, SHIM_SOURCE)
 _ARGS = ("--executor_input", "{{$}}", "--function_to_execute", SHIM_FUNCTION)
 
 # Steps with side effects outside the artifact store are never served from KFP's cache.
-_CACHED_KINDS = frozenset({"data_check", "train", "finetune", "evaluate", "gate"})
+# A pinned `fetch` is a pure function of its digest.
+_CACHED_KINDS = frozenset({"data_check", "train", "finetune", "evaluate", "gate", "fetch"})
 
 # Catalogue GPU name -> Vertex AI accelerator type (what kfp's set_accelerator_type takes on GCP).
 VERTEX_ACCELERATORS: dict[str, str] = {

@@ -2,7 +2,8 @@
 dict of pipeline backends and one of serving platforms, each entry a module with the same
 small surface (the Protocols below). Everything else is derived from here: the values a
 Project may name (checked by `specops.checks`), the plan/apply resource types, and which
-provider module manages each type.
+provider module manages each type. Model registries (MLflow) are a third dict: they keep the
+`prompt` and `registered_model` resources.
 
 Adding a built-in backend is one module plus one line below. Third-party ones come through
 entry points, scanned only when a name is not built in (never on `specops --help`):
@@ -25,6 +26,7 @@ from specops.backends import (
     kserve,
     kubernetes,
     local_serving,
+    mlflow,
     sagemaker,
     sagemaker_endpoint,
     zenml,
@@ -63,6 +65,13 @@ class ServingPlatform(Protocol):
         ...
 
 
+class ModelRegistry(Protocol):
+    NAME: str  # a target's `registry.provider` value
+    FORMAT: str
+    RESOURCE_TYPES: tuple[str, ...]  # the plan/apply resource types it keeps (prompts, model aliases)
+    PROVIDER: str  # module whose `provider()` manages them
+
+
 PIPELINE_BACKENDS: dict[str, PipelineBackend] = {
     "kfp": cast(PipelineBackend, kfp),
     "sagemaker": cast(PipelineBackend, sagemaker),
@@ -77,8 +86,10 @@ SERVING_PLATFORMS: dict[str, ServingPlatform] = {
     "sagemaker": cast(ServingPlatform, sagemaker_endpoint),
 }
 
-# Resource types that no backend emits: the prompts of a repo, kept in a prompt registry.
-OTHER_PROVIDERS: dict[str, str] = {"prompt": "specops.backends.prompt_provider"}
+# Where model versions, their aliases and prompts live (a target's `registry.provider`).
+MODEL_REGISTRIES: dict[str, ModelRegistry] = {
+    "mlflow": cast(ModelRegistry, mlflow),
+}
 
 
 class UnknownBackend(KeyError):
@@ -148,8 +159,9 @@ def provider_module(resource_type: str) -> str:
     for p in SERVING_PLATFORMS.values():
         if p.RESOURCE_TYPE == resource_type and p.PROVIDER:
             return p.PROVIDER
-    if resource_type in OTHER_PROVIDERS:
-        return OTHER_PROVIDERS[resource_type]
+    for r in MODEL_REGISTRIES.values():
+        if resource_type in r.RESOURCE_TYPES:
+            return r.PROVIDER
     ep = _entry_points("specops.providers").get(resource_type)
     if ep is not None:
         return ep.value  # type: ignore[attr-defined]

@@ -60,7 +60,7 @@ PROVIDER = "specops.backends.sagemaker_provider"
 DEFINITION_VERSION = "2020-12-01"
 CONTENT_HASH_TAG = "specops:content-hash"
 
-PROCESSING_KINDS = frozenset({"data_check", "evaluate", "deploy", "command", "predict"})
+PROCESSING_KINDS = frozenset({"data_check", "evaluate", "deploy", "command", "predict", "fetch"})
 TRAINING_KINDS = frozenset({"train", "finetune"})
 PROPERTY_FILE = "metrics"
 METRICS_FILE = "metrics.json"
@@ -404,6 +404,10 @@ class _Builder:
     def env_for(self, step: Step, inputs: dict[str, str], params_path: str, output_dir: str,
                 repo_root: str) -> dict[str, Any]:
         env: dict[str, Any] = {}
+        if self.p.target.registry_uri:
+            # Steps reach the MLflow registry through its standard variable (SageMaker's own
+            # MlflowConfig fails the official definition schema).
+            env["MLFLOW_TRACKING_URI"] = self.p.target.registry_uri
         for name, up in sorted(step.inputs.items()):
             upstream = self.by_name.get(up)
             if upstream is not None and upstream.kind == "register":
@@ -530,6 +534,8 @@ class _Builder:
             "RoleArn": self.role,
             "StoppingCondition": {"MaxRuntimeInSeconds": 86400 * (3 if gpu else 1)},
         }
+        if self.p.target.registry_uri:
+            arguments["Environment"] = {"MLFLOW_TRACKING_URI": self.p.target.registry_uri}
         return self.step_doc(step, "Training", f"specops {step.kind} step '{step.name}'", arguments, skip)
 
     def register(self, step: Step, skip: set[str]) -> dict[str, Any]:

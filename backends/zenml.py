@@ -41,7 +41,8 @@ RUNS_ON_APPLY = True  # apply runs the pipeline on the target and records the ga
 PROVIDER = "specops.backends.zenml_provider"
 
 # Step kinds with one fixed ZenML step each in specops.backends.zenml_steps.
-STEP_KINDS = ("data_check", "train", "finetune", "evaluate", "gate", "register", "deploy", "command", "predict")
+STEP_KINDS = ("data_check", "train", "finetune", "evaluate", "gate", "register", "deploy", "command", "predict",
+              "fetch")
 # Steps with side effects outside ZenML's artifact store (a registry write, a rollout, an
 # opaque user command) must run every time; everything else is a pure function of its
 # parameters (datasets are pinned by version) and inputs, so ZenML's cache is sound.

@@ -94,6 +94,7 @@ gate = _make("gate", "Check metrics against thresholds; raises StepFailed (the r
 register = _make("register", "Register the model version and its aliases.")
 deploy = _make("deploy", "Hand the registered model to its serving target.")
 predict = _make("predict", "Batch scoring: the trained model scores a dataset into a table.")
+fetch = _make("fetch", "Fetch a pinned registered model version, checked by digest.")
 
 
 @step
@@ -106,5 +107,5 @@ def command(step_name: str, params: dict, input_names: list[str], inputs: list[P
 
 STEPS: dict[str, Any] = {
     "data_check": data_check, "train": train, "finetune": finetune, "evaluate": evaluate,
-    "gate": gate, "register": register, "deploy": deploy, "command": command, "predict": predict,
+    "gate": gate, "register": register, "deploy": deploy, "command": command, "predict": predict, "fetch": fetch,
 }

@@ -34,6 +34,9 @@ class SpecModel(BaseModel):
         alias_generator=to_camel,
         populate_by_name=False,
         frozen=True,
+        # .inf and .nan are YAML floats but not JSON: they would reach step params and fail
+        # inside an emitter instead of at the field's line.
+        allow_inf_nan=False,
     )
 
 
@@ -139,10 +142,11 @@ def _mlflow_alias(v: str) -> str | None:
 ALIAS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 AliasName = Annotated[str, grammar(ALIAS_RE, "registry alias", "letters, digits, '_' and '-' "
                                    "(MLflow alias)", 128, _mlflow_alias)]
-# Prompt labels (Langfuse-style: `latest`, `production`).
-PROMPT_LABEL_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
+# Prompt labels (Langfuse-style: `latest`, `production`). Each becomes an MLflow prompt alias
+# `<env>-<label>`, and MLflow aliases allow letters, digits, '_' and '-' only.
+PROMPT_LABEL_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 PromptLabel = Annotated[str, grammar(PROMPT_LABEL_RE, "prompt label", "lowercase letters, digits, "
-                                     "'_', '.' and '-'", 63)]
+                                     "'_' and '-' (it becomes an MLflow alias)", 63)]
 
 # Dataset split names become file names of the data_check step (runtime/data_check.py
 # refuses anything else, after the pipeline has started).

@@ -146,9 +146,31 @@ class Command(SpecModel):
     env: dict[EnvName, str] = Field(default_factory=dict)
 
 
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def _check_digest(v: str) -> str:
+    if not _DIGEST.match(v):
+        raise PydanticCustomError("value", "digest '{d}' is not 'sha256:' and 64 hex digits", {"d": v[:80]})
+    return v
+
+
+class Pin(SpecModel):
+    """A registered model version this environment deploys instead of training (written by
+    `specops promote`): its pipeline fetches the version, checks the digest, and re-runs the
+    gates on this environment's data."""
+
+    # The registry's version number.
+    version: int = Field(ge=1)
+    # sha256 of the version's files: a version re-registered with other content is refused.
+    digest: Annotated[str, AfterValidator(_check_digest)]
+
+
 class Registry(SpecModel):
     name: RegistryName | None = None
     aliases: list[AliasName] = Field(default_factory=list)
+    # Per environment (in `overrides`): deploy this registered version instead of training.
+    pin: Pin | None = None
 
 
 def _check_cron(v: str) -> str:

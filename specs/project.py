@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from .common import (
@@ -33,6 +34,26 @@ class ServingPlatform(SpecModel):
     gitops_dir: str | None = None
 
 
+def _check_tracking_uri(v: str) -> str:
+    if not re.fullmatch(r"https?://[^\s/?#@]+(?::\d{1,5})?(/[^\s?#]*)?", v):
+        raise PydanticCustomError(
+            "value", "'{uri}' is not an MLflow tracking server URL (http(s)://host[:port][/path]; credentials go "
+            "in `token`, never in the URL)", {"uri": v if len(v) <= 80 else v[:80] + "…"})
+    return v
+
+
+class ModelRegistry(SpecModel):
+    """Where model versions, prompts and runs are kept: a model registry of the backend registry."""
+
+    # The registry provider (backends.registry.MODEL_REGISTRIES): mlflow.
+    provider: Literal["mlflow"] = "mlflow"
+    # An MLflow tracking server (http(s)); absent: the embedded store, SQLite under
+    # `.specops/mlflow/` of the spec repo.
+    tracking_uri: Annotated[str, AfterValidator(_check_tracking_uri)] | None = None
+    # Bearer token for the server (MLFLOW_TRACKING_TOKEN). Only a secret reference.
+    token: Secret | None = None
+
+
 class Target(SpecModel):
     """A named platform: which orchestrator, where, and what GPUs it offers."""
 
@@ -54,6 +75,8 @@ class Target(SpecModel):
     gpus: list[str] = Field(default_factory=list)
     # Credentials for the target's API (e.g. a KFP bearer token). Only secret references.
     credentials: Secret | None = None
+    # The model and prompt registry (and run tracking) this target's environments use.
+    registry: ModelRegistry = Field(default_factory=ModelRegistry)
 
 
 class Policy(SpecModel):

@@ -228,6 +228,8 @@ def serving_outputs(root: Path, s: ir.Serving, releases: dict[str, list[tuple[ir
         # A classical model: MLServer's settings are the serving config; no GPU capacity.
         files.extend((file, data, "mlserver", "serving-config") for file, data in sorted(mlserver.serve_config(s).items()))
         diags.extend(mlserver.check(s) + platform.check(s, None))
+        if _has_error(diags):
+            return files, diags
         files.extend((file, data, platform.ARTIFACT_BACKEND, "serving") for file, data in sorted(platform.emit(s, None).items()))
         return files, diags
     try:
@@ -247,13 +249,22 @@ def serving_outputs(root: Path, s: ir.Serving, releases: dict[str, list[tuple[ir
             if "startup" not in s.probes:
                 # Unless the spec says otherwise, the server gets as long to start as its weights need.
                 s = dataclasses.replace(s, probes={**s.probes, "startup": startup_probe(report)})
-    diags.extend(platform.check(s, config))
+    problems = platform.check(s, config)
+    diags.extend(problems)
+    if _has_error(problems):
+        # The platform said it cannot take this target (an unknown region, a refused shape):
+        # emitting anyway would fail inside the emitter instead of at the spec's line.
+        return files, diags
     if platform is helm_stack and s.release and releases is not None:
         # Targets of one release share a values file: emitted once all of them are lowered.
         releases.setdefault(s.release, []).append((s, helm_stack.helm_values(s, config)))
         return files, diags
     files.extend((file, data, platform.ARTIFACT_BACKEND, "serving") for file, data in sorted(platform.emit(s, config).items()))
     return files, diags
+
+
+def _has_error(problems: list[Diagnostic]) -> bool:
+    return any(d.severity == "error" for d in problems)
 
 
 def compile_repo(resolved: Resolved, envs: list[str] | None = None, cache_dir: Path | None = None) -> Build:

@@ -61,6 +61,9 @@ def get_path(data: Any, path: tuple) -> Any:
 
 def check_repo_file(resolved: "Resolved", node: "Node", path: tuple, rel: str, what: str, out: Diagnostics) -> None:
     root = resolved.repo.root
+    if "\x00" in rel:
+        out.add(at(node, path, "value", f"{what} must not contain a NUL character"))
+        return
     p = PurePosixPath(rel)
     if p.is_absolute() or ".." in p.parts:
         out.add(at(node, path, "path-escape", f"{what} '{rel}' must stay inside the repository"))

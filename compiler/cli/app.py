@@ -39,6 +39,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "gate": ("specops.cli.gate_cmds", "gate", "Eval gates: run one and record its verdict."),
     "state": ("specops.cli.state_cmds", "state", "Look at and repair recorded state: list, show, rm, mv."),
     "lock": ("specops.cli.lock_cmds", "lock_cmd", "Pin every dataset source by content in specops.lock."),
+    "promote": ("specops.cli.promote_cmds", "promote_cmd",
+                "Pin the version one env serves in another, on a new git branch."),
     "history": ("specops.cli.history_cmd", "history", "Who applied what to an environment, from which commit."),
     "reconcile": ("specops.cli.reconcile_cmd", "reconcile", "Keep every environment converged on a git branch."),
 }

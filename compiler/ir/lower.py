@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import graphlib
+import hashlib
 import heapq
+import json
 from typing import Any
 
 from specops import ir
@@ -42,6 +44,7 @@ def lower_target(name: str, t: Any) -> ir.Target:
         host=t.host, artifact_store=t.artifact_store, image_registry=t.image_registry,
         serving_platform=t.serving.platform,
         namespace=t.serving.namespace, role_arn=t.role_arn, gpus=tuple(t.gpus),
+        registry_uri=t.registry.tracking_uri,
     )
 
 
@@ -125,14 +128,31 @@ def distributed_params(resources: ir.Resources) -> dict[str, Any] | None:
     return {"nodes": resources.nodes, "nproc_per_node": per_node, "strategy": resources.strategy or "ddp"}
 
 
-def _gate_params(gate: Node) -> dict[str, Any]:
+def tracking_params(view: EnvView) -> dict[str, Any]:
+    """The registry a step talks to: the target's MLflow server, or null (then the step's
+    $MLFLOW_TRACKING_URI, else the embedded store of the repo it runs in)."""
+    return {"uri": view.target.registry.tracking_uri}
+
+
+def baseline_from(view: EnvView, model: Node | None) -> dict[str, Any] | None:
+    """Where a gate's baseline comes from: the version this environment serves (its alias)."""
+    if model is None:
+        return None
+    return {"registry": model.spec.registry.name or model.name, "env": view.name, "tracking": tracking_params(view)}
+
+
+def _gate_params(gate: Node, view: EnvView | None = None) -> dict[str, Any]:
     metrics = [parse_threshold(m.threshold).to_params(m.metric) for m in gate.spec.metrics]
     if gate.spec.prompt is not None and not any(m["metric"] == "regression_p_value" for m in metrics):
         # The significance test of a prompt gate: its drop against the baseline's rows must
         # not be significant at the gate's alpha (the p-value is 1 without a baseline).
         metrics.append(parse_threshold(f">= {gate.spec.alpha!r}").to_params("regression_p_value"))
-    return {"gate": gate.name, "metrics": metrics, "baseline": None,
-            "on_missing_baseline": gate.spec.on_missing_baseline}
+    out = {"gate": gate.name, "metrics": metrics, "baseline": None,
+           "on_missing_baseline": gate.spec.on_missing_baseline}
+    if view is not None and any(m.get("baseline_delta") is not None or m.get("baseline_factor") is not None
+                                for m in metrics):
+        out["baseline_from"] = baseline_from(view, gate_model(view, gate))
+    return out
 
 
 def gate_model(view: EnvView, gate: Node) -> Node | None:
@@ -188,7 +208,7 @@ def prompt_eval_params(view: EnvView, gate: Node, seed: int) -> dict[str, Any]:
             "assertions": [a.model_dump(mode="json") for a in s.assertions],
             "endpoint": _endpoint_params(s.endpoint) if s.endpoint is not None else None,
             "judge": judge, "repeat": s.repeat, "row_pass_fraction": s.row_pass_fraction, "alpha": s.alpha,
-            "baseline_rows": None, "seed": seed}
+            "baseline_rows": None, "baseline_from": baseline_from(view, gate_model(view, gate)), "seed": seed}
 
 
 def _finetune_step(model: Node, data_step: str, split: str, image: str, resources: ir.Resources,
@@ -264,6 +284,17 @@ def _prompt_gate_steps(view: EnvView, g: Node, name: str, checked: set[str], mod
                        resources=_one_machine(model.spec) if g.spec.endpoint is None else ir.Resources(),
                        source=_source(g, ("prompt",))))
     return out
+
+
+def spec_digest(steps_: list[ir.Step], reg_params: dict[str, Any], reg_inputs: dict[str, str]) -> str:
+    """sha256 of everything that makes a registered version what it is: every step up to
+    register (kind, params, inputs, image, command) and register's own params. Recorded on the
+    version (`specops.spec_digest`), it is how apply finds the version a pipeline registered."""
+    doc = [{"name": s.name, "kind": s.kind, "params": s.params, "inputs": dict(sorted(s.inputs.items())),
+            "image": s.image, "command": list(s.command) if s.command is not None else None} for s in steps_]
+    doc.append({"name": "register", "params": {k: v for k, v in reg_params.items() if k != "spec_digest"},
+                "inputs": dict(sorted(reg_inputs.items()))})
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
 
 
 def _uses(spec: Any, gates: list[Node]) -> list[tuple[str, tuple | None]]:
@@ -344,6 +375,13 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node, memo: dict[st
     if train is not None and train.kind == "train" and (export := classical.native_export(view, model)):
         # The booster MLServer's XGBoost/LightGBM runtime serves (specops.ir.classical).
         train = dataclasses.replace(train, params={**train.params, "export": export})
+    pin = spec.registry.pin
+    if pin is not None:
+        # A pinned environment deploys a registered version: fetched, not trained, and its
+        # gates re-check it on this environment's data.
+        train = ir.Step("fetch", "fetch", {"registry": spec.registry.name or model.name, "version": pin.version,
+                                           "digest": pin.digest, "tracking": tracking_params(view)},
+                        image=image, source=_source(model, ("registry", "pin")))
     if train is None and not gates:
         return None
     if not datasets:
@@ -390,17 +428,23 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node, memo: dict[st
             measured = f"eval-{g.name}"
             out.extend(_prompt_gate_steps(view, g, measured, checked, model_input, model, image, seed,
                                           resolved.repo.root))
-        step = ir.Step(f"gate-{g.name}", "gate", _gate_params(g), inputs={"metrics": measured}, image=image,
+        step = ir.Step(f"gate-{g.name}", "gate", _gate_params(g, view), inputs={"metrics": measured}, image=image,
                        source=_source(g, ("metrics",)))
         out.append(step)
         gate_steps.append(step.name)
     reg_inputs = {**model_input, "metrics": "evaluate"}
     for i, gs in enumerate(gate_steps):
         reg_inputs[f"gate_{i}" if i else "gate"] = gs
+    for i, ds in enumerate(datasets):  # lineage: the datasets' versions, digests and checks
+        reg_inputs[f"data_{i}" if i else "data"] = f"check-{ds.name}"
     reg_params: dict[str, Any] = {"registry": spec.registry.name or model.name, "model": model.name,
-                                  "version": None, "aliases": list(spec.registry.aliases)}
+                                  "version": None, "aliases": list(spec.registry.aliases), "env": view.name,
+                                  "description": model.doc.data.get("metadata", {}).get("description"),
+                                  "tracking": tracking_params(view),
+                                  "pin": pin.model_dump(mode="json") if pin is not None else None}
     if train is None:
         reg_params.update(_base_params(model))
+    reg_params["spec_digest"] = spec_digest(out, reg_params, reg_inputs)
     out.append(ir.Step("register", "register", reg_params, inputs=reg_inputs, image=image,
                        source=_source(model, ("registry",))))
     if train is not None:

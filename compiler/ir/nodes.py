@@ -17,7 +17,8 @@ from typing import Any, Callable, Literal
 
 from specops.diagnostics import Pos
 
-StepKind = Literal["data_check", "train", "finetune", "evaluate", "gate", "register", "deploy", "command", "predict"]
+StepKind = Literal["data_check", "train", "finetune", "evaluate", "gate", "register", "deploy", "command", "predict",
+                   "fetch"]
 Backend = str  # a pipeline backend of specops.backends.registry (plug-ins included)
 
 
@@ -132,6 +133,8 @@ class Target:
     role_arn: str | None = None  # SageMaker execution role
     gpus: tuple[str, ...] = ()
     source: Source | None = None
+    # The MLflow tracking server of the target's registry (None: the embedded store).
+    registry_uri: str | None = None
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,13 @@ from typing import Any, Callable
 
 from specops.backends import zenml
 from specops.backends.crashpoint import pause_point
+from specops.backends.mlflow_provider import client_for, migrate_legacy_prompts
 from specops.backends.provider import ProviderError, retrying
 from specops.backends.zenml_run import run_local
 from specops.diagnostics import suggestion
 from specops.ir.lower import _gate_params, gate_model, lower_pipeline
 from specops.ops.plan import APPLY_ACTIONS, Action, Change, GateStatus, Plan, align, rollout_gates
+from specops.runtime import tracking
 from specops.runtime.gate import _check
 from specops.runtime.thresholds import Threshold
 from specops.state import ResourceState, State
@@ -143,6 +145,10 @@ def execute(ctx: Any, plan: Plan, state: Any, *, echo: Callable[[str], None], tt
     """Apply `plan` (computed against `state`, under the caller's lock) with `ctx`'s providers."""
 
     todo = [c for c in plan.changes if c.action in APPLY_ACTIONS]
+    if any(c.type == "prompt" for c in todo):
+        # The home-made prompt registry of older specops versions moves into MLflow once.
+        for line in migrate_legacy_prompts(ctx.env, ctx.root, ctx.options):
+            echo(f"notice: {line}")
     result = ApplyResult()
     if plan.problems and todo:
         # Refused before the first action, rather than failing half-way through.
@@ -296,13 +302,12 @@ def run_gate(ctx: Any, gate: str, *, metrics_file: str | None, version: str | No
     With `metrics_file` the thresholds are checked against those metrics (a JSON object
     {metric: number}, e.g. from an external eval harness); otherwise the model's pipeline runs
     on ZenML's local stack up to the gate (data checks, training, evaluation, the gate).
-    Relative thresholds use the metrics of the gate's last passing result as the baseline.
+    Relative thresholds compare with the metrics recorded on the model version this env serves
+    now (its alias in the MLflow registry); with none, the gate's `onMissingBaseline` decides.
     The version recorded is `version`, else the model version the pipeline resource last
     registered (state outputs), else none (then the result counts for any version).
     """
     import json
-
-
 
     view = ctx.resolved.envs[ctx.env]
     node = view.get("EvalGate", gate)
@@ -315,11 +320,10 @@ def run_gate(ctx: Any, gate: str, *, metrics_file: str | None, version: str | No
     model = target.name
     with ctx.store.lock("gate run"):
         state = ctx.store.read() or State.new(ctx.env)
-        prev = state.gates.get(gate) if isinstance(state.gates.get(gate), dict) else None
-        last_pass = prev if prev and prev.get("passed") else None
-        baseline = last_pass["metrics"] if last_pass and isinstance(last_pass.get("metrics"), dict) else None
-        # A prompt gate's row outcomes: the baseline of the next run's significance test.
-        baseline_rows = last_pass.get("rows") if last_pass and isinstance(last_pass.get("rows"), dict) else None
+        served = served_baseline(ctx, target, gate)
+        baseline = served.get("metrics") or None
+        # A prompt gate's row outcomes: the baseline of its significance test.
+        baseline_rows = served.get("rows") if isinstance(served.get("rows"), dict) else None
         if version is None:
             pipe = next((r for r in state.resources.values() if r.type.endswith("_pipeline") and r.name == model), None)
             version = pipe.outputs.get("model_version") if pipe is not None else None
@@ -337,9 +341,24 @@ def run_gate(ctx: Any, gate: str, *, metrics_file: str | None, version: str | No
             rec = _run_to_gate(ctx, view, node, baseline, echo, baseline_rows)
             source = "gate-run:local"
         rec.update({"model": model, "version": None if version is None else str(version), "source": source})
+        if served:
+            rec["baseline_version"] = served["version"]
         state.gates[gate] = dict(sorted(rec.items()))
         ctx.store.write(state)
     return rec
+
+
+def served_baseline(ctx: Any, model: Any, gate: str) -> dict[str, Any]:
+    """What the env serves now for `model` and the metrics `gate` recorded on it ({} when
+    nothing serves there yet): {"version", "metrics", "rows"?}."""
+    reg = ctx.options.get("registry") or {}
+    if not tracking.store_exists(reg.get("uri"), ctx.root):
+        return {}
+    try:
+        return tracking.baseline_for(client_for(ctx.root, ctx.options), model.spec.registry.name or model.name,
+                                     ctx.env, gate)
+    except tracking.RegistryError as e:
+        raise ProviderError(str(e)) from None
 
 
 def _check_metrics(params: dict[str, Any], metrics: dict[str, Any], baseline: dict[str, Any] | None) -> dict[str, Any]:

@@ -448,7 +448,8 @@ class EnvContext:
         return self._providers[type_]
 
     def gates_for(self, type_: str, name: str) -> list[str]:
-        return required_gates(self.resolved, self.env, name, "prompt" if type_ == "prompt" else "serving")
+        kind = type_ if type_ in ("prompt", "registered_model") else "serving"
+        return required_gates(self.resolved, self.env, name, kind)
 
     def plan(self, state: Any, *, refresh_live: bool = True, targets: list[str] | None = None,
              replace: list[str] | None = None, refresh_only: bool = False) -> Plan:
@@ -481,7 +482,10 @@ def load_env(resolved: Any, env: str, options: dict[str, Any] | None = None) -> 
     view = resolved.envs[env]
     build = compile_repo(resolved, [env], cache_dir=cache_dir_of(root))
     desired = desired_resources(resolved, build, env) if not build.diagnostics.has_errors else []
-    opts = {"gitops_dir": view.target.serving.gitops_dir}
+    reg = view.target.registry
+    opts: dict[str, Any] = {"gitops_dir": view.target.serving.gitops_dir,
+                            "registry": {"uri": reg.tracking_uri,
+                                         "token": reg.token.secret_ref.model_dump(mode="json") if reg.token else None}}
     opts.update(options or {})
     store = open_store(resolved.project.state, env, root)
     ctx = EnvContext(resolved, env, root, view.env.policy, view.target_name, lower_target(view.target_name, view.target),

@@ -2,7 +2,7 @@
 
     run_step(kind, params, *, inputs, output_dir, repo_root=".") -> dict
 
-`kind` is one of data_check | train | finetune | evaluate | gate | register | deploy | predict (the
+`kind` is one of data_check | train | finetune | evaluate | gate | register | deploy | predict | fetch (the
 `ir.Step.kind`s the runtime executes; `command` steps, the user's own program, run through
 `specops.runtime.command.run_command`, one contract for every backend). `params` are exactly `ir.Step.params`; each step module's docstring documents its
 keys, and unknown keys are errors (so a compiler/runtime mismatch fails loudly). `inputs`
@@ -45,6 +45,7 @@ KINDS: dict[str, str] = {
     "deploy": "deploy",
     "trainjob": "trainjob",
     "predict": "predict",
+    "fetch": "fetch",
 }
 
 

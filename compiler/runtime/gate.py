@@ -11,8 +11,11 @@ Params::
                                                    # (`{"metric": m, "raw": text}` alone is
                                                    #  parsed with parse_threshold)
      "baseline": {"auc": 0.81, "f1": 0.7} | null,  # the live model's metrics in the target env
-     "on_missing_baseline": "fail"}                # pass | fail (default fail): what a relative
+     "on_missing_baseline": "fail",                # pass | fail (default fail): what a relative
                                                    #   check does when the baseline lacks its metric
+     "baseline_from": {"registry": "churn-classifier", "env": "prod", "tracking": {"uri": null}} | null}
+                                                   # without `baseline`: the metrics recorded on the
+                                                   #   version that env serves now (its alias, in MLflow)
 
 Inputs: `metrics` (an evaluate output holding metrics.json; a prompt evaluation also holds
 rows.json, whose failing and regressed rows the failure message names). A metric the
@@ -30,12 +33,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-from specops.runtime import write_json
+from specops.runtime import tracking, write_json
 from specops.runtime.common import Params, fmt_num, require_input
 from specops.runtime.errors import ParamError, StepFailed
 from specops.runtime.thresholds import NEGATED, Threshold
 
-KEYS = ("gate", "metrics", "baseline", "on_missing_baseline")
+KEYS = ("gate", "metrics", "baseline", "on_missing_baseline", "baseline_from")
 ROWS_NAMED = 10  # failing rows named in the one-line failure message (all are in decision.json)
 
 
@@ -54,6 +57,11 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
         except ValueError as e:
             raise ParamError(f"gate {gate!r}: metrics[{i}]: {e}") from None
     baseline = p.dict("baseline", {})
+    served: dict[str, Any] = {}
+    if not baseline and any(t.relative for t in thresholds):
+        # Relative thresholds compare with what the environment serves now.
+        served = tracking.served_baseline(p.dict("baseline_from", None), gate, repo_root)
+        baseline = dict(served.get("metrics") or {})
     for k, v in baseline.items():
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise p.error("baseline", f"value for {k!r} must be a finite number, got {v!r}")
@@ -68,9 +76,13 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
     passed = all(r["passed"] for r in results)
     rows = _rows(metrics_path.parent / "rows.json")
     decision: dict[str, Any] = {"gate": gate, "passed": passed, "checks": results}
+    if served:
+        decision["baseline_version"] = served.get("version")
     if rows is not None:
         decision["failed_rows"] = [r["id"] for r in rows["rows"] if not r.get("passed")]
         decision["significance"] = rows.get("significance")
+        # Recorded with the registered version: the next gate's significance baseline.
+        decision["row_outcomes"] = {str(r["id"]): bool(r.get("passed")) for r in rows["rows"]}
     write_json(out / "decision.json", decision)
     if not passed:
         raise StepFailed(f"gate {gate!r} failed: " + "; ".join(r["message"] for r in results if not r["passed"])

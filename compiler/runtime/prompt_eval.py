@@ -17,6 +17,8 @@ Params::
      "row_pass_fraction": 0.5,                # a row passes when >= this fraction of its runs pass
      "alpha": 0.05,                           # significance level against the baseline
      "baseline_rows": {"<row id>": true, ...} | null,   # the baseline's stored row outcomes
+     "baseline_from": {"registry", "env", "tracking"} | null,  # else: the rows recorded on the
+                                                   # version that env serves now (MLflow)
      "seed": 0,
      "base_model": null, "revision": null, "adapter": null}   # a published model (evaluate.py)
 
@@ -41,7 +43,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from specops.runtime import write_json
+from specops.runtime import tracking, write_json
 from specops.runtime.assertions import Context, check, validate
 from specops.runtime.common import Params, require_input
 from specops.runtime.errors import ParamError, StepError
@@ -52,7 +54,7 @@ from specops.runtime.tables import load_split
 
 DIGITS = 6
 KEYS = ("task", "gate", "split", "max_rows", "prompt", "assertions", "endpoint", "judge", "repeat",
-        "row_pass_fraction", "alpha", "baseline_rows", "seed", "base_model", "revision", "adapter")
+        "row_pass_fraction", "alpha", "baseline_rows", "baseline_from", "seed", "base_model", "revision", "adapter")
 PROMPT_KEYS = ("name", "version", "template", "messages", "defaults", "parameters")
 GEN_KEYS = ("temperature", "top_p", "max_tokens", "stop")
 
@@ -125,6 +127,8 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
     alpha = p.float("alpha", 0.05, minimum=0.0)
     seed = p.int("seed", 0, minimum=0)
     baseline = p.dict("baseline_rows", None)
+    if baseline is None and p.raw("baseline_from", None) is not None:
+        baseline = tracking.served_baseline(p.dict("baseline_from"), gate, repo_root).get("rows")
     if baseline is not None and not all(isinstance(v, bool) for v in baseline.values()):
         raise p.error("baseline_rows", "must map row ids to true/false")
 

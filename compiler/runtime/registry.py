@@ -7,9 +7,15 @@ Params::
      "version": "3",                     # optional; null = "sha-" + 12 hex of the content hash
      "aliases": ["staging"],             # optional; each alias is moved to this version
      "registry_root": ".specops/registry",  # optional; repo-relative (default) or absolute
-     "base_model": null, "revision": null, "adapter": null}
+     "base_model": null, "revision": null, "adapter": null,
                                          # a model served as published (no `model` input): the
                                          # version records this reference (base.json), no weights
+     "env": "dev", "spec_digest": "<sha256>", "description": "...",
+     "tracking": {"uri": null},          # present: the version goes to MLflow (register_mlflow.py):
+                                         # uri null = $MLFLOW_TRACKING_URI or the embedded store;
+                                         # `aliases` then move there, as `<env>` and `<env>-<alias>`
+     "pin": {"version": 3, "digest": "sha256:..."} | null}
+                                         # a pinned environment: nothing new is registered
 
 Names (registry, version, aliases) are single path segments: [A-Za-z0-9][A-Za-z0-9._-]*.
 
@@ -18,8 +24,10 @@ Layout (the local registry of the embedded default target)::
     <registry_root>/<registry>/<version>/      the model files + registration.json
     <registry_root>/<registry>/aliases.json    {alias: version}
 
-Inputs: `model` (a train or finetune output; every file but result.json is copied) and,
-optionally, `metrics` (an evaluate output; its metrics.json is recorded). Registering the same
+Inputs: `model` (a train or finetune output, or the fetched pinned version; every file but
+result.json is copied) and, optionally, `metrics` (an evaluate output; its metrics.json is
+recorded), `gate`, `gate_1`... (gate outputs: their decisions are recorded with the version)
+and `data`, `data_1`... (data_check outputs: the datasets' versions, digests and checks). Registering the same
 content under the same version again changes nothing (`changed: false`); other content under
 an existing version is an error (versions are immutable). A version lands by an atomic
 rename of a fully written folder, so a crash never leaves a half version behind.
@@ -37,11 +45,12 @@ import re
 import shutil
 from pathlib import Path
 
-from specops.runtime import write_json
+from specops.runtime import register_mlflow, write_json
 from specops.runtime.common import Params, require_input, resolve_path, sha256_tree
 from specops.runtime.errors import ParamError, StepError
 
-KEYS = ("registry", "model", "version", "aliases", "registry_root", "base_model", "revision", "adapter")
+KEYS = ("registry", "model", "version", "aliases", "registry_root", "base_model", "revision", "adapter",
+        "env", "spec_digest", "description", "tracking", "pin")
 SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 SKIP = ("result.json",)
 
@@ -120,7 +129,12 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
                             f" content (sha256 {have[:12]} != {digest[:12]}); versions are immutable")
         registration = json.loads((dest / "registration.json").read_text(encoding="utf-8"))
 
-    if aliases:
+    tracked: dict = {}
+    if p.raw("tracking", None) is not None:
+        # MLflow is the registry: the version, its lineage and this env's aliases go there.
+        tracked = register_mlflow.record(p, inputs, src, digest, metrics, repo_root)
+        changed = changed or bool(tracked.pop("mlflow_changed", False))
+    elif aliases:
         path = home / "aliases.json"
         current = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
         updated = {**current, **{a: version for a in aliases}}
@@ -130,4 +144,4 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
 
     write_json(out / "registration.json", registration)
     return {"name": registry, "model": model, "version": version, "uri": file_uri(dest, repo_root),
-            "sha256": digest, "aliases": sorted(aliases), "changed": changed}
+            "sha256": digest, "aliases": sorted(aliases), "changed": changed, **tracked}

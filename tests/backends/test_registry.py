@@ -27,7 +27,10 @@ def test_every_entry_has_the_surface_of_its_protocol():
         assert registry.platform_of_artifact_backend(p.ARTIFACT_BACKEND) is p
     # the manifest's name for SageMaker endpoint files is kept, and derived from the entry
     assert registry.SERVING_PLATFORMS["sagemaker"].ARTIFACT_BACKEND == "sagemaker-endpoint"
-    assert registry.provider_module("prompt") == "specops.backends.prompt_provider"
+    for name, r in registry.MODEL_REGISTRIES.items():
+        assert r.NAME == name and r.FORMAT and set(r.RESOURCE_TYPES) == {"prompt", "registered_model"}
+        assert all(registry.provider_module(t) == r.PROVIDER for t in r.RESOURCE_TYPES)
+    assert registry.provider_module("prompt") == "specops.backends.mlflow_provider"
 
 
 def test_help_does_not_scan_entry_points():

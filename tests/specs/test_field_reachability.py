@@ -126,6 +126,11 @@ MUTATIONS: dict[str, tuple[str, str, tuple, Any]] = {
     "Model:spec.llm.responseField": (SA, MODEL, ("spec", "llm", "responseField"), "answer"),
     "Model:spec.registry.name": (SA, MODEL, ("spec", "registry", "name"), "support-llm-v2"),
     "Model:spec.registry.aliases": (SA, MODEL, ("spec", "registry", "aliases"), ["candidate", "beta"]),
+    # a pinned environment fetches the registered version instead of training it (specops promote)
+    "Model:spec.registry.pin.version": (SA, MODEL, ("overrides", "prod", "registry"),
+                                        {"pin": {"version": 3, "digest": "sha256:" + "a" * 64}}),
+    "Model:spec.registry.pin.digest": (SA, MODEL, ("spec", "registry", "pin"),
+                                       {"version": 1, "digest": "sha256:" + "b" * 64}),
     "Model:spec.resources.cpu": (SA, MODEL, ("spec", "resources", "cpu"), "4"),
     "Model:spec.resources.memory": (SA, MODEL, ("spec", "resources", "memory"), "16Gi"),
     "Model:spec.resources.accelerator.type": (SA, MODEL, ("spec", "resources", "accelerator", "type"), "H100"),

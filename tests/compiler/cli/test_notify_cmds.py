@@ -5,7 +5,6 @@ of tests/compiler/ops/ops_fixtures.py; the prompt registry provider is the real 
 
 from __future__ import annotations
 
-import json
 
 import pytest
 from click.testing import CliRunner
@@ -54,10 +53,13 @@ def test_apply_and_drift_notify(repo, monkeypatch):
         assert cli("apply", str(repo), "--env", "dev", "--auto-approve").exit_code == 0
         assert len(hook.requests) == 1  # nothing to apply: nothing to say
 
-        reg = repo / ".specops" / "prompts" / "dev" / "support-reply.json"
-        doc = json.loads(reg.read_text())
-        doc["labels"]["hotfix"] = 4  # a label moved in the registry by hand
-        reg.write_text(json.dumps(doc))
+        from mlflow import MlflowClient
+
+        from specops.runtime import tracking
+
+        c = MlflowClient(tracking.embedded_uri(repo), tracking.embedded_uri(repo))
+        other = c.register_prompt("support-reply", "edited by hand {{ product }}")
+        c.set_prompt_alias("support-reply", "dev-latest", other.version)  # a label moved in MLflow by hand
         assert cli("drift", str(repo), "--env", "dev", "--no-notify").exit_code == 2
         assert len(hook.requests) == 1
         assert cli("drift", str(repo), "--env", "dev").exit_code == 2

@@ -149,10 +149,13 @@ def test_replace_forces_the_action_without_changes(repo):
 
 def test_refresh_only_accepts_live_values_into_state(repo):
     assert cli("apply", str(repo), "--env", "dev", "--auto-approve").exit_code == 0
-    reg = repo / ".specops" / "prompts" / "dev" / "support-reply.json"
-    doc = json.loads(reg.read_text())
-    doc["labels"]["hotfix"] = 4  # someone labelled the version in the registry by hand
-    reg.write_text(json.dumps(doc))
+    from mlflow import MlflowClient
+
+    from specops.runtime import tracking
+
+    c = MlflowClient(tracking.embedded_uri(repo), tracking.embedded_uri(repo))
+    other = c.register_prompt("support-reply", "edited by hand {{ product }}")
+    c.set_prompt_alias("support-reply", "dev-latest", other.version)  # someone moved the label in MLflow
     assert cli("drift", str(repo), "--env", "dev").exit_code == 2
     r = cli("plan", str(repo), "--env", "dev", "--refresh-only", "--detailed-exitcode")
     assert r.exit_code == 2 and "accept" in r.output

@@ -157,8 +157,10 @@ def test_an_upstream_change_is_a_new_version_downstream_and_orders_apply(tmp_pat
     desired = {d.address: d for d in desired_resources(resolved, build, "dev")}
     assert desired["zenml_pipeline.downstream"].depends_on == ("zenml_pipeline.upstream",)
     # Names alone would put downstream first; lineage puts it after upstream.
+    # (each model's registry aliases move after its own pipeline)
     assert topo_order({a: list(d.depends_on) for a, d in desired.items()}) == [
-        "zenml_pipeline.upstream", "zenml_pipeline.downstream"]
+        "zenml_pipeline.upstream", "registered_model.upstream", "zenml_pipeline.downstream",
+        "registered_model.downstream"]
     (repo / "upstream.yaml").write_text(UPSTREAM.replace("features: [x]}", "features: [x]}\n  hyperparameters: "
                                                                           "{fit_intercept: false}"))
     after = {p.model: p for p in lower_env(analyze(repo), "dev")[0]}

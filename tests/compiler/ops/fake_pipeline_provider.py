@@ -27,6 +27,7 @@ class FakePipelineProvider:
     TYPE = "zenml_pipeline"
 
     def __init__(self, env: str, root: Path) -> None:
+        self.root = root
         self.path = root / ".specops" / "fake" / f"{env}.json"
         self.log = root / ".specops" / "fake" / f"{env}.log"
 
@@ -64,11 +65,34 @@ class FakePipelineProvider:
             self._save(doc)
             with open(self.log, "a") as f:
                 f.write(f"create {desired.name} {desired.content_hash[:8]}\n")
+        if all(g["passed"] for g in gates.values()):
+            self._register(desired, gates)
         if os.environ.get("SPECOPS_FAKE_SLOW"):
             import time
 
             time.sleep(float(os.environ["SPECOPS_FAKE_SLOW"]))
         return {"id": obj["id"]}, {"model_version": f"v-{desired.content_hash[:8]}", "gates": gates}
+
+    def _register(self, desired, gates) -> None:
+        """What the pipeline's register step does (runtime/register_mlflow.py), in the real
+        MLflow store: a version tagged with the compiled spec digest, this env's aliases on it."""
+        import yaml
+
+        from specops.runtime import tracking
+
+        run = yaml.safe_load(desired.files["run.yaml"])
+        params = run["steps"]["register"]["parameters"]["params"]
+        client = tracking.connect((params.get("tracking") or {}).get("uri"), self.root)
+        registry, env = params["registry"], params["env"]
+        if tracking.find_version(client, registry, spec_digest=params["spec_digest"]) is not None:
+            return
+        tracking.ensure_registered_model(client, registry, params["model"])
+        tags = {"specops.spec_digest": params["spec_digest"], "specops.digest": f"sha256:{desired.content_hash}",
+                "specops.env": env, "specops.gates." + env: json.dumps(
+                    {g: {"passed": r["passed"], "metrics": r["metrics"]} for g, r in gates.items()})}
+        mv = client.create_model_version(registry, f"s3://specops-fake/{desired.content_hash[:8]}", tags=tags)
+        aliases = [tracking.env_alias(env)] + [tracking.label_alias(env, a) for a in params.get("aliases") or []]
+        tracking.set_aliases(client, registry, str(mv.version), aliases, [])
 
     def delete(self, current) -> None:
         doc = self._load()

@@ -57,17 +57,20 @@ def test_apply_without_tty_or_auto_approve_is_refused(repo):
 def test_apply_records_every_action_and_second_plan_is_empty(repo):
     r = cli("apply", str(repo), "--env", "dev", "--auto-approve")
     assert r.exit_code == 0, r.output
-    assert "[1/3] creating prompt.ticket-triage ..." in r.output
-    assert "[3/3] creating prompt.support-reply ..." in r.output  # after the pipeline that runs its gate
-    assert "Apply complete: 3 applied." in r.output
+    assert "[1/4] creating prompt.ticket-triage ..." in r.output
+    # after the pipeline that runs its gate; then the model's aliases, after its pipeline
+    assert "[3/4] creating prompt.support-reply ..." in r.output
+    assert "[4/4] creating registered_model.support-llm ..." in r.output
+    assert "Apply complete: 4 applied." in r.output
     st = state_of(repo, "dev")
-    assert sorted(st["resources"]) == ["prompt.support-reply", "prompt.ticket-triage", "zenml_pipeline.support-llm"]
+    assert sorted(st["resources"]) == ["prompt.support-reply", "prompt.ticket-triage", "registered_model.support-llm",
+                                       "zenml_pipeline.support-llm"]
     # Two writes per action: its intent before any work, its result the moment it lands.
-    assert st["serial"] == 6 and "pending" not in st
+    assert st["serial"] == 8 and "pending" not in st
     assert sorted(p.name for p in (repo / ".specops" / "state").glob("dev.state.json.*.bak")) == \
-        [f"dev.state.json.{n}.bak" for n in (1, 2, 3, 4, 5)]  # the newest 5 previous versions
+        [f"dev.state.json.{n}.bak" for n in (3, 4, 5, 6, 7)]  # the newest 5 previous versions
     r = cli("apply", str(repo), "--env", "dev", "--auto-approve")
-    assert r.exit_code == 0 and "No changes" in r.output and state_of(repo, "dev")["serial"] == 6
+    assert r.exit_code == 0 and "No changes" in r.output and state_of(repo, "dev")["serial"] == 8
 
 
 def test_throttling_is_retried(repo, monkeypatch):
@@ -83,7 +86,8 @@ def test_hard_error_stops_and_reports_what_landed(repo, monkeypatch):
     assert r.exit_code == 1
     last = r.output.strip().splitlines()[-1]
     assert last == ("specops: error: apply stopped at zenml_pipeline.support-llm: run of support-llm failed: boom; "
-                    "applied: prompt.ticket-triage; not applied: zenml_pipeline.support-llm, prompt.support-reply")
+                    "applied: prompt.ticket-triage; not applied: zenml_pipeline.support-llm, prompt.support-reply, "
+                    "registered_model.support-llm")
     assert "Traceback" not in r.output
     assert sorted(state_of(repo, "dev")["resources"]) == ["prompt.ticket-triage"]
     monkeypatch.delenv("SPECOPS_FAKE_FAIL")
@@ -193,7 +197,8 @@ def test_kill_9_mid_apply_then_apply_completes_without_duplicates(repo):
     assert "exists live with this content" in done.stdout
     assert log.read_text().count("create support-llm") == 1  # no duplicate
     st = state_of(repo, "dev")
-    assert sorted(st["resources"]) == ["prompt.support-reply", "prompt.ticket-triage", "zenml_pipeline.support-llm"]
+    assert sorted(st["resources"]) == ["prompt.support-reply", "prompt.ticket-triage", "registered_model.support-llm",
+                                       "zenml_pipeline.support-llm"]
     assert cli("plan", str(repo), "--env", "dev", "--detailed-exitcode").exit_code == 0
 
 
@@ -215,15 +220,45 @@ def test_churn_apply_then_plan_is_empty(tmp_path):
     assert res["outputs"]["status"] == "completed" and res["outputs"]["model_version"]
     assert st["gates"]["churn-auc"]["passed"] is True
     assert st["gates"]["churn-auc"]["version"] == res["outputs"]["model_version"]
+    # MLflow is the registry: the version with its lineage, this env's aliases, its run and card.
+    from mlflow import MlflowClient
+
+    from specops.runtime import tracking
+
+    c = MlflowClient(tracking.embedded_uri(root), tracking.embedded_uri(root))
+    mv = c.get_model_version_by_alias("churn-classifier", "dev")
+    assert c.get_registered_model("churn-classifier").aliases == {"dev": int(mv.version),
+                                                                  "dev-candidate": int(mv.version)}
+    assert mv.tags["specops.env"] == "dev" and mv.tags["specops.digest"].startswith("sha256:")
+    assert [d["name"] for d in json.loads(mv.tags["specops.datasets"])] == ["customers"]
+    assert json.loads(mv.tags["specops.gates.dev"])["churn-auc"]["passed"] is True
+    run = c.get_run(mv.run_id)
+    assert c.get_experiment(run.info.experiment_id).name == "churn-classifier" and run.data.metrics["auc"] >= 0.75
+    assert "model_card" in {a.path for a in c.list_artifacts(mv.run_id)}
     r = subprocess.run(specops + ["plan", str(root), "--env", "dev", "--detailed-exitcode"], env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    # One edit -> exactly that update.
+    # The alias moved with MLflow's own client: drift, naming it; apply (reconcile) restores it.
+    other = c.create_model_version("churn-classifier", "file:///by-hand")
+    c.set_registered_model_alias("churn-classifier", "dev", other.version)
+    r = subprocess.run(specops + ["drift", str(root), "--env", "dev"], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 2 and f'model.json:aliases.dev: "spec ' in r.stdout, r.stdout + r.stderr
+    assert f'-> "version {other.version}"' in r.stdout
+    r = subprocess.run(specops + ["apply", str(root), "--env", "dev", "--auto-approve"], env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert c.get_model_version_by_alias("churn-classifier", "dev").version == mv.version
+    # One edit -> exactly that update (and the model's aliases then move to the new version).
     m = root / "models" / "churn.yaml"
     m.write_text(m.read_text().replace("max_depth: 3", "max_depth: 4"))
     r = subprocess.run(specops + ["plan", str(root), "--env", "dev", "--detailed-exitcode", "--json"], env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2
-    (row,) = json.loads(r.stdout)["resources"]
-    assert row["action"] == "update"
-    assert [d["path"] for d in row["diffs"]] == ["run.yaml:steps.train.parameters.params.hyperparameters.max_depth"]
+    row, aliases = json.loads(r.stdout)["resources"]
+    assert row["action"] == "update" and aliases["address"] == "registered_model.churn-classifier"
+    # the edit, and the digest the register step records (how apply finds the new version)
+    assert [d["path"] for d in row["diffs"]] == ["run.yaml:steps.register.parameters.params.spec_digest",
+                                                 "run.yaml:steps.train.parameters.params.hyperparameters.max_depth"]
+    assert [d["path"] for d in aliases["diffs"]] == ["model.json:aliases.dev", "model.json:aliases.dev-candidate",
+                                                     "model.json:version_of.spec_digest"]

@@ -41,7 +41,7 @@ def test_plan_fresh_env_creates_everything_in_dependency_order(repo):
     # dependencies first; among what is ready, names break ties. support-reply's label move
     # waits for the pipeline that runs its gate (prompts promote like models).
     assert addrs == ["prompt.ticket-triage", "zenml_pipeline.support-llm", "k8s_manifests.support-llm",
-                     "prompt.support-reply"]
+                     "prompt.support-reply", "registered_model.support-llm"]
     assert {x["action"] for x in doc["resources"]} == {"create"}
     k8s = doc["resources"][2]
     assert k8s["depends_on"] == ["zenml_pipeline.support-llm"]
@@ -50,7 +50,11 @@ def test_plan_fresh_env_creates_everything_in_dependency_order(repo):
     assert prompt["depends_on"] == ["zenml_pipeline.support-llm"]
     assert [(g["gate"], g["status"]) for g in prompt["gates"]] == [("support-quality", "pending")]
     assert [g["gate"] for g in doc["resources"][0]["gates"]] == []  # ticket-triage: no gate over it
-    assert doc["summary"]["create"] == 4 and doc["changes"] is True
+    # The model's staging aliases move after its pipeline, held by the gates that block staging.
+    model = doc["resources"][4]
+    assert model["depends_on"] == ["zenml_pipeline.support-llm"]
+    assert [(g["gate"], g["status"]) for g in model["gates"]] == [("support-quality", "pending")]
+    assert doc["summary"]["create"] == 5 and doc["changes"] is True
 
 
 def test_plan_json_is_byte_identical(repo):
@@ -105,29 +109,36 @@ def test_removed_spec_is_deleted_with_prune_and_orphaned_without(repo):
     assert ("prompt.ticket-triage", "orphan") in rows
 
 
+def _mlflow(repo):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{repo / '.specops' / 'mlflow' / 'mlflow.db'}"
+    return MlflowClient(uri, uri)
+
+
 def test_prompt_registry_edit_is_drift(repo):
+    """A prompt label moved with MLflow's own client is drift, named by its alias."""
     assert cli("apply", str(repo), "--env", "dev", "--auto-approve").exit_code == 0
     assert cli("drift", str(repo), "--env", "dev").exit_code == 0
-    reg = repo / ".specops" / "prompts" / "dev" / "support-reply.json"
-    doc = json.loads(reg.read_text())
-    doc["labels"]["hotfix"] = 4  # someone labelled the version in the registry by hand
-    reg.write_text(json.dumps(doc))
+    client = _mlflow(repo)
+    other = client.register_prompt("support-reply", "edited in the MLflow UI {{ product }}")
+    client.set_prompt_alias("support-reply", "dev-latest", other.version)  # the label moved by hand
     r = cli("drift", str(repo), "--env", "dev")
     assert r.exit_code == 2, r.output
     assert "prompt.support-reply" in r.output
-    assert 'prompt.json:labels: ["latest"] -> ["hotfix", "latest"]' in r.output
+    assert f'prompt.json:aliases.dev-latest: "v4" -> "MLflow version {other.version} (not registered by specops)"' in r.output
     # dev reconciles: the plan overwrites the live change, apply restores it.
     doc = json.loads(cli("plan", str(repo), "--env", "dev", "--json").output)
     row = next(x for x in doc["resources"] if x["address"] == "prompt.support-reply")
     assert row["action"] == "update" and row["drift"] is True
     assert cli("apply", str(repo), "--env", "dev", "--auto-approve").exit_code == 0
-    assert json.loads(reg.read_text())["labels"] == {"latest": 4}
+    assert client.get_prompt_version_by_alias("support-reply", "dev-latest").tags["specops.version"] == "4"
     assert cli("drift", str(repo), "--env", "dev").exit_code == 0
 
 
 def test_refresh_false_does_not_see_drift(repo):
     assert cli("apply", str(repo), "--env", "dev", "--auto-approve").exit_code == 0
-    (repo / ".specops" / "prompts" / "dev" / "support-reply.json").unlink()
+    _mlflow(repo).delete_prompt_alias("support-reply", "dev-latest")
     assert cli("plan", str(repo), "--env", "dev", "--detailed-exitcode").exit_code == 2
     r = cli("plan", str(repo), "--env", "dev", "--detailed-exitcode", "--refresh=false")
     assert r.exit_code == 0 and "not refreshed" in r.output
@@ -138,7 +149,7 @@ def test_plan_shows_blocked_rollout_until_gate_passes(repo, tmp_path, monkeypatc
     r = cli("apply", str(repo), "--env", "staging", "--auto-approve")
     assert r.exit_code == 1
     # The rollout and the prompt's label move both wait for the gate that failed.
-    assert "blocked by gates (k8s_manifests.support-llm, prompt.support-reply)" in r.output
+    assert "blocked by gates (k8s_manifests.support-llm, prompt.support-reply, registered_model.support-llm)" in r.output
     state = json.loads((repo / ".specops" / "state" / "staging.state.json").read_text())
     assert "prompt.support-reply" not in state["resources"]
     assert not (repo / ".specops" / "gitops" / "staging" / "support-llm").exists()
@@ -156,8 +167,16 @@ def test_plan_shows_blocked_rollout_until_gate_passes(repo, tmp_path, monkeypatc
     assert row["blocked"] is False and row["gates"][0]["status"] == "passed"
     row = next(x for x in doc["resources"] if x["address"] == "prompt.support-reply")
     assert row["blocked"] is False and row["gates"][0]["status"] == "passed"
-    assert cli("apply", str(repo), "--env", "staging", "--auto-approve").exit_code == 0
+    # The rollouts land; the model's aliases cannot: the run its gate stopped registered nothing.
+    r = cli("apply", str(repo), "--env", "staging", "--auto-approve")
+    assert r.exit_code == 1
+    assert ("apply stopped at registered_model.support-llm: support-llm: a version registered by the pipeline of "
+            "spec ") in r.output and "is not in the registry (did its pipeline run and pass its gates?)" in r.output
     assert (repo / ".specops" / "gitops" / "staging" / "support-llm" / "deployment.yaml").is_file()
+    # A run whose gate passes registers the version; then its aliases move and nothing is left.
+    monkeypatch.setenv("SPECOPS_FAKE_GATES", "support-quality=pass")
+    r = cli("apply", str(repo), "--env", "staging", "--auto-approve", "--replace", "zenml_pipeline.support-llm")
+    assert r.exit_code == 0, r.output
     assert cli("plan", str(repo), "--env", "staging", "--detailed-exitcode").exit_code == 0
 
 

@@ -38,7 +38,7 @@ def churn_classifier_pipeline(pipeline_parameters: dict) -> None:
         id='gate_churn_auc',
     )
     dir_register, result_register = _steps.register(
-        inputs=[dir_gate_churn_auc, dir_evaluate, dir_train],
+        inputs=[dir_check_customers, dir_gate_churn_auc, dir_evaluate, dir_train],
         pipeline_parameters=pipeline_parameters,
         id='register',
     )

@@ -48,7 +48,7 @@ def support_llm_pipeline(pipeline_parameters: dict) -> None:
         id='gate_support_quality',
     )
     dir_register, result_register = _steps.register(
-        inputs=[dir_gate_support_no_regression, dir_gate_support_quality, dir_evaluate, dir_finetune],
+        inputs=[dir_check_support_tickets, dir_gate_support_no_regression, dir_gate_support_quality, dir_evaluate, dir_finetune],
         pipeline_parameters=pipeline_parameters,
         id='register',
     )
