@@ -4,7 +4,7 @@ Expression Language) parses and evaluates; this module limits what one expressio
 Spec authors are semi-trusted PR authors, and `validate` runs in CI on their branch, so an
 expression is refused before it runs when it is too deep or too large, when comprehensions
 (`all`, `exists`, `map`, `filter`) nest more than twice, and each evaluation stops after a
-fixed number of evaluation steps. Step counting, not wall-clock time: the same input gives
+fixed number of evaluation steps, all evaluations of one run after a fixed total. Step counting, not wall-clock time: the same input gives
 the same verdict on every machine (output is byte-identical for identical input).
 
 cel-python costs ~0.2 s to import and to build its parser, so both happen on the first rule
@@ -21,7 +21,12 @@ from typing import Any
 MAX_NODES = 2000  # parse-tree nodes
 MAX_DEPTH = 200  # parse-tree depth: about 20 nested parentheses or 60 chained `!`
 MAX_COMPREHENSION_NESTING = 2
-MAX_STEPS = 200_000  # evaluation steps per evaluation (one per parse-tree node visited)
+# Evaluation steps: one per parse-tree node visited, ITEM_STEPS per comprehension element. About
+# 0.3 ms of cel-python per element (2 cores, December 2026), so one evaluation stops within
+# about a second, and a whole run's rules within about a minute.
+ITEM_STEPS = 30
+MAX_STEPS = 100_000
+MAX_TOTAL_STEPS = 5_000_000
 
 MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
 # Names CEL itself gives meaning to when they stand alone: type denotations and `null`.
@@ -163,25 +168,39 @@ def is_bool(value: Any) -> bool:
     return isinstance(value, celpy.celtypes.BoolType)
 
 
-def evaluate(expr: Expression, bindings: dict[str, Any]) -> Any:
+class Budget:
+    """Evaluation steps left to every evaluation of one command (validate, plan): one rule may
+    use up to MAX_STEPS, all of them together up to MAX_TOTAL_STEPS."""
+
+    def __init__(self, total: int | None = None) -> None:
+        self.left = MAX_TOTAL_STEPS if total is None else total
+
+
+def evaluate(expr: Expression, bindings: dict[str, Any], budget: Budget | None = None) -> Any:
     """The expression's value over `bindings` (CEL values, see to_cel); CelError when it fails
-    or runs past MAX_STEPS."""
-    from celpy.evaluation import CELEvalError
+    or runs past its steps (MAX_STEPS, or what is left of `budget`)."""
+    from celpy.evaluation import Activation, CELEvalError
 
-    from celpy.evaluation import Activation
-
+    limit = MAX_STEPS if budget is None else min(MAX_STEPS, budget.left)
+    if limit <= 0:
+        raise CelError(f"not evaluated: the rules already used all {MAX_TOTAL_STEPS} evaluation steps of this run")
     base = Activation(package=None, annotations=_environment().annotations, functions=None)
-    evaluator = _bounded_evaluator_class()(expr.ast, activation=base)
+    steps = [0, limit]
+    evaluator = _bounded_evaluator_class()(expr.ast, activation=base, steps=steps)
     try:
         return evaluator.evaluate(bindings)
     except _OutOfSteps:
-        raise CelError(f"costs more than {MAX_STEPS} evaluation steps") from None
+        raise CelError(f"costs more than {limit} evaluation steps" + (
+            "" if limit == MAX_STEPS else f" (what was left of the run's {MAX_TOTAL_STEPS})")) from None
     except CELEvalError as e:
         raise CelError(str(e.args[0]) if e.args else "evaluation failed", e.column) from None
     except RecursionError:
         raise CelError(f"nests too deeply (more than {MAX_DEPTH} levels)") from None
     except (TypeError, ValueError, ArithmeticError, KeyError, IndexError) as e:
         raise CelError(f"evaluation failed: {e}") from None
+    finally:
+        if budget is not None:
+            budget.left -= steps[0]
 
 
 class _OutOfSteps(Exception):
@@ -190,22 +209,31 @@ class _OutOfSteps(Exception):
 
 @cache
 def _bounded_evaluator_class() -> type:
-    """An Evaluator that counts the parse-tree nodes it visits (shared with the evaluators of
-    comprehension bodies) and stops past MAX_STEPS."""
+    """An Evaluator that counts the parse-tree nodes it visits, and ITEM_STEPS more for each
+    element a comprehension evaluates its body on (cel-python builds a fresh activation for
+    each), shared with the evaluators of comprehension bodies; it stops past its limit."""
     from celpy.evaluation import Evaluator
 
     class Bounded(Evaluator):  # type: ignore[misc, valid-type]
-        def __init__(self, ast: Any, *, activation: Any, steps: list[int] | None = None) -> None:
+        def __init__(self, ast: Any, *, activation: Any, steps: list[int]) -> None:
             super().__init__(ast, activation=activation)
-            self.steps = steps if steps is not None else [0]
+            self.steps = steps  # [used, limit]
+
+        def _charge(self, n: int) -> None:
+            self.steps[0] += n
+            if self.steps[0] > self.steps[1]:
+                raise _OutOfSteps()
 
         def sub_evaluator(self, ast: Any) -> Any:
             return Bounded(ast, activation=self.activation, steps=self.steps)
 
+        def evaluate(self, context: Any = None) -> Any:
+            if self.steps[0]:  # a comprehension body, once per element
+                self._charge(ITEM_STEPS)
+            return super().evaluate(context)
+
         def visit(self, tree: Any) -> Any:
-            self.steps[0] += 1
-            if self.steps[0] > MAX_STEPS:
-                raise _OutOfSteps()
+            self._charge(1)
             return super().visit(tree)
 
     return Bounded

@@ -16,6 +16,7 @@ every EvalGate blocking the environment for its model); `plan.changes` in plan (
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -115,10 +116,20 @@ class Bindings:
 
     def __init__(self, resolved: "Resolved", view: "EnvView", node: "Node | None", plan: dict | None) -> None:
         self.resolved, self.view, self.node, self.plan = resolved, view, node, plan
+        self._raw: dict[str, Any] = {}
         self._values: dict[str, Any] = {}
         self._report: Any = False
 
     def raw(self, name: str) -> Any:
+        if name not in self._raw:
+            self._raw[name] = self._compute(name)
+        return self._raw[name]
+
+    def key(self, names: frozenset[str]) -> str:
+        """The bound values as canonical JSON: CEL is pure, so equal keys give equal results."""
+        return json.dumps({n: self.raw(n) for n in sorted(names)}, sort_keys=True, default=str)
+
+    def _compute(self, name: str) -> Any:
         node, view = self.node, self.view
         if name == "env":
             return view.name
@@ -160,15 +171,36 @@ class Bindings:
         return {n: self._values[n] for n in names}
 
 
-def evaluate_rule(rule: CompiledRule, bindings: Bindings, out: Diagnostics) -> None:
+@dataclass
+class Evaluations:
+    """What one command's rule checks share: results by expression and bound values (a spec
+    without overrides has the same values in every environment, and many specs share theirs;
+    cel-python interprets at about a millisecond an evaluation), and the step budget."""
+
+    memo: dict[tuple[str, str], Any]
+    budget: cel.Budget
+
+    @classmethod
+    def new(cls) -> "Evaluations":
+        return cls({}, cel.Budget())
+
+
+def evaluate_rule(rule: CompiledRule, bindings: Bindings, out: Diagnostics, run: Evaluations) -> None:
     """Check one rule on one resource (or once, on the environment); a violation at the
     resource's name, an evaluation failure at the rule's expression (fail closed)."""
+    memo = run.memo
     node, view = rule.node, bindings.view
     subject = bindings.node
     what = f"{subject.key} in env '{view.name}'" if subject is not None else f"env '{view.name}'"
-    try:
-        value = cel.evaluate(rule.expr, bindings.values(rule.expr.name_set))
-    except cel.CelError as e:
+    key = (rule.expr.text, bindings.key(rule.expr.name_set))
+    if key not in memo:
+        try:
+            memo[key] = cel.evaluate(rule.expr, bindings.values(rule.expr.name_set), run.budget)
+        except cel.CelError as e:
+            memo[key] = e
+    value = memo[key]
+    if isinstance(value, cel.CelError):
+        e = value
         out.add(_at_expr(node, e.column, "rule-eval", f"rule '{node.name}' cannot be evaluated on {what}: {e}",
                          severity=node.spec.severity))
         return
@@ -205,21 +237,21 @@ def _errored_files(out: Diagnostics) -> set[str | None]:
 
 
 def run_rules(resolved: "Resolved", view: "EnvView", rules: list[CompiledRule], plan: dict | None,
-              out: Diagnostics, broken: set[str | None]) -> None:
+              out: Diagnostics, broken: set[str | None], run: Evaluations) -> None:
     """Evaluate `rules` in one environment, except on the specs of `broken` files (which had
     errors before any rule ran: their own problem comes first, and their bindings may not be
     computable)."""
     cache: dict[str, Bindings] = {}
     for rule in rules:
         if not rule.kinds:
-            evaluate_rule(rule, Bindings(resolved, view, None, plan), out)
+            evaluate_rule(rule, Bindings(resolved, view, None, plan), out, run)
             continue
         for kind in rule.kinds:
             for node in view.of_kind(kind):
                 if node.file in broken:
                     continue
                 b = cache.setdefault(node.key, Bindings(resolved, view, node, plan))
-                evaluate_rule(rule, b, out)
+                evaluate_rule(rule, b, out, run)
 
 
 # ---- entry points ----------------------------------------------------------------------------
@@ -231,6 +263,7 @@ def check_rules(resolved: "Resolved", out: Diagnostics) -> None:
     broken = _errored_files(out)
     disabled = check_disabled(resolved, out)
     compiled: dict[int, CompiledRule | None] = {}  # a rule without overrides is one document
+    run = Evaluations.new()
     for view in resolved.envs.values():
         rules = []
         for node in view.of_kind("Rule"):
@@ -239,7 +272,7 @@ def check_rules(resolved: "Resolved", out: Diagnostics) -> None:
             r = compiled[id(node.doc)]
             if r is not None and not r.reads_plan:
                 rules.append(r if r.node is node else CompiledRule(node, r.expr, r.kinds, r.reads_plan))
-        run_rules(resolved, view, rules, None, out, broken)
+        run_rules(resolved, view, rules, None, out, broken, run)
         check_builtin_rules(resolved, view, disabled, out)
 
 
@@ -248,7 +281,7 @@ def check_plan_rules(resolved: "Resolved", env: str, changes: list[dict[str, Any
     out = Diagnostics()
     view = resolved.envs[env]
     rules = [r for r in (compile_rule(n, None) for n in view.of_kind("Rule")) if r is not None and r.reads_plan]
-    run_rules(resolved, view, rules, {"changes": changes}, out, _errored_files(resolved.diagnostics))
+    run_rules(resolved, view, rules, {"changes": changes}, out, _errored_files(resolved.diagnostics), Evaluations.new())
     return out
 
 

@@ -42,9 +42,8 @@ def parse_history(data: bytes | None, env: str, where: str) -> list[dict[str, An
     return doc["entries"]
 
 
-def append_entry(entries: list[dict[str, Any]], entry: dict[str, Any], env: str,
-                 keep: int = KEEP_HISTORY) -> bytes:
-    """The document with `entry` appended and only the newest `keep` entries kept."""
-    kept = [*entries, entry][-keep:]
+def append_entry(entries: list[dict[str, Any]], entry: dict[str, Any], env: str, keep: int | None = None) -> bytes:
+    """The document with `entry` appended and only the newest `keep` (KEEP_HISTORY) entries kept."""
+    kept = [*entries, entry][-(keep or KEEP_HISTORY):]
     return (json.dumps({"env": env, "version": HISTORY_VERSION, "entries": kept}, indent=2, sort_keys=True,
                        ensure_ascii=False) + "\n").encode("utf-8")

@@ -37,7 +37,7 @@ from specops.state.base import (
     hold_lock,
     prepare_write,
 )
-from specops.state.history import KEEP_HISTORY, append_entry, history_name, parse_history
+from specops.state.history import append_entry, history_name, parse_history
 
 # ---------------------------------------------------------------------------------------
 # Local store
@@ -177,7 +177,7 @@ class LocalStore:
             raise StateError(f"{self.history_path}: cannot read the apply history ({e.strerror or e})") from None
         return parse_history(data, self.env, str(self.history_path))
 
-    def append_history(self, entry: dict, keep: int = KEEP_HISTORY) -> None:
+    def append_history(self, entry: dict, keep: int | None = None) -> None:
         """Append one entry (under the caller's state lock)."""
         data = append_entry(self.read_history(), entry, self.env, keep)
         try:

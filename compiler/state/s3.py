@@ -36,7 +36,7 @@ from specops.state.base import (
     hold_lock,
     prepare_write,
 )
-from specops.state.history import KEEP_HISTORY, append_entry, history_name, parse_history
+from specops.state.history import append_entry, history_name, parse_history
 
 
 # User metadata specops puts on every version it writes (S3 lower-cases the keys).
@@ -273,7 +273,7 @@ class S3Store:
         got = self._get(self.history_key)
         return parse_history(got[0] if got else None, self.env, f"s3://{self.bucket}/{self.history_key}")
 
-    def append_history(self, entry: dict, keep: int = KEEP_HISTORY) -> None:
+    def append_history(self, entry: dict, keep: int | None = None) -> None:
         """Append one entry (under the caller's state lock)."""
         data = append_entry(self.read_history(), entry, self.env, keep)
         self._call("write history", self.client.put_object, Key=self.history_key, Body=data,

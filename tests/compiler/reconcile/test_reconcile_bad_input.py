@@ -120,3 +120,30 @@ def test_invalid_specs_a_held_lock_and_a_force_push_apply_nothing(tmp_path, aws)
     accepting = make_loop(tmp_path, origin, out, accept_force_push=True)
     assert accepting.run_once()
     assert '"0.9"' in definition(aws) or "0.9" in definition(aws)
+
+
+def test_a_rule_on_the_plan_holds_the_environment_and_applies_are_in_the_history(tmp_path, aws):
+    origin, work = make_origin(tmp_path)
+    out = Lines()
+    loop = make_loop(tmp_path, origin, out)
+    assert loop.run_once()
+    live = definition(aws)
+    (work / "rules.yaml").write_text("""\
+apiVersion: specops.dev/v1alpha1
+kind: Rule
+metadata: {name: no-pipeline-updates}
+spec:
+  expression: "plan.changes.all(c, c.action != 'update')"
+""")
+    git(work, "add", "rules.yaml")
+    rev = commit_threshold(work, "0.8")  # commits the rule with the change it forbids
+    n = len(out.records())
+    assert not loop.run_once()
+    one_error(out, n, "sync_error", "policy: rules.yaml:5:15: error: rule 'no-pipeline-updates' fails for env 'dev'",
+              "nothing more applied")
+    assert error_result(loop) == 1.0 and definition(aws) == live
+    store = open_store(StateBackend.model_validate({"backend": "s3", "bucket": STATE_BUCKET, "region": "us-east-1"}),
+                       "dev", tmp_path)
+    [first] = store.read_history()  # the first sync's apply; the held one applied nothing
+    assert (first["via"], first["who"], first["result"]) == ("reconcile", "reconcile test-loop", "applied")
+    assert first["commit"] != rev and first["applied"] == ["sagemaker_pipeline.churn-classifier"]
