@@ -81,6 +81,7 @@ CAPACITY_SKIPPED = register("capacity-skipped", "capacity was not planned: the m
 DATA_SCHEMA = register("data-schema", "a local data file's header or schema disagrees with the declared columns")
 DATA_LOCK = register("data-lock", "a data source differs from its pin in specops.lock")
 HYPERPARAMETER = register("hyperparameter", "an estimator has no such hyperparameter, or a value of the wrong type")
+MONITOR = register("monitor", "a monitor's data, columns and checks do not fit together")
 RULE_SYNTAX = register("rule-syntax", "a policy rule's CEL expression does not parse or exceeds the size limits")
 RULE_BINDING = register("rule-binding", "a policy rule reads a name that is not one of its bindings")
 RULE_EVAL = register("rule-eval", "a policy rule cannot be evaluated (a type error, a missing key, its step budget)")

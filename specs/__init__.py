@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from .common import API_VERSION, envelope_model
 
-KINDS = ("Project", "Dataset", "Model", "Prompt", "EvalGate", "ServingTarget", "Rule")
+KINDS = ("Project", "Dataset", "Model", "Prompt", "EvalGate", "ServingTarget", "Rule", "Monitor")
 
 
 @cache
@@ -18,6 +18,7 @@ def spec_models() -> dict[str, Any]:
     from .dataset import DatasetSpec
     from .evalgate import EvalGateSpec
     from .model import ModelSpec
+    from .monitor import MonitorSpec
     from .project import ProjectSpec
     from .prompt import PromptSpec
     from .rule import RuleSpec
@@ -25,7 +26,7 @@ def spec_models() -> dict[str, Any]:
 
     return {"Project": ProjectSpec, "Dataset": DatasetSpec, "Model": ModelSpec,
             "Prompt": PromptSpec, "EvalGate": EvalGateSpec, "ServingTarget": ServingTargetSpec,
-            "Rule": RuleSpec}
+            "Rule": RuleSpec, "Monitor": MonitorSpec}
 
 
 @cache

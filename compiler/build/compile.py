@@ -6,6 +6,7 @@ Output tree (all paths relative to the build directory)::
     <env>/serving/<name>/vllm.yaml       the `vllm serve --config` file
     <env>/serving/<name>/capacity.json   the GPU capacity report (when a config.json is known)
     <env>/serving/<name>/<platform files>
+    <env>/monitors/<name>/monitor.json   what `specops monitor run` and the scheduled job execute
     manifest.json                        versioned: every artifact's sha256, source, deps
 
 Backends come from the one registry (`specops.backends.registry`); their `emit` functions
@@ -33,6 +34,7 @@ from specops.checks import analyze
 from specops.checks.capacity import capacity_report, startup_probe
 from specops.diagnostics import Diagnostic, SpecError
 from specops.ir.lower import gates_of_model, lower_env
+from specops.ir.monitors import lower_monitors, params_bytes
 from specops.ir.nodes import diagnostic_location
 from specops.resolve.lockfile import lock_bytes
 from specops.resolve.refs import EnvView, Resolved
@@ -90,6 +92,10 @@ def compile_env(resolved: Resolved, env: str, build: Build, cache_dir: Path | No
         compile_serving(resolved, view, s, build, releases, emitted)
     for release, parts in sorted(releases.items()):
         compile_release(view, release, parts, build)
+    for node, params in lower_monitors(resolved, env):
+        key = node.key
+        build.add(Artifact(f"{env}/monitors/{node.name}/monitor.json", params_bytes(params), env, "specops", key,
+                           _src(node), dependencies(view, key), "monitor", node.name, "monitor.json"))
 
 
 def compile_release(view: EnvView, release: str, parts: list[tuple[ir.Serving, dict[str, Any]]],

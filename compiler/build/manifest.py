@@ -22,7 +22,7 @@ MANIFEST = "manifest.json"
 # What an artifact is part of: a pipeline's files, a serving target's deployment files, or a
 # file that stands beside a serving target without being deployed (its vLLM config, which
 # the deployment files embed, and its capacity report).
-ArtifactRole = Literal["pipeline", "serving", "serving-config", "report"]
+ArtifactRole = Literal["pipeline", "serving", "serving-config", "report", "monitor"]
 
 
 @dataclass

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from specops.checks.common import at
 from specops.checks.data import check_dataset, check_lockfile, check_model
 from specops.checks.gates import check_gate
+from specops.checks.monitors import check_monitor
 from specops.checks.names import check_registry_name
 from specops.checks.prompts import check_prompt
 from specops.checks.rules import check_rules
@@ -61,5 +62,7 @@ def check_semantics(resolved: "Resolved", out: Diagnostics) -> None:
         for node in view.of_kind("ServingTarget"):
             check_serving(resolved, view, node, out)
             check_secret_refs(view, node, out)
+        for node in view.of_kind("Monitor"):
+            check_monitor(resolved, view, node, out)
     # Last: a rule is not checked on a spec that already has errors of its own.
     check_rules(resolved, out)

@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "gate": ("specops.cli.gate_cmds", "gate", "Eval gates: run one and record its verdict."),
     "state": ("specops.cli.state_cmds", "state", "Look at and repair recorded state: list, show, rm, mv."),
     "lock": ("specops.cli.lock_cmds", "lock_cmd", "Pin every dataset source by content in specops.lock."),
+    "monitor": ("specops.cli.monitor_cmds", "monitor", "Monitors: run one now (exit 2 on a breach), print its schedule."),
     "promote": ("specops.cli.promote_cmds", "promote_cmd",
                 "Pin the version one env serves in another, on a new git branch."),
     "history": ("specops.cli.history_cmd", "history", "Who applied what to an environment, from which commit."),

@@ -40,6 +40,18 @@ def diff_line(x: Any, style: Style, note: str = "") -> str:
     return f"        {style(sign, fg)} {body}" + (f"  ({note})" if note else "")
 
 
+def render_promotions(plan: Plan) -> list[str]:
+    """Retrained versions waiting for a promotion through git, next to their model."""
+    out = []
+    for p in plan.promotions:
+        gates = ", ".join(f"{g} {s}" for g, s in sorted(p.get("gates", {}).items()))
+        where = f" ({p['address']})" if p.get("address") else ""
+        out.append(f"  promotion pending: Model/{p['model']}{where} -> {p['registry']}@{p['version']}, retrained after "
+                   f"monitor {p['monitor']} breached at {p['breach_time']}{f'; gates: {gates}' if gates else ''}; "
+                   "promote it with a git change")
+    return out
+
+
 def render_plan(plan: Plan, *, color: bool = False, verbose_limit: int = 20) -> str:
     st = Style(color)
     lines = [f"env {plan.env} (target {plan.target}); state serial "
@@ -50,6 +62,7 @@ def render_plan(plan: Plan, *, color: bool = False, verbose_limit: int = 20) -> 
     for problem in plan.problems:
         lines.append(st(f"Problem: {problem}", "red", bold=True))
     shown = [c for c in plan.changes if c.action != Action.NOOP or c.drift or c.blocked]
+    lines.extend(render_promotions(plan))
     if not shown:
         lines.append("No changes. The live system matches the specs.")
         return "\n".join(lines) + "\n"

@@ -103,6 +103,10 @@ def _dataset_params(view: EnvView, ds: Node, seed: int, root: Any) -> dict[str, 
     return out
 
 
+# Public: monitors read their windows with the same data_check params (same splits, same seed).
+dataset_params = _dataset_params
+
+
 def _resources(spec: Any) -> ir.Resources:
     r = spec.resources
     acc = r.accelerator

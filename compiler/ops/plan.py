@@ -42,6 +42,7 @@ from specops.build.compile import compile_repo
 from specops.checks.rules import check_plan_rules
 from specops.diagnostics import Diagnostics, suggestion
 from specops.ir.lower import lower_target
+from specops.ops.monitor import pending_promotions
 from specops.ops.resources import desired_resources, required_gates
 from specops.state import open_store
 from specops.structdiff import FieldDiff, file_diffs
@@ -130,6 +131,9 @@ class Plan:
     capacity: dict[str, dict[str, Any]] = field(default_factory=dict)
     # "normal", or "refresh-only": the plan only accepts live values into state
     mode: str = "normal"
+    # Retrained model versions a monitor's breach registered, awaiting promotion through git
+    # (ops.monitor.pending_promotions); shown next to the model's pipeline, not a change.
+    promotions: list[dict[str, Any]] = field(default_factory=list)
     # What would stop apply before it starts, found by the providers' preflight (a target's
     # artifact store that does not exist): plan says so, apply refuses up front.
     problems: list[str] = field(default_factory=list)
@@ -160,7 +164,7 @@ class Plan:
                 "state_serial": self.state_serial, "policy": dict(sorted(self.policy.items())),
                 "resources": [c.to_dict() for c in self.changes], "summary": self.counts(),
                 "changes": self.has_changes, "capacity": dict(sorted(self.capacity.items())), "mode": self.mode,
-                "problems": list(self.problems)}
+                "promotions": list(self.promotions), "problems": list(self.problems)}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
@@ -378,9 +382,11 @@ def compute_plan(desired_list: list[Any], state: Any, *, env: str, target: str, 
     order = topo_order({a: deps.get(a, []) for a in addresses if a in desired})
     deletes = [a for a in reversed(topo_order({a: deps.get(a, []) for a in addresses if a not in desired}))]
     ordered = [changes[a] for a in order] + [changes[a] for a in deletes]
+    by_model = {c.spec: c.address for c in ordered if c.spec and c.spec.startswith("Model/")}
+    promotions = [{**p, "address": by_model.get(f"Model/{p['model']}")} for p in pending_promotions(state)]
     return Plan(env, target, bool(refresh_live and provider_for), state.serial if state is not None else None,
                 {"drift": policy.drift, "prune": policy.prune, "require_gates": policy.require_gates}, ordered,
-                mode="refresh-only" if refresh_only else "normal")
+                mode="refresh-only" if refresh_only else "normal", promotions=promotions)
 
 
 def preflight(plan: Plan, provider_for: Callable[[str], Any]) -> list[str]:

@@ -59,7 +59,7 @@ def render_mermaid(view: EnvView, highlight: set[str] | None = None) -> str:
 
 def render_dot(view: EnvView) -> str:
     shapes = {"Dataset": "cylinder", "Model": "box", "Prompt": "note", "EvalGate": "diamond",
-              "ServingTarget": "ellipse"}
+              "ServingTarget": "ellipse", "Monitor": "hexagon"}
     lines = [f'digraph "{view.name}" {{', "  rankdir=LR;"]
     for key in lineage_keys(view):
         kind, name = key.split("/", 1)

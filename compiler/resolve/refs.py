@@ -95,6 +95,12 @@ REFERENCES: list[tuple[str, tuple, str]] = [
     ("ServingTarget", ("model",), "Model"),
     ("ServingTarget", ("adapters", "*"), "Model"),
     ("ServingTarget", ("gates", "*"), "EvalGate"),
+    ("Monitor", ("watch", "model"), "Model"),
+    ("Monitor", ("watch", "inputs", "dataset"), "Dataset"),
+    ("Monitor", ("watch", "reference", "dataset"), "Dataset"),
+    ("Monitor", ("watch", "feedback", "dataset"), "Dataset"),
+    ("Monitor", ("watch", "traffic", "dataset"), "Dataset"),
+    ("Monitor", ("watch", "serving"), "ServingTarget"),
     # Lineage through datasets: a Dataset made by a model's step, the datasets a model's custom
     # steps and batch scoring read ("{}" iterates a mapping's values; a step input holding a
     # '.' wires another step's output, checked by checks.lineage).
@@ -127,6 +133,7 @@ def _at(node: Node, path: tuple, severity: str, code: str, msg: str, notes: tupl
 
 
 def _check_refs(repo: Repo, view: EnvView, out: Diagnostics) -> None:
+    declared = {s.key for s in repo.specs}
     names_by_kind: dict[str, list[str]] = {}
     for n in view.nodes.values():
         names_by_kind.setdefault(n.kind, []).append(n.name)
@@ -145,6 +152,12 @@ def _check_refs(repo: Repo, view: EnvView, out: Diagnostics) -> None:
                     continue
                 if f"{target_kind}/{value}" in repo.invalid or value in repo.unparsed_names:
                     continue  # already reported where it is defined
+                if kind == "Monitor" and target_kind == "ServingTarget" and f"{target_kind}/{value}" in declared:
+                    # Deployed in other environments only: nothing to watch here, which is no error.
+                    out.add(_at(node, path, "warning", "monitor",
+                                f"ServingTarget '{value}' is not deployed in environment '{view.name}': this "
+                                "monitor's serving SLOs are not compiled there"))
+                    continue
                 other = [k for k, names in names_by_kind.items() if value in names]
                 if other:
                     out.add(_at(node, path, "error", "wrong-kind-ref",

@@ -44,6 +44,7 @@ KINDS: dict[str, str] = {
     "register": "registry",
     "deploy": "deploy",
     "trainjob": "trainjob",
+    "monitor": "monitor",
     "predict": "predict",
     "fetch": "fetch",
 }

@@ -70,6 +70,9 @@ class State:
     gates: dict[str, Any] = field(default_factory=dict)
     # address -> {"action", "content_hash", "run_key"}: actions started and not yet recorded.
     pending: dict[str, dict[str, str]] = field(default_factory=dict)
+    # monitor name -> {"breaches": [record, ...]} (oldest first, the last MAX_BREACHES): each
+    # breach a monitor found, and the retrain run it started (specops.ops.monitor).
+    monitors: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def new(cls, env: str) -> "State":
@@ -88,6 +91,8 @@ class State:
         }
         if self.pending:  # only while something is in flight: a settled state reads as before
             doc["pending"] = {a: dict(sorted(i.items())) for a, i in sorted(self.pending.items())}
+        if self.monitors:  # only once a monitor breached: a state without breaches reads as before
+            doc["monitors"] = self.monitors
         return doc
 
     def to_bytes(self) -> bytes:
@@ -125,7 +130,7 @@ class State:
         if version != SCHEMA_VERSION:
             newer = " (written by a newer specops?)" if version > SCHEMA_VERSION else ""
             raise StateError(f"{where}: state schema version {version} is not supported{newer}; this specops reads version {SCHEMA_VERSION}")
-        expected = {"version", "serial", "lineage", "env", "resources", "gates", "pending"}
+        expected = {"version", "serial", "lineage", "env", "resources", "gates", "pending", "monitors"}
         unknown = sorted(set(doc) - expected)
         if unknown:
             raise bad(f"unknown key(s) {', '.join(map(repr, unknown))}")
@@ -138,6 +143,9 @@ class State:
         for key in ("resources", "gates"):
             if not isinstance(doc.get(key), dict):
                 raise bad(f"'{key}' is missing or not an object")
+        if not isinstance(doc.get("monitors", {}), dict) or not all(
+                isinstance(m, dict) and isinstance(m.get("breaches", []), list) for m in doc.get("monitors", {}).values()):
+            raise bad("'monitors' is not an object of {breaches: [...]}")
         resources: dict[str, ResourceState] = {}
         required = {"address": str, "type": str, "name": str, "content_hash": str}
         optional = {"ids": dict, "outputs": dict, "attributes": dict, "depends_on": list}
@@ -162,7 +170,8 @@ class State:
                 depends_on=list(raw.get("depends_on", [])),
             )
         return cls(version=version, serial=serial, lineage=doc["lineage"], env=doc["env"],
-                   resources=resources, gates=dict(doc["gates"]), pending=_pending(doc.get("pending", {}), bad))
+                   resources=resources, gates=dict(doc["gates"]), pending=_pending(doc.get("pending", {}), bad),
+                   monitors=dict(doc.get("monitors", {})))
 
 
 _INTENT_KEYS = {"action", "content_hash", "run_key"}

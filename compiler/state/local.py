@@ -142,7 +142,7 @@ class LocalStore:
         current = self._parse(current_bytes) if current_bytes is not None else None
         serial = prepare_write(state, current, self.env, str(self.path))
         new = State(version=state.version, serial=serial, lineage=state.lineage, env=state.env,
-                    resources=state.resources, gates=state.gates, pending=state.pending)
+                    resources=state.resources, gates=state.gates, pending=state.pending, monitors=state.monitors)
         data = new.to_bytes()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)

@@ -242,7 +242,7 @@ class S3Store:
         current, current_bytes, etag = self._current, self._current_bytes, self._etag
         serial = prepare_write(state, current, self.env, self.where)
         new = State(version=state.version, serial=serial, lineage=state.lineage, env=state.env,
-                    resources=state.resources, gates=state.gates, pending=state.pending)
+                    resources=state.resources, gates=state.gates, pending=state.pending, monitors=state.monitors)
         data = new.to_bytes()
         if current is not None and current_bytes is not None:
             self._put_version(self.backup_key(current.serial), current, current_bytes)

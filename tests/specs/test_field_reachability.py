@@ -326,6 +326,65 @@ for _kind in ("startup", "readiness", "liveness"):
         COVERED_ELSEWHERE.pop(f"ServingTarget:spec.probes.{_kind}.{_f}", None)
         MUTATIONS[f"ServingTarget:spec.probes.{_kind}.{_f}"] = (SA, ST, ("spec", "probes"), {_kind: {_f: _v}})
 
+# ---- Monitor (issue 17): every field reaches the compiled monitor.json (what `specops monitor
+# run` and the scheduled job execute), or a diagnostic at its line --------------------------------
+MON, SAM = "monitors/churn-drift.yaml", "monitors/support-live.yaml"
+_FB = {"dataset": "customers-feedback", "labelColumn": "churned", "predictionColumn": "prediction", "scoreColumn": "score"}
+_TR = {"dataset": "support-traffic", "responseColumn": "response", "sample": 0.5}
+_SLO = ("spec", "checks", "slo")
+_AS = ("spec", "checks", "llm", "assertions")
+MUTATIONS.update({
+    "Monitor:metadata.name": (CH, MON, ("metadata", "name"), "churn-drift-2"),
+    "Monitor:metadata.labels": (CH, MON, ("metadata", "labels"), {"team": "growth"}),
+    "Monitor:environments": (CH, MON, ("environments",), ["dev"]),
+    "Monitor:overrides": (CH, MON, ("overrides", "prod", "checks"), {"drift": {"driftedShare": 0.3}}),
+    "Monitor:spec.watch.model": (CH, MON, ("spec", "watch", "model"), "missing-model"),
+    "Monitor:spec.watch.inputs.dataset": (CH, MON, ("spec", "watch", "inputs"), {"dataset": "customers"}),
+    "Monitor:spec.watch.inputs.split": (CH, MON, ("spec", "watch", "inputs"), {"dataset": "customers-live", "split": "train"}),
+    "Monitor:spec.watch.reference.dataset": (CH, MON, ("spec", "watch", "reference"), {"dataset": "customers-live"}),
+    "Monitor:spec.watch.reference.split": (CH, MON, ("spec", "watch", "reference"), {"dataset": "customers", "split": "test"}),
+    "Monitor:spec.watch.columns": (CH, MON, ("spec", "watch", "columns"), ["tenure_months", "monthly_charges"]),
+    "Monitor:spec.watch.feedback.dataset": (CH, MON, ("spec", "watch", "feedback"), dict(_FB, dataset="customers")),
+    "Monitor:spec.watch.feedback.split": (CH, MON, ("spec", "watch", "feedback"), dict(_FB, split="train")),
+    "Monitor:spec.watch.feedback.labelColumn": (CH, MON, ("spec", "watch", "feedback"), dict(_FB, labelColumn="prediction")),
+    "Monitor:spec.watch.feedback.predictionColumn": (CH, MON, ("spec", "watch", "feedback"), dict(_FB, predictionColumn="churned")),
+    "Monitor:spec.watch.feedback.scoreColumn": (CH, MON, ("spec", "watch", "feedback"), dict(_FB, scoreColumn="prediction")),
+    "Monitor:spec.watch.traffic.dataset": (SA, SAM, ("spec", "watch", "traffic"), dict(_TR, dataset="support-tickets")),
+    "Monitor:spec.watch.traffic.split": (SA, SAM, ("spec", "watch", "traffic"), dict(_TR, split="train")),
+    "Monitor:spec.watch.traffic.responseColumn": (SA, SAM, ("spec", "watch", "traffic"), dict(_TR, responseColumn="prompt")),
+    "Monitor:spec.watch.traffic.sample": (SA, SAM, ("spec", "watch", "traffic"), dict(_TR, sample=0.25)),
+    "Monitor:spec.watch.serving": (SA, SAM, ("spec", "watch", "serving"), "missing-serving"),
+    "Monitor:spec.checks.drift.method": (CH, MON, ("spec", "checks", "drift", "method"), "psi"),
+    "Monitor:spec.checks.drift.threshold": (CH, MON, ("spec", "checks", "drift", "threshold"), 0.2),
+    "Monitor:spec.checks.drift.driftedShare": (CH, MON, ("spec", "checks", "drift", "driftedShare"), 0.3),
+    "Monitor:spec.checks.drift.columns{}.method": (CH, MON, ("spec", "checks", "drift", "columns"), {"tenure_months": {"method": "psi"}}),
+    "Monitor:spec.checks.drift.columns{}.threshold": (CH, MON, ("spec", "checks", "drift", "columns"), {"tenure_months": {"threshold": 0.2}}),
+    "Monitor:spec.checks.quality[].metric": (CH, MON, ("spec", "checks", "quality"), [{"metric": "accuracy", "threshold": ">= 0.7"}]),
+    "Monitor:spec.checks.quality[].threshold": (CH, MON, ("spec", "checks", "quality"), [{"metric": "auc", "threshold": ">= 0.6"}]),
+    "Monitor:spec.checks.llm.assertions[].type": (SA, SAM, _AS, [{"type": "icontains", "value": "sorry"}]),
+    "Monitor:spec.checks.llm.assertions[].value": (SA, SAM, _AS, [{"type": "not-icontains", "value": "lawsuit"}]),
+    "Monitor:spec.checks.llm.assertions[].threshold": (SA, SAM, _AS, [{"type": "rouge-l", "value": "Sorry", "threshold": 0.1}]),
+    "Monitor:spec.checks.llm.assertions[].weight": (SA, SAM, _AS, [{"type": "regex", "value": "x", "weight": 2.0}]),
+    "Monitor:spec.checks.llm.assertions[].metric": (SA, SAM, _AS, [{"type": "regex", "value": "x", "metric": "nonempty"}]),
+    "Monitor:spec.checks.llm.minPassRate": (SA, SAM, ("spec", "checks", "llm", "minPassRate"), 0.8),
+    "Monitor:spec.checks.slo.ttftP95Ms": (SA, SAM, _SLO + ("ttftP95Ms",), 300),
+    "Monitor:spec.checks.slo.itlP95Ms": (SA, SAM, _SLO + ("itlP95Ms",), 30),
+    "Monitor:spec.checks.slo.e2eP95Ms": (SA, SAM, _SLO + ("e2eP95Ms",), 6000),
+    "Monitor:spec.checks.slo.errorRate": (SA, SAM, _SLO + ("errorRate",), 0.05),
+    "Monitor:spec.checks.slo.kvCacheUsage": (SA, SAM, _SLO + ("kvCacheUsage",), 0.8),
+    "Monitor:spec.checks.slo.queueTimeP95Ms": (SA, SAM, _SLO + ("queueTimeP95Ms",), 100),
+    "Monitor:spec.checks.slo.window": (SA, SAM, _SLO + ("window",), "10m"),
+    "Monitor:spec.checks.slo.for": (SA, SAM, _SLO + ("for",), "15m"),
+    "Monitor:spec.schedule.cron": (CH, MON, ("spec", "schedule", "cron"), "0 7 * * *"),
+    "Monitor:spec.onBreach.notify": (CH, MON, ("spec", "onBreach", "notify"), ["on-call"]),
+    "Monitor:spec.onBreach.retrain.data": (CH, MON, ("spec", "onBreach", "retrain", "data"), "pinned"),
+})
+
+# A Monitor watches the example's serving target: its rename needs the monitor renamed along.
+MUTATIONS.pop("ServingTarget:metadata.name", None)
+COVERED_ELSEWHERE["ServingTarget:metadata.name"] = (
+    "tests/compiler/build/test_monitor_artifacts.py::test_renaming_a_watched_serving_target_moves_its_artifacts")
+
 # ---- classical serving, custom steps, batch scoring, lineage (issue 12), on nyc-taxi -----------
 NY, NM, NE, NP = "nyc-taxi", "models/nyc-taxi.yaml", "serving/endpoint.yaml", "datasets/predictions.yaml"
 _STEPS = yaml.safe_load((ROOT / "examples" / NY / NM).read_text())["spec"]["steps"]

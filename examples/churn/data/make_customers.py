@@ -5,7 +5,8 @@
 1,000 synthetic subscription customers. Churn follows a logistic model of short tenure, high
 charges, month-to-month contracts and support tickets, plus noise: gradient boosting reaches
 an AUC of about 0.85 on a held-out 20% split, so the example's gate (AUC >= 0.75, accuracy >=
-0.7) passes on any split, and fails when its threshold is raised to 0.99.
+0.7) passes on any split, and fails when its threshold is raised to 0.99. production.csv is
+500 more customers drawn the same way (another seed): the monitor's window, which does not drift.
 """
 
 from __future__ import annotations
@@ -50,6 +51,26 @@ def write(path: Path, data: list[list]) -> None:
 
 def main() -> None:
     write(Path(__file__).with_name("customers.csv"), rows())
+    # A later month of the same customers' distribution: what the drift monitor reads (no drift).
+    write(Path(__file__).with_name("production.csv"), [[f"P{r[0][1:]}", *r[1:]] for r in rows(500, seed=2025)])
+    # Labelled feedback: last month's outcomes next to what the model scored (here the true
+    # churn probability, so its AUC is what the data allows).
+    with open(Path(__file__).with_name("feedback.csv"), "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["customer_id", "churned", "prediction", "score"])
+        w.writerows(feedback(300, seed=2026))
+
+
+def feedback(n: int, seed: int) -> list[list]:
+    w, rng = WEIGHTS, random.Random(seed)
+    out = []
+    for cid, tenure, charges, contract, tickets, churned in rows(n, seed=seed):
+        logit = (w["intercept"] + w["tenure"] * tenure + w["charges"] * (float(charges) - 68)
+                 + w["tickets"] * tickets + w["contract"][contract])
+        score = 1 / (1 + math.exp(-logit))
+        out.append([f"F{cid[1:]}", churned, int(score >= 0.5), f"{score:.4f}"])
+    rng.shuffle(out)
+    return out
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ def test_model_without_finetune_has_no_finetune_step_on_any_backend(tmp_path: Pa
     build = compile_repo(resolved)
     assert not build.diagnostics.has_errors, [d.headline() for d in build.diagnostics.sorted()]
     files = build.files()
-    pipeline_files = [p for p in files if "/serving/" not in p and p != "manifest.json"]
+    pipeline_files = [p for p in files if "/serving/" not in p and "/monitors/" not in p and p != "manifest.json"]
     for path in pipeline_files:
         assert b"finetune" not in files[path], path
     if gated:

@@ -1,0 +1,79 @@
+"""The loop closed on the churn example, as a new user runs it: `specops monitor run` on an
+unshifted window triggers nothing; on a window with shifted tenure and charges it breaches,
+records the breach in state, retrains on ZenML's local stack (a new run identified by its
+trigger, its gate run, a new registered version, no alias moved), and `plan` shows the
+promotion that follows."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from specops.cli.app import main
+from tests.compiler.runtime.test_runtime_monitor import shifted
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    r = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return r.exit_code, r.output
+
+
+def _state(repo: Path) -> dict:
+    return json.loads((repo / ".specops" / "state" / "dev.state.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.slow
+def test_breach_retrains_and_plan_shows_the_promotion(tmp_path: Path) -> None:
+    repo = tmp_path / "churn"
+    shutil.copytree(ROOT / "examples" / "churn", repo, ignore=shutil.ignore_patterns(".specops", "build"))
+
+    code, out = _cli("monitor", "run", "churn-drift", str(repo), "--env", "dev")
+    assert code == 0, out
+    assert "monitor churn-drift (dev): ok" in out and "retrain" not in out
+    assert not (repo / ".specops" / "state" / "dev.state.json").exists() or "monitors" not in _state(repo)
+
+    window = shifted(repo / "data" / "production.csv", tmp_path / "june.csv")  # outside the repo: staged
+    code, out = _cli("monitor", "run", "churn-drift", str(repo), "--env", "dev", "--data", str(window), "--json")
+    assert code == 2, out
+    doc = json.loads(out[out.index("{"):])
+    assert doc["breached"] is True
+    retrain = doc["retrain"]
+    assert retrain["status"] == "succeeded", retrain
+    assert retrain["data"] == "window" and retrain["gates"] == {"churn-auc": "completed"}
+    version = retrain["registered"]["version"]
+    assert version == f"retrain-{retrain['run'][:12]}" and retrain["registered"]["aliases"] == []
+    assert retrain["pipeline"] == f"churn-classifier-retrain-{retrain['run'][:8]}"
+    assert retrain["trigger"]["monitor"] == "churn-drift" and len(retrain["trigger"]["window"]) == 64
+
+    # The registry holds the new version; no alias moved.
+    home = repo / ".specops" / "registry" / "churn-classifier"
+    assert (home / version / "registration.json").is_file()
+    assert not (home / "aliases.json").exists()
+    # The retrain trained on the breached window (staged inside the repo by its content hash).
+    run_dir = repo / ".specops" / "runs" / "dev" / retrain["pipeline"]
+    steps = {s["name"]: s for s in json.loads((run_dir / "result.json").read_text(encoding="utf-8"))["steps"]}
+    assert steps["check-customers"]["result"]["rows"] == 500  # the window's rows, not the 1,000 pinned ones
+    assert steps["check-customers"]["result"]["sha256"] == retrain["trigger"]["window"]
+    assert "deploy" not in " ".join(steps)
+
+    # State records the breach and its retrain run.
+    breaches = _state(repo)["monitors"]["churn-drift"]["breaches"]
+    assert len(breaches) == 1
+    b = breaches[0]
+    assert [c["name"] for c in b["checks"]] == ["drift:share"]
+    assert b["retrain"]["run"] == retrain["run"] and b["window"]["sha256"] == retrain["trigger"]["window"]
+
+    code, out = _cli("plan", str(repo), "--env", "dev", "--json")
+    plan = json.loads(out)
+    assert plan["promotions"] == [{
+        "address": "zenml_pipeline.churn-classifier", "aliases": [], "breach_time": b["time"],
+        "gates": {"churn-auc": "completed"}, "model": "churn-classifier", "monitor": "churn-drift",
+        "registry": "churn-classifier", "run": retrain["run"], "version": version}]
+    code, out = _cli("plan", str(repo), "--env", "dev")
+    assert f"promotion pending: Model/churn-classifier (zenml_pipeline.churn-classifier) -> churn-classifier@{version}" in out
