@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from specops import ir
-from specops.backends import helm_stack, mlserver, vllm
+from specops.backends import helm_stack, mlserver, prometheus, vllm
+from specops.backends.kubernetes import served_model_name
 from specops.backends.registry import pipeline_backend, serving_platform
 from specops.build import cache
 from specops.build.checkcache import probe_state
@@ -92,10 +93,51 @@ def compile_env(resolved: Resolved, env: str, build: Build, cache_dir: Path | No
         compile_serving(resolved, view, s, build, releases, emitted)
     for release, parts in sorted(releases.items()):
         compile_release(view, release, parts, build)
+    served = {s.name: s for s in servings}
     for node, params in lower_monitors(resolved, env):
         key = node.key
         build.add(Artifact(f"{env}/monitors/{node.name}/monitor.json", params_bytes(params), env, "specops", key,
                            _src(node), dependencies(view, key), "monitor", node.name, "monitor.json"))
+        slo = params["checks"].get("slo")
+        if slo is not None and params.get("serving") in served:
+            compile_alerts(view, node, served[params["serving"]], slo, build)
+
+
+def compile_alerts(view: EnvView, node: Any, s: ir.Serving, slo: dict[str, Any], build: Build) -> None:
+    """A Monitor's serving SLOs: Prometheus rules (+ a PrometheusRule on Kubernetes platforms) and
+    a Grafana dashboard, in the metric names of the serving target's vLLM version."""
+    where = diagnostic_location(ir.Source(node.file, locate=lambda: _pos(node, ("spec", "checks", "slo"))))
+    if s.engine != "vllm":
+        build.diagnostics.add(Diagnostic("error", "unsupported", f"serving SLOs are alerting rules on vLLM's engine "
+                                         f"metrics; serving target '{s.name}' runs {s.engine}", *where))
+        return
+    used, _ = prometheus.metric_list(s.engine_version)
+    if used != s.engine_version:
+        build.diagnostics.add(Diagnostic("warning", "unsupported", f"no reviewed metric list for vLLM "
+                                         f"{s.engine_version}: the alerting rules and dashboard use vLLM {used}'s "
+                                         "metric names", *where))
+    platform = node_platform(view, s)
+    if platform not in prometheus.OPERATOR_PLATFORMS:
+        build.diagnostics.add(Diagnostic("warning", "unsupported", f"serving platform '{platform}' exposes no "
+                                         "vLLM /metrics to Prometheus by itself: the rules need a Prometheus that "
+                                         "scrapes the server (CloudWatch alarms are not compiled yet)", *where))
+    labels = dict(sorted(node.labels.items()))
+    files = prometheus.emit(node.name, view.name, s.name, served_model_name(s, s.engine_args), slo, s.engine_version,
+                            platform, s.target.namespace, labels)
+    deps = sorted(set(dependencies(view, node.key)) | set(dependencies(view, f"ServingTarget/{s.name}")))
+    for file, data in sorted(files.items()):
+        build.add(Artifact(f"{view.name}/monitors/{node.name}/{file}", data, view.name, "prometheus", node.key,
+                           _src(node), deps, "monitor", node.name, file))
+
+
+def _pos(node: Any, path: tuple) -> tuple[int, int]:
+    pos = node.doc.pos_of(path)
+    return pos.line, pos.col
+
+
+def node_platform(view: EnvView, s: ir.Serving) -> str:
+    spec = view.get("ServingTarget", s.name)
+    return (spec.spec.platform if spec is not None and spec.spec.platform else None) or s.target.serving_platform
 
 
 def compile_release(view: EnvView, release: str, parts: list[tuple[ir.Serving, dict[str, Any]]],

@@ -244,6 +244,16 @@ def resolve(repo: Repo, only_envs: list[str] | None = None) -> Resolved:
                                    + suggestion(env_name, env_names),
                                    pdoc.file, pdoc.pos_of(("spec", "notifications", nname, "environments", i))))
     for s in repo.specs:
+        if s.kind == "Project":
+            # The envelope allows placement on every kind, but a Project is every
+            # environment's: these would be read by nothing, so they are refused where written.
+            for key in ("environments", "overrides"):
+                if key in s.doc.data:
+                    out.add(Diagnostic("error", "unsupported",
+                                       f"a Project belongs to every environment: `{key}` is not read here; "
+                                       "per-environment settings go under spec.environments.<env>",
+                                       s.file, s.doc.pos_of((key,), prefer_key=True)))
+            continue
         for i, env_name in enumerate(getattr(s.model, "environments", None) or []):
             if env_name not in project.environments:
                 out.add(Diagnostic("error", "unknown-env", f"unknown environment '{env_name}'"
