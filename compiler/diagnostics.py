@@ -151,6 +151,23 @@ class Diagnostic:
     def headline(self) -> str:
         return f"{self.location()}: {self.severity}: {self.message} [{self.code}]"
 
+    def to_row(self) -> list:
+        """Every field as plain JSON-able data (caches); `from_row` gives the same object back."""
+        p = self.pos
+        return [self.severity, self.code, self.message, self.file,
+                *([p.line, p.col, p.end_line, p.end_col] if p else [None] * 4), list(self.notes)]
+
+    @classmethod
+    def from_row(cls, row: list) -> "Diagnostic":
+        sev, code, msg, file, line, col, end_line, end_col, notes = row
+        # Stored after __post_init__ (redaction, printable): set as they were, not processed twice.
+        d = object.__new__(cls)
+        for name, value in (("severity", sev), ("code", code), ("message", msg), ("file", file),
+                            ("pos", Pos(line, col, end_line, end_col) if line is not None else None),
+                            ("notes", tuple(notes))):
+            object.__setattr__(d, name, value)
+        return d
+
     def to_json(self) -> dict:
         out: dict = {
             "file": self.file,

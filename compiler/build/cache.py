@@ -1,13 +1,17 @@
 """Incremental compile: a content-addressed build cache under `<root>/.specops/cache/builds/`.
 
-Format (CACHE_FORMAT 2). Two kinds of file:
+Format (CACHE_FORMAT 3). Two kinds of file:
 
 - `in-<inputs key>.json`: `{"entries": [{probes, pack}]}`, newest first: what a compile of
   exactly these YAML inputs also read from the repo (the "probes": `{path: sha256 | "dir"}`:
   model `config.json` files, dataset `file://` paths, base-model folders) and the key of the
   pack it produced.
 - `pack-<pack key>.bin`: one JSON index line (envs, artifacts with their manifest fields and
-  byte ranges, the specs index, the build's diagnostics) followed by the artifact bytes.
+  byte ranges, the specs index, the build's diagnostics, and the emission index: which
+  artifacts each pipeline's or serving target's emission key produced, the next compile's
+  emission cache, see compile.EmitCache) followed by the artifact bytes. Only the newest
+  pack stays as it is; older ones are zlib-compressed (`.bin.z`) and kept while the cache
+  stays within twice the build output (`prune`).
 
 The inputs key is the sha256 of: the cache format, the specops version, a content hash of the
 specops code itself (compiler, backends, specs, templates: a backend upgrade or a local edit
@@ -28,6 +32,8 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -39,7 +45,7 @@ from specops.paths import MAX_FILE_BYTES, find_root
 from specops.paths import ignore_patterns as _patterns
 from specops.resolve.lockfile import lock_bytes
 
-CACHE_FORMAT = 2  # 2: artifacts carry role, resource and file
+CACHE_FORMAT = 3  # 2: artifacts carry role, resource and file; 3: packs carry the emission index
 KEEP_PACKS = 16  # older packs are pruned after a store; each is one build of the repo
 
 _CODE_FP: str | None = None
@@ -204,8 +210,60 @@ def store(cache_dir: Path, ikey: str, probes: dict[str, str], envs: list[str], i
         return
 
 
+def prune(cache_dir: Path, budget: int) -> None:
+    """Keep the builds within `budget` bytes (the compile passes twice its build output): the
+    newest pack always, as it is (the next compile's emission cache reads it); older ones
+    compressed, newest first, only while the total stays in budget."""
+    try:
+        shutil.rmtree(Path(cache_dir) / "emit", ignore_errors=True)  # the per-entry cache of CACHE_FORMAT 2
+        d = _builds(cache_dir)
+        used = sum(p.stat().st_size for p in d.glob("in-*.json"))
+        for i, p in enumerate(_packs(d)):
+            if i > 0 and p.suffix == ".bin":
+                # An older build (a revert or a branch switch may ask for it again) is kept
+                # compressed: ~5x smaller, read back in tens of milliseconds.
+                z = p.with_name(p.name + ".z")
+                st = p.stat()
+                write_atomic(z, zlib.compress(p.read_bytes(), 1))
+                os.utime(z, ns=(st.st_atime_ns, st.st_mtime_ns))
+                p.unlink()
+                p = z
+            size = p.stat().st_size
+            if i == 0 or used + size <= budget:
+                used += size
+            else:
+                p.unlink(missing_ok=True)
+    except (OSError, zlib.error):
+        return
+
+
+def _packs(d: Path) -> list[Path]:
+    """Stored builds, newest first."""
+    return sorted(d.glob("pack-*.bin*"), key=lambda p: (p.stat().st_mtime_ns, p.name), reverse=True)
+
+
+def _read_pack(p: Path) -> CachedRecord | None:
+    raw = p.read_bytes()
+    if p.suffix == ".z":
+        raw = zlib.decompress(raw)
+    i = raw.index(b"\n")
+    index = json.loads(raw[:i])
+    if index.get("format") != CACHE_FORMAT:
+        return None
+    return CachedRecord(index["envs"], index, raw[i + 1:])
+
+
+def latest(cache_dir: Path) -> CachedRecord | None:
+    """The newest stored build (the emission cache of the next compile), or None."""
+    try:
+        packs = _packs(_builds(cache_dir))
+        return _read_pack(packs[0]) if packs else None
+    except (OSError, ValueError, KeyError, TypeError, zlib.error):
+        return None
+
+
 def _prune(d: Path) -> None:
-    packs = sorted(d.glob("pack-*.bin"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    packs = _packs(d)
     for p in packs[KEEP_PACKS:]:
         p.unlink(missing_ok=True)
     ins = sorted(d.glob("in-*.json"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
@@ -238,13 +296,9 @@ def lookup(cache_dir: Path, root: Path, ikey: str) -> CachedRecord | None:
         pkey = entry["pack"]
         if pkey != _pack_key(ikey, probes):
             return None
-        raw = (d / f"pack-{pkey}.bin").read_bytes()
-        i = raw.index(b"\n")
-        index = json.loads(raw[:i])
-        if index.get("format") != CACHE_FORMAT:
-            return None
-        return CachedRecord(index["envs"], index, raw[i + 1:])
-    except (OSError, ValueError, KeyError, TypeError):
+        p = d / f"pack-{pkey}.bin"
+        return _read_pack(p if p.exists() else p.with_name(p.name + ".z"))
+    except (OSError, ValueError, KeyError, TypeError, zlib.error):
         return None
 
 

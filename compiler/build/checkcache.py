@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from specops.build.cache import MAX_PROBE_BYTES, code_fingerprint, discover
-from specops.diagnostics import Diagnostic, Diagnostics, Pos
+from specops.diagnostics import Diagnostic, Diagnostics
 from specops.fsio import ReadRefused, read_regular, write_atomic
 from specops.paths import IGNORE_FILE, MAX_FILE_BYTES, find_root
 from specops.resolve.lockfile import LOCK_FILE
@@ -99,7 +99,7 @@ def _small(path: Path) -> bytes:
 # ---- file states ------------------------------------------------------------------------------
 
 
-def _probe_state(root: Path, rel: str) -> str:
+def probe_state(root: Path, rel: str) -> str:
     """What validate could see at `rel`: missing, a folder listing, a file's bytes, or special."""
     full = os.path.join(root, rel)
     try:
@@ -190,26 +190,6 @@ def named_paths(specs_data: Iterable[Any]) -> list[str]:
     return sorted({c for v in seen if (c := _candidate(v)) is not None})
 
 
-# ---- diagnostics as data ----------------------------------------------------------------------
-
-
-def _diag_row(d: Diagnostic) -> list:
-    p = d.pos
-    return [d.severity, d.code, d.message, d.file, *( [p.line, p.col, p.end_line, p.end_col] if p else [None] * 4),
-            list(d.notes)]
-
-
-def _diag_of(row: list) -> Diagnostic:
-    sev, code, msg, file, line, col, end_line, end_col, notes = row
-    # Stored after __post_init__ (redaction, printable): set as they were, not processed twice.
-    d = object.__new__(Diagnostic)
-    for name, value in (("severity", sev), ("code", code), ("message", msg), ("file", file),
-                        ("pos", Pos(line, col, end_line, end_col) if line is not None else None),
-                        ("notes", tuple(notes))):
-        object.__setattr__(d, name, value)
-    return d
-
-
 # ---- lookup / store ------------------------------------------------------------------------
 
 
@@ -233,10 +213,10 @@ def lookup(path: str | Path, envs: Iterable[str] | None = None) -> CachedCheck |
             if not _same(root, rel, r, stored_ns, lambda x: _yaml_state(root, x)):
                 return None
         for rel, r in rec["probes"].items():
-            if not _same(root, rel, r, stored_ns, lambda x: _probe_state(root, x)):
+            if not _same(root, rel, r, stored_ns, lambda x: probe_state(root, x)):
                 return None
         res = rec["result"]
-        diags = Diagnostics([_diag_of(r) for r in res["diagnostics"]])
+        diags = Diagnostics([Diagnostic.from_row(r) for r in res["diagnostics"]])
         return CachedCheck(root, diags, int(res["specs"]), list(res["envs"]))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -260,12 +240,12 @@ def store(resolved: Any, started_ns: int, envs: Iterable[str] | None = None) -> 
         return  # a file that could not be read: its diagnostic is not replayed
     probes: dict[str, list] = {}
     for rel in named_paths(sp.doc.data for sp in resolved.repo.specs):
-        probes[rel] = _record(root, rel, _probe_state(root, rel))
+        probes[rel] = _record(root, rel, probe_state(root, rel))
         if probes[rel][0].startswith("dir:"):
             # The capacity check reads a model folder's config.json: its bytes, not only its
             # listing's mtime, so an edit inside one clock tick is still seen.
             sub = f"{rel}/config.json"
-            probes[sub] = _record(root, sub, _probe_state(root, sub))
+            probes[sub] = _record(root, sub, probe_state(root, sub))
     yaml_files = {rel: _record(root, rel, "sha:" + _sha(raw)) for rel, raw in resolved.repo.files.items()}
     if any(r[2] >= started_ns for r in (*yaml_files.values(), *probes.values())):
         return  # edited while validate ran: what it reported may be of the old bytes
@@ -274,7 +254,7 @@ def store(resolved: Any, started_ns: int, envs: Iterable[str] | None = None) -> 
         "ignore": _sha(_small(root / IGNORE_FILE)), "lock": _sha(_small(root / LOCK_FILE)),
         "files": yaml_files, "probes": dict(sorted(probes.items())),
         "result": {"specs": len(resolved.repo.specs), "envs": sorted(resolved.envs),
-                   "diagnostics": [_diag_row(d) for d in resolved.diagnostics.sorted()]},
+                   "diagnostics": [d.to_row() for d in resolved.diagnostics.sorted()]},
     }
     try:
         d = _dir(root)

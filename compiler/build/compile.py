@@ -19,22 +19,21 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import marshal
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from specops import ir
 from specops.backends import cloudwatch, helm_stack, mlserver, prometheus, sagemaker_endpoint, vllm
 from specops.backends.kubernetes import served_model_name
 from specops.backends.registry import pipeline_backend, serving_platform
 from specops.build import cache
+from specops.build.checkcache import probe_state
 from specops.build.manifest import Artifact, Build, spec_digest
 from specops.build.output import write_build
 from specops.checks import analyze
 from specops.checks.capacity import capacity_report, startup_probe
 from specops.diagnostics import Diagnostic, SpecError
-from specops.fsio import write_atomic
 from specops.ir.lower import gates_of_model, lower_env
 from specops.ir.monitors import lower_monitors, params_bytes
 from specops.ir.nodes import diagnostic_location
@@ -75,21 +74,23 @@ def _src(source: Any) -> dict[str, Any]:
     return {"file": source.file} if source else {}
 
 
-def compile_env(resolved: Resolved, env: str, build: Build, cache_dir: Path | None = None) -> None:
+def compile_env(resolved: Resolved, env: str, build: Build, cache_dir: Path | None = None,
+                emitted: EmitCache | None = None) -> None:
     view = resolved.envs[env]
     pipelines, servings = lower_env(resolved, env)
     backend = pipeline_backend(view.target.backend)
     releases: dict[str, list[tuple[ir.Serving, dict[str, Any]]]] = {}
-    emitted = EmitCache(cache_dir)
+    emitted = emitted if emitted is not None else EmitCache(cache_dir)
     for p in pipelines:
         build.diagnostics.extend(backend.check(p))
         key = f"Model/{p.model}"
         deps = dependencies(view, key)
-        for rel, data in sorted(emitted.emit(backend, p).items()):
+        folder = f"{env}/{backend.NAME}/{p.name}"
+        for rel, data in sorted(emitted.emit(backend, p, lambda rel, folder=folder: f"{folder}/{rel}").items()):
             build.add(Artifact(f"{env}/{backend.NAME}/{p.name}/{rel}", data, env, backend.NAME, key,
                                _src(p.source), deps, "pipeline", p.name, rel))
     for s in servings:
-        compile_serving(resolved, view, s, build, releases)
+        compile_serving(resolved, view, s, build, releases, emitted)
     for release, parts in sorted(releases.items()):
         compile_release(view, release, parts, build)
     served = {s.name: s for s in servings}
@@ -165,88 +166,161 @@ def compile_release(view: EnvView, release: str, parts: list[tuple[ir.Serving, d
 
 
 class EmitCache:
-    """Per-pipeline emission cache: the files a backend emitted for an identical IR pipeline
-    (same IR fingerprint, same specops code) are read back instead of emitted again, so a
-    change to one spec re-emits only the pipelines it affects. Content-addressed files under
-    <cache_dir>/emit/; without a cache_dir it only emits."""
+    """Emission cache: the files a backend emitted for an identical IR node (same IR
+    fingerprint, same specops code) are taken from the last stored build instead of emitted
+    again, so a change to one spec re-emits only the pipelines and serving targets it
+    affects. The last build's pack (cache.py) is the cache: its index maps each emission key
+    to the artifacts that emission became, so nothing is written per pipeline (a file per
+    entry cost ~3 ms of open/mkdir each here) and the cache holds each artifact once.
+    `index` is this compile's map, stored with its build."""
 
     def __init__(self, cache_dir: Path | None):
-        self.dir = Path(cache_dir) / "emit" if cache_dir is not None else None
+        self.dir = Path(cache_dir) if cache_dir is not None else None
         self._code: str | None = None
+        self._shas: dict[str, str] = {}
+        self._prev: tuple[dict[str, Any], dict[str, tuple[int, int]], bytes] | None = None
+        self.index: dict[str, Any] = {}
 
-    def emit(self, backend: Any, pipeline: ir.Pipeline) -> dict[str, bytes]:
-        if self.dir is None:
-            return backend.emit(pipeline)
+    def _key(self, *parts: str) -> str:
         if self._code is None:
             self._code = cache.code_fingerprint()
-        key = hashlib.sha256(f"{self._code}\n{backend.NAME}\n{ir.fingerprint(pipeline)}".encode()).hexdigest()
-        path = self.dir / key[:2] / key
-        try:
-            files = marshal.loads(path.read_bytes())
-            if isinstance(files, dict) and all(isinstance(v, bytes) for v in files.values()):
-                return files
-        except (OSError, ValueError, EOFError, TypeError):
-            pass
-        files = backend.emit(pipeline)
-        try:
-            write_atomic(path, marshal.dumps(dict(files)))
-        except OSError:
-            pass  # a cache that cannot be written is only slower
+        return hashlib.sha256("\n".join((self._code, *parts)).encode()).hexdigest()
+
+    def _previous(self, key: str) -> tuple[dict[str, Any], Any] | None:
+        """The last build's record of `key` and a reader of that build's artifact bytes."""
+        if self.dir is None:
+            return None
+        if self._prev is None:
+            rec = cache.latest(self.dir)
+            if rec is None or not isinstance(rec.index.get("emit"), dict):
+                self._prev = ({}, {}, b"")
+            else:
+                arts = {a["path"]: (a["offset"], a["size"]) for a in rec.index["artifacts"]}
+                self._prev = (rec.index["emit"], arts, rec.blob)
+        emit, arts, blob = self._prev
+        got = emit.get(key)
+        if got is None:
+            return None
+
+        def read(path: str) -> bytes:
+            off, size = arts[path]
+            return blob[off:off + size]
+
+        return got, read
+
+    def emit(self, backend: Any, pipeline: ir.Pipeline, path_of: Callable[[str], str]) -> dict[str, bytes]:
+        if self.dir is None:
+            return backend.emit(pipeline)
+        key = self._key(backend.NAME, ir.fingerprint(pipeline))
+        prev = self._previous(key)
+        files: dict[str, bytes] | None = None
+        if prev is not None:
+            try:
+                files = {rel: prev[1](path) for rel, path in prev[0]["files"].items()}
+            except (KeyError, TypeError, AttributeError):
+                files = None
+        if files is None:
+            files = backend.emit(pipeline)
+        self.index[key] = {"files": {rel: path_of(rel) for rel in sorted(files)}}
         return files
+
+    def serving(self, repo: Any, s: ir.Serving, releases: dict | None, base: str
+                ) -> tuple[list[tuple[str, bytes, str, str]], list[Diagnostic]]:
+        """serving_outputs through the cache: keyed by the Serving IR, the specops code and
+        the model folder capacity planning reads (config.json bytes, weight files). The IR
+        keeps no line numbers, so a hit also needs the files its diagnostics point into to
+        hold the same bytes (their positions are then the same). A target of a
+        production-stack release is not cached (its values join the release's file)."""
+        if self.dir is None or (s.release and releases is not None
+                                and serving_platform(s.target.serving_platform) is helm_stack):
+            return serving_outputs(repo.root, s, releases)
+        model = ""
+        if s.model_config:
+            folder = s.model_config.rsplit("/", 1)[0] if s.model_config.endswith("config.json") else s.model_config
+            model = f"{probe_state(repo.root, s.model_config)}\n{probe_state(repo.root, folder)}"
+        key = self._key("serving", ir.fingerprint(s), model)
+        prev = self._previous(key)
+        got = None
+        if prev is not None:
+            rec, read = prev
+            try:
+                if all(self._file_sha(repo, f) == sha for f, sha in rec["pos_files"].items()):
+                    got = ([(f, read(path), backend, role) for f, path, backend, role in rec["files"]],
+                           [Diagnostic.from_row(r) for r in rec["diags"]])
+            except (KeyError, TypeError, ValueError):
+                got = None
+        files, diags = got if got is not None else serving_outputs(repo.root, s, releases)
+        self.index[key] = {"files": [[f, f"{base}/{f}", backend, role] for f, _, backend, role in files],
+                           "pos_files": {d.file: self._file_sha(repo, d.file) for d in diags if d.file is not None},
+                           "diags": [d.to_row() for d in diags]}
+        return files, diags
+
+    def _file_sha(self, repo: Any, rel: str) -> str:
+        sha = self._shas.get(rel)
+        if sha is None:
+            raw = repo.files.get(rel)
+            sha = self._shas[rel] = hashlib.sha256(raw).hexdigest() if raw is not None else "-"
+        return sha
 
 
 def compile_serving(resolved: Resolved, view: EnvView, s: ir.Serving, build: Build,
-                    releases: dict[str, list[tuple[ir.Serving, dict[str, Any]]]] | None = None) -> None:
+                    releases: dict[str, list[tuple[ir.Serving, dict[str, Any]]]] | None = None,
+                    emitted: EmitCache | None = None) -> None:
     key = f"ServingTarget/{s.name}"
     deps = dependencies(view, key)
     base = f"{view.name}/serving/{s.name}"
     src = _src(s.source)
-
-    def add(file: str, data: bytes, backend: str, role: Any) -> None:
+    files, diags = (emitted.serving(resolved.repo, s, releases, base) if emitted is not None
+                    else serving_outputs(resolved.repo.root, s, releases))
+    build.diagnostics.extend(diags)
+    for file, data, backend, role in files:
         build.add(Artifact(f"{base}/{file}", data, view.name, backend, key, src, deps, role, s.name, file))
 
+
+def serving_outputs(root: Path, s: ir.Serving, releases: dict[str, list[tuple[ir.Serving, dict[str, Any]]]] | None
+                    ) -> tuple[list[tuple[str, bytes, str, str]], list[Diagnostic]]:
+    """One serving target's artifacts as (file, bytes, backend, role) and its diagnostics; a
+    target of a production-stack release joins `releases` instead of emitting its values."""
+    files: list[tuple[str, bytes, str, str]] = []
+    diags: list[Diagnostic] = []
     platform = serving_platform(s.target.serving_platform)
     if s.engine == "mlserver":
         # A classical model: MLServer's settings are the serving config; no GPU capacity.
-        for file, data in sorted(mlserver.serve_config(s).items()):
-            add(file, data, "mlserver", "serving-config")
-        problems = mlserver.check(s) + platform.check(s, None)
-        build.diagnostics.extend(problems)
-        if _has_error(problems):
-            return
-        for file, data in sorted(platform.emit(s, None).items()):
-            add(file, data, platform.ARTIFACT_BACKEND, "serving")
-        return
+        files.extend((file, data, "mlserver", "serving-config") for file, data in sorted(mlserver.serve_config(s).items()))
+        diags.extend(mlserver.check(s) + platform.check(s, None))
+        if _has_error(diags):
+            return files, diags
+        files.extend((file, data, platform.ARTIFACT_BACKEND, "serving") for file, data in sorted(platform.emit(s, None).items()))
+        return files, diags
     try:
         config = vllm.node_serve_config(s)
     except vllm.VllmArgsError as e:  # already reported by validate at the flag's line
-        build.diagnostics.add(Diagnostic("error", "vllm-flag", str(e), *diagnostic_location(s.source)))
-        return
-    add("vllm.yaml", config, "vllm", "serving-config")
+        return files, [Diagnostic("error", "vllm-flag", str(e), *diagnostic_location(s.source))]
+    files.append(("vllm.yaml", config, "vllm", "serving-config"))
     if s.model_config:
-        report = capacity_report(resolved.repo.root, s)
+        report = capacity_report(root, s)
         if isinstance(report, Diagnostic):
-            build.diagnostics.add(report)
+            diags.append(report)
         else:
-            add("capacity.json", report.to_json().encode(), "capacity", "report")
+            files.append(("capacity.json", report.to_json().encode(), "capacity", "report"))
             d = report.to_diagnostic(*diagnostic_location(s.source)) if report.verdict != "ok" else None
             if d is not None:
-                build.diagnostics.add(d)
+                diags.append(d)
             if "startup" not in s.probes:
                 # Unless the spec says otherwise, the server gets as long to start as its weights need.
                 s = dataclasses.replace(s, probes={**s.probes, "startup": startup_probe(report)})
     problems = platform.check(s, config)
-    build.diagnostics.extend(problems)
+    diags.extend(problems)
     if _has_error(problems):
         # The platform said it cannot take this target (an unknown region, a refused shape):
         # emitting anyway would fail inside the emitter instead of at the spec's line.
-        return
+        return files, diags
     if platform is helm_stack and s.release and releases is not None:
         # Targets of one release share a values file: emitted once all of them are lowered.
         releases.setdefault(s.release, []).append((s, helm_stack.helm_values(s, config)))
-        return
-    for file, data in sorted(platform.emit(s, config).items()):
-        add(file, data, platform.ARTIFACT_BACKEND, "serving")
+        return files, diags
+    files.extend((file, data, platform.ARTIFACT_BACKEND, "serving") for file, data in sorted(platform.emit(s, config).items()))
+    return files, diags
 
 
 def _has_error(problems: list[Diagnostic]) -> bool:
@@ -264,17 +338,23 @@ def compile_repo(resolved: Resolved, envs: list[str] | None = None, cache_dir: P
     hit = cache.lookup(Path(cache_dir), root, ikey)
     if hit is not None:
         return Build.from_record(hit.index, hit.blob)
-    build = _compile_repo(resolved, envs, cache_dir)
+    emitted = EmitCache(cache_dir)
+    build = _compile_repo(resolved, envs, cache_dir, emitted)
     if not build.diagnostics.has_errors:  # only clean builds: a hit must reproduce a full compile
         index, blob = build.to_record()
+        index["emit"] = emitted.index  # the next compile's emission cache
         cache.store(Path(cache_dir), ikey, cache.probes_of(resolved), sorted(resolved.envs), index, blob)
+        # Bounded: at most about twice the build output on disk.
+        cache.prune(Path(cache_dir), 2 * len(blob))
     return build
 
 
-def _compile_repo(resolved: Resolved, envs: list[str] | None = None, cache_dir: Path | None = None) -> Build:
+def _compile_repo(resolved: Resolved, envs: list[str] | None = None, cache_dir: Path | None = None,
+                  emitted: EmitCache | None = None) -> Build:
     build = Build()
+    emitted = emitted if emitted is not None else EmitCache(cache_dir)
     for env in sorted(envs or resolved.envs):
-        compile_env(resolved, env, build, cache_dir)
+        compile_env(resolved, env, build, cache_dir, emitted)
     specs = {}
     for sp in sorted(resolved.repo.specs, key=lambda s: s.key):
         key = "Project" if sp.kind == "Project" else sp.key
@@ -291,7 +371,7 @@ def cached_build(path: str | Path = ".", envs: Iterable[str] | None = None) -> t
     fast = cache.fast_compile(path, envs)
     if fast is not None and all(e in fast.cached.envs for e in envs or ()):
         return fast.root, Build.from_record(fast.cached.index, fast.cached.blob)
-    resolved = analyze(path)
+    resolved = analyze(path, parse_memo=True)
     if resolved.diagnostics.has_errors:
         raise SpecError(resolved.diagnostics)
     root = resolved.repo.root

@@ -21,9 +21,11 @@ def check(resolved: Resolved) -> Resolved:
     return resolved
 
 
-def analyze(path_or_repo: Path | str | Repo = ".", only_envs: list[str] | None = None) -> Resolved:
-    """Load (unless given a loaded Repo), resolve and check: what `specops validate` reports."""
-    repo = path_or_repo if isinstance(path_or_repo, Repo) else load(path_or_repo)
+def analyze(path_or_repo: Path | str | Repo = ".", only_envs: list[str] | None = None,
+            parse_memo: bool = False) -> Resolved:
+    """Load (unless given a loaded Repo), resolve and check: what `specops validate` reports.
+    `parse_memo`: see frontend.loader.load."""
+    repo = path_or_repo if isinstance(path_or_repo, Repo) else load(path_or_repo, parse_memo)
     return check(resolve(repo, only_envs))
 
 

@@ -68,8 +68,11 @@ def check_gate_wiring(view: "EnvView", node: "Node", out: Diagnostics) -> None:
                        f"gate '{name}' evaluates model '{evaluated}', but this target serves "
                        f"{', '.join(sorted(served))}: its verdict can never unblock this rollout"))
     if view.env is not None and view.env.policy.require_gates:
-        blocking = [g.name for g in view.of_kind("EvalGate") if view.name in g.spec.blocks and g.spec.model in served]
-        if not spec.gates and not blocking:
+        guarded = view.memo.get("models_gated_here")
+        if guarded is None:  # once per view: a scan of every gate per target was quadratic
+            guarded = view.memo["models_gated_here"] = {
+                g.spec.model for g in view.of_kind("EvalGate") if view.name in g.spec.blocks}
+        if not spec.gates and not (served & guarded):
             where = ("gates",) if "gates" in (node.doc.data.get("spec") or {}) else ()
             out.add(at(node, where, "value",
                        f"environment '{view.name}' requires gates, but no gate guards this target: name one "

@@ -47,7 +47,7 @@ def compile_cmd(path: str, envs: tuple[str, ...], out: str | None, check: bool, 
         from specops.build.compile import compile_repo  # the full path: loader, checks, backends
         from specops.checks import analyze
 
-        resolved = analyze(path)
+        resolved = analyze(path, parse_memo=True)
         exit_on_errors(resolved.diagnostics, resolved.repo.root, fmt, {"version": 1, "ok": False})
         require_envs(envs, resolved.envs)
         root = resolved.repo.root

@@ -39,7 +39,7 @@ def validate(path: str, fmt: str, as_json: bool, envs: tuple[str, ...]) -> None:
         from specops.frontend.loader import load
 
         t0 = checkcache.started()
-        repo = load(path)
+        repo = load(path, parse_memo=True)
         project = repo.project()
         if envs and project is not None:
             require_envs(envs, project.model.spec.environments)

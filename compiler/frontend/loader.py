@@ -8,15 +8,20 @@ problems of the others.
 
 from __future__ import annotations
 
+import hashlib
+import marshal
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from specops.diagnostics import Diagnostics, Pos
+from specops.frontend import yamlio
 from specops.frontend.validation import validate_document
 from specops.frontend.yamlio import MAX_FILE_BYTES, YamlDoc, parse
-from specops.fsio import ReadRefused, read_regular
+from specops.fsio import ReadRefused, read_regular, write_atomic
 from specops.paths import PROJECT_FILE, find_root  # noqa: F401 (re-exported)
 from specops.specs import KINDS
 from specops.paths import discover as _discover
@@ -72,8 +77,10 @@ def discover(root: Path, diags: Diagnostics) -> list[str]:
     return files
 
 
-def load(path: Path | str = ".") -> Repo:
-    """Load and validate every spec under the repo containing `path`."""
+def load(path: Path | str = ".", parse_memo: bool = False) -> Repo:
+    """Load and validate every spec under the repo containing `path`. With `parse_memo`
+    (validate and compile, which keep caches under .specops/ anyway), files unchanged since
+    the last such load are not parsed again (ParseMemo); other commands write nothing."""
     start = Path(path)
     root = find_root(start)
     if root is None:
@@ -82,6 +89,7 @@ def load(path: Path | str = ".") -> Repo:
                                f"run `specops init {start}` to create one")
         return repo
     repo = Repo(root=root)
+    memo = ParseMemo(root) if parse_memo else None
     for rel in discover(root, repo.diagnostics):
         try:
             raw = read_regular(root / rel, MAX_FILE_BYTES)
@@ -92,16 +100,64 @@ def load(path: Path | str = ".") -> Repo:
             repo.diagnostics.error("file-read", f"cannot read file: {e.strerror or e}", rel, Pos(1, 1))
             continue
         repo.files[rel] = raw
-        load_bytes(repo, rel, raw)
+        load_bytes(repo, rel, raw, memo)
+    if memo is not None:
+        memo.save()
     _check_project(repo)
     return repo
+
+
+# What the parse memo's entries depend on: this package's YAML reader and libyaml.
+_MEMO_KEY = hashlib.sha256(Path(yamlio.__file__).read_bytes() + f"{yaml.__version__}".encode()).digest()
+_MEMO_MAX_BYTES = 256 << 20
+
+
+class ParseMemo:
+    """Each YAML file's parsed data by the sha256 of its bytes, from the last load of the repo
+    (`<root>/.specops/cache/parse.marshal`, one file written once per load, and only when a
+    file changed): an edit re-parses only the files it touched, like mypy's cache. Parsing is
+    most of loading a repo (~0.3 s of CPU at 1,000 specs); reading the memo ~0.02 s. Only
+    files that parsed cleanly on the fast path are kept; their positions are computed from
+    the bytes on demand, as after a fresh parse. marshal, not pickle: plain data only."""
+
+    def __init__(self, root: Path):
+        self.path = root / ".specops" / "cache" / "parse.marshal"
+        self.old: dict[bytes, list] = {}
+        self.new: dict[bytes, list] = {}
+        try:
+            rec = marshal.loads(read_regular(self.path, _MEMO_MAX_BYTES))
+            if isinstance(rec, dict) and rec.get("key") == _MEMO_KEY and isinstance(rec.get("entries"), dict):
+                self.old = rec["entries"]
+        except (OSError, ReadRefused, ValueError, EOFError, TypeError):
+            pass
+
+    def parse(self, raw: bytes, rel: str) -> tuple[list[YamlDoc], list[Any]]:
+        k = hashlib.sha256(raw).digest()
+        datas = self.old.get(k)
+        if isinstance(datas, list):
+            # Two files with the same bytes get their own objects, as two parses would.
+            fresh = marshal.loads(marshal.dumps(datas)) if k in self.new else datas
+            self.new[k] = datas
+            return yamlio.from_datas(raw, rel, fresh), []
+        docs, diags = parse(raw, rel)
+        if not diags and (datas := yamlio.fast_datas(docs)) is not None:
+            self.new[k] = datas
+        return docs, diags
+
+    def save(self) -> None:
+        if self.new.keys() == self.old.keys():
+            return
+        try:
+            write_atomic(self.path, marshal.dumps({"key": _MEMO_KEY, "entries": self.new}))
+        except (OSError, ValueError):
+            pass  # only slower next time (a read-only checkout, a value marshal cannot hold)
 
 
 _NAME_RX = re.compile(rb"\bname:\s*['\"]?([a-z0-9][-a-z0-9]*)")
 
 
-def load_bytes(repo: Repo, rel: str, raw: bytes) -> None:
-    docs, diags = parse(raw, rel)
+def load_bytes(repo: Repo, rel: str, raw: bytes, memo: "ParseMemo | None" = None) -> None:
+    docs, diags = memo.parse(raw, rel) if memo is not None else parse(raw, rel)
     repo.diagnostics.extend(diags)
     if diags:
         repo.unparsed_names.update(m.decode() for m in _NAME_RX.findall(raw))

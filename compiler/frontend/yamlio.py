@@ -607,6 +607,21 @@ def _parse_exact(text: str, file: str) -> tuple[list[YamlDoc], list[Diagnostic]]
         return [], [Diagnostic("error", f.code, f.message, file, f.pos)]
 
 
+def fast_datas(docs: list[YamlDoc]) -> list[Any] | None:
+    """The documents' data when every one came from the fast path (positions still to be
+    computed on demand), else None: what a parse cache may keep and `from_datas` rebuilds."""
+    if not docs or any(d._keys is not None or d._source is None for d in docs):
+        return None
+    return [d.data for d in docs]
+
+
+def from_datas(raw: bytes, file: str, datas: list[Any]) -> list[YamlDoc]:
+    """The documents `parse` gave for these bytes, from their data (`fast_datas`): positions
+    are computed from the bytes on demand, as after a fast parse."""
+    source = _Source(_decode(raw, file), file)
+    return [YamlDoc(file, i, d, source=source) for i, d in enumerate(datas)]
+
+
 def parse(raw: bytes, file: str, exact: bool = False) -> tuple[list[YamlDoc], list[Diagnostic]]:
     """Parse every document of a file. On error: no documents, one diagnostic."""
     try:

@@ -170,7 +170,14 @@ def gate_model(view: EnvView, gate: Node) -> Node | None:
 def gates_of_model(view: EnvView, model: Node) -> list[Node]:
     """The EvalGates evaluated in `model`'s pipeline: those naming it, and prompt gates
     without a model whose Prompt targets it. Sorted by name."""
-    return [g for g in view.of_kind("EvalGate") if (m := gate_model(view, g)) is not None and m.name == model.name]
+    index = view.memo.get("gates_of_model")
+    if index is None:  # one pass over the gates per view, not one per model
+        index = {}
+        for g in view.of_kind("EvalGate"):
+            if (m := gate_model(view, g)) is not None:
+                index.setdefault(m.name, []).append(g)
+        view.memo["gates_of_model"] = index
+    return list(index.get(model.name, ()))
 
 
 def _endpoint_params(ep: Any) -> dict[str, Any]:

@@ -35,6 +35,9 @@ class EnvView:
     target: Any  # specs.project.Target
     nodes: dict[str, Node] = field(default_factory=dict)
     edges: list[Edge] = field(default_factory=list)
+    # Indexes the later stages derive from this view once (its nodes do not change after
+    # resolve): e.g. lower's gates per model, which a scan per model made quadratic.
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @cached_property
     def _by_kind(self) -> dict[str, list[Node]]:

@@ -76,10 +76,18 @@ def variables_used(text: str) -> tuple[list[Use], list[Unsupported]]:
     """Every read of a name that no `set`/`for`/`macro`/`with` in the template binds, in source
     order (first use per name first), and the constructs a prompt cannot use (include,
     extends, import: a prompt template has no loader). Raises jinja2.TemplateSyntaxError."""
+    uses, bad = _variables_used(text)
+    return list(uses), list(bad)
+
+
+@functools.lru_cache(maxsize=4096)
+def _variables_used(text: str) -> tuple[tuple[Use, ...], tuple[Unsupported, ...]]:
+    # Memoised: the checks ask about each prompt's templates several times (variables,
+    # gates, assertions), and jinja's parser is the costliest part of validate's checks.
     uses: list[Use] = []
     bad: list[Unsupported] = []
     _walk_body(parse(text).body, frozenset(GLOBALS), uses, bad)
-    return uses, bad
+    return tuple(uses), tuple(bad)
 
 
 def _targets(node: nodes.Node) -> set[str]:

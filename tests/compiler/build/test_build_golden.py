@@ -56,20 +56,30 @@ def test_every_backend_is_covered() -> None:
     assert any(p.endswith("prod/serving/support-llm/endpoint.json") for p in paths)
 
 
-def test_emit_cache_gives_the_same_bytes_and_moving_lines_changes_nothing(tmp_path: Path) -> None:
-    """A second compile reads every pipeline back from the per-pipeline emission cache; the
-    bytes are the golden ones. Comments that move every spec down a line change no artifact
-    (artifacts never carry line numbers, which is what lets the cache key ignore them)."""
+def test_emit_cache_gives_the_same_bytes_and_moving_lines_changes_nothing(tmp_path: Path, monkeypatch) -> None:
+    """A second compile reads every pipeline back from the emission cache (the last build's
+    pack); the bytes are the golden ones. Comments that move every spec down a line change no
+    artifact (artifacts never carry line numbers, which is what lets the cache key ignore
+    them), so every emission of the second compile is a hit."""
     repo = tmp_path / "churn"
     shutil.copytree(ROOT / "examples" / "churn", repo, ignore=shutil.ignore_patterns("build", ".specops"))
-    for f in repo.rglob("*.yaml"):
-        f.write_text("# moved down\n\n" + f.read_text())
     cache = tmp_path / "cache"
     golden = GOLDEN / "churn"
     expected = {p.relative_to(golden).as_posix(): p.read_bytes() for p in golden.rglob("*") if p.is_file()}
-    from specops.build.compile import _compile_repo
+    from specops.build import compile as build_mod
+    from specops.backends.registry import pipeline_backend
+    from specops.build.cache import latest
 
-    first = _compile_repo(analyze(repo), None, cache).files()
-    assert len(list((cache / "emit").rglob("*"))) > 3
-    second = _compile_repo(analyze(repo), None, cache).files()
+    first = build_mod.compile_repo(analyze(repo), cache_dir=cache).files()
+    assert len(latest(cache).index["emit"]) >= 3
+    for f in repo.rglob("*.yaml"):
+        f.write_text("# moved down\n\n" + f.read_text())
+
+    def no_emit(*a, **k):
+        raise AssertionError("emitted again although the IR is unchanged")
+
+    monkeypatch.setattr(build_mod, "serving_outputs", no_emit)
+    for name in ("kfp", "sagemaker", "zenml"):
+        monkeypatch.setattr(pipeline_backend(name), "emit", no_emit)
+    second = build_mod.compile_repo(analyze(repo), cache_dir=cache).files()
     assert first == second == expected

@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,16 +17,12 @@ from click.testing import CliRunner
 import specops.frontend.loader
 from specops.build import checkcache
 from specops.cli import main
-
-ROOT = Path(__file__).resolve().parents[3]
+from tests.compiler.build.repo_edits import add_remove, move, remove_restore, scaled_repo, toggle
 
 
 @pytest.fixture(scope="module")
 def scaled(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("scaled") / "repo"
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "scale_repo.py"), str(out), "--specs", "22"],
-                   check=True, capture_output=True)
-    return out
+    return scaled_repo(tmp_path_factory.mktemp("scaled") / "repo")
 
 
 def run(*args: str) -> tuple[int, str]:
@@ -37,7 +31,7 @@ def run(*args: str) -> tuple[int, str]:
 
 
 def cold(repo: Path, *args: str) -> tuple[int, str]:
-    shutil.rmtree(repo / ".specops" / "cache" / "check", ignore_errors=True)
+    shutil.rmtree(repo / ".specops" / "cache", ignore_errors=True)  # the parse memo too
     return run("validate", *args, str(repo))
 
 
@@ -55,56 +49,26 @@ class Clock:
         os.utime(p, ns=(self.t, self.t), follow_symlinks=False)
 
 
-def toggle(clock: Clock, p: Path, a: str, b: str) -> None:
-    text = p.read_text()
-    new = text.replace(a, b, 1) if a in text else text.replace(b, a, 1)
-    assert new != text, (p, a)
-    p.write_text(new)
-    clock.stamp(p)
-
-
 def ops(repo: Path, clock: Clock) -> dict:
     c = lambda i, rel: repo / f"team{i}" / f"copy{i}" / rel  # noqa: E731
     stash = repo.parent / "stash"
-    stash.mkdir(exist_ok=True)
-
-    def move(src: Path, dst: Path) -> None:
-        a, b = (src, dst) if src.exists() else (dst, src)
-        a.rename(b)
-        clock.stamp(b)
-
-    def remove_restore(p: Path) -> None:
-        keep = stash / p.name
-        if p.exists():
-            shutil.copy2(p, keep)
-            p.unlink()
-        else:
-            shutil.copy2(keep, p)
-            clock.stamp(p)
-
-    def add_remove(p: Path, text: str) -> None:
-        if p.exists():
-            p.unlink()
-        else:
-            p.write_text(text)
-            clock.stamp(p)
-
+    t = clock.stamp
     prompt = c(1, "prompts/triage.yaml").read_text().replace("ticket-triage-1", "ticket-triage-extra")
     return {
-        "model-error": lambda: toggle(clock, c(0, "models/support-llm.yaml"), "epochs: 2", "epochs: -1"),
-        "prompt-var": lambda: toggle(clock, c(1, "prompts/support-reply.yaml"), "{{ product }}", "{{ produt }}"),
-        "override": lambda: toggle(clock, c(2, "serving/support-llm.yaml"), "max-model-len: 32768",
-                                   "max-model-len: 999999"),
-        "rename": lambda: move(c(0, "gates/quality.yaml"), c(0, "gates/quality-renamed.yaml")),
-        "remove-prompt": lambda: remove_restore(c(2, "prompts/support-reply.yaml")),
-        "add-spec": lambda: add_remove(repo / "extra" / "prompt.yaml", prompt),
-        "missing-data": lambda: toggle(clock, c(1, "datasets/tickets.yaml"), "file://data/tickets.jsonl",
-                                       "file://data/new.jsonl"),
-        "create-data": lambda: add_remove(repo / "data" / "new.jsonl", (repo / "data" / "tickets.jsonl").read_text()),
-        "model-config": lambda: toggle(clock, repo / "models" / "llama-3.1-8b" / "config.json",
-                                       '"num_hidden_layers": 32', '"num_hidden_layers": 320'),
-        "ignore": lambda: add_remove(repo / ".specopsignore", "team2/\n"),
-        "touch": lambda: clock.stamp(c(0, "prompts/support-reply.yaml")),
+        "model-error": lambda: toggle(c(0, "models/support-llm.yaml"), "epochs: 2", "epochs: -1", t),
+        "prompt-var": lambda: toggle(c(1, "prompts/support-reply.yaml"), "{{ product }}", "{{ produt }}", t),
+        "override": lambda: toggle(c(2, "serving/support-llm.yaml"), "max-model-len: 32768",
+                                   "max-model-len: 999999", t),
+        "rename": lambda: move(c(0, "gates/quality.yaml"), c(0, "gates/quality-renamed.yaml"), t),
+        "remove-prompt": lambda: remove_restore(c(2, "prompts/support-reply.yaml"), stash, t),
+        "add-spec": lambda: add_remove(repo / "extra" / "prompt.yaml", prompt, t),
+        "missing-data": lambda: toggle(c(1, "datasets/tickets.yaml"), "file://data/tickets.jsonl",
+                                       "file://data/new.jsonl", t),
+        "create-data": lambda: add_remove(repo / "data" / "new.jsonl", (repo / "data" / "tickets.jsonl").read_text(), t),
+        "model-config": lambda: toggle(repo / "models" / "llama-3.1-8b" / "config.json",
+                                       '"num_hidden_layers": 32', '"num_hidden_layers": 320', t),
+        "ignore": lambda: add_remove(repo / ".specopsignore", "team2/\n", t),
+        "touch": lambda: t(c(0, "prompts/support-reply.yaml")),
     }
 
 

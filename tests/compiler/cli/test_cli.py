@@ -11,6 +11,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from specops.cli import main
+from tests.compiler.build.repo_edits import scaled_repo
 
 ROOT = Path(__file__).resolve().parents[3]
 CHURN = ROOT / "examples" / "churn"
@@ -141,16 +142,8 @@ def test_validate_one_environment(tmp_path: Path) -> None:
     assert run("validate", str(repo), "--env", "prdo").exit_code == 1
 
 
-def scaled_repo(tmp_path: Path, specs: int = 22) -> Path:
-    """examples/support-assistant copied three times (benchmarks/scale_repo.py)."""
-    out = tmp_path / "scaled"
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "scale_repo.py"), str(out), "--specs", str(specs)],
-                   check=True, capture_output=True)
-    return out
-
-
 def test_identical_warnings_fold_into_one_line_unless_verbose(tmp_path: Path) -> None:
-    repo = scaled_repo(tmp_path)
+    repo = scaled_repo(tmp_path / "scaled")
     hf = "does not pass this Hugging Face token to the endpoint"
     r = run("validate", str(repo))
     assert r.exit_code == 0, r.output
@@ -173,7 +166,7 @@ def test_identical_warnings_fold_into_one_line_unless_verbose(tmp_path: Path) ->
 
 
 def test_identical_errors_are_never_folded(tmp_path: Path) -> None:
-    repo = scaled_repo(tmp_path)
+    repo = scaled_repo(tmp_path / "scaled")
     for i in range(3):
         f = repo / f"team{i}" / f"copy{i}" / "models" / "support-llm.yaml"
         f.write_text(f.read_text().replace("epochs: 2", "epochs: -1"))

@@ -147,3 +147,39 @@ def test_specopsignore_uses_gitignore_semantics(tmp_path, pattern, ignored, kept
     assert problems == []
     assert not set(ignored) & set(files)
     assert set(kept) <= set(files)
+
+
+def _docs_of(repo: Path) -> list[tuple]:
+    r = load(repo, parse_memo=True)
+    return [(s.key, s.file, s.doc.data, s.doc.start, s.doc.pos_of(("spec",))) for s in r.specs] + [
+        (d.code, d.file, d.pos, d.message) for d in r.diagnostics.sorted()]
+
+
+def test_parse_memo_gives_what_a_fresh_parse_gives(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "examples" / "support-assistant", repo, ignore=shutil.ignore_patterns("build", ".specops"))
+    memo = repo / ".specops" / "cache" / "parse.marshal"
+    assert load(repo) and not memo.exists()  # only validate and compile keep the memo
+    fresh = _docs_of(repo)
+    assert memo.is_file()
+    assert _docs_of(repo) == fresh  # every file from the memo, positions computed from the bytes
+    # an edit: that file parsed again, the others from the memo
+    f = repo / "prompts" / "triage.yaml"
+    f.write_text("# moved down\n" + f.read_text().replace("version: 2", "version: 3"))
+    edited = _docs_of(repo)
+    memo.unlink()
+    assert _docs_of(repo) == edited != fresh
+    # two files with the same bytes: separate objects, as two parses give
+    shutil.copy(f, repo / "prompts" / "copy.yaml")
+    r = load(repo, parse_memo=True)
+    a, b = [s.doc.data for s in r.specs if s.file in ("prompts/triage.yaml", "prompts/copy.yaml")]
+    assert a == b and a is not b
+
+
+@pytest.mark.parametrize("garbage", [b"", b"\x00not marshal", b"\xe9" * 100])
+def test_a_broken_or_foreign_parse_memo_is_ignored(tmp_path: Path, garbage: bytes) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "examples" / "support-assistant", repo, ignore=shutil.ignore_patterns("build", ".specops"))
+    fresh = _docs_of(repo)
+    (repo / ".specops" / "cache" / "parse.marshal").write_bytes(garbage)
+    assert _docs_of(repo) == fresh

@@ -1,0 +1,96 @@
+"""Incremental compile (the per-pipeline and per-serving emission caches under
+.specops/cache/emit, the whole-build packs) against a compile without any cache, on a real
+scaled repo: after every step of random edit sequences (adds, removals, renames, override
+changes, a model config.json edit, a spec moved down a line) the artifacts are byte-identical
+and the diagnostics identical, positions included."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+from specops.build import cache
+from specops.build.compile import compile_repo
+from specops.checks import analyze
+from tests.compiler.build.repo_edits import add_remove, move, remove_restore, scaled_repo, toggle
+
+
+@pytest.fixture(scope="module")
+def scaled(tmp_path_factory) -> Path:
+    return scaled_repo(tmp_path_factory.mktemp("scaled") / "repo")
+
+
+def steps(repo: Path) -> dict:
+    c = lambda i, rel: repo / f"team{i}" / f"copy{i}" / rel  # noqa: E731
+    stash = repo.parent / "stash"
+    serving = c(1, "serving/support-llm.yaml").read_text().replace("name: support-llm-1\n", "name: extra-serve\n", 1)
+    return {
+        "prompt": lambda: toggle(c(0, "prompts/support-reply.yaml"), "version: 4", "version: 5"),
+        "override": lambda: toggle(c(1, "serving/support-llm.yaml"), "max-model-len: 32768", "max-model-len: 16384"),
+        "accelerator": lambda: toggle(c(2, "serving/support-llm.yaml"), "accelerator: {type: L4, count: 1}",
+                                      "accelerator: {type: L4, count: 2}"),
+        "model-override": lambda: toggle(c(0, "models/support-llm.yaml"), "cpu: \"16\"", "cpu: \"32\""),
+        "gate": lambda: toggle(c(1, "gates/quality.yaml"), '">= 0.42"', '">= 0.5"'),
+        "rename": lambda: move(c(2, "gates/regression.yaml"), c(2, "gates/regression-renamed.yaml")),
+        "remove-serving": lambda: remove_restore(c(0, "serving/support-llm.yaml"), stash),
+        "add-serving": lambda: add_remove(repo / "extra" / "serve.yaml", serving),
+        "shift": lambda: toggle(c(1, "serving/support-llm.yaml"), "apiVersion:", "# moved down a line\napiVersion:"),
+        "model-config": lambda: toggle(repo / "models" / "llama-3.1-8b" / "config.json",
+                                       '"num_key_value_heads": 8', '"num_key_value_heads": 4'),
+    }
+
+
+def build_of(repo: Path, cache_dir: Path | None):
+    if cache_dir is None:  # the reference: nothing cached, the loader's parse memo included
+        (cache.cache_dir_of(repo) / "parse.marshal").unlink(missing_ok=True)
+    resolved = analyze(repo, parse_memo=cache_dir is not None)
+    assert not resolved.diagnostics.has_errors, resolved.diagnostics.sorted()[:3]
+    b = compile_repo(resolved, cache_dir=cache_dir)
+    return b.files(), [d.to_row() for d in b.diagnostics.sorted()]
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_random_edit_sequences_compile_byte_identical(scaled, tmp_path, seed):
+    repo = tmp_path / "repo"
+    shutil.copytree(scaled, repo)
+    cdir = cache.cache_dir_of(repo)
+    ops = steps(repo)
+    rng = random.Random(seed)
+    assert build_of(repo, cdir) == build_of(repo, None)
+    for i in range(10):
+        name = rng.choice(sorted(ops))
+        ops[name]()
+        warm = build_of(repo, cdir)
+        assert warm == build_of(repo, None), f"step {i}: {name}"
+    # the last build's pack carries the emission index the next compile reads
+    assert len(cache.latest(cdir).index["emit"]) > 10
+
+
+def test_moved_spec_moves_its_cached_serving_warnings(scaled, tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(scaled, repo)
+    cdir = cache.cache_dir_of(repo)
+    _, before = build_of(repo, cdir)
+    f = repo / "team0" / "copy0" / "serving" / "support-llm.yaml"
+    f.write_text("# one\n# two\n" + f.read_text())
+    files, after = build_of(repo, cdir)
+    assert (files, after) == build_of(repo, None)
+    moved = [(a[4], b[4]) for a, b in zip(before, after) if a[3] == b[3] == "team0/copy0/serving/support-llm.yaml"]
+    assert moved and all(b == a + 2 for a, b in moved)
+
+
+def test_cache_stays_within_twice_the_build_output(scaled, tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(scaled, repo)
+    cdir = cache.cache_dir_of(repo)
+    p = repo / "team0" / "copy0" / "prompts" / "support-reply.yaml"
+    for v in range(5, 15):  # ten different builds of the repo
+        p.write_text(p.read_text().replace(f"version: {v - 1}", f"version: {v}"))
+        files, _ = build_of(repo, cdir)
+    build_bytes = sum(len(v) for v in files.values())
+    on_disk = sum(f.stat().st_size for f in cdir.rglob("*") if f.is_file())
+    assert on_disk <= 2 * build_bytes
+    assert len(list((cdir / "builds").glob("pack-*"))) >= 2  # an older build is kept, compressed
