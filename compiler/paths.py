@@ -7,7 +7,11 @@ repo without importing anything heavy.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import hmac
 import os
+import secrets
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -108,3 +112,67 @@ def user_cache_dir() -> Path:
     repo by read-only commands such as validate and diff."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "specops"
+
+
+# ---- the repo's cache, trusted only when this machine wrote it ------------------------------
+#
+# `<root>/.specops/cache` holds build packs, validate records and the parse memo, which are
+# replayed instead of recomputing. A pull-request author could commit crafted ones (their keys
+# are computable from the code and the files), and CI would then print and deploy what they
+# chose. So the folder carries a marker, an HMAC of its own path under a per-user key kept
+# outside the repo; a cache without the right marker (committed, copied, or from another
+# machine) is emptied before use. It only ever costs a recompute.
+_CACHE_MARKER = "OWNER"
+_TRUSTED: set[str] = set()
+_KEY: bytes | None = None
+
+
+def _machine_key() -> bytes:
+    global _KEY
+    if _KEY is None:
+        path = user_cache_dir() / "cache.key"
+        try:
+            key = read_regular(path, 64)
+        except (OSError, ReadRefused):
+            key = b""
+        if len(key) != 32:
+            key = secrets.token_bytes(32)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(key)
+            except OSError:
+                pass  # an unwritable home: this process's key only, so caches are rebuilt each run
+        _KEY = key
+    return _KEY
+
+
+def repo_cache_dir(root: Path) -> Path:
+    """`<root>/.specops/cache`, emptied first unless this user's key marked it (see above)."""
+    d = Path(root) / ".specops" / "cache"
+    if d.is_symlink():  # never followed: it could point anywhere the user can write
+        try:
+            d.unlink()
+        except OSError:
+            pass
+    real = os.path.realpath(d)
+    if real in _TRUSTED:
+        return d
+    want = hmac.new(_machine_key(), os.fsencode(real), hashlib.sha256).hexdigest().encode()
+    try:
+        have = read_regular(d / _CACHE_MARKER, 128)
+    except (OSError, ReadRefused):
+        have = b""
+    if not hmac.compare_digest(have, want):
+        try:
+            if d.is_file():
+                d.unlink()
+            elif d.exists():
+                shutil.rmtree(d)
+            d.mkdir(parents=True, exist_ok=True)
+            (d / _CACHE_MARKER).write_bytes(want)
+        except OSError:
+            pass  # a read-only checkout: nothing is written, and the lookups below miss
+    _TRUSTED.add(real)
+    return d

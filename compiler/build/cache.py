@@ -41,7 +41,7 @@ from typing import Any, Iterable
 from specops import __version__
 from specops.fsio import ReadRefused, read_regular, write_atomic
 from specops.paths import discover as _discover
-from specops.paths import MAX_FILE_BYTES, find_root
+from specops.paths import MAX_FILE_BYTES, find_root, repo_cache_dir
 from specops.paths import ignore_patterns as _patterns
 from specops.resolve.lockfile import lock_bytes
 
@@ -52,7 +52,7 @@ _CODE_FP: str | None = None
 
 
 def cache_dir_of(root: Path) -> Path:
-    return root / ".specops" / "cache"
+    return repo_cache_dir(root)
 
 
 def _builds(cache_dir: Path) -> Path:

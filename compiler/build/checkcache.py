@@ -40,7 +40,7 @@ from typing import Any, Iterable
 from specops.build.cache import MAX_PROBE_BYTES, code_fingerprint, discover
 from specops.diagnostics import Diagnostic, Diagnostics
 from specops.fsio import ReadRefused, read_regular, write_atomic
-from specops.paths import IGNORE_FILE, MAX_FILE_BYTES, find_root
+from specops.paths import IGNORE_FILE, MAX_FILE_BYTES, find_root, repo_cache_dir
 from specops.resolve.lockfile import LOCK_FILE
 
 FORMAT = 1
@@ -62,7 +62,7 @@ class CachedCheck:
 
 
 def _dir(root: Path) -> Path:
-    return root / ".specops" / "cache" / "check"
+    return repo_cache_dir(root) / "check"
 
 
 def _libs() -> str:

@@ -25,6 +25,7 @@ from specops.fsio import ReadRefused, read_regular, write_atomic
 from specops.paths import PROJECT_FILE, find_root  # noqa: F401 (re-exported)
 from specops.specs import KINDS
 from specops.paths import discover as _discover
+from specops.paths import repo_cache_dir
 
 
 @dataclass
@@ -121,7 +122,7 @@ class ParseMemo:
     the bytes on demand, as after a fresh parse. marshal, not pickle: plain data only."""
 
     def __init__(self, root: Path):
-        self.path = root / ".specops" / "cache" / "parse.marshal"
+        self.path = repo_cache_dir(root) / "parse.marshal"
         self.old: dict[bytes, list] = {}
         self.new: dict[bytes, list] = {}
         try:
