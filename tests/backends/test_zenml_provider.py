@@ -29,7 +29,8 @@ def churn(tmp_path: Path, gate: str | None = None):
         g = root / "gates" / "auc.yaml"
         g.write_text(g.read_text().replace('">= 0.75"', repr(gate).replace("'", '"')))
     resolved = analyze(str(root))
-    (d,) = desired_resources(resolved, compile_repo(resolved, ["dev"]), "dev")
+    # dev also holds the model's registry aliases (registered_model.*); the pipeline is the one
+    (d,) = [r for r in desired_resources(resolved, compile_repo(resolved, ["dev"]), "dev") if r.type == "zenml_pipeline"]
     p = make_provider(d.type, env="dev", target=d.target, root=root)
     return root, d, p
 
