@@ -56,8 +56,11 @@ def test_dev_apply_trains_in_lineage_order_and_serves_through_mlserver(tmp_path,
     try:
         assert r.exit_code == 0, r.output
         order = [line.split()[2] for line in r.output.splitlines() if line.startswith("[") and "creating" in line]
-        assert order == ["zenml_pipeline.nyc-taxi-model", "local_server.nyc-taxi-endpoint",
-                         "zenml_pipeline.fare-correction"]
+        # each model's registry aliases (registered_model.*) land after its own pipeline
+        for model in ("nyc-taxi-model", "fare-correction"):
+            assert order.index(f"registered_model.{model}") > order.index(f"zenml_pipeline.{model}")
+        assert [a for a in order if not a.startswith("registered_model.")] == [
+            "zenml_pipeline.nyc-taxi-model", "local_server.nyc-taxi-endpoint", "zenml_pipeline.fare-correction"]
         assert "gate nyc-taxi-r2 passed" in r.output
         server = state(repo, "dev")["resources"]["local_server.nyc-taxi-endpoint"]
         features = json.loads((repo / ".specops/serving/dev/nyc-taxi-endpoint/model-settings.json").read_text())["inputs"]
@@ -79,11 +82,14 @@ def test_dev_apply_trains_in_lineage_order_and_serves_through_mlserver(tmp_path,
                                                                  "  steps:\n", 1))
         plan = json.loads(cli("plan", str(repo), "--env", "dev", "--json").output)
         actions = {c["address"]: c["action"] for c in plan["resources"]}
+        # both models retrain, so both models' registry aliases move to the new versions too
         assert actions == {"zenml_pipeline.nyc-taxi-model": "update", "local_server.nyc-taxi-endpoint": "update",
-                           "zenml_pipeline.fare-correction": "update"}
+                           "zenml_pipeline.fare-correction": "update", "registered_model.nyc-taxi-model": "update",
+                           "registered_model.fare-correction": "update"}
         (down,) = [c for c in plan["resources"] if c["address"] == "zenml_pipeline.fare-correction"]
         assert down["reason"].startswith("its upstream zenml_pipeline.nyc-taxi-model changes")
-        assert [c["address"] for c in plan["resources"]][-1] == "zenml_pipeline.fare-correction"
+        assert [c["address"] for c in plan["resources"] if not c["address"].startswith("registered_model.")][-1] \
+            == "zenml_pipeline.fare-correction"
     finally:
         if pid is not None:
             os.kill(pid, signal.SIGTERM)

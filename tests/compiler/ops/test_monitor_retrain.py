@@ -72,8 +72,9 @@ def test_breach_retrains_and_plan_shows_the_promotion(tmp_path: Path) -> None:
     code, out = _cli("plan", str(repo), "--env", "dev", "--json")
     plan = json.loads(out)
     assert plan["promotions"] == [{
-        "address": "zenml_pipeline.churn-classifier", "aliases": [], "breach_time": b["time"],
+        # shown next to the model's registry aliases (issue 16's registered_model resource)
+        "address": "registered_model.churn-classifier", "aliases": [], "breach_time": b["time"],
         "gates": {"churn-auc": "completed"}, "model": "churn-classifier", "monitor": "churn-drift",
         "registry": "churn-classifier", "run": retrain["run"], "version": version}]
     code, out = _cli("plan", str(repo), "--env", "dev")
-    assert f"promotion pending: Model/churn-classifier (zenml_pipeline.churn-classifier) -> churn-classifier@{version}" in out
+    assert f"promotion pending: Model/churn-classifier (registered_model.churn-classifier) -> churn-classifier@{version}" in out
