@@ -30,18 +30,7 @@ if check; then
     exit 0
 fi
 
-# pip's output goes to a log shown only on failure (this machine's pip config adds hundreds
-# of harmless "Location ... is ignored" warnings).
-pip_quiet() {
-    local log rc=0
-    log="$(mktemp)"
-    "$venv/bin/python" -m pip "$@" >"$log" 2>&1 || rc=$?
-    if [ "$rc" -ne 0 ]; then
-        grep -v 'is ignored: it is neither a file nor a directory' "$log" >&2 || true
-    fi
-    rm -f "$log"
-    return "$rc"
-}
+. "$repo_root/tools/pip_quiet.sh"
 
 if [ ! -x "$venv/bin/python" ]; then
     "$base_python" -m venv "$venv"
