@@ -118,17 +118,21 @@ class Context:
             wrapped = DistributedDataParallel(model, device_ids=[self.local_rank] if self.cuda else None)
             return wrapped, torch.optim.AdamW(trainable, lr=lr)
         if self.plan.strategy == "fsdp":
-            from torch.distributed.fsdp import FullyShardedDataParallel
+            # FSDP2 (`fully_shard`): per-parameter sharding over a device mesh. Unlike FSDP1 it
+            # runs on CPU with gloo too, and keeps parameter names and requires_grad as they
+            # are, which LoRA (mostly frozen weights) needs.
+            from torch.distributed.device_mesh import init_device_mesh
+            from torch.distributed.fsdp import fully_shard
 
-            if not self.cuda:
-                raise ParamError("finetune: strategy 'fsdp' needs GPUs (torch's FSDP runs on accelerators only);"
-                                 " use 'ddp' on CPU")
-
-            # use_orig_params: LoRA freezes most weights; FSDP must keep per-parameter grads.
-            wrapped = FullyShardedDataParallel(model, use_orig_params=True,
-                                               device_id=self.local_rank if self.cuda else None)
-            params = [t for t in wrapped.parameters() if t.requires_grad]
-            return wrapped, torch.optim.AdamW(params, lr=lr)
+            mesh = init_device_mesh("cuda" if self.cuda else "cpu", (self.world,))
+            # Shard each transformer block, then the root: a forward gathers one block's
+            # weights at a time instead of the whole model.
+            for module in model.modules():
+                if type(module).__name__.endswith("DecoderLayer"):
+                    fully_shard(module, mesh=mesh)
+            fully_shard(model, mesh=mesh)
+            params = [t for t in model.parameters() if t.requires_grad]
+            return model, torch.optim.AdamW(params, lr=lr)
         try:
             import deepspeed
         except ImportError:

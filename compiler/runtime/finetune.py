@@ -150,13 +150,16 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
             break
 
     model.eval()
+    state = None
     if ctx is not None:
-        plain = _distributed_save(ctx, model)
+        model, state = _distributed_save(ctx, model)
         if ctx.rank != 0:  # rank 0 writes the model and finetune.json; the others only train
             ctx.close()
             return _summary(method, base_model, revision, losses, rows, n_trainable)
-        model = plain
-    model.save_pretrained(out)
+    if state is not None:
+        model.save_pretrained(out, state_dict=state)
+    else:
+        model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     # peft's model card is an empty template that records this machine's absolute path.
     (out / "README.md").unlink(missing_ok=True)
@@ -209,21 +212,20 @@ def _summary(method: str, base_model: str, revision: str | None, losses: list[fl
     }
 
 
-def _distributed_save(ctx: Any, model: Any) -> Any:
-    """The plain (unwrapped) model with its full weights on rank 0, after every rank is done."""
+def _distributed_save(ctx: Any, model: Any) -> tuple[Any, dict | None]:
+    """(the model to save, its full state dict or None) on rank 0, after every rank is done.
+
+    Under FSDP every rank holds a shard: the full state dict is gathered (a collective, so
+    every rank calls it) onto rank 0's CPU, and saved through the model's own
+    `save_pretrained(state_dict=...)`, which keeps peft's adapter-only layout."""
     ctx.barrier()
     if ctx.plan.strategy == "fsdp":
-        from torch.distributed.fsdp import FullyShardedDataParallel
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-        # Gather the shards once; rank 0 keeps a full copy to save.
-        with FullyShardedDataParallel.summon_full_params(model, writeback=False, rank0_only=True):
-            if ctx.rank == 0:
-                import copy
-
-                plain = copy.deepcopy(ctx.unwrap(model))
+        full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         ctx.barrier()
-        return plain if ctx.rank == 0 else None
-    return ctx.unwrap(model)
+        return model, (full if ctx.rank == 0 else None)
+    return ctx.unwrap(model), None
 
 
 def encode(tokenizer: Any, prompt: str, response: str, max_len: int) -> dict[str, list[int]]:
