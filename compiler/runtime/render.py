@@ -312,6 +312,13 @@ def render_rows_iter(sources: dict[str, str], rows: list[dict[str, Any]], *,
         return
     timeout = timeout_s if timeout_s is not None else 10.0 + ROW_SECONDS * len(rows)
     payload = json.dumps({"sources": sources, "rows": rows}, default=str).encode()
+    plain = _plain_substitutions(sources)
+    if plain is not None:
+        # Rows as the worker would see them (through the same JSON), every name present.
+        seen = json.loads(payload)["rows"]
+        if all(name in row for row in seen for parts in plain.values() for name in parts[1::2]):
+            yield from (_substitute(plain, row) for row in seen)
+            return
     proc: Any = _Forked(json.loads(payload)) if _can_fork() else subprocess.Popen(
         [sys.executable, "-m", "specops.runtime.render"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, env={**os.environ, "PYTHONHASHSEED": "0"})
@@ -359,6 +366,49 @@ def render_rows_iter(sources: dict[str, str], rows: list[dict[str, Any]], *,
     proc.stderr.close()
     if n != len(rows):
         raise ParamError("prompt rendering returned a result of the wrong shape")
+
+
+def _plain_substitutions(sources: dict[str, str]) -> dict[str, list[str]] | None:
+    """Each source as [text, name, text, name, ..., text] when every source is only literal
+    text and bare `{{ name }}` reads; else None.
+
+    Such a template cannot loop, compute or call anything: rendering it is `str()` of each
+    value between the literal parts, which is exactly what the sandbox's code does for it
+    (autoescape off, keep_trailing_newline on, and no name falls back to a global when the
+    row has it). So it needs no worker, and a gate's first request does not wait ~0.1 s for
+    a fresh interpreter when the calling process has threads and cannot fork. Parsing never
+    runs the code generator (see the module docstring)."""
+    env = _Sandbox()
+    out: dict[str, list[str]] = {}
+    for key, text in sorted(sources.items()):
+        try:
+            body = env.parse(text).body
+        except jinja2.TemplateError:
+            return None
+        parts = [""]
+        for stmt in body:
+            if not isinstance(stmt, nodes.Output):
+                return None
+            for node in stmt.nodes:
+                if isinstance(node, nodes.TemplateData):
+                    parts[-1] += node.data
+                elif isinstance(node, nodes.Name) and node.ctx == "load":
+                    parts += [node.name, ""]
+                else:
+                    return None
+        out[key] = parts
+    return out
+
+
+def _substitute(plain: dict[str, list[str]], row: dict[str, Any]) -> dict[str, Any]:
+    """One row's {"ok": {key: text}}, or the worker's error for a text past the output limit."""
+    texts: dict[str, str] = {}
+    for key, parts in plain.items():
+        text = "".join(part if i % 2 == 0 else str(row[part]) for i, part in enumerate(parts))
+        if len(text) > MAX_OUTPUT_CHARS:
+            return {"error": f"output longer than {MAX_OUTPUT_CHARS} characters"}
+        texts[key] = text
+    return {"ok": texts}
 
 
 def _can_fork() -> bool:

@@ -7,6 +7,8 @@ import time
 
 import jinja2
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from specops.runtime.errors import StepError
 from specops.runtime.render import render_batch, render_rows, variables_used
@@ -85,7 +87,7 @@ def test_a_fresh_interpreter_renders_when_threads_run() -> None:
     t.start()
     try:
         assert not render._can_fork()
-        out = render_rows({"p": "Q: {{ q }}"}, [{"q": "a"}, {"q": "b"}])
+        out = render_rows({"p": "Q: {{ q | lower }}"}, [{"q": "a"}, {"q": "b"}])
         with pytest.raises(StepError, match="did not finish"):
             render_rows({"p": "{% for a in s %}{% for b in s %}{% for c in s %}{% endfor %}{% endfor %}{% endfor %}"},
                         [{"s": "x" * 3000}], timeout_s=3)
@@ -93,3 +95,46 @@ def test_a_fresh_interpreter_renders_when_threads_run() -> None:
         stop.set()
         t.join()
     assert out == [{"ok": {"p": "Q: a"}}, {"ok": {"p": "Q: b"}}]
+
+
+def test_plain_substitutions_render_without_a_worker(monkeypatch) -> None:
+    """Literal text and bare `{{ name }}` reads need no sandbox: no worker is started."""
+    from specops.runtime import render
+
+    def no_worker(*a, **k):
+        raise AssertionError("a worker was started")
+
+    monkeypatch.setattr(render, "_Forked", no_worker)
+    monkeypatch.setattr(render.subprocess, "Popen", no_worker)
+    out = render_rows({"p": "Q: {{ q }}\n{{n}} / {{ x }}\n", "v": "{{ a }}"},
+                      [{"q": "hi", "n": 1.5, "x": None, "a": [1, {"b": True}]}])
+    assert out == [{"ok": {"p": "Q: hi\n1.5 / None\n", "v": "[1, {'b': True}]"}}]
+    [long] = render_rows({"p": "{{ q }}{{ q }}"}, [{"q": "x" * 150_000}])
+    assert long == {"error": "output longer than 200000 characters"}
+
+
+def test_a_missing_name_still_goes_to_the_worker() -> None:
+    out = render_rows({"p": "Q: {{ q }}"}, [{"q": "a"}, {}])
+    assert out[0] == {"ok": {"p": "Q: a"}} and "undefined" in out[1]["error"]
+
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12).filter(
+    lambda t: "{" not in t and "}" not in t and "%" not in t and "#" not in t)
+_NAME = st.sampled_from(["q", "a", "range", "loop", "x1"])
+_VALUE = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+                      lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c, max_size=3),
+                      max_leaves=6)
+
+
+@settings(max_examples=150, deadline=None)
+@given(parts=st.lists(st.tuples(_TEXT, _NAME, st.sampled_from(["{{ %s }}", "{{%s}}", "{{- %s -}}"])), max_size=4),
+       tail=_TEXT, values=st.fixed_dictionaries({n: _VALUE for n in ["q", "a", "range", "loop", "x1"]}))
+def test_plain_substitution_matches_the_sandbox(parts, tail, values) -> None:
+    """The fast path renders exactly what the sandboxed jinja2 renders (whitespace control,
+    trailing newlines, str() of every JSON value, names that shadow globals)."""
+    from specops.runtime import render
+
+    text = "".join(t + form % n for t, n, form in parts) + tail
+    [fast] = render_rows({"p": text}, [values])
+    assert render._plain_substitutions({"p": text}) is not None
+    assert [fast] == render_batch({"p": text}, [values])
