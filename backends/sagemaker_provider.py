@@ -358,6 +358,26 @@ class SageMakerPipelineProvider(_AwsBase):
             ids["schedule"] = f"{req.get('GroupName', 'default')}/{req['Name']}"
         return ids, outputs
 
+    def start(self, desired: Desired, run_id: str, uploads: dict[str, bytes] | None = None) -> dict[str, Any]:
+        """Upsert the pipeline and start one execution for `run_id` (a retrain's trigger id),
+        once: an execution already named after the run is returned instead of a second start
+        (a re-run after kill -9), and the start carries the run id as SageMaker's idempotency
+        token. `uploads` (S3 URI -> bytes) go up first: the data the run reads."""
+        self._upload(desired, dict(uploads or {}))
+        ids, _ = self.apply(desired, None)
+        name, display = ids["name"], f"retrain-{run_id[:12]}"
+        client = self.client("sagemaker")
+        pages = aws_call(f"list_pipeline_executions {name}", lambda: list(
+            client.get_paginator("list_pipeline_executions").paginate(PipelineName=name)))
+        for page in pages:
+            for ex in page.get("PipelineExecutionSummaries", []):
+                if ex.get("PipelineExecutionDisplayName") == display:
+                    return {"pipeline": name, "execution": ex["PipelineExecutionArn"], "action": "existing"}
+        arn = aws_call(f"start_pipeline_execution {name}", lambda: client.start_pipeline_execution(
+            PipelineName=name, PipelineExecutionDisplayName=display, ClientRequestToken=run_id[:64],
+            PipelineExecutionDescription=f"specops retrain {run_id}")["PipelineExecutionArn"])
+        return {"pipeline": name, "execution": arn, "action": "started"}
+
     def _upload(self, desired: Desired, uploads: dict[str, bytes]) -> None:
         if not uploads:
             return

@@ -32,7 +32,8 @@ def monitor_run(name: str, path: str, env: str, data: str | None, no_act: bool, 
     """Run monitor NAME in --env now (exit 2 on a breach, 1 on an error).
 
     A breach is recorded in state; onBreach.retrain starts the retrain run (on a local target,
-    here on ZenML's local stack) and onBreach.notify sends the `breach` event.
+    here on ZenML's local stack; on SageMaker, as a pipeline execution) and onBreach.notify
+    sends the `breach` event.
     """
     fmt = out_format(fmt, as_json)
     echo = (lambda line: click.echo(line, err=True)) if fmt == "json" else click.echo

@@ -5,7 +5,9 @@ and the data window's digest. `onBreach.retrain` then starts the watched Model's
 retrain run (specops.ir.monitors.retrain_pipeline: identified by the pipeline's content hash
 plus the trigger, trained on the breached window or the pinned data, registering version
 `retrain-<id>` without moving any alias, deploying nothing); on a local target it runs on
-ZenML's local stack here. Its outcome (gates, registered version) joins the breach record, and
+ZenML's local stack here, on SageMaker it starts as one pipeline execution named after the run
+(the staged window uploaded to the artifact store), and on KFP it is reported as not started
+(no run API is driven from here). Its outcome (gates, registered version) joins the breach record, and
 `plan` shows the promotion it awaits. `onBreach.notify` sends the `breach` event.
 """
 
@@ -18,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from specops.backends.provider import Desired, ProviderError, attributes_of, content_hash, make_provider
 from specops.backends.registry import pipeline_backend
 from specops.backends.zenml_run import run_local
 from specops.diagnostics import suggestion
@@ -167,16 +170,21 @@ def _retrain(resolved: Resolved, env: str, model_name: str, trigger: dict[str, A
             if not window_uri.endswith(f".{source.get('format')}"):
                 source.pop("format", None)  # read by the file's suffix
                 source.pop("csv", None)
+    root = resolved.repo.root
+    backend = pipeline_backend(pipeline.target.backend)
+    local = pipeline.target.provider == "local" and backend.NAME == "zenml"
+    uploads: dict[str, bytes] = {}
+    if source is not None and not local and str(source.get("uri", "")).startswith("file://.specops/windows/"):
+        # A staged window lives on this machine only: the orchestrator reads it from the
+        # target's artifact store, content-addressed like the staged file.
+        rel = source["uri"].removeprefix("file://")
+        source["uri"] = f"{pipeline.target.artifact_store.rstrip('/')}/specops/{rel.removeprefix('.specops/')}"
+        uploads[source["uri"]] = (root / rel).read_bytes()
     run = retrain_pipeline(pipeline, trigger, source)
     record: dict[str, Any] = {"run": trigger_id(pipeline, trigger), "pipeline": run.name, "model": model_name,
                               "trigger": trigger, "data": "window" if window is not None else "pinned"}
-    backend = pipeline_backend(run.target.backend)
-    if run.target.provider != "local" or backend.NAME != "zenml":
-        # A remote target runs it through its orchestrator (the compiled monitoring job).
-        record["status"] = "not-started"
-        record["message"] = f"target {run.target.name!r} retrains through its orchestrator, not locally"
-        return record
-    root = resolved.repo.root
+    if not local:
+        return _retrain_remote(run, backend, record, uploads, root, echo)
     echo(f"breach: retraining {model_name} as run {record['run'][:12]} ({run.name}) on ZenML's local stack")
     result = run_local(backend.emit(run), workdir=root / ".specops" / "runs" / env / run.name, repo_root=root,
                        zenml_config_path=root / ".specops" / "zenml")
@@ -189,6 +197,32 @@ def _retrain(resolved: Resolved, env: str, model_name: str, trigger: dict[str, A
                                 "aliases": reg.result.get("aliases", [])}
     if not result.ok:
         record["message"] = result.error or "the retrain run failed"
+    return record
+
+
+def _retrain_remote(run: Any, backend: Any, record: dict[str, Any], uploads: dict[str, bytes], root: Path,
+                    echo: Callable[[str], None]) -> dict[str, Any]:
+    """Start the retrain run through the target's orchestrator API, where the pipeline
+    provider can start runs (`start`): the run registers version retrain-<id> when it finishes,
+    in the cluster. Elsewhere it is reported, not silently skipped."""
+    files = backend.emit(run)
+    desired = Desired(address=f"{backend.RESOURCE_TYPE}.{run.name}", type=backend.RESOURCE_TYPE, name=run.name,
+                      env=run.env, content_hash=content_hash(files), files=dict(sorted(files.items())),
+                      attributes=attributes_of(files), depends_on=(), target=run.target, spec=f"Model/{run.model}")
+    try:
+        prov = make_provider(backend.RESOURCE_TYPE, env=run.env, target=run.target, root=root)
+        start = getattr(prov, "start", None)
+        if start is None:
+            record["status"] = "not-started"
+            record["message"] = (f"target {run.target.name!r} ({backend.NAME}): specops cannot start runs there;"
+                                 f" start pipeline {run.name!r} from its compiled files")
+            return record
+        echo(f"breach: starting retrain run {record['run'][:12]} ({run.name}) on {backend.NAME}")
+        started = start(desired, record["run"], uploads)
+    except ProviderError as e:
+        raise MonitorError(f"retrain of {run.model!r} on target {run.target.name!r}: {e}") from None
+    record.update(status="started", execution=started["execution"], orchestrator=backend.NAME,
+                  message=f"registers version retrain-{record['run'][:12]} (no alias) when the run finishes")
     return record
 
 
