@@ -54,7 +54,8 @@ class Promotion:
     gates: list[str] = field(default_factory=list)  # the gates that passed in from_env
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "registry": self.registry, "version": self.version, "digest": self.digest,
+        # `model_version`: the CLI's envelope keeps `version` for the format (1).
+        return {"model": self.model, "registry": self.registry, "model_version": self.version, "digest": self.digest,
                 "from": self.from_env, "to": self.to_env, "file": self.file, "branch": self.branch,
                 "commit": self.commit, "gates": list(self.gates)}
 

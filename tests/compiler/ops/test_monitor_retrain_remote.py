@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import jsonschema
 import pytest
 from click.testing import CliRunner
 
@@ -37,7 +38,10 @@ def test_breach_on_sagemaker_starts_one_retrain_execution(tmp_path: Path, aws: s
     r = CliRunner().invoke(main, ["monitor", "run", "churn-drift", str(repo), "--env", "prod", "--data", str(window),
                                   "--json"], catch_exceptions=False)
     assert r.exit_code == 2, r.output
-    retrain = json.loads(r.output[r.output.index("{"):])["retrain"]
+    doc = json.loads(r.stdout)
+    schema = json.loads((ROOT / "compiler" / "schemas" / "cli" / "monitor-run.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(doc)
+    retrain = doc["retrain"]
     assert retrain["status"] == "started" and retrain["orchestrator"] == "sagemaker", retrain
     assert retrain["message"] == f"registers version retrain-{retrain['run'][:12]} (no alias) when the run finishes"
 

@@ -101,6 +101,20 @@ def test_promote_writes_the_pinned_override_on_a_new_branch(repo):
     assert r.exit_code == 1 and f"branch '{branch}' already exists; pass --branch NAME" in r.output
 
 
+def test_promote_json_validates_against_its_schema(repo):
+    import jsonschema
+
+    version, digest = served_in_staging(repo, passed=True)
+    r = cli("promote", "churn-classifier", str(repo), "--from", "staging", "--to", "prod", "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    schema = json.loads((ROOT / "compiler" / "schemas" / "cli" / "promote.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(doc)
+    # The envelope's format version and the model's version are two fields.
+    assert doc["version"] == 1 and doc["model_version"] == version and doc["digest"] == digest
+    assert doc["branch"] == f"promote/churn-classifier-prod-v{version}" and doc["gates"] == ["churn-auc"]
+
+
 def test_promote_refuses_naming_the_gate_that_did_not_pass(repo):
     version, _ = served_in_staging(repo, passed=False)
     r = cli("promote", "churn-classifier", str(repo), "--from", "staging", "--to", "prod")
