@@ -136,7 +136,10 @@ class Context:
         try:
             import deepspeed
         except ImportError:
-            raise ParamError("finetune: strategy 'deepspeed' needs the deepspeed package in the step image") from None
+            raise ParamError("finetune: strategy 'deepspeed' needs the deepspeed package in the step image"
+                             " (pip install 'specops[distributed]')") from None
+        # ZeRO-2: optimizer states and gradients sharded over the ranks, weights whole on each
+        # (so rank 0 saves the unwrapped module as it is). On CPU it runs over gloo.
         config = {"train_micro_batch_size_per_gpu": 1, "zero_optimization": {"stage": 2},
                   "optimizer": {"type": "AdamW", "params": {"lr": lr}}}
         engine, optimizer, _, _ = deepspeed.initialize(model=model, model_parameters=trainable, config=config)

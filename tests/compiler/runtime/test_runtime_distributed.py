@@ -86,6 +86,22 @@ def test_two_process_fsdp_lora_matches_the_single_process_adapter(repo):
 
 
 @pytest.mark.slow
+def test_two_process_deepspeed_zero2_lora_matches_the_single_process_adapter(repo):
+    """DeepSpeed 0.19 (the `distributed` extra) on its CPU accelerator over gloo: ZeRO-2 shards
+    the optimizer state over 2 processes; rank 0 saves the adapter in peft's layout."""
+    root, base = repo
+    if not (base / "one").exists():
+        finetune(root, base, "one")
+    ds = finetune(root, base, "ds", distributed={"nodes": 1, "nproc_per_node": 2, "strategy": "deepspeed"})
+    assert ds["loss_last"] < ds["loss_first"], ds
+    assert shapes(base / "ds") == shapes(base / "one") and shapes(base / "ds")
+    assert json.loads((base / "ds" / "finetune.json").read_text())["distributed"]["strategy"] == "deepspeed"
+    with safe_open(str(base / "ds" / "adapter_model.safetensors"), "pt") as f:
+        b = [k for k in f.keys() if "lora_B" in k]
+        assert b and all(f.get_tensor(k).abs().sum() > 0 for k in b)
+
+
+@pytest.mark.slow
 def test_more_nodes_than_this_machine_is_refused(repo):
     root, base = repo
     with pytest.raises(ParamError, match="distributed.nodes is 2, but this step runs on one machine"):
