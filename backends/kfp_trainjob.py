@@ -18,11 +18,10 @@ commit). This cannot run here: container components need Docker and a cluster.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from specops.backends.kserve import strict_structural
+from specops.backends import crd
 from specops.ir import Pipeline, Step
 
 CRD = Path(__file__).parent / "schemas" / "kubeflow-trainer" / "trainer.kubeflow.org_trainjobs.yaml"
@@ -77,21 +76,10 @@ def launcher_params(pipeline: Pipeline, step: Step) -> dict[str, Any]:
     return {"trainjob": manifest(pipeline, step), "namespace": pipeline.target.namespace}
 
 
-@lru_cache(maxsize=1)
 def crd_schema() -> dict[str, Any]:
-    import yaml
-
-    doc = next(d for d in yaml.safe_load_all(CRD.read_text(encoding="utf-8")) if d)
-    version = next(v for v in doc["spec"]["versions"] if v["name"] == API_VERSION.split("/")[1])
-    return version["schema"]["openAPIV3Schema"]
+    return crd.vendored_schema(CRD, API_VERSION.split("/")[1])
 
 
 def validate(doc: dict[str, Any]) -> list[str]:
     """Errors of a TrainJob against the vendored CRD schema (unknown fields rejected), sorted."""
-    import jsonschema
-
-    validator = jsonschema.Draft7Validator(strict_structural(crd_schema()))
-    errors = [f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
-              for e in validator.iter_errors(doc)]
-    extra = sorted(set(doc.get("metadata", {})) - {"name", "generateName", "namespace", "labels", "annotations"})
-    return sorted(errors + [f"metadata.{k}: unexpected field" for k in extra])
+    return crd.errors(doc, crd_schema(), (*crd.METADATA, "generateName"))

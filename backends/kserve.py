@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from specops.backends import crd
 from specops.backends import kubernetes as k8s
 from specops.backends import mlserver
 from specops.diagnostics import Diagnostic
@@ -187,25 +188,6 @@ def emit(node: Serving, serve_config_yaml: bytes | None = None) -> dict[str, byt
 # ---- validation against KServe's CRD schema ----------------------------------------------------
 
 
-def strict_structural(schema: Any) -> Any:
-    """A copy of a CRD openAPIV3Schema where objects with `properties` reject unknown keys.
-
-    The API server prunes unknown fields silently (or rejects them under
-    `kubectl --validate=strict`); in a JSON Schema validator they pass unless closed, so every
-    object that lists its properties and does not opt into `x-kubernetes-preserve-unknown-fields`
-    gets `additionalProperties: false`.
-    """
-    if isinstance(schema, list):
-        return [strict_structural(s) for s in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {k: strict_structural(v) for k, v in schema.items()}
-    if ("properties" in out and "additionalProperties" not in out
-            and not out.get("x-kubernetes-preserve-unknown-fields")):
-        out["additionalProperties"] = False
-    return out
-
-
 def validate_inferenceservice(doc: dict[str, Any], crd_schema: dict[str, Any]) -> list[str]:
     """Errors of an InferenceService against KServe's CRD openAPIV3Schema (strict), all of them.
 
@@ -213,11 +195,4 @@ def validate_inferenceservice(doc: dict[str, Any], crd_schema: dict[str, Any]) -
     tests/fixtures/kserve/). `metadata` is ObjectMeta, which the CRD leaves open; only its
     name/namespace/labels/annotations are expected here.
     """
-    import jsonschema  # lazy: only when validating
-
-    validator = jsonschema.Draft7Validator(strict_structural(crd_schema))
-    errors = [f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
-              for e in validator.iter_errors(doc)]
-    extra = sorted(set(doc.get("metadata", {})) - {"name", "namespace", "labels", "annotations"})
-    errors += [f"metadata.{k}: unexpected field" for k in extra]
-    return sorted(errors)
+    return crd.errors(doc, crd_schema)

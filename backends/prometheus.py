@@ -13,8 +13,11 @@ From a Monitor whose `checks.slo` watches a ServingTarget, per environment:
 
 Every metric name comes from the pinned list of the serving target's vLLM version
 (backends/vllm_metrics/<version>.json, generated from that release's source by
-tools/gen_vllm_metrics.py). A version without a list uses the newest list and the compile
-reports it. Queries select the server by its served model name (vLLM's `model_name` label).
+tools/gen_vllm_metrics.py), under the name that release gives it (`RENAMED`). A version without a
+list uses the newest list and the compile reports it. An objective the version cannot measure
+(no such metric, or no `error` finished_reason to count errors by) gets no rule: `gaps` names
+it, and the compile reports it at its line. Queries select the server by its served model name
+(vLLM's `model_name` label).
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from specops.backends import yaml_emit
+from specops.backends import crd, yaml_emit
 
 METRICS_DIR = Path(__file__).resolve().parent / "vllm_metrics"
+# prometheus-operator's CRD, vendored with its commit named in the README beside it.
+RULE_CRD = Path(__file__).resolve().parent / "schemas" / "prometheus-operator" / "monitoring.coreos.com_prometheusrules.yaml"
 OPERATOR_PLATFORMS = ("kubernetes", "kserve", "helm")
 
 # spec key -> (alert name, metric, how it is read, what it is)
@@ -40,24 +45,62 @@ SLOS: dict[str, tuple[str, str, str, str]] = {
 }
 
 
+# The same signal under the names older releases gave it, newest first. From vLLM's loggers.py:
+# "Deprecated in 0.9.2 - Renamed as vllm:kv_cache_usage_perc" and "Deprecated in 0.11 - Renamed
+# as vllm:inter_token_latency_seconds" (0.8.5 has only the old names; 0.11 both, or the old one
+# hidden; 0.32 only the new ones).
+RENAMED: dict[str, tuple[str, ...]] = {
+    "vllm:kv_cache_usage_perc": ("vllm:gpu_cache_usage_perc",),
+    "vllm:inter_token_latency_seconds": ("vllm:time_per_output_token_seconds",),
+}
+
+
 class MetricsUnavailable(ValueError):
     """A metric the rules need is not in the version's list."""
 
 
 @functools.cache
+def _list_doc(version: str) -> tuple[str, dict[str, Any]]:
+    lists = {p.stem: p for p in METRICS_DIR.glob("*.json")}
+    use = version if version in lists else max(lists, key=lambda v: tuple(int(x) for x in v.split(".")))
+    return use, json.loads(lists[use].read_text(encoding="utf-8"))
+
+
 def metric_list(version: str) -> tuple[str, dict[str, str]]:
     """(the version whose list is used, {metric: type}): the serving version's own list, else
     the newest one."""
-    lists = {p.stem: p for p in METRICS_DIR.glob("*.json")}
-    use = version if version in lists else max(lists, key=lambda v: tuple(int(x) for x in v.split(".")))
-    return use, json.loads(lists[use].read_text(encoding="utf-8"))["metrics"]
+    use, doc = _list_doc(version)
+    return use, doc["metrics"]
+
+
+def metric_name(metrics: dict[str, str], name: str) -> str | None:
+    """The name this version's list gives the signal `name` (its newest name), if any."""
+    return next((n for n in (name, *RENAMED.get(name, ())) if n in metrics), None)
 
 
 def _series(metrics: dict[str, str], name: str, version: str) -> str:
-    kind = metrics.get(name)
-    if kind is None:
+    found = metric_name(metrics, name)
+    if found is None:
         raise MetricsUnavailable(f"vLLM {version} has no metric {name}")
-    return {"histogram": f"{name}_bucket", "counter": f"{name}_total"}.get(kind, name)
+    return {"histogram": f"{found}_bucket", "counter": f"{found}_total"}.get(metrics[found], found)
+
+
+def gaps(slo: dict[str, Any], version: str) -> dict[str, str]:
+    """{SLO key: why} for the objectives the version's metrics cannot measure (no rule is
+    written for them; a query on a name the server does not expose would never fire)."""
+    used, doc = _list_doc(version)
+    metrics = doc["metrics"]
+    out = {}
+    for key, (_, metric, how, what) in SLOS.items():
+        if slo.get(key) is None:
+            continue
+        if metric_name(metrics, metric) is None:
+            names = " or ".join((metric, *RENAMED.get(metric, ())))
+            out[key] = f"vLLM {used} exposes no {what} metric ({names})"
+        elif how == "error_rate" and "error" not in doc.get("finished_reasons", ["error"]):
+            out[key] = (f"vLLM {used} counts no request errors: {metric} has finished_reason "
+                        f"{', '.join(doc['finished_reasons'])} only")
+    return out
 
 
 def _label(v: str) -> str:
@@ -77,11 +120,13 @@ def slo_expr(key: str, limit: float, model: str, window: str, metrics: dict[str,
 
 
 def rule_groups(monitor: str, env: str, serving: str, model: str, slo: dict[str, Any], version: str) -> list[dict]:
+    """One group of alerting rules, one per objective the version can measure (see `gaps`)."""
     used, metrics = metric_list(version)
+    missing = gaps(slo, version)
     rules = []
     for key, (alert, _, how, what) in SLOS.items():
         limit = slo.get(key)
-        if limit is None:
+        if limit is None or key in missing:
             continue
         shown = f"{limit:g} ms" if how == "p95" else f"{limit:.0%}"
         rules.append({
@@ -111,34 +156,47 @@ def prometheus_rule(name: str, namespace: str, labels: dict[str, str], groups: l
     return yaml_emit.dump(doc)
 
 
+def validate_rule(doc: dict[str, Any]) -> list[str]:
+    """Errors of a PrometheusRule against prometheus-operator's CRD schema (v1, unknown fields
+    rejected), sorted."""
+    return crd.errors(doc, crd.vendored_schema(RULE_CRD, "v1"))
+
+
 # ---- Grafana ------------------------------------------------------------------------------
 
+def _quantiles(metric: str, *ps: float) -> tuple[tuple[str, str, str], ...]:
+    return tuple((f"p{round(p * 100)}", f"histogram_quantile({p}, sum by (le) (rate({{s}}{{sel}}{{r}})))", metric)
+                 for p in ps)
+
+
+# (title, unit, [(legend, query template, signal)]): `{s}` becomes the signal's series in the
+# version's names, `{sel}` the server's selector, `{r}` the rate window.
+PANELS: tuple[tuple[str, str, tuple[tuple[str, str, str], ...]], ...] = (
+    ("Time to first token", "s", _quantiles("vllm:time_to_first_token_seconds", 0.5, 0.95, 0.99)),
+    ("Inter-token latency", "s", _quantiles("vllm:inter_token_latency_seconds", 0.5, 0.95)),
+    ("End-to-end request latency", "s", _quantiles("vllm:e2e_request_latency_seconds", 0.5, 0.95)),
+    ("Queue time", "s", _quantiles("vllm:request_queue_time_seconds", 0.95)),
+    ("KV-cache usage", "percentunit", (("usage", "max({s}{sel})", "vllm:kv_cache_usage_perc"),)),
+    ("Requests running and waiting", "short", (("running", "sum({s}{sel})", "vllm:num_requests_running"),
+                                               ("waiting", "sum({s}{sel})", "vllm:num_requests_waiting"))),
+    ("Finished requests by reason", "reqps", (("{{finished_reason}}", "sum by (finished_reason) (rate({s}{sel}{r}))",
+                                               "vllm:request_success"),)),
+    ("Token throughput", "short", (("prompt", "sum(rate({s}{sel}{r}))", "vllm:prompt_tokens"),
+                                   ("generation", "sum(rate({s}{sel}{r}))", "vllm:generation_tokens"))),
+)
+
+
 def _panels(model: str, metrics: dict[str, str], version: str) -> list[tuple[str, str, list[tuple[str, str]]]]:
-    """(title, unit, [(legend, expr)]) per panel."""
+    """(title, unit, [(legend, expr)]) per panel, in the version's names; a query on a metric the
+    version lacks is left out (and a panel left without queries)."""
     sel = f"{{model_name={_label(model)}}}"
-    rate = "[$__rate_interval]"
-
-    def q(p: float, metric: str) -> str:
-        return f"histogram_quantile({p}, sum by (le) (rate({_series(metrics, metric, version)}{sel}{rate})))"
-
-    ttft, itl, e2e, queue = (m for _, m, how, _ in (SLOS["ttftP95Ms"], SLOS["itlP95Ms"], SLOS["e2eP95Ms"],
-                                                    SLOS["queueTimeP95Ms"]))
-    success = _series(metrics, "vllm:request_success", version)
-    return [
-        ("Time to first token", "s", [("p50", q(0.5, ttft)), ("p95", q(0.95, ttft)), ("p99", q(0.99, ttft))]),
-        ("Inter-token latency", "s", [("p50", q(0.5, itl)), ("p95", q(0.95, itl))]),
-        ("End-to-end request latency", "s", [("p50", q(0.5, e2e)), ("p95", q(0.95, e2e))]),
-        ("Queue time", "s", [("p95", q(0.95, queue))]),
-        ("KV-cache usage", "percentunit", [("usage", f"max({_series(metrics, 'vllm:kv_cache_usage_perc', version)}{sel})")]),
-        ("Requests running and waiting", "short", [
-            ("running", f"sum({_series(metrics, 'vllm:num_requests_running', version)}{sel})"),
-            ("waiting", f"sum({_series(metrics, 'vllm:num_requests_waiting', version)}{sel})")]),
-        ("Finished requests by reason", "reqps", [("{{finished_reason}}",
-                                                   f"sum by (finished_reason) (rate({success}{sel}{rate}))")]),
-        ("Token throughput", "short", [
-            ("prompt", f"sum(rate({_series(metrics, 'vllm:prompt_tokens', version)}{sel}{rate}))"),
-            ("generation", f"sum(rate({_series(metrics, 'vllm:generation_tokens', version)}{sel}{rate}))")]),
-    ]
+    out = []
+    for title, unit, queries in PANELS:
+        exprs = [(legend, template.format(s=_series(metrics, metric, version), sel=sel, r="[$__rate_interval]"))
+                 for legend, template, metric in queries if metric_name(metrics, metric) is not None]
+        if exprs:
+            out.append((title, unit, exprs))
+    return out
 
 
 def dashboard(monitor: str, env: str, serving: str, model: str, slo: dict[str, Any], version: str) -> bytes:

@@ -117,6 +117,11 @@ def compile_alerts(view: EnvView, node: Any, s: ir.Serving, slo: dict[str, Any],
                                          f"{s.engine_version}: the alerting rules and dashboard use vLLM {used}'s "
                                          "metric names", *where))
     platform = node_platform(view, s)
+    if platform != "sagemaker":
+        for key, why in sorted(prometheus.gaps(slo, s.engine_version).items()):
+            at = diagnostic_location(ir.Source(node.file, locate=lambda k=key: _pos(node, ("spec", "checks", "slo", k))))
+            build.diagnostics.add(Diagnostic("warning", "unsupported", f"{why}: no alerting rule for {key} on "
+                                             f"serving target '{s.name}'", *at))
     deps = sorted(set(dependencies(view, node.key)) | set(dependencies(view, f"ServingTarget/{s.name}")))
     if platform == "sagemaker":
         # An endpoint publishes CloudWatch metrics, not vLLM's /metrics: alarms on what it publishes.

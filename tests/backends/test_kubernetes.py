@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 import yaml
 
-from specops.backends import helm_stack, kserve
+from specops.backends import crd, helm_stack, kserve
 from specops.backends import kubernetes as k8s
 from specops.backends.kubernetes import emit as emit_kubernetes
 from specops.backends.kubernetes import validate_manifests
@@ -267,7 +267,7 @@ def test_helm_values_validate_against_chart_schema(chart_schema):
     node = serving(GCP, count=2)
     values = yaml.safe_load(helm_stack.emit(node, config_for(node))["values.yaml"])
     # The chart's schema leaves objects open; closing them makes a misspelt key fail too.
-    validator = jsonschema.Draft202012Validator(kserve.strict_structural(chart_schema))
+    validator = jsonschema.Draft202012Validator(crd.strict_structural(chart_schema))
     assert [e.message for e in validator.iter_errors(values)] == []
     (spec,) = values["servingEngineSpec"]["modelSpec"]
     assert (spec["repository"], spec["tag"]) == ("vllm/vllm-openai", "v0.32.0")

@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 import yaml
 
-from specops.backends import kserve, kubernetes
+from specops.backends import crd, kserve, kubernetes
 from specops.build.compile import compile_repo
 from specops.checks import analyze
 from specops.checks.capacity import model_facts, plan, startup_probe
@@ -111,7 +111,7 @@ def test_production_stack_values_carry_the_shape_in_the_charts_keys(tmp_path: Pa
     b = build(make_repo(tmp_path, "helm", SHAPE))
     values = yaml.safe_load(b.files()["staging/serving/support-llm/values.yaml"])
     schema = json.loads((FIXTURES / "production-stack" / "values.schema.json").read_text())
-    validator = jsonschema.Draft202012Validator(kserve.strict_structural(schema))
+    validator = jsonschema.Draft202012Validator(crd.strict_structural(schema))
     assert [e.message for e in validator.iter_errors(values)] == []
     spec = values["servingEngineSpec"]["modelSpec"][0]
     assert (spec["requestCPU"], spec["requestMemory"], spec["requestGPU"]) == (10, "16Gi", 1)
