@@ -12,6 +12,8 @@ Per source (keyed by URI, across every environment's view of each Dataset):
 
 `check=True` (`specops lock --check`) resolves the same pins and compares them with the
 committed lock instead of writing: remote objects that moved behind git's back show up here.
+`plan`, when it refreshes, makes the same lookups for the remote sources of the datasets its
+environment uses (`remote_changes`): a moved object is a plan problem, and apply refuses.
 This is the only command besides apply/plan that touches the network for data.
 """
 
@@ -24,6 +26,7 @@ from typing import Any
 from specops.checks import analyze
 from specops.diagnostics import Diagnostic, Diagnostics
 from specops.resolve.lockfile import LOCK_FILE, PIN_KEYS, LockError, StatCache, read_lock, write_lock
+from specops.resolve.refs import Resolved
 from specops.runtime.errors import ParamError
 from specops.runtime.sources import hf_repo_id, s3_client, split_bucket
 
@@ -84,6 +87,42 @@ def lock_repo(path: str | Path = ".", check: bool = False) -> LockResult:
         write_lock(root, result.sources)
         result.written = True
     return result
+
+
+def remote_changes(resolved: Resolved, env: str) -> list[str]:
+    """One line per remote source (s3://, gs://, hf://) of a Dataset `env` uses whose live pin
+    differs from its entry in specops.lock, naming the dataset, the locked and the live pin.
+    Sources the lock does not hold for the dataset's version are not checked (validate warns
+    about a version bumped without relocking); a corrupt lock is validate's error."""
+    root = resolved.repo.root
+    try:
+        lock = read_lock(root) or {}
+    except LockError:
+        return []
+    out: list[str] = []
+    seen: set[str] = set()
+    stats = StatCache(root)  # unused by remote pins; _pin's signature
+    for node in sorted(resolved.envs[env].of_kind("Dataset"), key=lambda n: n.name):
+        src = node.spec.source
+        locked = lock.get(src.uri or "")
+        if (src.uri is None or src.uri.startswith("file://") or src.uri in seen or locked is None
+                or locked.get("version") != src.version):
+            continue
+        seen.add(src.uri)
+        try:
+            live = _pin(root, node, stats) or {}
+        except (ParamError, OSError, ValueError) as e:
+            out.append(f"Dataset '{node.name}': {src.uri} cannot be checked against {LOCK_FILE}: {e}")
+            continue
+        if any(locked.get(k) != live.get(k) for k in PIN_KEYS):
+            out.append(f"Dataset '{node.name}': {src.uri} changed since `specops lock`: locked "
+                       f"{_show_pin(locked)}, live {_show_pin(live)}; its data_check step refuses it until "
+                       "the data is reviewed and relocked")
+    return out
+
+
+def _show_pin(pin: dict) -> str:
+    return ", ".join(f"{k} {pin[k]}" for k in PIN_KEYS if pin.get(k) is not None) or "none"
 
 
 def _show(pin: dict | None) -> str:

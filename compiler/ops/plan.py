@@ -42,6 +42,7 @@ from specops.build.compile import compile_repo
 from specops.checks.rules import check_plan_rules
 from specops.diagnostics import Diagnostics, suggestion
 from specops.ir.lower import lower_target
+from specops.ops.lock import remote_changes
 from specops.ops.monitor import pending_promotions
 from specops.ops.resources import desired_resources, required_gates
 from specops.state import open_store
@@ -469,7 +470,8 @@ class EnvContext:
                             targets=targets, gates_for=self.gates_for, replace=replace, refresh_only=refresh_only)
         plan.capacity = dict(self.capacity)
         if refresh_live and not refresh_only:
-            plan.problems = preflight(plan, self.provider_for)
+            # The refresh talks to the network anyway: remote data pins are checked here too.
+            plan.problems = preflight(plan, self.provider_for) + remote_changes(self.resolved, self.env)
         return plan
 
 

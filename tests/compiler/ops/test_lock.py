@@ -7,7 +7,10 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import boto3
 from click.testing import CliRunner
@@ -91,7 +94,10 @@ def test_a_corrupt_lock_is_one_error(tmp_path: Path) -> None:
     assert "regenerate it with `specops lock`" in diags[0].message
 
 
-def test_s3_sources_are_pinned_by_etag_and_checked_live(tmp_path: Path, monkeypatch) -> None:
+@contextmanager
+def s3_abalone(tmp_path: Path, monkeypatch, body: bytes) -> Iterator[tuple[Path, Any]]:
+    """The abalone example reading s3://data/abalone.csv (`body`, in a versioned bucket) from
+    moto's server on 127.0.0.1: (repo, S3 client)."""
     repo = tmp_path / "abalone"
     shutil.copytree(EXAMPLES / "abalone", repo, ignore=shutil.ignore_patterns("build", ".specops"))
     ds = repo / "datasets" / "abalone.yaml"
@@ -101,7 +107,12 @@ def test_s3_sources_are_pinned_by_etag_and_checked_live(tmp_path: Path, monkeypa
         s3 = boto3.client("s3", endpoint_url=endpoint)
         s3.create_bucket(Bucket="data")
         s3.put_bucket_versioning(Bucket="data", VersioningConfiguration={"Status": "Enabled"})
-        s3.put_object(Bucket="data", Key="abalone.csv", Body=b"M,1\n")
+        s3.put_object(Bucket="data", Key="abalone.csv", Body=body)
+        yield repo, s3
+
+
+def test_s3_sources_are_pinned_by_etag_and_checked_live(tmp_path: Path, monkeypatch) -> None:
+    with s3_abalone(tmp_path, monkeypatch, b"M,1\n") as (repo, s3):
         result = lock_repo(repo)
         pin = result.sources["s3://data/abalone.csv"]
         assert pin["etag"] and pin["versionId"] and result.written
@@ -113,3 +124,34 @@ def test_s3_sources_are_pinned_by_etag_and_checked_live(tmp_path: Path, monkeypa
         missing = lock_repo(repo, check=True)
         assert missing.diagnostics.has_errors and "cannot pin 's3://data/abalone.csv'" in \
             missing.diagnostics.sorted()[0].message
+
+
+def test_plan_reports_a_remote_pin_that_moved_behind_the_lock(tmp_path: Path, monkeypatch) -> None:
+    """`plan` refreshes, so it checks the remote pins of the datasets its environment uses: an
+    object re-uploaded after `specops lock` is a problem naming the dataset and both pins, and
+    apply refuses before running anything."""
+    with s3_abalone(tmp_path, monkeypatch, (EXAMPLES / "abalone" / "data" / "abalone.csv").read_bytes()) as (repo, s3):
+        locked = lock_repo(repo).sources["s3://data/abalone.csv"]
+        r = CliRunner().invoke(main, ["plan", str(repo), "--env", "dev", "--json"])
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.output)["problems"] == []
+
+        live = s3.put_object(Bucket="data", Key="abalone.csv", Body=b"M,1\n")  # re-uploaded behind the lock
+        r = CliRunner().invoke(main, ["plan", str(repo), "--env", "dev", "--json"])
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.output)["problems"] == [
+            (f"Dataset 'abalone': s3://data/abalone.csv changed since `specops lock`: locked etag {locked['etag']}, "
+             f"versionId {locked['versionId']}, live etag {live['ETag'].strip(chr(34))}, versionId {live['VersionId']}; "
+             "its data_check step refuses it until the data is reviewed and relocked")]
+        text = CliRunner().invoke(main, ["plan", str(repo), "--env", "dev"]).output
+        assert "Problem: Dataset 'abalone': s3://data/abalone.csv changed since `specops lock`" in text
+        # Without a refresh, plan stays off the network.
+        r = CliRunner().invoke(main, ["plan", str(repo), "--env", "dev", "--refresh=false", "--json"])
+        assert json.loads(r.output)["problems"] == []
+        r = CliRunner().invoke(main, ["apply", str(repo), "--env", "dev", "--auto-approve"])
+        assert r.exit_code == 1 and "changed since `specops lock`" in r.output
+        assert not (repo / ".specops" / "runs").exists()
+        # Relocked after review, the plan is clean again.
+        assert lock_repo(repo).written
+        r = CliRunner().invoke(main, ["plan", str(repo), "--env", "dev", "--json"])
+        assert json.loads(r.output)["problems"] == []
