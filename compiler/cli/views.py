@@ -46,9 +46,10 @@ def render_promotions(plan: Plan) -> list[str]:
     for p in plan.promotions:
         gates = ", ".join(f"{g} {s}" for g, s in sorted(p.get("gates", {}).items()))
         where = f" ({p['address']})" if p.get("address") else ""
+        how = (f"propose it with `{p['command']}`" if p.get("command") else
+               f"no environment after {plan.env} deploys Model/{p['model']}, so `specops promote` has nowhere to pin it")
         out.append(f"  promotion pending: Model/{p['model']}{where} -> {p['registry']}@{p['version']}, retrained after "
-                   f"monitor {p['monitor']} breached at {p['breach_time']}{f'; gates: {gates}' if gates else ''}; "
-                   "promote it with a git change")
+                   f"monitor {p['monitor']} breached at {p['breach_time']}{f'; gates: {gates}' if gates else ''}; {how}")
     return out
 
 

@@ -226,6 +226,17 @@ def _retrain_remote(run: Any, backend: Any, record: dict[str, Any], uploads: dic
     return record
 
 
+def promote_command(resolved: Resolved, env: str, model: str) -> str | None:
+    """The command that proposes a retrained version as a git change: `specops promote` from
+    the environment whose monitor retrained it to the next environment that deploys the model,
+    in the order the Project writes its environments (dev, staging, prod); None when no later
+    environment does."""
+    names = list(resolved.project.environments)  # as written: resolve sorts its views by name
+    later = [e for e in names[names.index(env) + 1:]
+             if e in resolved.envs and resolved.envs[e].get("Model", model) is not None]
+    return f"specops promote {model} --from {env} --to {later[0]}" if later else None
+
+
 def pending_promotions(state: State | None) -> list[dict[str, Any]]:
     """Retrained versions awaiting promotion: the latest successful retrain per model."""
     latest: dict[str, dict[str, Any]] = {}

@@ -43,7 +43,7 @@ from specops.checks.rules import check_plan_rules
 from specops.diagnostics import Diagnostics, suggestion
 from specops.ir.lower import lower_target
 from specops.ops.lock import remote_changes
-from specops.ops.monitor import pending_promotions
+from specops.ops.monitor import pending_promotions, promote_command
 from specops.ops.resources import desired_resources, required_gates
 from specops.state import open_store
 from specops.structdiff import FieldDiff, file_diffs
@@ -469,6 +469,8 @@ class EnvContext:
                             provider_for=self.provider_for, refresh_live=refresh_live or refresh_only,
                             targets=targets, gates_for=self.gates_for, replace=replace, refresh_only=refresh_only)
         plan.capacity = dict(self.capacity)
+        plan.promotions = [{**p, "command": promote_command(self.resolved, self.env, p["model"])}
+                           for p in plan.promotions]
         if refresh_live and not refresh_only:
             # The refresh talks to the network anyway: remote data pins are checked here too.
             plan.problems = preflight(plan, self.provider_for) + remote_changes(self.resolved, self.env)

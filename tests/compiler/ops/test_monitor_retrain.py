@@ -10,13 +10,17 @@ import json
 import shutil
 from pathlib import Path
 
+import jsonschema
 import pytest
 from click.testing import CliRunner
 
+from specops.checks import analyze
 from specops.cli.app import main
+from specops.state import State, open_store
 from tests.compiler.runtime.test_runtime_monitor import shifted
 
 ROOT = Path(__file__).resolve().parents[3]
+PLAN_SCHEMA = ROOT / "compiler" / "schemas" / "cli" / "plan.schema.json"
 
 
 def _cli(*args: str) -> tuple[int, str]:
@@ -75,6 +79,42 @@ def test_breach_retrains_and_plan_shows_the_promotion(tmp_path: Path) -> None:
         # shown next to the model's registry aliases (issue 16's registered_model resource)
         "address": "registered_model.churn-classifier", "aliases": [], "breach_time": b["time"],
         "gates": {"churn-auc": "completed"}, "model": "churn-classifier", "monitor": "churn-drift",
-        "registry": "churn-classifier", "run": retrain["run"], "version": version}]
+        "registry": "churn-classifier", "run": retrain["run"], "version": version,
+        # the command that proposes it, to the next environment that deploys the model
+        "command": "specops promote churn-classifier --from dev --to staging"}]
     code, out = _cli("plan", str(repo), "--env", "dev")
     assert f"promotion pending: Model/churn-classifier (registered_model.churn-classifier) -> churn-classifier@{version}" in out
+    assert "; propose it with `specops promote churn-classifier --from dev --to staging`" in out
+
+
+def _breached(repo: Path, env: str) -> None:
+    """State holding one breach whose retrain registered a version (as `monitor run` records it)."""
+    store = open_store(analyze(repo).project.state, env, repo)
+    state = State.new(env)
+    state.monitors["churn-drift"] = {"breaches": [{
+        "time": "2026-12-01T10:00:00Z", "checks": [{"name": "drift:share"}], "window": {"sha256": "0" * 64},
+        "retrain": {"run": "a" * 64, "model": "churn-classifier", "status": "succeeded",
+                    "gates": {"churn-auc": "completed"},
+                    "registered": {"registry": "churn-classifier", "version": "retrain-aaaaaaaaaaaa", "aliases": []}}}]}
+    with store.lock("test"):
+        store.write(state)
+
+
+@pytest.mark.parametrize("env, command", [("dev", "specops promote churn-classifier --from dev --to staging"),
+                                          ("prod", None)])
+def test_the_pending_promotion_names_the_command_that_proposes_it(tmp_path: Path, env: str, command: str | None) -> None:
+    repo = tmp_path / "churn"
+    shutil.copytree(ROOT / "examples" / "churn", repo, ignore=shutil.ignore_patterns(".specops", "build"))
+    _breached(repo, env)
+    code, out = _cli("plan", str(repo), "--env", env, "--refresh=false", "--json")
+    assert code == 0, out
+    doc = json.loads(out)
+    jsonschema.Draft202012Validator(json.loads(PLAN_SCHEMA.read_text())).validate(doc)
+    assert [p["command"] for p in doc["promotions"]] == [command]
+    code, out = _cli("plan", str(repo), "--env", env, "--refresh=false")
+    line = next(ln for ln in out.splitlines() if "promotion pending" in ln)
+    if command:
+        assert line.endswith(f"; gates: churn-auc completed; propose it with `{command}`")
+    else:  # prod is the last environment: nothing to pin it in
+        assert line.endswith("; no environment after prod deploys Model/churn-classifier, so `specops promote` has "
+                             "nowhere to pin it")
