@@ -20,7 +20,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 
 class ReadRefused(Exception):
@@ -79,16 +79,20 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes, *, durable: bool = False,
+def write_atomic(path: Path, data: bytes | Iterable[bytes], *, durable: bool = False,
                  replace: Callable[[str, Path], None] = os.replace) -> None:
     """Write `data` to `path`: readers see the old bytes or the new ones, never a mix. On any
-    error the temp file is removed and `path` is untouched."""
+    error the temp file is removed and `path` is untouched. `data` may be an iterable of
+    byte chunks, written in turn (a build pack: never joined into one copy in memory)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                f.write(data)
+            else:
+                f.writelines(data)
             if durable:
                 f.flush()
                 os.fsync(f.fileno())

@@ -1,15 +1,16 @@
 """Incremental compile: a content-addressed build cache under `<root>/.specops/cache/builds/`.
 
-Format (CACHE_FORMAT 3). Two kinds of file:
+Format (CACHE_FORMAT 4). Two kinds of file (and the inputs' `stat.json`, see below):
 
 - `in-<inputs key>.json`: `{"entries": [{probes, pack}]}`, newest first: what a compile of
   exactly these YAML inputs also read from the repo (the "probes": `{path: sha256 | "dir"}`:
   model `config.json` files, dataset `file://` paths, base-model folders) and the key of the
   pack it produced.
 - `pack-<pack key>.bin`: one JSON index line (envs, artifacts with their manifest fields and
-  byte ranges, the specs index, the build's diagnostics, and the emission index: which
+  byte ranges, the specs index, the build's diagnostics, the emission index: which
   artifacts each pipeline's or serving target's emission key produced, the next compile's
-  emission cache, see compile.EmitCache) followed by the artifact bytes. Only the newest
+  emission cache, see compile.EmitCache, and the dependency index: what each unit of the
+  reference graph produced, see units.py) followed by the artifact bytes. Only the newest
   pack stays as it is; older ones are zlib-compressed (`.bin.z`) and kept while the cache
   stays within twice the build output (`prune`).
 
@@ -20,9 +21,13 @@ discovered YAML file with the sha256 of its bytes (plus `.specopsignore`). The p
 the probes' hashes. Only builds without errors are stored, so a hit reproduces exactly what
 a full compile would: the same artifacts, byte for byte, and the same warnings.
 
-`fast_compile(path, envs)` is the whole-repo fast path: it hashes the inputs without parsing
-anything (no pydantic, no YAML), and returns the last build when nothing changed. The
-no-op recompile of the 1,000-spec benchmark repo takes a few tens of milliseconds this way.
+`fast_compile(path, envs)` is the whole-repo fast path: it keys the inputs without parsing
+anything (no pydantic, no YAML), and returns the last build when nothing changed. Like the
+validate cache (checkcache.py) it stats every YAML file first and reads and hashes only those
+whose size or mtime moved since the last run, or whose mtime was too close to that run to be
+trusted (`stat.json`: each file's size, mtime and sha256). The newest pack is read lazily by
+the next compile (`latest_view`): the artifacts an edit does not reach are read from it one
+by one, never the whole pack at once.
 This module imports only the standard library at top level, so the CLI can call it first.
 """
 
@@ -33,19 +38,21 @@ import importlib.util
 import json
 import os
 import shutil
+import stat
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from specops import __version__
 from specops.fsio import ReadRefused, read_regular, write_atomic
-from specops.paths import discover as _discover
 from specops.paths import MAX_FILE_BYTES, find_root, repo_cache_dir
+from specops.paths import discover as _discover
 from specops.paths import ignore_patterns as _patterns
 from specops.resolve.lockfile import lock_bytes
 
-CACHE_FORMAT = 3  # 2: artifacts carry role, resource and file; 3: packs carry the emission index
+CACHE_FORMAT = 4  # 2: artifacts carry role, resource and file; 3: the emission index; 4: the unit index
 KEEP_PACKS = 16  # older packs are pruned after a store; each is one build of the repo
 
 _CODE_FP: str | None = None
@@ -108,13 +115,69 @@ def discover(root: Path) -> list[str] | None:
 
 def inputs_key(files: dict[str, bytes], envs: Iterable[str] | None, ignore_raw: bytes = b"",
                lock_raw: bytes = b"") -> str:
+    return _inputs_key({rel: _sha(raw) for rel, raw in files.items()}, envs, ignore_raw, lock_raw)
+
+
+def _inputs_key(shas: dict[str, str], envs: Iterable[str] | None, ignore_raw: bytes, lock_raw: bytes) -> str:
+    """inputs_key from each YAML file's sha256 (hex)."""
     h = hashlib.sha256(f"{code_fingerprint()}\nenvs={','.join(sorted(envs)) if envs else '*'}\n".encode())
     h.update(b"ignore\0" + _sha(ignore_raw).encode() + b"\n")
     # specops.lock pins reach the data_check steps' params: a re-lock is a new input.
     h.update(b"lock\0" + _sha(lock_raw).encode() + b"\n")
-    for rel in sorted(files):
-        h.update(f"{rel}\0{_sha(files[rel])}\n".encode())
+    for rel in sorted(shas):
+        h.update(f"{rel}\0{shas[rel]}\n".encode())
     return h.hexdigest()
+
+
+# ---- the inputs' stat record: size and mtime first, as the validate cache does ----------------
+
+STAT_RECORD = "stat.json"
+# A file whose mtime is this close to the record's making is hashed, not trusted by its stat:
+# it could change again within the clock tick without its mtime moving (git's "racily clean").
+RACY_NS = 2_000_000_000
+
+
+def _stat_shas(root: Path, rels: list[str]) -> dict[str, str] | None:
+    """Every YAML input's sha256, taken from the last record for a file whose size and mtime
+    did not move (and were not racy), read and hashed otherwise; the record is rewritten when
+    any file was hashed. None when a file cannot be read (the slow path reports it)."""
+    path = _builds(cache_dir_of(root)) / STAT_RECORD
+    try:
+        rec = json.loads(read_regular(path, MAX_FILE_BYTES))
+        old, trusted_before = rec["files"], rec["stored_ns"] - RACY_NS
+        if rec.get("format") != CACHE_FORMAT or not isinstance(old, dict):
+            old = {}
+    except (OSError, ReadRefused, ValueError, KeyError, TypeError):
+        old, trusted_before = {}, 0
+    started = time.time_ns()
+    shas: dict[str, str] = {}
+    new: dict[str, list] = {}
+    hashed = False
+    for rel in rels:
+        full = root / rel
+        try:
+            st = os.stat(full)
+        except OSError:
+            return None
+        r = old.get(rel)
+        if (isinstance(r, list) and len(r) == 3 and r[0] == st.st_size and r[1] == st.st_mtime_ns
+                and st.st_mtime_ns < trusted_before and stat.S_ISREG(st.st_mode)):
+            sha = r[2]
+        else:
+            try:
+                sha = _sha(read_regular(full, MAX_FILE_BYTES))
+            except (OSError, ReadRefused):
+                return None
+            hashed = True
+        shas[rel] = sha
+        new[rel] = [st.st_size, st.st_mtime_ns, sha]
+    if hashed or len(old) != len(new):
+        try:
+            write_atomic(path, json.dumps({"format": CACHE_FORMAT, "stored_ns": started, "files": new},
+                                          separators=(",", ":")).encode())
+        except OSError:
+            pass  # a read-only checkout: hashed again next time
+    return shas
 
 
 # Probed files (data, model configs) up to this size are hashed; bigger ones by size and mtime.
@@ -185,16 +248,16 @@ def _pack_key(ikey: str, probes: dict[str, str]) -> str:
 
 
 def store(cache_dir: Path, ikey: str, probes: dict[str, str], envs: list[str], index: dict[str, Any],
-          blob: bytes) -> None:
-    """Record a build (the build stage's `Build.to_record()`: a JSON-able index and the bytes
-    it points into) under its keys. Best effort: a read-only or full disk leaves the compile
-    correct, only slower next time."""
+          chunks: list[bytes]) -> None:
+    """Record a build (the build stage's `Build.to_record()`: a JSON-able index and the byte
+    chunks it points into, end to end) under its keys. Best effort: a read-only or full disk
+    leaves the compile correct, only slower next time."""
     try:
         pkey = _pack_key(ikey, probes)
         d = _builds(cache_dir)
         head = {**index, "format": CACHE_FORMAT, "envs": envs}
         write_atomic(d / f"pack-{pkey}.bin",
-                     json.dumps(head, sort_keys=True, separators=(",", ":")).encode() + b"\n" + blob)
+                     [json.dumps(head, sort_keys=True, separators=(",", ":")).encode(), b"\n", *chunks])
         # One inputs key can have met several states of the files it names (a config.json
         # edited and reverted): keep the last few, newest first.
         entries = [{"probes": probes, "pack": pkey}]
@@ -221,10 +284,11 @@ def prune(cache_dir: Path, budget: int) -> None:
         for i, p in enumerate(_packs(d)):
             if i > 0 and p.suffix == ".bin":
                 # An older build (a revert or a branch switch may ask for it again) is kept
-                # compressed: ~5x smaller, read back in tens of milliseconds.
+                # compressed: ~5x smaller, read back in tens of milliseconds. Streamed: the
+                # pack is never whole in memory.
                 z = p.with_name(p.name + ".z")
                 st = p.stat()
-                write_atomic(z, zlib.compress(p.read_bytes(), 1))
+                write_atomic(z, _compressed(p))
                 os.utime(z, ns=(st.st_atime_ns, st.st_mtime_ns))
                 p.unlink()
                 p = z
@@ -235,6 +299,15 @@ def prune(cache_dir: Path, budget: int) -> None:
                 p.unlink(missing_ok=True)
     except (OSError, zlib.error):
         return
+
+
+def _compressed(p: Path) -> Iterator[bytes]:
+    """The file's bytes zlib-compressed (level 1), 1 MiB at a time."""
+    c = zlib.compressobj(1)
+    with open(p, "rb") as f:
+        while chunk := f.read(1 << 20):
+            yield c.compress(chunk)
+    yield c.flush()
 
 
 def _packs(d: Path) -> list[Path]:
@@ -254,10 +327,52 @@ def _read_pack(p: Path) -> CachedRecord | None:
 
 
 def latest(cache_dir: Path) -> CachedRecord | None:
-    """The newest stored build (the emission cache of the next compile), or None."""
+    """The newest stored build, or None."""
     try:
         packs = _packs(_builds(cache_dir))
         return _read_pack(packs[0]) if packs else None
+    except (OSError, ValueError, KeyError, TypeError, zlib.error):
+        return None
+
+
+@dataclass
+class PackView:
+    """A stored build's index, and `read(offset, size)` of the bytes it points into."""
+
+    index: dict
+    read: Callable[[int, int], bytes]
+
+
+def latest_view(cache_dir: Path) -> PackView | None:
+    """The newest stored build (the emission cache and dependency index of the next
+    compile), or None. Its bytes are read from the file when asked for (pread), not loaded:
+    an edit reuses most of the last build, but holding the whole pack beside the new build
+    would double the compile's memory."""
+    try:
+        packs = _packs(_builds(cache_dir))
+        if not packs:
+            return None
+        if packs[0].suffix == ".z":
+            rec = _read_pack(packs[0])
+            return PackView(rec.index, lambda off, size, blob=rec.blob: blob[off:off + size]) if rec else None
+        f = open(packs[0], "rb")  # noqa: SIM115 (open while the compile reads from it)
+        index = json.loads(f.readline())
+        if index.get("format") != CACHE_FORMAT:
+            f.close()
+            return None
+        base = f.tell()
+        off, size = index["manifest"]
+        if os.fstat(f.fileno()).st_size != base + off + size:  # truncated or grown: not this build's
+            f.close()
+            return None
+
+        def read(off: int, size: int, f: Any = f) -> bytes:
+            data = os.pread(f.fileno(), size, base + off)
+            if len(data) != size:
+                raise OSError(f"{f.name}: short read")
+            return data
+
+        return PackView(index, read)
     except (OSError, ValueError, KeyError, TypeError, zlib.error):
         return None
 
@@ -317,16 +432,18 @@ def fast_compile(path: str | Path = ".", envs: Iterable[str] | None = None) -> F
     rels = discover(root)
     if rels is None:
         return None
-    files: dict[str, bytes] = {}
-    try:
-        for rel in rels:
-            files[rel] = read_regular(root / rel, MAX_FILE_BYTES)
-    except (OSError, ReadRefused):
+    shas = _stat_shas(root, rels)
+    if shas is None:
         return None  # the slow path reports it
     _, ignore_raw = _patterns(root)
     envs = sorted(set(envs)) if envs else None
-    hit = lookup(cache_dir_of(root), root, inputs_key(files, envs, ignore_raw, lock_bytes(root)))
+    hit = lookup(cache_dir_of(root), root, _inputs_key(shas, envs, ignore_raw, lock_bytes(root)))
     return FastResult(root, hit) if hit is not None else None
+
+
+def out_record(root: Path, out: Path) -> Path:
+    """Where the stats of the build folder `out` are recorded (see output.write_build)."""
+    return _builds(cache_dir_of(root)) / f"out-{_sha(os.fsencode(os.path.realpath(out)))[:16]}.json"
 
 
 def ignore_bytes(root: Path) -> bytes:

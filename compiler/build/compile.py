@@ -28,9 +28,11 @@ from specops.backends import cloudwatch, helm_stack, mlserver, prometheus, sagem
 from specops.backends.kubernetes import served_model_name
 from specops.backends.registry import pipeline_backend, serving_platform
 from specops.build import cache
+from specops.build import units as units_mod
 from specops.build.checkcache import probe_state
 from specops.build.manifest import Artifact, Build, spec_digest
 from specops.build.output import write_build
+from specops.build.units import UnitIndex
 from specops.checks import analyze
 from specops.checks.capacity import capacity_report, startup_probe
 from specops.diagnostics import Diagnostic, SpecError
@@ -77,33 +79,46 @@ def _src(source: Any) -> dict[str, Any]:
 def compile_env(resolved: Resolved, env: str, build: Build, cache_dir: Path | None = None,
                 emitted: EmitCache | None = None) -> None:
     view = resolved.envs[env]
-    pipelines, servings = lower_env(resolved, env)
+    emitted = emitted if emitted is not None else EmitCache(cache_dir)
+    # With a cache, the units (build/units.py) the last build holds unchanged are replayed
+    # from it; only the others are lowered and emitted, each through a sink that records
+    # what it produced for the next compile.
+    units = emitted.units(resolved, view)
+    keep = units.compiles if units is not None else None
+
+    def out(key: str) -> Any:
+        return units.sink(build, key) if units is not None else build
+
+    pipelines, servings = lower_env(resolved, env, keep)
     backend = pipeline_backend(view.target.backend)
     releases: dict[str, list[tuple[ir.Serving, dict[str, Any]]]] = {}
-    emitted = emitted if emitted is not None else EmitCache(cache_dir)
     for p in pipelines:
-        build.diagnostics.extend(backend.check(p))
         key = f"Model/{p.model}"
+        sink = out(key)
+        sink.diagnostics.extend(backend.check(p))
         deps = dependencies(view, key)
         folder = f"{env}/{backend.NAME}/{p.name}"
         for rel, data in sorted(emitted.emit(backend, p, lambda rel, folder=folder: f"{folder}/{rel}").items()):
-            build.add(Artifact(f"{env}/{backend.NAME}/{p.name}/{rel}", data, env, backend.NAME, key,
-                               _src(p.source), deps, "pipeline", p.name, rel))
+            sink.add(Artifact(f"{env}/{backend.NAME}/{p.name}/{rel}", data, env, backend.NAME, key,
+                              _src(p.source), deps, "pipeline", p.name, rel))
     for s in servings:
-        compile_serving(resolved, view, s, build, releases, emitted)
+        compile_serving(resolved, view, s, out(f"ServingTarget/{s.name}"), releases, emitted)
     for release, parts in sorted(releases.items()):
-        compile_release(view, release, parts, build)
+        compile_release(view, release, parts, out(f"ServingTarget/{parts[0][0].name}"))
     served = {s.name: s for s in servings}
-    for node, params in lower_monitors(resolved, env):
+    for node, params in lower_monitors(resolved, env, keep):
         key = node.key
-        build.add(Artifact(f"{env}/monitors/{node.name}/monitor.json", params_bytes(params), env, "specops", key,
-                           _src(node), dependencies(view, key), "monitor", node.name, "monitor.json"))
+        sink = out(key)
+        sink.add(Artifact(f"{env}/monitors/{node.name}/monitor.json", params_bytes(params), env, "specops", key,
+                          _src(node), dependencies(view, key), "monitor", node.name, "monitor.json"))
         slo = params["checks"].get("slo")
         if slo is not None and params.get("serving") in served:
-            compile_alerts(view, node, served[params["serving"]], slo, build)
+            compile_alerts(view, node, served[params["serving"]], slo, sink)
+    if units is not None:
+        emitted.replay(units, build)
 
 
-def compile_alerts(view: EnvView, node: Any, s: ir.Serving, slo: dict[str, Any], build: Build) -> None:
+def compile_alerts(view: EnvView, node: Any, s: ir.Serving, slo: dict[str, Any], build: Any) -> None:
     """A Monitor's serving SLOs: Prometheus rules (+ a PrometheusRule on Kubernetes platforms) and
     a Grafana dashboard, in the metric names of the serving target's vLLM version."""
     where = diagnostic_location(ir.Source(node.file, locate=lambda: _pos(node, ("spec", "checks", "slo"))))
@@ -158,7 +173,7 @@ def node_platform(view: EnvView, s: ir.Serving) -> str:
 
 
 def compile_release(view: EnvView, release: str, parts: list[tuple[ir.Serving, dict[str, Any]]],
-                    build: Build) -> None:
+                    build: Any) -> None:
     """One production-stack values file for the serving targets that share a Helm release."""
     parts = sorted(parts, key=lambda p: p[0].name)
     values, diags = helm_stack.combine(parts)
@@ -183,35 +198,84 @@ class EmitCache:
         self.dir = Path(cache_dir) if cache_dir is not None else None
         self._code: str | None = None
         self._shas: dict[str, str] = {}
-        self._prev: tuple[dict[str, Any], dict[str, tuple[int, int]], bytes] | None = None
+        self._shared: str | None = None
+        # The last build: its emission index, artifact entries by path, a reader of its
+        # bytes, its unit records.
+        self._prev: tuple[dict[str, Any], dict[str, dict[str, Any]], Any, dict[str, Any]] | None = None
         self.index: dict[str, Any] = {}
+        self.unit_records: dict[str, Any] = {}
+        self._owner: dict[str, str] | None = None
+        self._probes: dict[str, str] | None = None
 
     def _key(self, *parts: str) -> str:
         if self._code is None:
             self._code = cache.code_fingerprint()
         return hashlib.sha256("\n".join((self._code, *parts)).encode()).hexdigest()
 
+    def _last(self) -> tuple[dict[str, Any], dict[str, dict[str, Any]], Any, dict[str, Any]]:
+        if self._prev is None:
+            rec = cache.latest_view(self.dir) if self.dir is not None else None
+            if rec is None or not isinstance(rec.index.get("emit"), dict):
+                self._prev = ({}, {}, None, {})
+            else:
+                arts = {a["path"]: a for a in rec.index["artifacts"]}
+                units = rec.index.get("units")
+                self._prev = (rec.index["emit"], arts, rec.read, units if isinstance(units, dict) else {})
+        return self._prev
+
+    def _bytes(self, path: str) -> bytes:
+        _, arts, read, _ = self._last()
+        a = arts[path]
+        return read(a["offset"], a["size"])
+
     def _previous(self, key: str) -> tuple[dict[str, Any], Any] | None:
         """The last build's record of `key` and a reader of that build's artifact bytes."""
         if self.dir is None:
             return None
-        if self._prev is None:
-            rec = cache.latest(self.dir)
-            if rec is None or not isinstance(rec.index.get("emit"), dict):
-                self._prev = ({}, {}, b"")
-            else:
-                arts = {a["path"]: (a["offset"], a["size"]) for a in rec.index["artifacts"]}
-                self._prev = (rec.index["emit"], arts, rec.blob)
-        emit, arts, blob = self._prev
-        got = emit.get(key)
-        if got is None:
+        got = self._last()[0].get(key)
+        return None if got is None else (got, self._bytes)
+
+    def units(self, resolved: Resolved, view: EnvView) -> UnitIndex | None:
+        """The environment's units against the last build's (None without a cache)."""
+        if self.dir is None:
             return None
+        if self._shared is None:
+            if self._code is None:
+                self._code = cache.code_fingerprint()
+            self._shared = units_mod.shared_key(resolved, self._code, self.probes(resolved))
+        unit_of = units_mod.components(view)
+        sigs = units_mod.signatures(view, unit_of, resolved.repo.files, self._shared, self._shas)
+        _, arts, _, previous = self._last()
+        return UnitIndex(sigs, unit_of, previous, arts)
 
-        def read(path: str) -> bytes:
-            off, size = arts[path]
-            return blob[off:off + size]
+    def probes(self, resolved: Resolved) -> dict[str, str]:
+        """cache.probes_of(resolved), once per compile (the units' key and the store use it)."""
+        if self._probes is None:
+            self._probes = cache.probes_of(resolved)
+        return self._probes
 
-        return got, read
+    def replay(self, units: UnitIndex, build: Any) -> None:
+        """Add the reused units' artifacts and diagnostics, as the last build had them, and
+        carry their records (units and emission entries) into this compile's index."""
+        emit, arts, _, _ = self._last()
+        if self._owner is None and units.reused:  # artifact path -> the emission entry that made it
+            self._owner = {}
+            for k, e in emit.items():
+                files = e.get("files") if isinstance(e, dict) else None
+                for path in files.values() if isinstance(files, dict) else [f[1] for f in files or ()]:
+                    self._owner[path] = k
+        owner = self._owner or {}
+        for sig in sorted(units.reused):
+            rec = units.previous[sig]
+            for path in rec["paths"]:
+                a = arts[path]
+                build.add(Artifact(path, self._bytes(path), a["env"], a["backend"], a["spec"],
+                                   a["source"], list(a["dependsOn"]), a["role"], a["resource"], a["file"]))
+                if (k := owner.get(path)) is not None:
+                    self.index[k] = emit[k]
+            build.diagnostics.extend(Diagnostic.from_row(r) for r in rec["diags"])
+            self.unit_records[sig] = rec
+        self.unit_records.update(units.records)
 
     def emit(self, backend: Any, pipeline: ir.Pipeline, path_of: Callable[[str], str]) -> dict[str, bytes]:
         if self.dir is None:
@@ -268,7 +332,7 @@ class EmitCache:
         return sha
 
 
-def compile_serving(resolved: Resolved, view: EnvView, s: ir.Serving, build: Build,
+def compile_serving(resolved: Resolved, view: EnvView, s: ir.Serving, build: Any,
                     releases: dict[str, list[tuple[ir.Serving, dict[str, Any]]]] | None = None,
                     emitted: EmitCache | None = None) -> None:
     key = f"ServingTarget/{s.name}"
@@ -346,11 +410,12 @@ def compile_repo(resolved: Resolved, envs: list[str] | None = None, cache_dir: P
     emitted = EmitCache(cache_dir)
     build = _compile_repo(resolved, envs, cache_dir, emitted)
     if not build.diagnostics.has_errors:  # only clean builds: a hit must reproduce a full compile
-        index, blob = build.to_record()
+        index, chunks = build.to_record()
         index["emit"] = emitted.index  # the next compile's emission cache
-        cache.store(Path(cache_dir), ikey, cache.probes_of(resolved), sorted(resolved.envs), index, blob)
+        index["units"] = emitted.unit_records  # and its dependency index (build/units.py)
+        cache.store(Path(cache_dir), ikey, emitted.probes(resolved), sorted(resolved.envs), index, chunks)
         # Bounded: at most about twice the build output on disk.
-        cache.prune(Path(cache_dir), 2 * len(blob))
+        cache.prune(Path(cache_dir), 2 * sum(map(len, chunks)))
     return build
 
 

@@ -14,7 +14,7 @@ import graphlib
 import hashlib
 import heapq
 import json
-from typing import Any
+from typing import Any, Callable
 
 from specops import ir
 from specops.ir import classical, steps
@@ -630,11 +630,15 @@ def _k8s_secret(ref: Any) -> tuple[str, str] | None:
     return ref.secret_ref.name, ref.secret_ref.key or "token"
 
 
-def lower_env(resolved: Resolved, env: str) -> tuple[list[ir.Pipeline], list[ir.Serving]]:
+def lower_env(resolved: Resolved, env: str, keep: Callable[[str], bool] | None = None
+              ) -> tuple[list[ir.Pipeline], list[ir.Serving]]:
+    """Every Model's pipeline and every ServingTarget's node in `env`; with `keep`, only
+    those whose key it accepts (an incremental compile has the others already)."""
     view = resolved.envs[env]
     memo: dict[str, Any] = {}
-    pipelines = [p for p in (_lowered(resolved, view, m.name, memo) for m in view.of_kind("Model")) if p is not None]
-    servings = [lower_serving(resolved, view, s) for s in view.of_kind("ServingTarget")]
+    models = [m for m in view.of_kind("Model") if keep is None or keep(m.key)]
+    pipelines = [p for p in (_lowered(resolved, view, m.name, memo) for m in models) if p is not None]
+    servings = [lower_serving(resolved, view, s) for s in view.of_kind("ServingTarget") if keep is None or keep(s.key)]
     # A classical server loads the registered model at start: a new model (its pipeline
     # changed) is a new server revision, so the rollout follows the retrain.
     servings = [dataclasses.replace(s, model_revision=steps.producer_version(memo.get(s.model)))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from typing import Any
+from typing import Any, Callable
 
 from specops import ir
 from specops.frontend.overrides import Node
@@ -102,9 +102,10 @@ def monitor_params(resolved: Resolved, view: EnvView, node: Node) -> dict[str, A
     return out
 
 
-def lower_monitors(resolved: Resolved, env: str) -> list[tuple[Node, dict[str, Any]]]:
+def lower_monitors(resolved: Resolved, env: str, keep: Callable[[str], bool] | None = None
+                   ) -> list[tuple[Node, dict[str, Any]]]:
     view = resolved.envs[env]
-    return [(n, monitor_params(resolved, view, n)) for n in view.of_kind("Monitor")]
+    return [(n, monitor_params(resolved, view, n)) for n in view.of_kind("Monitor") if keep is None or keep(n.key)]
 
 
 def params_bytes(params: dict[str, Any]) -> bytes:

@@ -152,3 +152,54 @@ def test_corrupt_cache_is_a_miss(tmp_path):
         p.write_bytes(b"garbage")
     assert cache.fast_compile(root) is None
     assert compile_repo(analyze(root), cache_dir=cdir).files() == want
+
+
+def _age(root: Path, seconds: int = 60) -> None:
+    """Every YAML file's mtime moved `seconds` into the past (outside the racy window)."""
+    import os
+    import time
+
+    t = time.time() - seconds
+    for p in root.rglob("*.yaml"):
+        os.utime(p, (t, t))
+
+
+def test_the_no_op_path_trusts_size_and_mtime_not_bytes(tmp_path, monkeypatch):
+    """fast_compile stats the inputs first (like the validate cache): unchanged files are not
+    read again; a same-size edit moves the mtime and is seen; a file whose mtime is too recent
+    to trust (racily clean) is hashed even when size and mtime look unchanged."""
+    import os
+
+    root = copy_example(tmp_path, "support-assistant")
+    _age(root)
+    cdir = cache.cache_dir_of(root)
+    compile_repo(analyze(root), cache_dir=cdir)
+    assert cache.fast_compile(root) is not None  # hashes every file once, records their stats
+    reads: list[str] = []
+    real = cache.read_regular
+    monkeypatch.setattr(cache, "read_regular", lambda p, n: reads.append(str(p)) or real(p, n))
+    assert cache.fast_compile(root) is not None
+    assert not [r for r in reads if r.endswith(".yaml")]
+    f = root / "datasets" / "tickets.yaml"
+    orig = f.read_text()
+    f.write_text(orig.replace("rowCount, min: 20", "rowCount, min: 21"))  # same size, new mtime
+    assert cache.fast_compile(root) is None
+    st = f.stat()
+    f.write_text(orig.replace("rowCount, min: 20", "rowCount, min: 22"))
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size and mtime as recorded, but racy
+    assert cache.fast_compile(root) is None
+    f.write_text(orig)
+    assert cache.fast_compile(root) is not None
+
+
+def test_packs_are_streamed_and_read_back_lazily(tmp_path):
+    root = copy_example(tmp_path, "support-assistant")
+    cdir = cache.cache_dir_of(root)
+    build = compile_repo(analyze(root), cache_dir=cdir)
+    view = cache.latest_view(cdir)
+    rec = cache.latest(cdir)
+    assert view is not None and rec is not None and view.index == rec.index
+    for a in view.index["artifacts"]:
+        assert view.read(a["offset"], a["size"]) == build.artifacts[a["path"]].data
+    off, size = view.index["manifest"]
+    assert view.read(off, size) == build.files()["manifest.json"]

@@ -40,7 +40,46 @@ def steps(repo: Path) -> dict:
         "shift": lambda: toggle(c(1, "serving/support-llm.yaml"), "apiVersion:", "# moved down a line\napiVersion:"),
         "model-config": lambda: toggle(repo / "models" / "llama-3.1-8b" / "config.json",
                                        '"num_key_value_heads": 8', '"num_key_value_heads": 4'),
+        # A prompt renamed with the gate that names it (two files, one unit).
+        "rename-prompt": lambda: [toggle(c(1, "prompts/support-reply.yaml"), "name: support-reply-1\n",
+                                         "name: support-reply-1x\n"),
+                                  toggle(c(1, "gates/quality.yaml"), "prompt: support-reply-1\n",
+                                         "prompt: support-reply-1x\n")],
+        # A judge links copy 0's gate to copy 2's model by name (no resolver edge): an edit of
+        # that model's base path must reach copy 0's pipeline.
+        "judge": lambda: toggle(c(0, "gates/quality.yaml"), "  judge: {model: support-llm-2}\n  blocks: [staging, prod]",
+                                "  blocks: [staging, prod]"),
+        "judge-model-path": lambda: toggle(c(2, "models/support-llm.yaml"), "path: models/llama-3.1-8b\n",
+                                           "path: models/llama-alt\n"),
+        # A whole copy of the example added and removed again (new units, then gone).
+        "add-copy": lambda: add_remove_tree(c(0, ""), repo / "team9" / "copy9"),
     }
+
+
+NAMES = ("support-tickets", "support-llm", "support-reply", "ticket-triage", "support-quality",
+         "support-no-regression")
+
+
+def add_remove_tree(src: Path, dst: Path) -> None:
+    """Copy 0's specs as copy 9 (every name suffixed -9), or remove that copy again."""
+    if dst.exists():
+        shutil.rmtree(dst)
+        return
+    for f in sorted(src.rglob("*.yaml")):
+        text = f.read_text()
+        for n in NAMES:
+            text = text.replace(f"{n}-0", f"{n}-9")
+        out = dst / f.relative_to(src)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+
+
+def second_model_folder(repo: Path) -> None:
+    """models/llama-alt, named by copy 1's model from the start: switching copy 2's model to
+    it ("judge-model-path") then changes no path the specs name, only which spec names it."""
+    shutil.copytree(repo / "models" / "llama-3.1-8b", repo / "models" / "llama-alt")
+    toggle(repo / "team1" / "copy1" / "models" / "support-llm.yaml", "path: models/llama-3.1-8b\n",
+           "path: models/llama-alt\n")
 
 
 def build_of(repo: Path, cache_dir: Path | None):
@@ -52,21 +91,39 @@ def build_of(repo: Path, cache_dir: Path | None):
     return b.files(), [d.to_row() for d in b.diagnostics.sorted()]
 
 
-@pytest.mark.parametrize("seed", [3, 4])
+@pytest.mark.parametrize("seed", [3, 4, 5])
 def test_random_edit_sequences_compile_byte_identical(scaled, tmp_path, seed):
     repo = tmp_path / "repo"
     shutil.copytree(scaled, repo)
+    second_model_folder(repo)
     cdir = cache.cache_dir_of(repo)
     ops = steps(repo)
     rng = random.Random(seed)
     assert build_of(repo, cdir) == build_of(repo, None)
-    for i in range(10):
+    for i in range(14):
         name = rng.choice(sorted(ops))
         ops[name]()
         warm = build_of(repo, cdir)
         assert warm == build_of(repo, None), f"step {i}: {name}"
     # the last build's pack carries the emission index the next compile reads
     assert len(cache.latest(cdir).index["emit"]) > 10
+
+
+@pytest.mark.parametrize("script", [
+    ["judge", "judge-model-path", "judge"],  # a link no resolver edge carries
+    ["add-copy", "rename-prompt", "add-copy", "rename-prompt"],
+    ["remove-serving", "add-serving", "remove-serving", "override"],
+])
+def test_scripted_edit_sequences_compile_byte_identical(scaled, tmp_path, script):
+    repo = tmp_path / "repo"
+    shutil.copytree(scaled, repo)
+    second_model_folder(repo)
+    cdir = cache.cache_dir_of(repo)
+    ops = steps(repo)
+    build_of(repo, cdir)
+    for i, name in enumerate(script):
+        ops[name]()
+        assert build_of(repo, cdir) == build_of(repo, None), f"step {i}: {name}"
 
 
 def test_moved_spec_moves_its_cached_serving_warnings(scaled, tmp_path):
@@ -94,3 +151,23 @@ def test_cache_stays_within_twice_the_build_output(scaled, tmp_path):
     on_disk = sum(f.stat().st_size for f in cdir.rglob("*") if f.is_file())
     assert on_disk <= 2 * build_bytes
     assert len(list((cdir / "builds").glob("pack-*"))) >= 2  # an older build is kept, compressed
+
+
+def test_an_edit_lowers_only_the_unit_it_reaches(scaled, tmp_path, monkeypatch):
+    """The dependency index (build/units.py): after one prompt edit, only the edited copy's
+    model and serving target are lowered again, in each environment; the rest is replayed."""
+    from specops.ir import lower
+
+    repo = tmp_path / "repo"
+    shutil.copytree(scaled, repo)
+    cdir = cache.cache_dir_of(repo)
+    build_of(repo, cdir)
+    lowered: list[str] = []
+    real_pipeline, real_serving = lower.lower_pipeline, lower.lower_serving
+    monkeypatch.setattr(lower, "lower_pipeline", lambda r, v, m, memo=None: lowered.append(m.key) or
+                        real_pipeline(r, v, m, memo))
+    monkeypatch.setattr(lower, "lower_serving", lambda r, v, st: lowered.append(st.key) or real_serving(r, v, st))
+    toggle(repo / "team1" / "copy1" / "prompts" / "support-reply.yaml", "version: 4", "version: 5")
+    warm = build_of(repo, cdir)
+    assert sorted(set(lowered)) == ["Model/support-llm-1", "ServingTarget/support-llm-1"]
+    assert warm == build_of(repo, None)
