@@ -42,7 +42,7 @@ def doc_offset_pos(doc: "YamlDoc", path: tuple, offset: int | None, key: bool = 
     when given; the string's own position when the offset cannot be trusted (a multi-line or
     escaped scalar)."""
     pos = doc.pos_of(path, prefer_key=key)
-    exact = path in (doc.keys if key else doc.values)
+    exact = doc.position(path, key) is not None
     if offset is None or not exact or pos.end_line != pos.line or pos.end_col is None:
         return pos
     text = str(path[-1] if key else get_path(doc.data, path))

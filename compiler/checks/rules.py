@@ -358,6 +358,6 @@ def _check_images(resolved: "Resolved", view: "EnvView", out: Diagnostics) -> No
         if not used or not isinstance(ref, str) or not mutable_image(ref):
             continue
         env_path = ("spec", "environments", view.name, "defaults", key)
-        path = env_path if env_path in project.doc.values else ("spec", "defaults", key)
+        path = env_path if project.doc.position(env_path) is not None else ("spec", "defaults", key)
         out.add(Diagnostic("error", "policy", bad(ref, "default " + ("runtime" if key == "image" else "serving")),
                            project.file, project.doc.pos_of(path)))

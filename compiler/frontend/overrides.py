@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from specops.diagnostics import Diagnostic
+from specops.diagnostics import Diagnostic, Pos
 from specops.frontend.loader import Repo, Spec, mark_invalid
 from specops.frontend.validation import validate_document
 from specops.frontend.yamlio import YamlDoc
@@ -27,9 +27,9 @@ def deep_merge(base: Any, over: Any) -> Any:
 
 
 class MergedDoc(YamlDoc):
-    """A document with one environment's overrides merged in. Its positions are derived
-    from the original document's only when asked for: paths under `overrides.<env>` are
-    moved onto `spec`, so an error in an overridden value points at the override."""
+    """A document with one environment's overrides merged in. Its positions are the original
+    document's, except that paths under `overrides.<env>` are moved onto `spec`, so an error
+    in an overridden value points at the override; each is looked up when asked for."""
 
     __slots__ = ("_origin", "_env")
 
@@ -37,7 +37,20 @@ class MergedDoc(YamlDoc):
         super().__init__(origin.file, origin.index, data)
         self._origin, self._env = origin, env
 
+    @property
+    def start(self) -> Pos:
+        return self._origin.start
+
+    def position(self, path: tuple, key: bool = False) -> Pos | None:
+        o = self._origin
+        if len(path) > 1 and path[0] == "spec":
+            moved = o.position(("overrides", self._env) + tuple(path[1:]), key)
+            if moved is not None:
+                return moved
+        return o.position(path, key)
+
     def _ensure(self) -> None:
+        # `keys` and `values` whole (rarely wanted: `position` answers one path).
         if self._keys is not None:
             return
         o = self._origin

@@ -2,9 +2,9 @@
 
 Two paths give the same data:
 
-- The fast path loads with libyaml's C parser (PyYAML's CSafeLoader) and a constructor that
-  refuses duplicate and non-string keys. It keeps no positions: most files are valid and
-  never need them. Files with anchors, aliases, tags or merge keys skip it, so alias bombs
+- The fast path composes with libyaml's C parser (PyYAML's CSafeLoader) and converts the
+  node tree to data in one pass, declining (to the exact path) at a duplicate or non-string
+  key. It keeps no positions: most files are valid and never need them. Files with anchors, aliases, tags or merge keys skip it, so alias bombs
   and custom tags never reach a constructor.
 - The exact path composes nodes (libyaml first; ruamel.yaml's pure parser as a second
   opinion where libyaml is stricter, e.g. `{uri: hf://x/y}` in older builds) and walks them
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import re
+from sys import intern as _intern
 from typing import Any
 
 import yaml
@@ -54,16 +55,23 @@ _MERGE = "tag:yaml.org,2002:merge"
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
-_SCALAR_TAGS = {
-    _STR, _INT, _FLOAT, "tag:yaml.org,2002:bool",
-    "tag:yaml.org,2002:null", _TIMESTAMP,
-}
+_BOOL = "tag:yaml.org,2002:bool"
+_NULL = "tag:yaml.org,2002:null"
+_SCALAR_TAGS = {_STR, _INT, _FLOAT, _BOOL, _NULL, _TIMESTAMP}
 
 Path = tuple  # tuple[str | int, ...]
 
+_ScalarNode, _SequenceNode, _MappingNode = yaml.ScalarNode, yaml.SequenceNode, yaml.MappingNode
+
 
 class YamlDoc:
-    """One YAML document: plain data plus the position of every key and value by path."""
+    """One YAML document: plain data plus the position of every key and value by path.
+
+    A document from the exact path holds its positions (`keys`, `values`). One from the fast
+    path holds none: `position` finds one by walking libyaml's node tree of the file's bytes
+    (composed on demand, a few kept: _Composed) down that one path, so a diagnostic costs a
+    compose in C and a walk of its path, and nothing per document stays in memory. `keys`
+    and `values` still give every position of any document (the exact path, once)."""
 
     __slots__ = ("file", "index", "data", "_start", "_keys", "_values", "_source")
 
@@ -90,7 +98,11 @@ class YamlDoc:
 
     @property
     def start(self) -> Pos:
-        self._ensure()
+        if self._start is None and self._keys is None and self._source is not None:
+            root = self._source.root(self.index)
+            self._start = _pos(root.start_mark) if root is not None else Pos(1, 1)
+        if self._start is None:
+            self._ensure()
         return self._start  # type: ignore[return-value]
 
     @property
@@ -105,35 +117,108 @@ class YamlDoc:
         self._ensure()
         return self._values  # type: ignore[return-value]
 
+    def position(self, path: Path, key: bool = False) -> Pos | None:
+        """The position of exactly `path` (of the mapping key that holds it, with `key`), or
+        None where the document has no such node."""
+        if self._keys is None and self._source is not None:
+            root = self._source.root(self.index)
+            if root is not None:
+                return _locate(root, path, key)
+        return (self.keys if key else self.values).get(path)
+
     def pos_of(self, path: Path, prefer_key: bool = False) -> Pos:
         """The position of `path`, or of its nearest ancestor that has one."""
-        keys, values = self.keys, self.values
         p = tuple(path)
         while True:
-            if prefer_key and p in keys:
-                return keys[p]
-            if p in values:
-                return values[p]
-            if p in keys:
-                return keys[p]
+            if prefer_key and (pos := self.position(p, True)) is not None:
+                return pos
+            if (pos := self.position(p)) is not None or (pos := self.position(p, True)) is not None:
+                return pos
             if not p:
                 return self.start
             p = p[:-1]
 
 
+def _locate(node: Any, path: Path, key: bool) -> Pos | None:
+    """The span of the node at `path` under `node` (of its mapping key, with `key`), in a tree
+    composed from text without anchors, aliases or merge keys (the fast path's), where each
+    path names one node: what the exact path's walk records there."""
+    knode = None
+    for step in path:
+        if type(node) is _MappingNode:
+            for k, v in node.value:
+                if type(step) is str and k.value == step:
+                    knode, node = k, v
+                    break
+            else:
+                return None
+        elif type(node) is _SequenceNode and type(step) is int and 0 <= step < len(node.value):
+            knode, node = None, node.value[step]
+        else:
+            return None
+    if key:
+        return _span(knode) if knode is not None else None
+    return _span(node)
+
+
 class _Source:
-    """The bytes of one file, to compute exact positions on demand (once)."""
+    """The bytes of one file, to compute exact positions on demand: every position once
+    (`exact`), or single paths from its composed node trees (`root`)."""
 
-    __slots__ = ("text", "file", "_exact")
+    __slots__ = ("raw", "file", "_exact")
 
-    def __init__(self, text: str, file: str):
-        self.text, self.file, self._exact = text, file, None
+    def __init__(self, raw: bytes, file: str):
+        # The bytes, not the text: the loader keeps them anyway (Repo.files), so a document's
+        # way back to its positions costs no copy of the file.
+        self.raw, self.file, self._exact = raw, file, None
+
+    @property
+    def text(self) -> str:
+        return _decode(self.raw, self.file)
 
     def exact(self) -> list["YamlDoc | None"]:
         if self._exact is None:
             docs, _ = _parse_exact(self.text, self.file)
             self._exact = docs
         return self._exact
+
+    def root(self, index: int) -> Any:
+        """The node tree of document `index` (None if it cannot be composed: never for text
+        the fast path loaded)."""
+        roots = _composed.get(self)
+        if roots is None:
+            try:
+                roots = _compose_libyaml(self.text)
+            except (yaml.YAMLError, _Fail):
+                roots = []
+            _composed.put(self, roots)
+        return roots[index] if index < len(roots) else None
+
+
+class _Composed:
+    """The node trees of the last few files asked about. A check that reports on a file
+    often asks again (the next key, another environment); keeping every file's tree would
+    cost more memory than the data itself."""
+
+    SIZE = 8
+
+    def __init__(self) -> None:
+        self._trees: dict[int, tuple[_Source, list]] = {}
+
+    def get(self, source: _Source) -> list | None:
+        hit = self._trees.pop(id(source), None)
+        if hit is None or hit[0] is not source:
+            return None
+        self._trees[id(source)] = hit  # most recent last
+        return hit[1]
+
+    def put(self, source: _Source, roots: list) -> None:
+        self._trees[id(source)] = (source, roots)
+        while len(self._trees) > self.SIZE:
+            del self._trees[next(iter(self._trees))]
+
+
+_composed = _Composed()
 
 
 class _Fail(Exception):
@@ -412,13 +497,11 @@ def _ruamel_events(text: str) -> Any:
         return
 
 
-def _precheck(text: str, file: str) -> int:
+def _precheck(text: str, file: str) -> None:
     """Fail where a limit is crossed if composing could meet deep nesting, many nodes or
-    aliases; return the depth bound (the fast path tracks depth only above MAX_DEPTH)."""
-    bound = _depth_bound(text)
-    if bound > _COMPOSE_SAFE_DEPTH or len(text) >= _SCAN_FROM_CHARS or "*" in text:
+    aliases (both paths then check depth as they convert)."""
+    if _depth_bound(text) > _COMPOSE_SAFE_DEPTH or len(text) >= _SCAN_FROM_CHARS or "*" in text:
         _scan(_libyaml_events(text))
-    return bound
 
 
 def _compose_libyaml(text: str) -> list:
@@ -514,74 +597,67 @@ class _Slow(Exception):
     """The fast path declines; the exact path decides."""
 
 
-class _FastLoader(_Loader):  # type: ignore[misc, valid-type]
-    def construct_mapping(self, node: Any, deep: bool = False) -> dict:
-        out: dict = {}
-        for knode, vnode in node.value:
-            if type(knode).__name__ != "ScalarNode":
-                raise _Slow
-            key = knode.value  # keys are names, always strings (as in the exact path)
-            if key in out:
-                raise _Slow
-            out[key] = self.construct_object(vnode, deep=deep)
-        return out
+_BOOLS = SafeConstructor.bool_values
 
 
-class _DepthLoader(_FastLoader):
-    """The fast loader for a file that might nest deeper than MAX_DEPTH: each collection
-    carries its depth to its children, and crossing the limit sends the file to the exact
-    path, which reports it."""
-
-    def _depth(self, node: Any) -> int:
-        depth = node.__dict__.get("depth", 0)
-        if depth >= MAX_DEPTH:
-            raise _Slow
-        for child in (v for _, v in node.value) if isinstance(node, yaml.MappingNode) else node.value:
-            if not isinstance(child, yaml.ScalarNode):
-                child.depth = depth + 1
-        return depth
-
-    def construct_mapping(self, node: Any, deep: bool = False) -> dict:
-        self._depth(node)
-        return super().construct_mapping(node, deep)
-
-    def construct_sequence(self, node: Any, deep: bool = False) -> list:
-        self._depth(node)
-        return super().construct_sequence(node, deep)
-
-
-def _fast_scalar(convert: Any) -> Any:
-    def construct(loader: Any, node: Any) -> Any:
+def _fast_data(node: Any, depth: int) -> Any:
+    """The plain data of a node composed from text without anchors, aliases, tags or merge
+    keys: a tree whose tags libyaml's resolver chose, converted in one pass. (PyYAML's own
+    constructor keeps an object table and a generator per collection for graphs; that was
+    most of constructing.) What the exact path reports or decides raises _Slow: a key that
+    is no scalar or comes twice, a number past the limits, nesting past MAX_DEPTH (the root
+    collection is depth 0, as on the exact path), a tag no plain value resolves to."""
+    if type(node) is _ScalarNode:
+        tag = node.tag
+        if tag == _STR or tag == _TIMESTAMP:  # dates stay strings, as on the exact path
+            return node.value
         try:
-            return convert(node)
+            if tag == _INT:
+                return _int(node)
+            if tag == _FLOAT:
+                return _float(node)
         except _Fail:
             raise _Slow from None
-    return construct
+        if tag == _NULL:
+            return None
+        if tag == _BOOL:
+            return _BOOLS[node.value.lower()]
+        raise _Slow  # `=` resolves to !!value, which the exact path refuses
+    if depth >= MAX_DEPTH:
+        raise _Slow
+    depth += 1
+    if type(node) is _SequenceNode:
+        return [_fast_data(item, depth) for item in node.value]
+    out: dict[str, Any] = {}
+    for knode, vnode in node.value:
+        if type(knode) is not _ScalarNode:
+            raise _Slow
+        # Keys are names, always strings (as on the exact path); interned: a 10,000-spec repo
+        # repeats a few hundred names millions of times.
+        key = _intern(knode.value)
+        if key in out:
+            raise _Slow
+        out[key] = _fast_data(vnode, depth)
+    return out
 
-
-for _cls in (_FastLoader,):
-    # Dates stay strings, as in the exact path; numbers go through the same limits.
-    _cls.add_constructor(_TIMESTAMP, lambda self, node: node.value)
-    _cls.add_constructor(_INT, _fast_scalar(_int))
-    _cls.add_constructor(_FLOAT, _fast_scalar(_float))
 
 # Anchors, aliases, tags and merge keys: the exact path handles (and bounds) them.
 _EXACT_ONLY = ("&", "*", "!", "<<")
 
 
-def _parse_fast(text: str, file: str, depth_bound: int) -> list[YamlDoc] | None:
+def _parse_fast(text: str, raw: bytes, file: str) -> list[YamlDoc] | None:
     if any(c in text for c in _EXACT_ONLY):
         return None
-    loader = (_FastLoader if depth_bound <= MAX_DEPTH else _DepthLoader)(text)
+    loader = _Loader(text)
     try:
         datas = []
-        while loader.check_data():
-            datas.append(loader.get_data())
-    except (yaml.YAMLError, _Slow, RecursionError):
+        while loader.check_node():
+            datas.append(_fast_data(loader.get_node(), 0))
+    except (yaml.YAMLError, _Slow):
         return None
     finally:
         loader.dispose()
-    source = _Source(text, file)
+    source = _Source(raw, file)
     return [YamlDoc(file, i, d, source=source) for i, d in enumerate(datas)]
 
 
@@ -618,7 +694,7 @@ def fast_datas(docs: list[YamlDoc]) -> list[Any] | None:
 def from_datas(raw: bytes, file: str, datas: list[Any]) -> list[YamlDoc]:
     """The documents `parse` gave for these bytes, from their data (`fast_datas`): positions
     are computed from the bytes on demand, as after a fast parse."""
-    source = _Source(_decode(raw, file), file)
+    source = _Source(raw, file)  # these bytes decoded cleanly when they were parsed
     return [YamlDoc(file, i, d, source=source) for i, d in enumerate(datas)]
 
 
@@ -626,11 +702,11 @@ def parse(raw: bytes, file: str, exact: bool = False) -> tuple[list[YamlDoc], li
     """Parse every document of a file. On error: no documents, one diagnostic."""
     try:
         text = _decode(raw, file)
-        bound = _precheck(text, file)
+        _precheck(text, file)
     except _Fail as f:
         return [], [Diagnostic("error", f.code, f.message, file, f.pos)]
     if not exact:
-        docs = _parse_fast(text, file, bound)
+        docs = _parse_fast(text, raw, file)
         if docs is not None:
             return docs, []
     return _parse_exact(text, file)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from specops.diagnostics import Pos
-from specops.frontend.yamlio import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES, parse
+from specops.frontend.yamlio import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES, fast_datas, parse
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def one(raw: bytes):
@@ -23,6 +27,34 @@ def test_positions_of_keys_and_values() -> None:
     assert (doc.values[("a", "c", 1, "d")].line, doc.values[("a", "c", 1, "d")].col) == (3, 14)
     # A missing path falls back to its nearest ancestor.
     assert doc.pos_of(("a", "zzz")).line == 2
+
+
+def test_fast_path_data_and_positions_equal_the_exact_paths() -> None:
+    """The fast path's data (types included: repr tells 1 from True and 1.0) and the
+    positions it finds on demand, one path at a time, are the exact path's, for every key and
+    value of every example spec and of a few shapes the examples lack."""
+    files = [p.read_bytes() for p in sorted((ROOT / "examples").rglob("*.y*ml"))]
+    assert len(files) >= 30
+    files += [b"a: [1, 1.0, true, null, ~, 2024-01-01, '0x1f', 0x1f, 1:30, .inf]\n",
+              b"k:\n- {a: {b: [c, [d, {e: f}]]}}\n- ''\n---\nnext: doc\n---\n",
+              b"on: 1\n200: 2\n'quoted key': |\n  block\n  text\nfolded: >\n  x\n"]
+    fast_docs = 0
+    for raw in files:
+        fast, d1 = parse(raw, "f.yaml")
+        exact, d2 = parse(raw, "f.yaml", exact=True)
+        assert not d1 and not d2, raw
+        assert repr([d.data for d in fast]) == repr([d.data for d in exact])
+        for f, e in zip(fast, exact):
+            if fast_datas([f]) is None:
+                continue  # anchors or merge keys: the fast path declined this file
+            fast_docs += 1
+            assert f.start == e.start
+            for path, pos in e.values.items():
+                assert f.position(path) == pos, (raw, path)
+            for path, pos in e.keys.items():
+                assert f.position(path, key=True) == pos, (raw, path)
+            assert f.position(("no-such-key",)) is None and f.position((), key=True) is None
+    assert fast_docs >= 30
 
 
 def test_multi_document_files() -> None:
