@@ -15,9 +15,12 @@ from specops.ops.promote import PromoteError, promote
 @click.option("--from", "from_env", required=True, help="The environment whose served version is promoted.")
 @click.option("--to", "to_env", required=True, help="The environment that will deploy it.")
 @click.option("--branch", default=None, help="The new branch (default: promote/<model>-<to>-v<version>).")
+@click.option("--version", "model_version", default=None, metavar="N",
+              help="Promote this registry version (a monitor's retrain, which `plan` names) instead of the one "
+                   "--from serves; its gates must have passed in --from.")
 @json_option()
-def promote_cmd(name: str, path: str, from_env: str, to_env: str, branch: str | None, fmt: str,
-                as_json: bool) -> None:
+def promote_cmd(name: str, path: str, from_env: str, to_env: str, branch: str | None, model_version: str | None,
+                fmt: str, as_json: bool) -> None:
     """Write the spec change that promotes MODEL: in --to's overrides, pin the registered version
     --from serves (version and digest), as a commit on a new branch, ready for a pull request.
 
@@ -28,7 +31,7 @@ def promote_cmd(name: str, path: str, from_env: str, to_env: str, branch: str | 
     resolved = analyze(path)
     exit_on_errors(resolved.diagnostics, resolved.repo.root, fmt)
     try:
-        out = promote(resolved, name, from_env, to_env, branch=branch)
+        out = promote(resolved, name, from_env, to_env, branch=branch, version=model_version)
     except PromoteError as e:
         fail(str(e))
     if fmt == "json":

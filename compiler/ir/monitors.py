@@ -141,7 +141,8 @@ def retrain_pipeline(pipeline: ir.Pipeline, trigger: dict[str, Any], window: dic
             ds.pop("lock", None)  # the window is not in specops.lock: its digest is in the trigger
             params["dataset"] = ds
         if st.kind == "register":
-            params.update(version=f"retrain-{run[:12]}", aliases=[])
+            # No alias moves, MLflow's environment alias included: promotion moves it, through git.
+            params.update(version=f"retrain-{run[:12]}", aliases=[], move_aliases=False)
         steps.append(dataclasses.replace(st, params=params))
     return dataclasses.replace(pipeline, name=f"{pipeline.name}-retrain-{run[:8]}", steps=tuple(steps),
                                schedule=None, labels={**pipeline.labels, "specops-trigger": run[:12]})

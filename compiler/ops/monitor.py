@@ -195,6 +195,8 @@ def _retrain(resolved: Resolved, env: str, model_name: str, trigger: dict[str, A
     if reg is not None and reg.result:
         record["registered"] = {"registry": reg.result.get("name"), "version": reg.result.get("version"),
                                 "aliases": reg.result.get("aliases", [])}
+        if reg.result.get("mlflow_version"):  # the number `specops promote --version` takes
+            record["registered"]["mlflow_version"] = str(reg.result["mlflow_version"])
     if not result.ok:
         record["message"] = result.error or "the retrain run failed"
     return record
@@ -226,15 +228,17 @@ def _retrain_remote(run: Any, backend: Any, record: dict[str, Any], uploads: dic
     return record
 
 
-def promote_command(resolved: Resolved, env: str, model: str) -> str | None:
-    """The command that proposes a retrained version as a git change: `specops promote` from
-    the environment whose monitor retrained it to the next environment that deploys the model,
-    in the order the Project writes its environments (dev, staging, prod); None when no later
-    environment does."""
+def promote_command(resolved: Resolved, env: str, model: str, version: str | None = None) -> str | None:
+    """The command that proposes a retrained version as a git change: `specops promote` of that
+    registry version (`--version`, MLflow's number) from the environment whose monitor retrained
+    it to the next environment that deploys the model, in the order the Project writes its
+    environments (dev, staging, prod); None when no later environment does."""
     names = list(resolved.project.environments)  # as written: resolve sorts its views by name
     later = [e for e in names[names.index(env) + 1:]
              if e in resolved.envs and resolved.envs[e].get("Model", model) is not None]
-    return f"specops promote {model} --from {env} --to {later[0]}" if later else None
+    if not later:
+        return None
+    return f"specops promote {model} --from {env} --to {later[0]}" + (f" --version {version}" if version else "")
 
 
 def pending_promotions(state: State | None) -> list[dict[str, Any]]:

@@ -469,8 +469,8 @@ class EnvContext:
                             provider_for=self.provider_for, refresh_live=refresh_live or refresh_only,
                             targets=targets, gates_for=self.gates_for, replace=replace, refresh_only=refresh_only)
         plan.capacity = dict(self.capacity)
-        plan.promotions = [{**p, "command": promote_command(self.resolved, self.env, p["model"])}
-                           for p in plan.promotions]
+        plan.promotions = [{**p, "command": promote_command(self.resolved, self.env, p["model"],
+                                                            p.get("mlflow_version"))} for p in plan.promotions]
         if refresh_live and not refresh_only:
             # The refresh talks to the network anyway: remote data pins are checked here too.
             plan.problems = preflight(plan, self.provider_for) + remote_changes(self.resolved, self.env)

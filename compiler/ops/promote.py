@@ -2,7 +2,8 @@
 commit on a new git branch, ready for a pull request.
 
 The change pins, in the target environment's overrides of the Model's file, the exact version
-the source environment serves (its alias in the MLflow registry) and that version's digest:
+the source environment serves (its alias in the MLflow registry), or the version `--version`
+names (a monitor's retrain, registered with no alias), and that version's digest:
 
     overrides:
       prod:
@@ -52,6 +53,7 @@ class Promotion:
     branch: str | None = None  # None: the target already pins this version; nothing written
     commit: str | None = None
     gates: list[str] = field(default_factory=list)  # the gates that passed in from_env
+    named: bool = False  # the version was named (--version), not the one from_env serves
 
     def to_dict(self) -> dict[str, Any]:
         # `model_version`: the CLI's envelope keeps `version` for the format (1).
@@ -67,7 +69,10 @@ def _env(resolved: Resolved, env: str, flag: str) -> Any:
     return view
 
 
-def promote(resolved: Resolved, name: str, from_env: str, to_env: str, *, branch: str | None = None) -> Promotion:
+def promote(resolved: Resolved, name: str, from_env: str, to_env: str, *, branch: str | None = None,
+            version: str | None = None) -> Promotion:
+    """`version`: promote that registry version (a monitor's retrain, which no alias points at)
+    instead of the one `from_env` serves; its gates must have passed in `from_env` all the same."""
     src, dst = _env(resolved, from_env, "--from"), _env(resolved, to_env, "--to")
     if from_env == to_env:
         raise PromoteError(f"--from and --to are both '{from_env}'")
@@ -82,18 +87,21 @@ def promote(resolved: Resolved, name: str, from_env: str, to_env: str, *, branch
     if (there.spec.registry.name or name) != registry:
         raise PromoteError(f"model '{name}' is registered as '{registry}' in {from_env} but as "
                            f"'{there.spec.registry.name or name}' in {to_env}: a pin names a version of one")
-    mv = _served(resolved, src, registry)
+    mv = _served(resolved, src, registry) if version is None else _named(resolved, src, registry, version)
     digest = (mv.tags or {}).get(tracking.TAG + "digest")
     if not digest:
-        raise PromoteError(f"{registry} version {mv.version} (served in {from_env}) was not registered by specops: "
+        where = f"served in {from_env}" if version is None else "named by --version"
+        raise PromoteError(f"{registry} version {mv.version} ({where}) was not registered by specops: "
                            "it records no digest")
     passed = _check_gates(src, node, mv, registry, digest)
-    out = Promotion(name, registry, str(mv.version), digest, from_env, to_env, "", gates=passed)
+    out = Promotion(name, registry, str(mv.version), digest, from_env, to_env, "", gates=passed,
+                    named=version is not None)
     _write_branch(resolved, node, out, branch)
     return out
 
 
-def _served(resolved: Resolved, view: Any, registry: str) -> Any:
+def _lookup(resolved: Resolved, view: Any, ask: Any) -> Any:
+    """`ask(client)` against the environment's registry, its errors as one PromoteError line."""
     reg = view.target.registry
     options = {"registry": {"uri": reg.tracking_uri,
                             "token": reg.token.secret_ref.model_dump(mode="json") if reg.token else None}}
@@ -102,9 +110,22 @@ def _served(resolved: Resolved, view: Any, registry: str) -> Any:
         raise PromoteError(f"nothing is registered yet (no MLflow store at {tracking.EMBEDDED_DIR}/): "
                            f"apply {view.name} first")
     try:
-        mv = tracking.alias_version(client_for(root, options), registry, tracking.env_alias(view.name))
+        return ask(client_for(root, options))
     except (ProviderError, tracking.RegistryError) as e:
         raise PromoteError(str(e)) from None
+
+
+def _named(resolved: Resolved, view: Any, registry: str, version: str) -> Any:
+    if not version.isdigit():
+        raise PromoteError(f"--version: '{version}' is not a registry version number")
+    mv = _lookup(resolved, view, lambda c: tracking.get_version(c, registry, version))
+    if mv is None:
+        raise PromoteError(f"--version: {registry} has no version {version}")
+    return mv
+
+
+def _served(resolved: Resolved, view: Any, registry: str) -> Any:
+    mv = _lookup(resolved, view, lambda c: tracking.alias_version(c, registry, tracking.env_alias(view.name)))
     if mv is None:
         raise PromoteError(f"no version of {registry} serves in {view.name} (its alias '{view.name}' is not set): "
                            f"apply {view.name} first")
@@ -211,11 +232,13 @@ def _write_branch(resolved: Resolved, node: Any, out: Promotion, branch: str | N
         _git(["update-index", "--cacheinfo", f"{mode},{blob},{rel}"], top, env=index)
         tree = _git(["write-tree"], top, env=index).strip()
     gates = ", ".join(out.gates) or "none block it"
+    which = "named by --version" if out.named else f"the version\n{out.from_env} serves"
     message = (f"Promote {out.model} to {out.to_env}: {out.registry} version {out.version}\n\n"
-               f"Pins {out.registry} version {out.version} ({out.digest}) in {out.to_env}, the version\n"
-               f"{out.from_env} serves. Gates passed in {out.from_env} for that digest: {gates}.\n"
+               f"Pins {out.registry} version {out.version} ({out.digest}) in {out.to_env}, {which}.\n"
+               f"Gates passed in {out.from_env} for that digest: {gates}.\n"
                f"{out.to_env} deploys it without training and re-runs its own gates on its data.\n\n"
-               f"Written by `specops promote {out.model} --from {out.from_env} --to {out.to_env}`.\n")
+               f"Written by `specops promote {out.model} --from {out.from_env} --to {out.to_env}"
+               f"{f' --version {out.version}' if out.named else ''}`.\n")
     commit = _git(["commit-tree", tree, "-p", head, "-F", "-"], top, stdin=message).strip()
     # The all-zero old value makes update-ref refuse a branch that already exists.
     try:

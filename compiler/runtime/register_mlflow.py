@@ -134,7 +134,10 @@ def record(p: Params, inputs: dict[str, Path], src: Path, digest: str, metrics: 
     if mv is None:
         mv = _register(client, p, inputs, src, sha, metrics, gates, resolved_uri, repo_root)
         changed = True
-    aliases = _aliases(env, declared)
+    move = p.raw("move_aliases", True)
+    if not isinstance(move, bool):
+        raise p.error("move_aliases", f"must be true or false (got {move!r})")
+    aliases = _aliases(env, declared) if move else []
     have = tracking.registered_aliases(client, registry) or {}
     if any(have.get(a) != str(mv.version) for a in aliases):
         tracking.set_aliases(client, registry, str(mv.version), aliases, [])

@@ -14,8 +14,11 @@ Params::
      "tracking": {"uri": null},          # present: the version goes to MLflow (register_mlflow.py):
                                          # uri null = $MLFLOW_TRACKING_URI or the embedded store;
                                          # `aliases` then move there, as `<env>` and `<env>-<alias>`
-     "pin": {"version": 3, "digest": "sha256:..."} | null}
+     "pin": {"version": 3, "digest": "sha256:..."} | null,
                                          # a pinned environment: nothing new is registered
+     "move_aliases": true}               # false: register the version and move no alias, not even
+                                         # the environment's own in MLflow (a monitor's retrain:
+                                         # its promotion goes through git)
 
 Names (registry, version, aliases) are single path segments: [A-Za-z0-9][A-Za-z0-9._-]*.
 
@@ -50,7 +53,7 @@ from specops.runtime.common import Params, require_input, resolve_path, sha256_t
 from specops.runtime.errors import ParamError, StepError
 
 KEYS = ("registry", "model", "version", "aliases", "registry_root", "base_model", "revision", "adapter",
-        "env", "spec_digest", "description", "tracking", "pin")
+        "env", "spec_digest", "description", "tracking", "pin", "move_aliases")
 SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 SKIP = ("result.json",)
 

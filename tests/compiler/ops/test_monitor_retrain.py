@@ -7,7 +7,9 @@ promotion that follows."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -16,10 +18,13 @@ from click.testing import CliRunner
 
 from specops.checks import analyze
 from specops.cli.app import main
+from specops.runtime import tracking
 from specops.state import State, open_store
 from tests.compiler.runtime.test_runtime_monitor import shifted
 
 ROOT = Path(__file__).resolve().parents[3]
+GIT_ENV = {"GIT_AUTHOR_NAME": "Dev", "GIT_AUTHOR_EMAIL": "dev@example.com", "GIT_COMMITTER_NAME": "Dev",
+           "GIT_COMMITTER_EMAIL": "dev@example.com"}
 PLAN_SCHEMA = ROOT / "compiler" / "schemas" / "cli" / "plan.schema.json"
 
 
@@ -36,6 +41,10 @@ def _state(repo: Path) -> dict:
 def test_breach_retrains_and_plan_shows_the_promotion(tmp_path: Path) -> None:
     repo = tmp_path / "churn"
     shutil.copytree(ROOT / "examples" / "churn", repo, ignore=shutil.ignore_patterns(".specops", "build"))
+    code, out = _cli("apply", str(repo), "--env", "dev", "--auto-approve")  # dev serves version 1
+    assert code == 0, out
+    served = {"dev": "1", "dev-candidate": "1"}
+    assert tracking.registered_aliases(tracking.connect(None, repo), "churn-classifier") == served
 
     code, out = _cli("monitor", "run", "churn-drift", str(repo), "--env", "dev")
     assert code == 0, out
@@ -59,6 +68,9 @@ def test_breach_retrains_and_plan_shows_the_promotion(tmp_path: Path) -> None:
     home = repo / ".specops" / "registry" / "churn-classifier"
     assert (home / version / "registration.json").is_file()
     assert not (home / "aliases.json").exists()
+    # ... nor in MLflow: the new version 2 is there, dev still serves version 1.
+    assert retrain["registered"]["mlflow_version"] == "2"
+    assert tracking.registered_aliases(tracking.connect(None, repo), "churn-classifier") == served
     # The retrain trained on the breached window (staged inside the repo by its content hash).
     run_dir = repo / ".specops" / "runs" / "dev" / retrain["pipeline"]
     steps = {s["name"]: s for s in json.loads((run_dir / "result.json").read_text(encoding="utf-8"))["steps"]}
@@ -79,12 +91,24 @@ def test_breach_retrains_and_plan_shows_the_promotion(tmp_path: Path) -> None:
         # shown next to the model's registry aliases (issue 16's registered_model resource)
         "address": "registered_model.churn-classifier", "aliases": [], "breach_time": b["time"],
         "gates": {"churn-auc": "completed"}, "model": "churn-classifier", "monitor": "churn-drift",
-        "registry": "churn-classifier", "run": retrain["run"], "version": version,
+        "registry": "churn-classifier", "run": retrain["run"], "version": version, "mlflow_version": "2",
         # the command that proposes it, to the next environment that deploys the model
-        "command": "specops promote churn-classifier --from dev --to staging"}]
+        "command": "specops promote churn-classifier --from dev --to staging --version 2"}]
+    assert not any(r["drift"] or r["action"] != "no-op" for r in plan["resources"])  # nothing moved behind git
     code, out = _cli("plan", str(repo), "--env", "dev")
     assert f"promotion pending: Model/churn-classifier (registered_model.churn-classifier) -> churn-classifier@{version}" in out
-    assert "; propose it with `specops promote churn-classifier --from dev --to staging`" in out
+    command = "specops promote churn-classifier --from dev --to staging --version 2"
+    assert f"; propose it with `{command}`" in out
+
+    # The command proposes exactly that version, as a git change.
+    (repo / ".gitignore").write_text(".specops/\nbuild/\n")
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "specs"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, env={**os.environ, **GIT_ENV})
+    code, out = _cli(*command.split()[1:], str(repo))
+    assert code == 0, out
+    pinned = subprocess.run(["git", "show", "promote/churn-classifier-staging-v2:models/churn.yaml"], cwd=repo,
+                            check=True, capture_output=True, text=True).stdout
+    assert "pin: {version: 2, digest: sha256:" in pinned
 
 
 def _breached(repo: Path, env: str) -> None:
@@ -95,12 +119,13 @@ def _breached(repo: Path, env: str) -> None:
         "time": "2026-12-01T10:00:00Z", "checks": [{"name": "drift:share"}], "window": {"sha256": "0" * 64},
         "retrain": {"run": "a" * 64, "model": "churn-classifier", "status": "succeeded",
                     "gates": {"churn-auc": "completed"},
-                    "registered": {"registry": "churn-classifier", "version": "retrain-aaaaaaaaaaaa", "aliases": []}}}]}
+                    "registered": {"registry": "churn-classifier", "version": "retrain-aaaaaaaaaaaa", "aliases": [],
+                                   "mlflow_version": "2"}}}]}
     with store.lock("test"):
         store.write(state)
 
 
-@pytest.mark.parametrize("env, command", [("dev", "specops promote churn-classifier --from dev --to staging"),
+@pytest.mark.parametrize("env, command", [("dev", "specops promote churn-classifier --from dev --to staging --version 2"),
                                           ("prod", None)])
 def test_the_pending_promotion_names_the_command_that_proposes_it(tmp_path: Path, env: str, command: str | None) -> None:
     repo = tmp_path / "churn"

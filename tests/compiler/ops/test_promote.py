@@ -128,6 +128,33 @@ def test_promote_refuses_naming_the_gate_that_did_not_pass(repo):
     assert "gate 'churn-auc' has not run in staging for that digest" in r.output
 
 
+def test_promote_a_named_version_that_no_alias_points_at(repo):
+    """A monitor's retrain registers a version without moving any alias; `plan` names it and
+    `promote --version N` pins it, under the same gate check as a served version."""
+    served, _ = served_in_staging(repo, passed=True)
+    c = client_of(repo)
+    digest = "sha256:" + ("cd" * 32)
+    gates = json.dumps({"churn-auc": {"passed": True, "metrics": {"auc": 0.82}}})
+    retrained = c.create_model_version("churn-classifier", "file:///r", tags={
+        "specops.digest": digest, "specops.env": "staging", "specops.gates.staging": gates}).version
+    assert str(tracking.alias_version(c, "churn-classifier", "staging").version) == served  # no alias moved
+    r = cli("promote", "churn-classifier", str(repo), "--from", "staging", "--to", "prod", "--version", str(retrained))
+    assert r.exit_code == 0, r.output
+    branch = f"promote/churn-classifier-prod-v{retrained}"
+    assert f"Promoted churn-classifier version {retrained} ({digest})" in r.output
+    assert f"pin: {{version: {retrained}, digest: {digest}}}" in git(repo, "show", f"{branch}:models/churn.yaml")
+    log = git(repo, "log", "-1", "--format=%B", branch)
+    assert "named by --version" in log and f"--to prod --version {retrained}`" in log
+    r = cli("promote", "churn-classifier", str(repo), "--from", "staging", "--to", "prod", "--version", "99")
+    assert r.exit_code == 1 and "--version: churn-classifier has no version 99" in r.output
+    r = cli("promote", "churn-classifier", str(repo), "--from", "staging", "--to", "prod", "--version", "latest")
+    assert r.exit_code == 1 and "--version: 'latest' is not a registry version number" in r.output
+    failed = c.create_model_version("churn-classifier", "file:///f", tags={
+        "specops.digest": "sha256:" + ("ef" * 32), "specops.gates.staging": gates.replace("true", "false")}).version
+    r = cli("promote", "churn-classifier", str(repo), "--from", "staging", "--to", "prod", "--version", str(failed))
+    assert r.exit_code == 1 and "gate 'churn-auc' failed in staging for that digest" in r.output
+
+
 def test_promote_bad_input_is_one_line(repo):
     r = cli("promote", "churn-classifier", str(repo), "--from", "staging", "--to", "prd")
     assert r.exit_code == 1
