@@ -11,6 +11,7 @@ from pathlib import Path
 
 from specops.checks.semantics import check_semantics
 from specops.frontend.loader import Repo, load
+from specops.gcpause import paused_gc
 from specops.resolve.refs import Resolved, resolve
 
 
@@ -25,8 +26,9 @@ def analyze(path_or_repo: Path | str | Repo = ".", only_envs: list[str] | None =
             parse_memo: bool = False) -> Resolved:
     """Load (unless given a loaded Repo), resolve and check: what `specops validate` reports.
     `parse_memo`: see frontend.loader.load."""
-    repo = path_or_repo if isinstance(path_or_repo, Repo) else load(path_or_repo, parse_memo)
-    return check(resolve(repo, only_envs))
+    with paused_gc():  # acyclic data, built all at once: see gcpause
+        repo = path_or_repo if isinstance(path_or_repo, Repo) else load(path_or_repo, parse_memo)
+        return check(resolve(repo, only_envs))
 
 
 __all__ = ["analyze", "check"]

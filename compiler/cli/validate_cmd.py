@@ -37,14 +37,16 @@ def validate(path: str, fmt: str, as_json: bool, envs: tuple[str, ...]) -> None:
     else:
         from specops.checks import analyze
         from specops.frontend.loader import load
+        from specops.gcpause import paused_gc
 
         t0 = checkcache.started()
-        repo = load(path, parse_memo=True)
-        project = repo.project()
-        if envs and project is not None:
-            require_envs(envs, project.model.spec.environments)
-        resolved = analyze(repo, list(envs) or None)
-        checkcache.store(resolved, t0, envs)
+        with paused_gc():  # see gcpause: a fifth of validate at 10,000 specs
+            repo = load(path, parse_memo=True)
+            project = repo.project()
+            if envs and project is not None:
+                require_envs(envs, project.model.spec.environments)
+            resolved = analyze(repo, list(envs) or None)
+            checkcache.store(resolved, t0, envs)
         root, diags, n_specs, env_names = repo.root, resolved.diagnostics, len(repo.specs), sorted(resolved.envs)
     if fmt == "json":
         echo_json({"version": 1, "valid": not diags.has_errors, "specs": n_specs,
