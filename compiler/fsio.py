@@ -112,3 +112,46 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+# A safetensors file starts with an 8-byte little-endian length and that many bytes of JSON
+# header (every tensor's dtype and shape); safetensors itself refuses headers over 100 MB.
+SAFETENSORS_MAX_HEADER = 100_000_000
+WEIGHTS_INDEX = "model.safetensors.index.json"
+
+
+def weights_digest(folder: str | os.PathLike[str]) -> str | None:
+    """sha256 over what capacity planning reads from a model folder's weights: the name and
+    header (length prefix and JSON) of each `*.safetensors` file, and the bytes of
+    `model.safetensors.index.json`; the tensors themselves are never read. None when the folder
+    holds neither. A header that cannot be read counts by its name, size and why, so a repair
+    changes the digest too."""
+    folder = Path(folder)
+    try:
+        names = sorted(e.name for e in os.scandir(folder)
+                       if e.name.endswith(".safetensors") or e.name == WEIGHTS_INDEX)
+    except OSError:
+        return None
+    if not names:
+        return None
+    h = hashlib.sha256()
+    for name in names:
+        path = folder / name
+        h.update(name.encode() + b"\0")
+        try:
+            if name == WEIGHTS_INDEX:
+                h.update(read_regular(path, 64 << 20))
+                continue
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                raise ReadRefused("not a regular file")
+            with open(path, "rb") as f:
+                head = f.read(8)
+                n = int.from_bytes(head, "little") if len(head) == 8 else -1
+                if not 0 <= n <= SAFETENSORS_MAX_HEADER:
+                    raise ReadRefused(f"header length {n}")
+                h.update(head + f.read(n))
+        except (OSError, ReadRefused) as e:
+            size = path.stat().st_size if path.exists() else -1
+            h.update(f"unreadable:{size}:{type(e).__name__}".encode())
+        h.update(b"\n")
+    return h.hexdigest()

@@ -4,8 +4,9 @@ Format (CACHE_FORMAT 4). Two kinds of file (and the inputs' `stat.json`, see bel
 
 - `in-<inputs key>.json`: `{"entries": [{probes, pack}]}`, newest first: what a compile of
   exactly these YAML inputs also read from the repo (the "probes": `{path: sha256 | "dir"}`:
-  model `config.json` files, dataset `file://` paths, base-model folders) and the key of the
-  pack it produced.
+  model `config.json` files, dataset `file://` paths, base-model folders, and per model folder
+  `<folder>/*.safetensors`: the digest of its weights' headers and shard index) and the key
+  of the pack it produced.
 - `pack-<pack key>.bin`: one JSON index line (envs, artifacts with their manifest fields and
   byte ranges, the specs index, the build's diagnostics, the emission index: which
   artifacts each pipeline's or serving target's emission key produced, the next compile's
@@ -46,7 +47,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from specops import __version__
-from specops.fsio import ReadRefused, read_regular, write_atomic
+from specops.fsio import ReadRefused, read_regular, weights_digest, write_atomic
 from specops.paths import MAX_FILE_BYTES, find_root, repo_cache_dir
 from specops.paths import discover as _discover
 from specops.paths import ignore_patterns as _patterns
@@ -184,7 +185,13 @@ def _stat_shas(root: Path, rels: list[str]) -> dict[str, str] | None:
 MAX_PROBE_BYTES = 8 << 20
 
 
+# The probe of a model folder's weights: what capacity planning reads of them (fsio.weights_digest).
+WEIGHTS_PROBE = "/*.safetensors"
+
+
 def _probe(root: Path, rel: str) -> str | None:
+    if rel.endswith(WEIGHTS_PROBE):
+        return "weights:" + (weights_digest(root / rel[: -len(WEIGHTS_PROBE)]) or "none")
     p = root / rel
     if p.is_dir():
         return "dir"
@@ -205,7 +212,8 @@ def _probe(root: Path, rel: str) -> str | None:
 def probes_of(resolved: Any) -> dict[str, str]:
     """Repo files a compile may have looked at besides the YAML: every string in a spec that
     names an existing path inside the repo (`file://` stripped), and `config.json` inside
-    such folders. Over-collecting costs a stat on the fast path; missing one would be wrong."""
+    such folders with the weights' headers beside it (`<folder>/*.safetensors`). Over-collecting
+    costs a stat on the fast path; missing one would be wrong."""
     root = resolved.repo.root
     real_root = os.path.realpath(root)
     seen: set[str] = set()
@@ -234,6 +242,10 @@ def probes_of(resolved: Any) -> dict[str, str]:
                 sub = f"{rel}/config.json"
                 if (c := _probe(root, sub)) is not None:
                     out[sub] = c
+                    # Capacity also counts from the weights' headers beside the config: probed
+                    # by their content (a header rewritten at the same size and mtime is seen),
+                    # and recorded when there are none (so weights added later are seen too).
+                    out[rel + WEIGHTS_PROBE] = _probe(root, rel + WEIGHTS_PROBE)  # type: ignore[assignment]
 
     for sp in resolved.repo.specs:
         visit(sp.doc.data)

@@ -36,6 +36,7 @@ from specops.build.units import UnitIndex
 from specops.checks import analyze
 from specops.checks.capacity import capacity_report, startup_probe
 from specops.diagnostics import Diagnostic, SpecError
+from specops.fsio import weights_digest
 from specops.ir.lower import gates_of_model, lower_env
 from specops.ir.monitors import lower_monitors, params_bytes
 from specops.ir.nodes import diagnostic_location
@@ -296,7 +297,7 @@ class EmitCache:
     def serving(self, repo: Any, s: ir.Serving, releases: dict | None, base: str
                 ) -> tuple[list[tuple[str, bytes, str, str]], list[Diagnostic]]:
         """serving_outputs through the cache: keyed by the Serving IR, the specops code and
-        the model folder capacity planning reads (config.json bytes, weight files). The IR
+        the model folder capacity planning reads (config.json bytes, weights' headers). The IR
         keeps no line numbers, so a hit also needs the files its diagnostics point into to
         hold the same bytes (their positions are then the same). A target of a
         production-stack release is not cached (its values join the release's file)."""
@@ -306,7 +307,9 @@ class EmitCache:
         model = ""
         if s.model_config:
             folder = s.model_config.rsplit("/", 1)[0] if s.model_config.endswith("config.json") else s.model_config
-            model = f"{probe_state(repo.root, s.model_config)}\n{probe_state(repo.root, folder)}"
+            # The config's bytes and the weights' headers (fsio.weights_digest): what the
+            # capacity report counts from, by content, not by the folder's mtimes.
+            model = f"{probe_state(repo.root, s.model_config)}\n{weights_digest(repo.root / folder)}"
         key = self._key("serving", ir.fingerprint(s), model)
         prev = self._previous(key)
         got = None

@@ -13,7 +13,8 @@ compile diagnostics are a function of:
   its overrides and the lines its diagnostics point at), and
 - the environment's shared inputs: the specops code, the environment, the Project file's
   bytes, specops.lock, and the state of every repo path a spec names (cache.probes_of: a
-  data file's hash, a model folder's config.json, and the folder's listing).
+  data file's hash, a model folder's config.json and its weights' headers, and the folder's
+  listing).
 
 A unit whose signature (sha256 of all that) is in the last build's index is taken from that
 build's pack, artifacts and diagnostics as they were, without lowering it. A unit that
@@ -77,8 +78,8 @@ def shared_key(resolved: Any, code: str, probes: dict[str, str]) -> str:
     h.update(hashlib.sha256(resolved.repo.files.get(PROJECT_FILE, b"")).digest())
     h.update(hashlib.sha256(lock_bytes(root)).digest())
     for rel, state in sorted(probes.items()):
-        # A folder by its listing (names, sizes, mtimes): capacity planning reads the weight
-        # files a model folder holds, not only its config.json (a probe of its own).
+        # A folder by its listing (names, sizes, mtimes) too; its config.json and weights'
+        # headers are probes of their own, by content (cache.WEIGHTS_PROBE).
         h.update(f"{rel}\0{probe_state(root, rel) if state == 'dir' else state}\n".encode())
     return h.hexdigest()
 

@@ -43,7 +43,7 @@ from typing import Any, Literal, Mapping, Sequence
 from specops import gpus as _gpus
 from specops.checks.params import UnknownArchitecture, count_parameters
 from specops.diagnostics import Diagnostic, Pos, did_you_mean
-from specops.fsio import ReadRefused, read_regular, write_atomic
+from specops.fsio import ReadRefused, read_regular, weights_digest, write_atomic
 from specops.ir.nodes import diagnostic_location
 from specops.paths import user_cache_dir
 
@@ -229,10 +229,10 @@ def model_facts(config_path: str | os.PathLike[str], *, cache_dir: str | os.Path
 
 
 def _cache_key(config_sha: str, folder: Path) -> str:
-    """The config's hash, plus the names and sizes of the weight files beside it (their headers
-    feed the count): a folder of weights that changes gets new facts."""
-    weights = sorted((p.name, p.stat().st_size) for p in folder.glob("*.safetensors*") if p.is_file())
-    if not weights:
+    """The config's hash, plus the digest of the weights' headers and shard index beside it
+    (they feed the count): a header that changes, even with the file's size, gets new facts."""
+    weights = weights_digest(folder)
+    if weights is None:
         return config_sha
     return hashlib.sha256(f"{config_sha}\n{weights}".encode()).hexdigest()
 

@@ -25,12 +25,12 @@ from math import prod
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from specops.fsio import SAFETENSORS_MAX_HEADER
+
 # Bytes per element of the safetensors dtypes.
 _ST_BYTES = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2,
              "U16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I8": 1, "U8": 1, "BOOL": 1}
 _CONFIG_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float": 4, "half": 2}
-# Largest header safetensors itself accepts (100 MB); a bigger length means a corrupt file.
-_MAX_HEADER = 100_000_000
 EMBED_NAMES = ("model.embed_tokens.weight", "lm_head.weight")
 
 
@@ -49,7 +49,7 @@ def _get(cfg: Mapping[str, Any], key: str, default: Any = None) -> Any:
 def _header(path: Path) -> dict[str, Any]:
     with path.open("rb") as f:
         (n,) = struct.unpack("<Q", f.read(8))
-        if n > _MAX_HEADER:
+        if n > SAFETENSORS_MAX_HEADER:  # a corrupt file
             raise ValueError(f"{path.name}: safetensors header of {n} bytes")
         return json.loads(f.read(n))
 
