@@ -19,6 +19,8 @@ Structured emission: the IR is built as plain dicts and serialised with libyaml'
   inside `condition-N` sub-DAG components with `triggerPolicy.condition`, nested one level per
   gate, as kfp 2.17 compiles nested `dsl.If(gate.outputs['passed'] == True)` (one naming
   difference: the channel is `pipelinechannel--<gate>--passed`, see `_param_channel`);
+- a target's GCP `project` is every executor's GOOGLE_CLOUD_PROJECT (`env`, as kfp compiles
+  `set_env_variable`), the project Google's client libraries fall back to;
 - `sdkVersion` is pinned to `kfp-2.17.0` and no pip-install line is emitted (the runtime image
   ships specops and kfp), so SDK upgrades never show up as drift.
 
@@ -439,6 +441,8 @@ class _Builder:
             label = "exec-specops-step" if n == 1 else f"exec-specops-step-{n}"
             self._exec_labels[key] = label
             container: dict[str, Any] = {"image": step.image, "command": list(_COMMAND), "args": list(_ARGS)}
+            if env := kfp_trainjob.project_env(self.p):
+                container["env"] = env
             if res:
                 container["resources"] = res
             self.executors[label] = {"container": container}

@@ -3,6 +3,12 @@
 Talks to the KFP v2beta1 REST API with kfp 2.17's own client (`kfp.Client(host=target.host)`,
 imported inside functions; it calls /apis/v2beta1/healthz when constructed).
 
+Credentials: the target's `credentials` secretRef (options["credentials"], a reference) is read
+when the client is made (specops.runtime.secrets: env, a mounted Kubernetes Secret or AWS
+Secrets Manager; `key` picks a JSON field, or names the mounted file) and sent as kfp's
+`existing_token`: `Authorization: Bearer <token>` on every request, as a KFP behind an
+authenticating proxy (IAP, Istio, oauth2-proxy) wants. The value is never printed or recorded.
+
 - Live identity: the pipeline whose display name is `<model>-<env>` (`kfp.pipeline_name`).
   KFP ids are server UUIDs with no content in them, so the content hash travels with each
   version: the version name is `<pipeline>-<hash[:16]>` (`-N` appended if that name is taken
@@ -47,6 +53,7 @@ from specops.backends.provider import (
     RetryableError,
     retrying,
 )
+from specops.runtime.secrets import SecretError, read_secret
 
 if TYPE_CHECKING:
     from specops import ir
@@ -137,15 +144,27 @@ class KfpPipelineProvider:
                     raise ProviderError(f"target '{self.target.name}' has no host: kfp_pipeline needs the "
                                         "KFP API address (targets.<name>.host)")
 
+                token = self._token()
+
                 def make() -> Any:
                     import kfp
 
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", FutureWarning)
-                        return kfp.Client(host=self.host)
+                        return kfp.Client(host=self.host, existing_token=token)
 
                 self._client = self.call(f"connect to KFP at {self.host}", make)
             return self._client
+
+    def _token(self) -> str | None:
+        """The target's credential, read from where its secretRef says (None: none declared)."""
+        ref = self.options.get("credentials")
+        if not ref:
+            return None
+        try:
+            return read_secret(ref, f"target '{self.target.name}' credentials")
+        except SecretError as e:
+            raise ProviderError(str(e)) from None
 
     def _quiet(self, fn: Callable[[], T]) -> Callable[[], T]:
         # kfp prints "Pipeline details: <link>" on every upload; the CLI owns stdout.

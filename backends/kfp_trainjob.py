@@ -31,6 +31,16 @@ RUNTIMES = {"ddp": "torch-distributed", "fsdp": "torch-distributed", "deepspeed"
 GPU_RESOURCE = "nvidia.com/gpu"
 
 
+def project_env(pipeline: Pipeline) -> list[dict[str, str]]:
+    """Environment of every step container (the pipeline's executors and a TrainJob's nodes):
+    the target's GCP project as GOOGLE_CLOUD_PROJECT, where Google's client libraries
+    (google-auth's `default()`, hence google-cloud-storage for gs:// artifacts and data) read
+    the project from when the credentials carry none. The `[{name, value}]` form both the
+    PipelineContainerSpec (what kfp's `set_env_variable` compiles to) and a container take."""
+    project = pipeline.target.project
+    return [{"name": "GOOGLE_CLOUD_PROJECT", "value": project}] if project else []
+
+
 def needs_trainjob(step: Step) -> bool:
     return step.kind == "finetune" and step.resources.nodes > 1
 
@@ -55,6 +65,8 @@ def manifest(pipeline: Pipeline, step: Step, image: str | None = None) -> dict[s
         "args": ["--module", "specops.runtime", "finetune",
                  "--params", json.dumps(params, sort_keys=True, separators=(",", ":"))],
     }
+    if env := project_env(pipeline):
+        trainer["env"] = env
     if limits:
         trainer["resourcesPerNode"] = {"limits": limits, "requests": dict(limits)}
     return {

@@ -50,6 +50,9 @@ class PipelineBackend(Protocol):
         """File path under build/<env>/<NAME>/<pipeline>/ -> bytes; byte-identical for identical input."""
         ...
 
+    # Optional: `unused_target_fields(target) -> {attribute: why}`, the Project target fields
+    # this backend cannot deliver for that target (specops.checks.targets warns at their line).
+
 
 class ServingPlatform(Protocol):
     NAME: str  # the Project's `serving.platform` (or a ServingTarget's `platform`) value

@@ -266,6 +266,17 @@ def check(pipeline: Pipeline) -> list[Diagnostic]:
     return sorted(out, key=Diagnostic.sort_key)
 
 
+def unused_target_fields(target: Any) -> dict[str, str]:
+    """Target fields (snake_case attribute names) SageMaker cannot deliver, and why; specops.checks
+    reports each one that is set as a warning at its line. (`imageRegistry` is delivered: step
+    images are pulled from it, see ir.lower.step_image.)"""
+    return {
+        "project": "a GCP project means nothing to SageMaker: pipelines run in the AWS account of `roleArn`",
+        "credentials": "the SageMaker provider signs its calls with the ambient AWS credentials (a profile, an "
+                       "OIDC role) and runs the steps as `roleArn`; it sends no other credential",
+    }
+
+
 def _check_step(pipeline: Pipeline, step: Step) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     src = step.source or pipeline.source

@@ -88,6 +88,18 @@ def _is_local(pipeline: Pipeline) -> bool:
     return pipeline.target.provider == "local"
 
 
+def unused_target_fields(target: Any) -> dict[str, str]:
+    """Target fields (snake_case attribute names) ZenML cannot deliver for `target`, and why;
+    specops.checks reports each one that is set as a warning at its line."""
+    out = {"credentials": "the ZenML provider runs the pipeline on this machine's ZenML store; it sends no "
+                          "credential"}
+    if target.provider == "local":
+        out["image_registry"] = "ZenML's local orchestrator runs the steps in this process, in no image"
+        out["project"] = ("ZenML's local orchestrator runs the steps in this process: Google's clients read the "
+                          "project from your own environment (GOOGLE_CLOUD_PROJECT)")
+    return out
+
+
 # ---- Kubernetes quantities -> ZenML ResourceSettings -------------------------------------
 
 _QTY = re.compile(r"^([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE]([+-]?[0-9]+)|(Ki|Mi|Gi|Ti|Pi|Ei|m|k|K|M|G|T|P|E))?$")
@@ -239,6 +251,9 @@ def run_config(pipeline: Pipeline) -> dict[str, Any]:
         if not local and s.image:
             # Containerised orchestrators build the step image on top of the runtime image.
             settings["docker"] = {"parent_image": s.image}
+            if pipeline.target.project:
+                # The project Google's client libraries use in the step (as kfp_trainjob.project_env).
+                settings["docker"]["environment"] = {"GOOGLE_CLOUD_PROJECT": pipeline.target.project}
         if settings:
             conf["settings"] = settings
         extra = {k: v for k, v in (("kind", s.kind), ("image", s.image or None),

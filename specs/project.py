@@ -62,18 +62,22 @@ class Target(SpecModel):
     backend: Name
     provider: Literal["local", "aws", "gcp", "onprem"] = "local"
     region: Region | None = None
-    # GCP project id (KFP on Vertex AI).
+    # GCP project id: GOOGLE_CLOUD_PROJECT of every KFP step (and of ZenML's containerised
+    # steps), where Google's clients read the project from. Backends that cannot use it say so.
     project: GcpProject | None = None
     # KFP API host, e.g. https://kfp.example.com
     host: Uri | None = None
     artifact_store: Uri = "file://.specops/artifacts"
+    # Where this target pulls the runtime image (`defaults.image`) from: a mirror holding it under
+    # its own name and tag, `<imageRegistry>/runtime:0.1.0`. Images a step names are used as written.
     image_registry: ImageRepo | None = None
     # SageMaker execution role ARN (not a secret: ARNs are identifiers).
     role_arn: RoleArn | None = None
     serving: ServingPlatform = Field(default_factory=ServingPlatform)
     # GPU types this target can schedule; ServingTargets and training steps must pick one.
     gpus: list[str] = Field(default_factory=list)
-    # Credentials for the target's API (e.g. a KFP bearer token). Only secret references.
+    # Credentials for the target's API: the KFP provider's bearer token, read by plan/apply from
+    # env, a mounted Kubernetes Secret or AWS Secrets Manager. Only secret references.
     credentials: Secret | None = None
     # The model and prompt registry (and run tracking) this target's environments use.
     registry: ModelRegistry = Field(default_factory=ModelRegistry)

@@ -22,7 +22,10 @@ tests point the real `kfp.Client` (kfp 2.17, kfp_server_api) at this double, ser
 `pipeline_spec` comes back as the uploaded YAML parsed to JSON (a second document, the
 platform spec, makes it {"pipeline_spec": ..., "platform_spec": ...} as on the server).
 `fail(n, method, path)` may return an HTTP status to answer the n-th request with (503/429
-injection); `hits` counts requests by path.
+injection); `hits` counts requests by path. With `token`, the double stands behind an
+authenticating proxy (IAP, Istio, oauth2-proxy in front of the API server): a request without
+`Authorization: Bearer <token>` is answered 401, healthz included. `authorizations` counts the
+Authorization headers received (None: no header).
 """
 
 from __future__ import annotations
@@ -45,7 +48,9 @@ _EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
 class KfpDouble:
-    def __init__(self, fail: Callable[[int, str, str], int | None] | None = None):
+    def __init__(self, fail: Callable[[int, str, str], int | None] | None = None, token: str | None = None):
+        self.token = token
+        self.authorizations: Counter[str | None] = Counter()
         self.pipelines: dict[str, dict[str, Any]] = {}
         self.versions: dict[str, list[dict[str, Any]]] = {}  # pipeline id -> versions, oldest first
         self.fail = fail
@@ -69,7 +74,11 @@ class KfpDouble:
                     double.count += 1
                     double.hits[f"{self.command} {url.path}"] += 1
                     status = double.fail(double.count, self.command, url.path) if double.fail else None
-                    if status:
+                    auth = self.headers.get("Authorization")
+                    double.authorizations[auth] += 1
+                    if double.token is not None and auth != f"Bearer {double.token}":
+                        code, doc = 401, {"error": "unauthenticated", "code": 16, "message": "unauthenticated"}
+                    elif status:
                         code, doc = status, {"error": "injected failure", "code": 14, "message": "unavailable"}
                     else:
                         code, doc = double.route(self.command, url.path, query, body, self.headers)

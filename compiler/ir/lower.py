@@ -56,6 +56,20 @@ def env_defaults(resolved: Resolved, env: str) -> dict[str, Any]:
     return deep_merge(base, {snake.get(k, k): v for k, v in over.items()})
 
 
+def step_image(image: str, target: Any) -> str:
+    """The image the lifecycle steps run in: the Project's runtime image (`defaults.image`),
+    pulled from the target's `imageRegistry` when it names one. The registry holds a mirror of
+    the image under its own name and tag (or digest): `ghcr.io/specops-dev/runtime:0.1.0` with
+    `imageRegistry: us-docker.pkg.dev/acme/specops` is `us-docker.pkg.dev/acme/specops/runtime:0.1.0`,
+    the way a cluster that cannot pull from the public registry (SageMaker pulls from ECR only)
+    is given it. Images a step names itself (`command.image`, a custom step's `image`) are used
+    as written: they are the user's choice, not specops's."""
+    registry = getattr(target, "image_registry", None)
+    if not registry:
+        return image
+    return f"{registry.rstrip('/')}/{image.rsplit('/', 1)[-1]}"
+
+
 def _source_params(ds: Node) -> dict[str, Any]:
     """What the data_check step needs to read a dataset (runtime.data_check SOURCE_KEYS)."""
     s = ds.spec
@@ -367,7 +381,7 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node, memo: dict[st
     memo = {} if memo is None else memo
     spec = model.spec
     defaults = env_defaults(resolved, view.name)
-    image = defaults["image"]
+    image = step_image(defaults["image"], view.target)
     seed = defaults["seed"]
     gates = gates_of_model(view, model)
     model_gates = [g for g in gates if g.spec.prompt is None]

@@ -493,7 +493,10 @@ def load_env(resolved: Any, env: str, options: dict[str, Any] | None = None) -> 
     build = compile_repo(resolved, [env], cache_dir=cache_dir_of(root))
     desired = desired_resources(resolved, build, env) if not build.diagnostics.has_errors else []
     reg = view.target.registry
+    cred = view.target.credentials
+    # Secret references (where a secret lives), never values: the provider reads them when it connects.
     opts: dict[str, Any] = {"gitops_dir": view.target.serving.gitops_dir,
+                            "credentials": cred.secret_ref.model_dump(mode="json") if cred else None,
                             "registry": {"uri": reg.tracking_uri,
                                          "token": reg.token.secret_ref.model_dump(mode="json") if reg.token else None}}
     opts.update(options or {})

@@ -80,6 +80,18 @@ def test_kfp_loads_the_emitted_pipeline_as_a_component():
         assert "repo_root" in comp.component_spec.inputs
 
 
+
+def test_target_project_is_every_executors_google_cloud_project():
+    """The target's GCP project reaches every step container as GOOGLE_CLOUD_PROJECT (the
+    PipelineContainerSpec `env` kfp's set_env_variable compiles to; strict protobuf parse above);
+    a target without one sets nothing."""
+    doc = _doc(kfp_backend.emit(llm_pipeline()))
+    envs = [e["container"].get("env") for e in doc["deploymentSpec"]["executors"].values()]
+    assert envs and all(env == [{"name": "GOOGLE_CLOUD_PROJECT", "value": GCP.project}] for env in envs)
+    _parse(doc)
+    doc = _doc(kfp_backend.emit(llm_pipeline(target=ONPREM, env="prod")))
+    assert not any("env" in e["container"] for e in doc["deploymentSpec"]["executors"].values())
+
 def test_churn_structure_mirrors_kfp_dsl_if():
     doc = _doc(kfp_backend.emit(churn_pipeline()))
     root = doc["root"]["dag"]["tasks"]

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -23,6 +26,8 @@ from specops.ir import Target
 from specops.state import ResourceState
 from tests.fixtures.ir_samples import churn_pipeline
 from tests.kfp_double import KfpDouble
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def target(host: str | None) -> Target:
@@ -156,3 +161,65 @@ def test_schedule_is_reported_not_applied(kfp_api):
     _, out = make(kfp_api.url).apply(d, None)
     assert out["schedule"] == "not-applied"
     assert json.loads(next(v for k, v in d.files.items() if k.endswith("schedule.json")))["kfp_cron"]
+
+
+# ---- credentials: the target's secretRef, sent as the bearer token ------------------------------
+
+
+def test_target_credentials_are_sent_as_the_bearer_token(monkeypatch, tmp_path):
+    """The double stands behind an authenticating proxy (see tests/kfp_double.py): without the
+    token every request is 401; with the target's credentials, read from where the secretRef
+    says, kfp.Client sends `Authorization: Bearer <token>` on every request. The value appears in
+    no output and no error."""
+    token = "kfp-" + "9f3c" * 6
+    monkeypatch.setenv("KFP_STAGING", json.dumps({"token": token}))
+    with KfpDouble(token=token) as api:
+        d = desired(churn_pipeline(target(api.url), "prod"))
+        with pytest.raises(urllib.error.HTTPError) as e:  # (kfp.Client itself retries a 401 healthz for 25 s)
+            urllib.request.urlopen(f"{api.url}/apis/v2beta1/healthz")
+        assert e.value.code == 401 and api.authorizations == {None: 1}
+
+        p = make(api.url, credentials={"provider": "env", "name": "KFP_STAGING", "key": "token"})
+        ids, out = p.apply(d, None)
+        assert out["action"] == "create" and p.read(d, None).content_hash == d.content_hash
+        assert set(api.authorizations) == {None, f"Bearer {token}"}
+        # healthz, list, upload, versions, and read's calls: all of them carried it
+        assert api.authorizations[f"Bearer {token}"] == sum(api.hits.values()) - api.authorizations[None]
+        assert token not in json.dumps([ids, out])
+
+        # a Kubernetes Secret mounted as files (the reconcile Deployment's way): `key` names the file
+        (tmp_path / "kfp-token").mkdir()
+        (tmp_path / "kfp-token" / "token").write_text(token + "\n")
+        monkeypatch.setenv("SPECOPS_SECRETS_DIR", str(tmp_path))
+        k8s = make(api.url, credentials={"provider": "kubernetes", "name": "kfp-token", "key": "token"})
+        assert k8s.read(d, None).exists
+
+        # a secret that is not there: one line naming the reference, never a value
+        with pytest.raises(ProviderError) as e:
+            make(api.url, credentials={"provider": "env", "name": "KFP_STAGING", "key": "tok"}).read(d, None)
+        assert str(e.value) == ("target 'onprem' credentials: env secret KFP_STAGING, key tok is not a JSON object "
+                                "with a string 'tok'") and token not in str(e.value)
+
+
+def test_plan_sends_the_credentials_the_project_names(tmp_path, monkeypatch):
+    """From the spec to the wire: `specops plan` of churn's staging, its KFP target pointed at
+    the double, reads `targets.gcp.credentials` (secretRef name and key) and every request it
+    sends carries that token."""
+    from click.testing import CliRunner
+
+    from specops.cli import main
+
+    token = "kfp-" + "5be1" * 6
+    repo = tmp_path / "churn"
+    shutil.copytree(ROOT / "examples" / "churn", repo, ignore=shutil.ignore_patterns("build", ".specops"))
+    monkeypatch.setenv("CI_SECRETS", json.dumps({"kfp": token}))
+    with KfpDouble(token=token) as api:
+        proj = repo / "specops.yaml"
+        proj.write_text(proj.read_text().replace("https://kfp.acme.internal", api.url)
+                        .replace("{provider: env, name: KFP_TOKEN}", "{provider: env, name: CI_SECRETS, key: kfp}"))
+        r = CliRunner().invoke(main, ["plan", str(repo), "--env", "staging", "--json"])
+        assert r.exit_code == 0, r.output
+        row = next(x for x in json.loads(r.output)["resources"] if x["type"] == "kfp_pipeline")
+        assert row["action"] == "create"
+        assert api.authorizations == {f"Bearer {token}": sum(api.hits.values())} and api.hits
+        assert token not in r.output

@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHURN_CSV = REPO / "tests" / "fixtures" / "churn.csv"
 ZENML_TARGET = Target(name="zen-prod", backend="zenml", provider="aws", region="eu-west-1",
                       artifact_store="s3://acme-zenml")
+ZENML_GKE = Target(name="zen-gke", backend="zenml", provider="gcp", project="acme-ml", artifact_store="gs://acme-zenml")
 
 
 def _doc(files: dict[str, bytes]) -> dict:
@@ -194,9 +195,18 @@ def test_cpu_quantities(qty: str, out: float | None) -> None:
 # ---- strict run-config validation -----------------------------------------------------------
 
 
+def test_gcp_project_reaches_containerised_steps_environment() -> None:
+    """A containerised orchestrator's steps get the target's GCP project as GOOGLE_CLOUD_PROJECT
+    (DockerSettings.environment; validated strictly below, as `llm-zenml-gke`)."""
+    doc = _doc(Z.emit(S.llm_pipeline(target=ZENML_GKE, env="prod")))
+    envs = [step["settings"]["docker"].get("environment") for step in doc["steps"].values()]
+    assert envs and all(e == {"GOOGLE_CLOUD_PROJECT": "acme-ml"} for e in envs)
+
+
 @pytest.mark.parametrize("pipeline", [S.churn_pipeline(), S.llm_pipeline(),
-                                      S.llm_pipeline(target=ZENML_TARGET, env="prod")],
-                         ids=["churn-local", "llm-gcp", "llm-zenml-remote"])
+                                      S.llm_pipeline(target=ZENML_TARGET, env="prod"),
+                                      S.llm_pipeline(target=ZENML_GKE, env="prod")],
+                         ids=["churn-local", "llm-gcp", "llm-zenml-remote", "llm-zenml-gke"])
 def test_emitted_run_config_is_valid_strictly(pipeline) -> None:
     from zenml.config.pipeline_run_configuration import PipelineRunConfiguration
 

@@ -470,7 +470,12 @@ MUTATIONS.update({
     "Project:spec.environments{}.target": (SA, PJ, _E + ("target",), "local"),
     "Project:spec.targets{}.artifactStore": (SA, PJ, _T + ("artifactStore",), "gs://acme-other/support"),
     "Project:spec.targets{}.backend": (SA, PJ, _T + ("backend",), "zenml"),
-    "Project:spec.targets{}.credentials.secretRef.provider": (SA, PJ, _T + ("credentials", "secretRef", "provider"), "env"),
+    # a secret specops cannot read where plan/apply run is an error at its line
+    "Project:spec.targets{}.credentials.secretRef.provider": (SA, PJ, _T + ("credentials", "secretRef", "provider"),
+                                                              "vault"),
+    # GOOGLE_CLOUD_PROJECT of every KFP step; the mirror the KFP steps pull the runtime image from
+    "Project:spec.targets{}.project": (SA, PJ, _T + ("project",), "acme-ml-other"),
+    "Project:spec.targets{}.imageRegistry": (SA, PJ, _T + ("imageRegistry",), "europe-docker.pkg.dev/acme-ml/mirror"),
     "Project:spec.targets{}.provider": (SA, PJ, _T + ("provider",), "onprem"),
     "Project:spec.targets{}.region": (SA, PJ, ("spec", "targets", "aws-prod", "region"), "eu-west-1"),
     "Project:spec.targets{}.roleArn": (SA, PJ, ("spec", "targets", "aws-prod", "roleArn"),
@@ -504,6 +509,20 @@ COVERED_ELSEWHERE.update({
     "Project:spec.state.path": "tests/compiler/state/test_state.py::test_open_store_layout_and_round_trip",
     # The KFP provider talks to the target's host (a test double of the KFP API: no server runs here).
     "Project:spec.targets{}.host": "tests/backends/test_kfp_provider.py::test_create_read_noop_update_rollback_delete",
+    # The KFP provider sends the target's credentials as its bearer token (the KFP API double
+    # stands behind an authenticating proxy): from the spec, through `specops plan`, to the wire.
+    "Project:spec.targets{}.credentials.secretRef.name":
+        "tests/backends/test_kfp_provider.py::test_plan_sends_the_credentials_the_project_names",
+    "Project:spec.targets{}.credentials.secretRef.key":
+        "tests/backends/test_kfp_provider.py::test_plan_sends_the_credentials_the_project_names",
+    # The example's ServingTarget pins engine.version; the default is proven on one that does not.
+    "Project:spec.defaults.vllmVersion":
+        "tests/compiler/ir/test_lower_llm.py::test_project_vllm_version_serves_a_target_that_names_none",
+    "Project:spec.environments{}.policy.ignoreChanges":
+        "tests/compiler/ops/test_apply.py::test_gitops_dir_and_ignore_changes_reach_apply_and_drift",
+    "Project:spec.targets{}.serving.gitopsDir":
+        "tests/compiler/ops/test_apply.py::test_gitops_dir_and_ignore_changes_reach_apply_and_drift",
+    "Project:spec.state.region": "tests/compiler/state/test_state_s3.py::test_requests_are_signed_for_the_states_region",
     # A GPU the target does not offer is an error at the ServingTarget's accelerator line
     # (bad_inputs/serving_gpu_not_offered.yaml).
     "Project:spec.targets{}.gpus": "tests/compiler/frontend/test_bad_inputs.py::test_bad_input",
@@ -525,18 +544,8 @@ NOT_RUN: dict[str, str] = {
     "Project:spec.targets{}.registry.provider": "one value (mlflow) is accepted; it names the registry kind",
 }
 
-# Fields not yet proven to reach anything, each with what is missing.
-_NO_TEST = "issue 13/9: read by {} but no test proves it"
-PENDING: dict[str, str] = {
-    "Project:spec.targets{}.project": "issue 13/9: lowered into the IR target, no backend reads it",
-    "Project:spec.targets{}.imageRegistry": "issue 13/9: lowered into the IR target, no backend reads it",
-    "Project:spec.targets{}.credentials.secretRef.name": "issue 13/9: the KFP provider does not send the credentials",
-    "Project:spec.targets{}.credentials.secretRef.key": "issue 13/9: the KFP provider does not send the credentials",
-    "Project:spec.defaults.vllmVersion": _NO_TEST.format("checks.serving when engine.version is absent"),
-    "Project:spec.environments{}.policy.ignoreChanges": _NO_TEST.format("ops.plan's drift comparison"),
-    "Project:spec.state.region": _NO_TEST.format("the S3 state client"),
-    "Project:spec.targets{}.serving.gitopsDir": _NO_TEST.format("the gitops provider (only its git-URL refusal is tested)"),
-}
+# Fields not yet proven to reach anything, each with what is missing (none left for issue 13/9).
+PENDING: dict[str, str] = {}
 _OTHER_LANES: dict[str, str] = {}
 _CLASSICAL = ()
 

@@ -92,3 +92,27 @@ def test_full_finetune_has_no_lora_params(tmp_path: Path) -> None:
     resolved = analyze(repo)
     (p,) = lower_env(resolved, "dev")[0]
     assert (p.step("finetune").params["method"], p.step("finetune").params["lora"]) == ("full", None)
+
+
+def test_project_vllm_version_serves_a_target_that_names_none(tmp_path: Path) -> None:
+    """A ServingTarget without `engine.version` is checked and deployed as the Project's
+    `defaults.vllmVersion`: the version of its lowered node (which its serve config is checked
+    against) and the version label of what is deployed (staging's KServe InferenceService)
+    follow the Project."""
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "examples" / "support-assistant", repo, ignore=shutil.ignore_patterns("build", ".specops"))
+    st = repo / "serving" / "support-llm.yaml"
+    st.write_text(st.read_text().replace("    version: 0.32.0\n", "", 1))
+    proj = repo / "specops.yaml"
+    text = proj.read_text()
+    labels = {}
+    for version in ("0.32.0", "0.11.0"):
+        proj.write_text(text.replace("vllmVersion: 0.32.0", f"vllmVersion: {version}"))
+        resolved = analyze(repo)
+        assert not resolved.diagnostics.has_errors, [d.headline() for d in resolved.diagnostics.sorted()]
+        serving = {s.name: s for s in lower_env(resolved, "staging")[1]}
+        assert serving["support-llm"].engine_version == version
+        files = compile_repo(resolved, ["staging"]).files()
+        isvc = yaml.safe_load(files["staging/serving/support-llm/inferenceservice.yaml"])
+        labels[version] = isvc["metadata"]["labels"]["app.kubernetes.io/version"]
+    assert labels == {"0.32.0": "0.32.0", "0.11.0": "0.11.0"}

@@ -126,6 +126,34 @@ def test_drift_report_policy_refuses_until_resolved(repo, monkeypatch):
     assert cli("drift", str(repo), "--env", "prod").exit_code == 0
 
 
+
+def test_gitops_dir_and_ignore_changes_reach_apply_and_drift(repo, monkeypatch):
+    """`serving.gitopsDir` is where apply writes the target's manifests; `policy.ignoreChanges`
+    is the live noise drift does not report (an fnmatch over `<address>/<file>:<field>`), while
+    any other hand edit still is drift."""
+    monkeypatch.setenv("SPECOPS_FAKE_GATES", "support-quality=pass,support-no-regression=pass")
+    proj = repo / "specops.yaml"
+    proj.write_text(proj.read_text()
+                    .replace("serving: {platform: kubernetes, namespace: support}",
+                             "serving: {platform: kubernetes, namespace: support, gitopsDir: deploy/gitops}")
+                    .replace("policy: {requireGates: true, drift: report, prune: false}",
+                             "policy: {requireGates: true, drift: report, prune: false,\n"
+                             "              ignoreChanges: ['k8s_manifests.*/deployment.yaml:spec.replicas']}"))
+    r = cli("validate", str(repo))  # a folder of the spec repo: its manifests must not be read as specs
+    assert r.exit_code == 1 and "add `deploy/gitops/` to .specopsignore" in r.output
+    (repo / ".specopsignore").write_text("deploy/gitops/\n")
+    assert cli("apply", str(repo), "--env", "prod", "--auto-approve").exit_code == 0
+    dep = repo / "deploy" / "gitops" / "support-llm" / "deployment.yaml"
+    assert dep.is_file() and not (repo / ".specops" / "gitops").exists()
+    original = dep.read_text()
+    dep.write_text(original.replace("replicas: 2", "replicas: 5"))  # an autoscaler's edit: ignored
+    r = cli("drift", str(repo), "--env", "prod")
+    assert r.exit_code == 0, r.output
+    dep.write_text(original.replace("replicas: 2", "replicas: 5").replace("namespace: support", "namespace: other"))
+    r = cli("drift", str(repo), "--env", "prod")
+    assert r.exit_code == 2 and "deployment.yaml:metadata.namespace" in r.output
+    assert "spec.replicas" not in r.output
+
 def test_corrupt_state_is_one_line_and_untouched(repo):
     assert cli("apply", str(repo), "--env", "dev", "--auto-approve").exit_code == 0
     sf = repo / ".specops" / "state" / "dev.state.json"

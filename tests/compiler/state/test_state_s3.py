@@ -68,6 +68,23 @@ def test_round_trip_via_open_store_and_aws_endpoint_url(endpoint: str, bucket: s
     assert body == s.to_bytes()
 
 
+
+@pytest.mark.parametrize("region", ["eu-west-1", "ap-southeast-2"])
+def test_requests_are_signed_for_the_states_region(endpoint: str, bucket: str, region: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """`state.region` is the region the store's requests are signed for (SigV4's credential
+    scope, which S3 checks against the bucket's region), whatever AWS_REGION says. Seen on the
+    signed requests themselves, through botocore's own `before-send` event."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    store = open_store(StateBackend(backend="s3", bucket=bucket, region=region), "dev", root=None)  # type: ignore[arg-type]
+    signed: list[str] = []
+    store.client.meta.events.register("before-send.s3", lambda request, **_: signed.append(
+        str(request.headers["Authorization"])))
+    s = State.new("dev")
+    store.write(s)
+    assert store.read() == s
+    assert signed and all(f"/{region}/s3/aws4_request" in a for a in signed), signed
+
 def test_backups_rotate(endpoint: str, bucket: str) -> None:
     store = _store(endpoint, bucket)
     s = State.new("dev")
