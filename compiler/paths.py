@@ -10,6 +10,7 @@ import fnmatch
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import shutil
 from pathlib import Path
@@ -41,10 +42,15 @@ MAX_IGNORE_BYTES = 1 << 20
 DEFAULT_IGNORES = (".git", ".specops", "build", "node_modules", ".venv*", ".*")
 
 
+# One regex for all of them (fnmatch's own translation): discovery tests every entry of the
+# repo, ~5,000 fnmatch calls at 1,000 specs on the no-op compile path.
+_DEFAULT_RX = re.compile("|".join(fnmatch.translate(p) for p in DEFAULT_IGNORES))
+
+
 def _default_ignored(rel: str) -> bool:
     # The defaults are bare names, which match at any depth in gitignore's semantics too.
     name = rel.rstrip("/").rsplit("/", 1)[-1]
-    return any(fnmatch.fnmatchcase(name, p) for p in DEFAULT_IGNORES)
+    return _DEFAULT_RX.match(name) is not None
 
 
 def ignore_patterns(root: Path) -> tuple[Callable[[str], bool], bytes]:

@@ -453,10 +453,5 @@ def fast_compile(path: str | Path = ".", envs: Iterable[str] | None = None) -> F
     return FastResult(root, hit) if hit is not None else None
 
 
-def out_record(root: Path, out: Path) -> Path:
-    """Where the stats of the build folder `out` are recorded (see output.write_build)."""
-    return _builds(cache_dir_of(root)) / f"out-{_sha(os.fsencode(os.path.realpath(out)))[:16]}.json"
-
-
 def ignore_bytes(root: Path) -> bytes:
     return _patterns(root)[1]

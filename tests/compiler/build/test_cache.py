@@ -236,3 +236,17 @@ def test_packs_are_streamed_and_read_back_lazily(tmp_path):
         assert view.read(a["offset"], a["size"]) == build.artifacts[a["path"]].data
     off, size = view.index["manifest"]
     assert view.read(off, size) == build.files()["manifest.json"]
+
+
+def test_default_ignores_match_as_fnmatch_does():
+    """paths._default_ignored compiles DEFAULT_IGNORES into one regex; it must say what
+    fnmatch says of each name (the last component of a path)."""
+    import fnmatch
+
+    from specops.paths import DEFAULT_IGNORES, _default_ignored
+
+    names = [".git", ".gitx", "git", ".specops", "build", "builds", "xbuild", "node_modules", ".venv", ".venv-dbt",
+             "venv", ".x", "a.b", "team0", "build/", "x/build", "x/.venv2/", "x\nbuild", "build\n", "a/.b", "Build"]
+    for n in names:
+        name = n.rstrip("/").rsplit("/", 1)[-1]
+        assert _default_ignored(n) == any(fnmatch.fnmatchcase(name, p) for p in DEFAULT_IGNORES), n
