@@ -8,6 +8,7 @@ when the client is made (specops.runtime.secrets: env, a mounted Kubernetes Secr
 Secrets Manager; `key` picks a JSON field, or names the mounted file) and sent as kfp's
 `existing_token`: `Authorization: Bearer <token>` on every request, as a KFP behind an
 authenticating proxy (IAP, Istio, oauth2-proxy) wants. The value is never printed or recorded.
+A missing or refused credential (HTTP 401/403 on healthz) is one line at once.
 
 - Live identity: the pipeline whose display name is `<model>-<env>` (`kfp.pipeline_name`).
   KFP ids are server UUIDs with no content in them, so the content hash travels with each
@@ -145,6 +146,7 @@ class KfpPipelineProvider:
                                         "KFP API address (targets.<name>.host)")
 
                 token = self._token()
+                self._refused(token)
 
                 def make() -> Any:
                     import kfp
@@ -165,6 +167,23 @@ class KfpPipelineProvider:
             return read_secret(ref, f"target '{self.target.name}' credentials")
         except SecretError as e:
             raise ProviderError(str(e)) from None
+
+    def _refused(self, token: str | None) -> None:
+        """One GET of healthz first: a 401/403 (no or a wrong token) is one line now. kfp.Client
+        would retry its healthz call 5 times 5 s apart, log each failure with a traceback, and
+        end in a TimeoutError that reads like a network problem. Anything else is left to it."""
+        import urllib3
+
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            r = urllib3.request("GET", f"{self.host.rstrip('/')}/apis/v2beta1/healthz", headers=headers,
+                                timeout=10.0, retries=False, redirect=False)
+        except (urllib3.exceptions.HTTPError, OSError, ValueError, TypeError):
+            return  # unreachable, a bad URL, an old urllib3: kfp.Client reports it as before
+        if r.status in (401, 403):
+            what = "was refused" if token else "is needed"
+            raise ProviderError(f"KFP at {self.host} answered HTTP {r.status}: a credential {what} "
+                                f"(targets.{self.target.name}.credentials)")
 
     def _quiet(self, fn: Callable[[], T]) -> Callable[[], T]:
         # kfp prints "Pipeline details: <link>" on every upload; the CLI owns stdout.
