@@ -552,7 +552,7 @@ class _Builder:
             "components": self.components,
             "deploymentSpec": {"executors": self.executors},
             "pipelineInfo": {
-                "description": f"specops lifecycle pipeline of model {self.p.model} in environment {self.p.env}",
+                "description": _description(self.p),
                 "name": pipeline_name(self.p),
             },
             "root": root,
@@ -562,6 +562,13 @@ class _Builder:
         if re.match(r"^(gs|s3|minio)://", self.p.artifact_root):
             doc["defaultPipelineRoot"] = self.p.artifact_root
         return doc
+
+
+def _description(p: Pipeline) -> str:
+    monitor = p.labels.get("specops-monitor")
+    if monitor is not None:  # a Monitor's scheduled job (specops.ir.monitors.monitor_job)
+        return f"specops monitoring job of monitor {monitor} in environment {p.env}"
+    return f"specops lifecycle pipeline of model {p.model} in environment {p.env}"
 
 
 def build_ir(pipeline: Pipeline) -> dict[str, Any]:

@@ -52,6 +52,8 @@ class PipelineBackend(Protocol):
 
     # Optional: `unused_target_fields(target) -> {attribute: why}`, the Project target fields
     # this backend cannot deliver for that target (specops.checks.targets warns at their line).
+    # Optional: `can_schedule(pipeline) -> bool`, False where the target's orchestrator runs no
+    # schedules (ZenML's local one); a scheduled Monitor then gets a crontab line instead of a job.
 
 
 class ServingPlatform(Protocol):

@@ -15,7 +15,7 @@ Emitted files (relative to build/<env>/sagemaker/<pipeline>/ or wherever the CLI
 
 Step shapes, kept inside the official schema (see `sagemaker_schema`):
 
-- data_check / evaluate / deploy / command -> Processing step running
+- data_check / evaluate / deploy / command / monitor -> Processing step running
   `python -m specops.runtime <kind> --params-json F --input name=DIR ... --output-dir DIR
   --repo-root DIR` (exec form, no shell); a user `command` is exec'd as given.
 - train / finetune -> Training step. The schema has no ContainerEntrypoint for training, so
@@ -60,7 +60,7 @@ PROVIDER = "specops.backends.sagemaker_provider"
 DEFINITION_VERSION = "2020-12-01"
 CONTENT_HASH_TAG = "specops:content-hash"
 
-PROCESSING_KINDS = frozenset({"data_check", "evaluate", "deploy", "command", "predict", "fetch"})
+PROCESSING_KINDS = frozenset({"data_check", "evaluate", "deploy", "command", "predict", "fetch", "monitor"})
 TRAINING_KINDS = frozenset({"train", "finetune"})
 PROPERTY_FILE = "metrics"
 METRICS_FILE = "metrics.json"

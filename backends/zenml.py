@@ -42,11 +42,11 @@ PROVIDER = "specops.backends.zenml_provider"
 
 # Step kinds with one fixed ZenML step each in specops.backends.zenml_steps.
 STEP_KINDS = ("data_check", "train", "finetune", "evaluate", "gate", "register", "deploy", "command", "predict",
-              "fetch")
+              "fetch", "monitor")
 # Steps with side effects outside ZenML's artifact store (a registry write, a rollout, an
 # opaque user command) must run every time; everything else is a pure function of its
 # parameters (datasets are pinned by version) and inputs, so ZenML's cache is sound.
-_UNCACHED_KINDS = frozenset({"register", "deploy", "command", "predict"})
+_UNCACHED_KINDS = frozenset({"register", "deploy", "command", "predict", "monitor"})
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -98,6 +98,12 @@ def unused_target_fields(target: Any) -> dict[str, str]:
         out["project"] = ("ZenML's local orchestrator runs the steps in this process: Google's clients read the "
                           "project from your own environment (GOOGLE_CLOUD_PROJECT)")
     return out
+
+
+def can_schedule(pipeline: Pipeline) -> bool:
+    """Whether this pipeline's orchestrator runs schedules (the local one refuses them); where it
+    cannot, a monitor's schedule goes to the host's scheduler instead (build/compile.py)."""
+    return not _is_local(pipeline)
 
 
 # ---- Kubernetes quantities -> ZenML ResourceSettings -------------------------------------

@@ -95,6 +95,7 @@ register = _make("register", "Register the model version and its aliases.")
 deploy = _make("deploy", "Hand the registered model to its serving target.")
 predict = _make("predict", "Batch scoring: the trained model scores a dataset into a table.")
 fetch = _make("fetch", "Fetch a pinned registered model version, checked by digest.")
+monitor = _make("monitor", "A Monitor's checks on its data windows; a breach fails the scheduled run.")
 
 
 @step
@@ -108,4 +109,5 @@ def command(step_name: str, params: dict, input_names: list[str], inputs: list[P
 STEPS: dict[str, Any] = {
     "data_check": data_check, "train": train, "finetune": finetune, "evaluate": evaluate,
     "gate": gate, "register": register, "deploy": deploy, "command": command, "predict": predict, "fetch": fetch,
+    "monitor": monitor,
 }

@@ -76,6 +76,12 @@ def write_specs(dest: Path, *, models: int = 1, staging_drift: str = "reconcile"
     for i in range(2, models + 1):
         (dest / "models" / f"churn-{i}.yaml").write_text(
             model.replace("name: churn-classifier\n", f"name: churn-classifier-{i}\n"))
+    # The loop's tests count pipelines and applies per environment: the monitor's scheduled job
+    # (a pipeline of its own, tested in tests/compiler/ops/test_apply_sagemaker.py) stays out.
+    mon = dest / "monitors" / "churn-drift.yaml"
+    text = mon.read_text().replace('  schedule: {cron: "0 6 * * *"}\n', "")
+    assert "schedule:" not in text
+    mon.write_text(text)
     (dest / ".gitignore").write_text(".specops/\n")
 
 

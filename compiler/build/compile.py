@@ -7,6 +7,8 @@ Output tree (all paths relative to the build directory)::
     <env>/serving/<name>/capacity.json   the GPU capacity report (when a config.json is known)
     <env>/serving/<name>/<platform files>
     <env>/monitors/<name>/monitor.json   what `specops monitor run` and the scheduled job execute
+    <env>/monitors/<name>/<backend>/...  a scheduled monitor's job, emitted by the target's
+                                         pipeline backend (or `crontab` where it cannot schedule)
     manifest.json                        versioned: every artifact's sha256, source, deps
 
 Backends come from the one registry (`specops.backends.registry`); their `emit` functions
@@ -38,7 +40,7 @@ from specops.checks.capacity import capacity_report, startup_probe
 from specops.diagnostics import Diagnostic, SpecError
 from specops.fsio import weights_digest
 from specops.ir.lower import gates_of_model, lower_env
-from specops.ir.monitors import lower_monitors, params_bytes
+from specops.ir.monitors import crontab_bytes, lower_monitors, monitor_job, params_bytes
 from specops.ir.nodes import diagnostic_location
 from specops.resolve.lockfile import lock_bytes
 from specops.resolve.refs import EnvView, Resolved
@@ -115,8 +117,36 @@ def compile_env(resolved: Resolved, env: str, build: Build, cache_dir: Path | No
         slo = params["checks"].get("slo")
         if slo is not None and params.get("serving") in served:
             compile_alerts(view, node, served[params["serving"]], slo, sink)
+        job = monitor_job(resolved, view, node, params)
+        if job is not None:
+            compile_monitor_job(view, node, job, backend, sink, emitted)
     if units is not None:
         emitted.replay(units, build)
+
+
+def compile_monitor_job(view: EnvView, node: Any, job: ir.Pipeline, backend: Any, build: Any,
+                        emitted: EmitCache) -> None:
+    """A monitor's schedule: its one-step job emitted by the target's pipeline backend, through the
+    same emitter and cache as lifecycle pipelines (role `pipeline`: plan and apply manage it as
+    `<backend>_pipeline.monitor-<name>`). Where the orchestrator cannot schedule (ZenML's local
+    one), the host's scheduler runs `specops monitor run`: a crontab line, and a note saying so."""
+    key, base = node.key, f"{view.name}/monitors/{node.name}"
+    deps = dependencies(view, key)
+    if not getattr(backend, "can_schedule", lambda _p: True)(job):
+        data = crontab_bytes(job.schedule.cron, node.name, view.name, view.target_name, backend.NAME)
+        build.add(Artifact(f"{base}/crontab", data, view.name, "specops", key, _src(node), deps, "monitor",
+                           node.name, "crontab"))
+        build.diagnostics.add(Diagnostic(
+            "note", "unsupported", f"target '{view.target_name}' ({backend.NAME}) cannot "
+            f"schedule monitor '{node.name}': the host's scheduler runs it, with the line in {base}/crontab "
+            f"(`specops monitor schedule {node.name} --env {view.name}` prints it for this checkout)",
+            *diagnostic_location(job.schedule.source)))
+        return
+    build.diagnostics.extend(backend.check(job))
+    folder = f"{base}/{backend.NAME}"
+    for rel, data in sorted(emitted.emit(backend, job, lambda rel, folder=folder: f"{folder}/{rel}").items()):
+        build.add(Artifact(f"{folder}/{rel}", data, view.name, backend.NAME, key, _src(node), deps, "pipeline",
+                           job.name, rel))
 
 
 def compile_alerts(view: EnvView, node: Any, s: ir.Serving, slo: dict[str, Any], build: Any) -> None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from specops.checks.common import at
 from specops.diagnostics import Diagnostics, suggestion
+from specops.ir.monitors import job_name
 from specops.runtime.assertions import validate
 from specops.runtime.errors import ParamError
 from specops.runtime.monitor import QUALITY_METRICS
@@ -32,6 +33,10 @@ def _need(node: "Node", path: tuple, column: str | None, have: list[str] | None,
 def check_monitor(resolved: "Resolved", view: "EnvView", node: "Node", out: Diagnostics) -> None:
     s = node.spec
     w, c = s.watch, s.checks
+    if s.schedule is not None and view.get("Model", job_name(node.name)) is not None:
+        # Its scheduled job is pipeline `monitor-<name>`: the same resource and live pipeline as that Model's.
+        out.add(at(node, ("schedule",), "duplicate-name", f"monitor '{node.name}' schedules pipeline "
+                   f"'{job_name(node.name)}', which is also a Model's name; rename one of them"))
     model = view.get("Model", w.model) if w.model else None
     if w.inputs is not None:
         cur = _columns_of(view, w.inputs.dataset)

@@ -9,6 +9,7 @@ import click
 
 from specops.checks import analyze
 from specops.cli.common import echo_json, env_option, exit_on_errors, fail, json_option, out_format, require_envs
+from specops.ir.monitors import host_schedule_line
 from specops.ops.monitor import MonitorError, run_monitor
 from specops.state import StateError
 
@@ -83,6 +84,4 @@ def monitor_schedule(name: str, path: str, env: str) -> None:
         fail(f"unknown monitor {name!r} in environment {env!r}")
     if node.spec.schedule is None:
         fail(f"monitor {name!r} has no schedule")
-    root = str(resolved.repo.root)
-    click.echo(f"{node.spec.schedule.cron} cd {shlex.quote(root)} && specops monitor run {shlex.quote(name)} "
-               f"--env {shlex.quote(env)}")
+    click.echo(host_schedule_line(node.spec.schedule.cron, name, env, shlex.quote(str(resolved.repo.root))))

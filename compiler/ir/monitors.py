@@ -6,6 +6,12 @@ params (so the reference is exactly the split the model's pipeline trains on: sa
 same seed), the checks with their thresholds, the schedule and the breach actions. JSON-able,
 sorted, no absolute paths: compiled to `<env>/monitors/<name>/monitor.json`.
 
+A monitor with a `schedule` is also a one-step pipeline (`monitor_job`): the step runtime's
+`monitor` step with these params, lowered like any lifecycle pipeline so each orchestrator's
+own emitter writes it (KFP recurring run, SageMaker pipeline + EventBridge Scheduler, ZenML
+schedule). On such a job a breach fails the run (`fail_on_breach`), which is what the
+orchestrator's own alerting sees.
+
 A retrain is the watched Model's lifecycle pipeline, re-identified by its trigger
 (`retrain_pipeline`): it trains on the breached window (or the pinned data), registers a
 version named after the trigger and moves no alias, and deploys nothing; promotion stays a
@@ -17,15 +23,20 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shlex
 from typing import Any, Callable
 
 from specops import ir
 from specops.frontend.overrides import Node
-from specops.ir.lower import dataset_params, env_defaults
+from specops.ir.lower import dataset_params, env_defaults, lower_target
 from specops.resolve.refs import EnvView, Resolved
 from specops.runtime.thresholds import parse_threshold
 
 MONITOR_PARAMS_VERSION = 1
+# A monitor's scheduled job is pipeline `monitor-<name>` (resource `<backend>_pipeline.monitor-<name>`).
+JOB_PREFIX = "monitor-"
+# What the scheduled job computes; serving SLOs are evaluated by Prometheus or CloudWatch instead.
+JOB_CHECKS = ("drift", "quality", "llm")
 # The split name a whole production window gets when its data_check step reads it.
 WINDOW_SPLIT = "window"
 
@@ -106,6 +117,51 @@ def lower_monitors(resolved: Resolved, env: str, keep: Callable[[str], bool] | N
                    ) -> list[tuple[Node, dict[str, Any]]]:
     view = resolved.envs[env]
     return [(n, monitor_params(resolved, view, n)) for n in view.of_kind("Monitor") if keep is None or keep(n.key)]
+
+
+def job_name(monitor: str) -> str:
+    return f"{JOB_PREFIX}{monitor}"
+
+
+def _at(node: Node, path: tuple) -> ir.Source:
+    def locate() -> tuple[int, int]:
+        pos = node.doc.pos_of(path)
+        return pos.line, pos.col
+
+    return ir.Source(node.file, locate=locate)
+
+
+def monitor_job(resolved: Resolved, view: EnvView, node: Node, params: dict[str, Any]) -> ir.Pipeline | None:
+    """The scheduled monitoring job of a Monitor: one `monitor` step running its params, on the
+    environment's target, on the monitor's cron. None when it has no schedule or nothing for a
+    job to compute (SLO checks only: those are alerting rules)."""
+    s = node.spec
+    if s.schedule is None or not any(k in params["checks"] for k in JOB_CHECKS):
+        return None
+    defaults = env_defaults(resolved, view.name)
+    step = ir.Step("monitor", "monitor", {**params, "fail_on_breach": True}, image=defaults["image"],
+                   source=_at(node, ("spec", "checks")))
+    return ir.Pipeline(
+        name=job_name(node.name), env=view.name, model=params.get("model") or "",
+        target=lower_target(view.target_name, view.target), steps=(step,), parameters={"repo_root": "."},
+        schedule=ir.Schedule(s.schedule.cron, _at(node, ("spec", "schedule", "cron"))),
+        artifact_root=f"{view.target.artifact_store.rstrip('/')}/{view.name}/{job_name(node.name)}",
+        labels={**dict(sorted(node.labels.items())), "specops-monitor": node.name}, source=_at(node, ("metadata", "name")))
+
+
+def host_schedule_line(cron: str, monitor: str, env: str, repo: str = '"$SPECOPS_REPO"') -> str:
+    """The crontab line that runs a monitor from the host's scheduler (`repo`: a shell word)."""
+    return f"{cron} cd {repo} && specops monitor run {shlex.quote(monitor)} --env {shlex.quote(env)}"
+
+
+def crontab_bytes(cron: str, monitor: str, env: str, target: str, backend: str) -> bytes:
+    """`<env>/monitors/<name>/crontab`: where the target's orchestrator cannot schedule."""
+    return (f"# specops: monitor {monitor} in environment {env}. Target '{target}' ({backend}) cannot\n"
+            "# schedule runs, so the host's scheduler runs it. Install it with\n"
+            "# `crontab -e`, setting SPECOPS_REPO to this repository's checkout above the line\n"
+            f"# (`specops monitor schedule {monitor} --env {env}` prints it with the checkout's path).\n"
+            "# A breach exits 2 and an error 1: cron mails the output.\n"
+            f"{host_schedule_line(cron, monitor, env)}\n").encode()
 
 
 def params_bytes(params: dict[str, Any]) -> bytes:

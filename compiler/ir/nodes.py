@@ -18,7 +18,7 @@ from typing import Any, Callable, Literal
 from specops.diagnostics import Pos
 
 StepKind = Literal["data_check", "train", "finetune", "evaluate", "gate", "register", "deploy", "command", "predict",
-                   "fetch"]
+                   "fetch", "monitor"]
 Backend = str  # a pipeline backend of specops.backends.registry (plug-ins included)
 
 

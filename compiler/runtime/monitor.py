@@ -2,7 +2,9 @@
 
 Params: the compiled `monitor.json` (specops.ir.monitors.monitor_params), plus optionally
 `"current_uri"`: a file to read as the current window instead of the inputs Dataset's source
-(what `specops monitor run --data FILE` passes), and `"current_format"`.
+(what `specops monitor run --data FILE` passes), `"current_format"`, and `"fail_on_breach"`
+(the scheduled job's: after writing the report, a breach raises StepFailed, so the
+orchestrator marks the run failed).
 
 Checks:
 - drift: Evidently 0.7 (`Report`, `DataDefinition`, `DataDriftPreset` with its default test per
@@ -31,7 +33,7 @@ from typing import Any
 
 from specops.runtime import run_step, write_json
 from specops.runtime.assertions import Context, check
-from specops.runtime.errors import ParamError, StepError
+from specops.runtime.errors import ParamError, StepError, StepFailed
 from specops.runtime.tables import load_split_table
 from specops.runtime.thresholds import Threshold
 
@@ -95,6 +97,9 @@ def run(params: dict, inputs: dict[str, Path], out: Path, repo_root: Path) -> di
     breached = any(not r["passed"] for r in results)
     report = {"monitor": name, "env": params.get("env"), "breached": breached, "checks": results, "window": window}
     write_json(out / "report.json", report)
+    if breached and params.get("fail_on_breach"):
+        failing = ", ".join(f"{r['name']} {r.get('value')}" for r in results if not r["passed"])
+        raise StepFailed(f"monitor {name!r} breached ({failing})")
     return report
 
 

@@ -69,6 +69,8 @@ def test_a_plugin_backend_outside_the_repo_is_selected_and_compiled_to(installed
     assert r.returncode == 0, r.stdout + r.stderr
     out = json.loads((repo / "build" / "dev" / "demo" / "churn-classifier" / "pipeline.json").read_text())
     assert [s["kind"] for s in out["steps"]][:2] == ["data_check", "train"]
+    # the monitor's schedule: this backend cannot schedule, so the host's scheduler runs it
+    assert (repo / "build" / "dev" / "monitors" / "churn-drift" / "crontab").is_file()
     manifest = json.loads((repo / "build" / "manifest.json").read_text())
     assert {a["backend"] for a in manifest["artifacts"] if a["env"] == "dev"} >= {"demo"}
     # and a name that nothing registers is an error at its line with the plug-in among the choices

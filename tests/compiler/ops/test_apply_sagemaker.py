@@ -66,8 +66,8 @@ def test_apply_then_plan_is_empty_and_drift_is_reconciled(tmp_path: Path, aws: s
     assert cli("drift", str(repo), "--env", "prod").exit_code == 0
     assert cli("plan", str(repo), "--env", "prod", "--detailed-exitcode").exit_code == 0
     # No duplicates: one pipeline, whatever was retried.
-    names = [p["PipelineName"] for p in sm.list_pipelines()["PipelineSummaries"]]
-    assert names == ["churn-classifier-prod"]
+    names = sorted(p["PipelineName"] for p in sm.list_pipelines()["PipelineSummaries"])
+    assert names == ["churn-classifier-prod", "monitor-churn-drift-prod"]  # the model's and the monitor's job
 
 
 def test_drift_under_report_policy_refuses_apply(tmp_path: Path, aws: str) -> None:

@@ -148,3 +148,30 @@ def test_llm_assertions_on_sampled_traffic(tmp_path: Path) -> None:
     r = _run(repo, params, tmp_path / "bad")
     llm = next(c for c in r["checks"] if c["name"] == "llm:pass_rate")
     assert llm["passed"] is False and llm["value"] == 0.5 and r["breached"] is True
+
+
+def test_scheduled_job_fails_on_breach_after_writing_its_report(churn: Path, tmp_path: Path, capsys) -> None:
+    """The scheduled job (`python -m specops.runtime monitor`, what every orchestrator runs) exits
+    1 with one line on a breach, so the orchestrator marks the run failed; its report is written
+    first. An unshifted window exits 0."""
+    from specops.ir.monitors import monitor_job
+    from specops.runtime.__main__ import main
+
+    resolved = analyze(churn)
+    view = resolved.envs["dev"]
+    node = view.get("Monitor", "churn-drift")
+    job = monitor_job(resolved, view, node, monitor_params(resolved, view, node))
+    (step,) = job.steps
+    assert step.kind == "monitor" and step.params["fail_on_breach"] is True
+    shifted(churn / "data" / "production.csv", churn / "data" / "shifted-job.csv")
+    for uri, want in ((None, 0), ("file://data/shifted-job.csv", 1)):
+        params = dict(step.params, **({"current_uri": uri} if uri else {}))
+        (tmp_path / "params.json").write_text(json.dumps(params), encoding="utf-8")
+        out = tmp_path / f"out-{want}"
+        rc = main(["monitor", "--params-json", str(tmp_path / "params.json"), "--output-dir", str(out),
+                   "--repo-root", str(churn)])
+        captured = capsys.readouterr()
+        assert rc == want, captured.err
+        assert json.loads((out / "report.json").read_text(encoding="utf-8"))["breached"] is bool(want)
+    (line,) = captured.err.splitlines()
+    assert line.startswith("monitor 'churn-drift' breached (drift:share 0.5")

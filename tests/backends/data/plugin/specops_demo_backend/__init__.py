@@ -1,5 +1,6 @@
 """A third-party pipeline backend: one module with the registry's small surface. It emits the
-IR pipeline as JSON, and cannot express schedules (a capability diagnostic at the spec line)."""
+IR pipeline as JSON, and cannot express schedules (a capability diagnostic at the spec line; a
+monitor's schedule goes to the host's scheduler, as `can_schedule` says)."""
 
 import json
 from dataclasses import asdict
@@ -18,6 +19,10 @@ def check(pipeline):
         return []
     src = pipeline.schedule.source
     return [Diagnostic("error", "unsupported", "demo: no schedules", src.file, Pos(src.line, src.col))]
+
+
+def can_schedule(pipeline):
+    return False
 
 
 def emit(pipeline):
