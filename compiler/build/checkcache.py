@@ -12,7 +12,8 @@ written in the same clock tick as the record could change without its mtime movi
 - every local file or folder validate may read for a spec: each string in a spec that is a
   relative path inside the repo (`file://` stripped) is recorded, present or missing, with
   its state: a file's sha256 (size and mtime for one over 8 MiB), a folder's listing (names,
-  sizes, mtimes: a model folder's config.json and weight headers), `missing`. So creating a
+  sizes, mtimes) and, for a model folder, its config.json's bytes and the digest of its
+  weights' headers (what capacity counts from), `missing`. So creating a
   data file that an error said was missing, or editing a CSV header, runs validate again;
 - the specops code (build.cache.code_fingerprint), the environments asked for, the Python
   version and the installed parser/validator libraries (their messages are in the output).
@@ -37,9 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from specops.build.cache import MAX_PROBE_BYTES, code_fingerprint, discover
+from specops.build.cache import MAX_PROBE_BYTES, WEIGHTS_PROBE, code_fingerprint, discover
 from specops.diagnostics import Diagnostic, Diagnostics
-from specops.fsio import ReadRefused, read_regular, write_atomic
+from specops.fsio import ReadRefused, read_regular, weights_digest, write_atomic
 from specops.paths import IGNORE_FILE, MAX_FILE_BYTES, find_root, repo_cache_dir
 from specops.resolve.lockfile import LOCK_FILE
 
@@ -100,7 +101,10 @@ def _small(path: Path) -> bytes:
 
 
 def probe_state(root: Path, rel: str) -> str:
-    """What validate could see at `rel`: missing, a folder listing, a file's bytes, or special."""
+    """What validate could see at `rel`: missing, a folder listing, a file's bytes, or special;
+    for `<folder>/*.safetensors` (cache.WEIGHTS_PROBE), the digest of the weights' headers."""
+    if rel.endswith(WEIGHTS_PROBE):
+        return "weights:" + (weights_digest(root / rel[: -len(WEIGHTS_PROBE)]) or "none")
     full = os.path.join(root, rel)
     try:
         st = os.stat(full)
@@ -246,6 +250,9 @@ def store(resolved: Any, started_ns: int, envs: Iterable[str] | None = None) -> 
             # listing's mtime, so an edit inside one clock tick is still seen.
             sub = f"{rel}/config.json"
             probes[sub] = _record(root, sub, probe_state(root, sub))
+            # ...and the weights' headers beside it, by content: a listing's mtimes miss a header
+            # rewritten at the same size and mtime (rsync -t, a tar extract).
+            probes[rel + WEIGHTS_PROBE] = _record(root, rel + WEIGHTS_PROBE, probe_state(root, rel + WEIGHTS_PROBE))
     yaml_files = {rel: _record(root, rel, "sha:" + _sha(raw)) for rel, raw in resolved.repo.files.items()}
     if any(r[2] >= started_ns for r in (*yaml_files.values(), *probes.values())):
         return  # edited while validate ran: what it reported may be of the old bytes

@@ -4,6 +4,8 @@ on every file written (the validate cache's tests give each edit a new mtime).""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -57,3 +59,21 @@ def add_remove(p: Path, text: str, stamp: Stamp = _nothing) -> None:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(text)
         stamp(p)
+
+
+def safetensors_header(path: Path, params: int, size: int = 512) -> None:
+    """A safetensors file with only its header (capacity reads nothing else): the embedding
+    and one tensor holding the rest, padded with spaces to `size` bytes as safetensors pads."""
+    emb = 128256 * 4096
+    header = {"model.embed_tokens.weight": {"dtype": "BF16", "shape": [128256, 4096], "data_offsets": [0, 0]},
+              "model.rest.weight": {"dtype": "BF16", "shape": [params - emb], "data_offsets": [0, 0]}}
+    raw = json.dumps(header).encode().ljust(size - 8)
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw)
+
+
+def rewrite_keeping_stat(path: Path, write: Callable[[Path], None]) -> None:
+    """Rewrite `path` and put its mtime back (rsync -t, a tar extract): only the bytes say so."""
+    st = os.stat(path)
+    write(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(path).st_size == st.st_size

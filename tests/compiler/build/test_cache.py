@@ -4,7 +4,6 @@ benchmark repo), the real compiler; a hit is proven by making the full compile p
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from specops.checks import analyze
 from specops.cli import main
 from specops.diagnostics import Diagnostics
 from specops.frontend.loader import discover
+from tests.compiler.build.repo_edits import rewrite_keeping_stat, safetensors_header
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "examples"
@@ -118,30 +118,17 @@ def test_any_input_change_misses(tmp_path, monkeypatch):
 
 
 
-def _safetensors(path: Path, params: int, size: int = 512) -> None:
-    """A safetensors file with only its header (capacity reads nothing else): the embedding
-    and one tensor holding the rest, padded with spaces to `size` bytes as safetensors pads."""
-    emb = 128256 * 4096
-    header = {"model.embed_tokens.weight": {"dtype": "BF16", "shape": [128256, 4096], "data_offsets": [0, 0]},
-              "model.rest.weight": {"dtype": "BF16", "shape": [params - emb], "data_offsets": [0, 0]}}
-    raw = json.dumps(header).encode().ljust(size - 8)
-    path.write_bytes(len(raw).to_bytes(8, "little") + raw)
-
-
 def test_a_weights_header_change_misses_even_at_the_same_size_and_mtime(tmp_path):
     """Capacity counts parameters from the safetensors headers beside config.json, so the cache
     probes them by content: a header rewritten at the same size and mtime (rsync -t, a tar
     extract) misses, and the build equals an uncached one."""
     root = copy_example(tmp_path, "support-assistant")
     st = root / "models" / "llama-3.1-8b" / "model.safetensors"
-    _safetensors(st, 8_030_261_248)
+    safetensors_header(st, 8_030_261_248)
     cdir = cache.cache_dir_of(root)
     base = compile_repo(analyze(root), cache_dir=cdir).files()
     assert cache.fast_compile(root) is not None
-    before = os.stat(st)
-    _safetensors(st, 3_212_749_824)  # a 3B model now: same file size, same mtime below
-    os.utime(st, ns=(before.st_atime_ns, before.st_mtime_ns))
-    assert os.stat(st).st_size == before.st_size
+    rewrite_keeping_stat(st, lambda p: safetensors_header(p, 3_212_749_824))  # a 3B model now
     assert cache.fast_compile(root) is None
     after = compile_repo(analyze(root), cache_dir=cdir).files()
     report = "staging/serving/support-llm/capacity.json"

@@ -17,7 +17,15 @@ from click.testing import CliRunner
 import specops.frontend.loader
 from specops.build import checkcache
 from specops.cli import main
-from tests.compiler.build.repo_edits import add_remove, move, remove_restore, scaled_repo, toggle
+from tests.compiler.build.repo_edits import (
+    add_remove,
+    move,
+    remove_restore,
+    rewrite_keeping_stat,
+    safetensors_header,
+    scaled_repo,
+    toggle,
+)
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +145,24 @@ def test_racy_files_are_hashed_not_trusted(scaled, tmp_path):
     assert p.stat().st_size == st.st_size
     assert checkcache.lookup(repo) is None
 
+
+
+def test_a_weights_header_rewritten_at_the_same_size_and_mtime_misses(scaled, tmp_path, monkeypatch):
+    """Capacity counts parameters from the safetensors headers beside config.json: the record
+    keeps their digest, so a header rewritten without moving the file's size or mtime (rsync
+    -t, a tar extract) is seen, and validate says what a cold run says."""
+    repo = tmp_path / "repo"
+    shutil.copytree(scaled, repo)
+    st = repo / "models" / "llama-3.1-8b" / "model.safetensors"
+    safetensors_header(st, 8_030_261_248)
+    Clock(repo)
+    monkeypatch.setattr(checkcache, "RACY_NS", 0)
+    assert cold(repo)[0] == 0 and checkcache.lookup(repo) is not None
+    # 400B parameters cannot fit the serving targets' GPUs: validate must now fail
+    rewrite_keeping_stat(st, lambda p: safetensors_header(p, 400_000_000_000))
+    assert checkcache.lookup(repo) is None
+    warm = run("validate", str(repo))
+    assert warm == cold(repo) and warm[0] == 1, warm[1][-400:]
 
 def test_cache_is_bounded(scaled, tmp_path):
     repo = tmp_path / "repo"
