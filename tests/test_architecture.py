@@ -36,6 +36,8 @@ LAZY_OK = {
     # optional in the step image: GCS generations for `specops lock`, the cluster API of the
     # TrainJob launcher, DeepSpeed for strategy deepspeed
     "gcsfs", "kubernetes", "deepspeed",
+    # the kfp extra's HTTP client: the KFP provider's credential pre-check
+    "urllib3",
     # core dependencies that `specops --help` and the no-op compile must not import
     "pydantic", "pydantic_core", "yaml", "ruamel", "jinja2", "rich", "tenacity", "click",
 }
