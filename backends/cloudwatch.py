@@ -7,7 +7,8 @@ statistic; the error rate an alarm on the metric-math ratio of 5XX errors to inv
 engine's token-level signals (time to first token, inter-token latency, KV-cache usage, queue
 time) are not published by the endpoint, and the compile says so at the spec's line.
 
-Output: `cloudwatch-alarms.json`, a list of `cloudwatch.put_metric_alarm(**request)` bodies.
+Output: `cloudwatch-alarms.json`, a list of `cloudwatch.put_metric_alarm(**request)` bodies,
+which plan/apply manage as resource `cloudwatch_alarms.<monitor>` (backends/cloudwatch_provider.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ import json
 from typing import Any
 
 NAMESPACE = "AWS/SageMaker"
+ALARMS_FILE = "cloudwatch-alarms.json"
+# plan/apply: the alarms are resource `cloudwatch_alarms.<monitor>` (backends/registry.py ALERTING).
+RESOURCE_TYPE = "cloudwatch_alarms"
+PROVIDER = "specops.backends.cloudwatch_provider"
+RESOURCE_FILES = (ALARMS_FILE,)
 CARRIED = ("e2eP95Ms", "errorRate")
 NOT_CARRIED = ("ttftP95Ms", "itlP95Ms", "kvCacheUsage", "queueTimeP95Ms")
 
@@ -59,7 +65,11 @@ def alarm_requests(monitor: str, env: str, endpoint: str, variant: str, slo: dic
     return out
 
 
+def resource_name(monitor: str) -> str:
+    return monitor
+
+
 def emit(monitor: str, env: str, endpoint: str, variant: str, slo: dict[str, Any],
          tags: list[dict[str, str]]) -> dict[str, bytes]:
     reqs = alarm_requests(monitor, env, endpoint, variant, slo, tags)
-    return {"cloudwatch-alarms.json": (json.dumps(reqs, indent=2, sort_keys=True) + "\n").encode()} if reqs else {}
+    return {ALARMS_FILE: (json.dumps(reqs, indent=2, sort_keys=True) + "\n").encode()} if reqs else {}

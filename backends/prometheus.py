@@ -5,7 +5,8 @@ From a Monitor whose `checks.slo` watches a ServingTarget, per environment:
     alerts.rules.yaml     a Prometheus rule file (what `promtool check rules` and `promtool test
                           rules` read, and what a plain Prometheus loads with rule_files)
     prometheusrule.yaml   the same groups as a prometheus-operator `PrometheusRule`, on the
-                          Kubernetes serving platforms (kubernetes, kserve, helm)
+                          Kubernetes serving platforms (kubernetes, kserve, helm); plan/apply
+                          write it to the GitOps directory (`k8s_manifests.monitor-<name>`)
     dashboard.json        a Grafana dashboard of the engine's signals (vLLM production-stack's:
                           time to first token, inter-token latency, end-to-end latency, queue
                           time, KV-cache usage, running and waiting requests, finish reasons,
@@ -33,6 +34,12 @@ METRICS_DIR = Path(__file__).resolve().parent / "vllm_metrics"
 # prometheus-operator's CRD, vendored with its commit named in the README beside it.
 RULE_CRD = Path(__file__).resolve().parent / "schemas" / "prometheus-operator" / "monitoring.coreos.com_prometheusrules.yaml"
 OPERATOR_PLATFORMS = ("kubernetes", "kserve", "helm")
+# plan/apply: the PrometheusRule is a Kubernetes manifest written into the GitOps directory
+# like the serving targets' (resource `k8s_manifests.monitor-<name>`); the plain rule file and
+# the dashboard are for people and for Prometheus's rule_files, not Kubernetes objects.
+RESOURCE_TYPE = "k8s_manifests"
+PROVIDER = "specops.backends.gitops_provider"
+RESOURCE_FILES = ("prometheusrule.yaml",)
 
 # spec key -> (alert name, metric, how it is read, what it is)
 SLOS: dict[str, tuple[str, str, str, str]] = {
@@ -227,6 +234,11 @@ def dashboard_queries(data: bytes) -> list[str]:
     """Every query of a dashboard, with Grafana's $__rate_interval as a plain 1m (to run them)."""
     doc = json.loads(data)
     return [t["expr"].replace("$__rate_interval", "1m") for p in doc["panels"] for t in p["targets"]]
+
+
+def resource_name(monitor: str) -> str:
+    """Its folder in the GitOps directory, beside the serving targets' (hence the prefix)."""
+    return f"monitor-{monitor}"
 
 
 def emit(monitor: str, env: str, serving: str, model: str, slo: dict[str, Any], version: str,

@@ -3,7 +3,8 @@ dict of pipeline backends and one of serving platforms, each entry a module with
 small surface (the Protocols below). Everything else is derived from here: the values a
 Project may name (checked by `specops.checks`), the plan/apply resource types, and which
 provider module manages each type. Model registries (MLflow) are a third dict: they keep the
-`prompt` and `registered_model` resources.
+`prompt` and `registered_model` resources. A fourth, ALERTING, holds a Monitor's alerting
+outputs that are live objects (CloudWatch alarms, the PrometheusRule).
 
 Adding a built-in backend is one module plus one line below. Third-party ones come through
 entry points, scanned only when a name is not built in (never on `specops --help`):
@@ -21,12 +22,14 @@ from types import ModuleType
 from typing import Protocol, cast
 
 from specops.backends import (
+    cloudwatch,
     helm_stack,
     kfp,
     kserve,
     kubernetes,
     local_serving,
     mlflow,
+    prometheus,
     sagemaker,
     sagemaker_endpoint,
     zenml,
@@ -77,6 +80,16 @@ class ModelRegistry(Protocol):
     PROVIDER: str  # module whose `provider()` manages them
 
 
+class AlertingOutput(Protocol):
+    """A Monitor's alerting files (role `monitor`, manifest backend = the ALERTING key) that are live."""
+
+    RESOURCE_TYPE: str  # the plan/apply type of the files below
+    PROVIDER: str
+    RESOURCE_FILES: tuple[str, ...]  # which of its files are the live object (others are for people)
+
+    def resource_name(self, monitor: str) -> str: ...
+
+
 PIPELINE_BACKENDS: dict[str, PipelineBackend] = {
     "kfp": cast(PipelineBackend, kfp),
     "sagemaker": cast(PipelineBackend, sagemaker),
@@ -94,6 +107,13 @@ SERVING_PLATFORMS: dict[str, ServingPlatform] = {
 # Where model versions, their aliases and prompts live (a target's `registry.provider`).
 MODEL_REGISTRIES: dict[str, ModelRegistry] = {
     "mlflow": cast(ModelRegistry, mlflow),
+}
+
+
+# A Monitor's serving SLOs: CloudWatch alarms on SageMaker endpoints, a PrometheusRule on Kubernetes.
+ALERTING: dict[str, AlertingOutput] = {
+    "cloudwatch": cast(AlertingOutput, cloudwatch),
+    "prometheus": cast(AlertingOutput, prometheus),
 }
 
 
@@ -167,6 +187,9 @@ def provider_module(resource_type: str) -> str:
     for r in MODEL_REGISTRIES.values():
         if resource_type in r.RESOURCE_TYPES:
             return r.PROVIDER
+    for a in ALERTING.values():
+        if a.RESOURCE_TYPE == resource_type:
+            return a.PROVIDER
     ep = _entry_points("specops.providers").get(resource_type)
     if ep is not None:
         return ep.value  # type: ignore[attr-defined]

@@ -255,6 +255,16 @@ def _strings(doc: Any) -> list[str]:
     return out
 
 
+def _project(have: Any, want: Any) -> Any:
+    """`have` (a describe/get answer) cut to the shape of `want` (the request it should match):
+    the fields the request named, so server-side additions never read as a difference."""
+    if isinstance(want, dict):
+        return {k: _project(have.get(k), v) for k, v in want.items()} if isinstance(have, dict) else have
+    if isinstance(want, list) and isinstance(have, list) and len(have) == len(want):
+        return [_project(h, w) for h, w in zip(have, want)]
+    return have
+
+
 def _covers(have: Any, want: Any) -> bool:
     """Whether `have` (a describe/get answer) holds every value of `want` (a request).
 
@@ -327,7 +337,35 @@ class SageMakerPipelineProvider(_AwsBase):
         raise ProviderError("sagemaker_pipeline: read() needs a desired resource or a state entry")
 
     def read(self, desired: Desired | None, current: "ResourceState | None") -> Live:
-        return read_pipeline_live(self, self._name(desired, current))
+        live = read_pipeline_live(self, self._name(desired, current))
+        recorded = (current.attributes or {}).get("schedule.json") if current is not None else None
+        if not live.exists or not isinstance(recorded, dict) or "Name" not in recorded:
+            return live
+        return self._with_schedule(live, recorded)
+
+    def _with_schedule(self, live: Live, recorded: dict[str, Any]) -> Live:
+        """The pipeline's EventBridge schedule next to its definition: a schedule edited or deleted
+        behind specops's back (another cron, disabled, another role) is drift, shown field by field."""
+        sched = self.client("scheduler")
+        group = recorded.get("GroupName", "default")
+        try:
+            got = sched.get_schedule(Name=recorded["Name"], GroupName=group)
+        except Exception as err:
+            if not is_not_found(err):
+                raise translate(err, f"get_schedule {recorded['Name']}") from None
+            got = None
+        # Apply points the schedule at the live pipeline's ARN (the account's own), not the compiled one.
+        want = {**{k: v for k, v in recorded.items() if k != "ClientToken"},
+                "Target": {**(recorded.get("Target") or {}), "Arn": live.ids.get("arn")}}
+        seen = _project(got, want) if got is not None else {}
+        same = seen == want
+        if isinstance(seen.get("Target"), dict) and seen["Target"].get("Arn") == live.ids.get("arn"):
+            seen["Target"]["Arn"] = (recorded.get("Target") or {}).get("Arn")  # shown as recorded
+        attrs = {"definition.json": live.attributes or {}, "schedule.json": seen}
+        content = live.content_hash if same else \
+            hashlib.sha256(("schedule " + json.dumps(seen, sort_keys=True, default=str)).encode()).hexdigest()
+        return Live(exists=True, content_hash=content, attributes=attrs,
+                    ids={**live.ids, "schedule": f"{group}/{recorded['Name']}"})
 
     def apply(self, desired: Desired, current: "ResourceState | None") -> tuple[dict[str, str], dict[str, Any]]:
 
@@ -356,6 +394,10 @@ class SageMakerPipelineProvider(_AwsBase):
             req.setdefault("Target", {})["Arn"] = result["arn"]  # the real account's ARN
             outputs["schedule"] = self._upsert_schedule(req)
             ids["schedule"] = f"{req.get('GroupName', 'default')}/{req['Name']}"
+        elif current is not None and current.ids.get("schedule"):
+            # The spec dropped its schedule: the old one must not keep starting the pipeline.
+            self._delete_schedule(current.ids["schedule"])
+            outputs["schedule"] = "delete"
         return ids, outputs
 
     def start(self, desired: Desired, run_id: str, uploads: dict[str, bytes] | None = None) -> dict[str, Any]:
@@ -407,18 +449,19 @@ class SageMakerPipelineProvider(_AwsBase):
         aws_call(f"update_schedule {req['Name']}", lambda: sched.update_schedule(**req))
         return "update"
 
+    def _delete_schedule(self, sched_id: str) -> None:
+        group, _, sname = sched_id.partition("/")
+        try:
+            self.client("scheduler").delete_schedule(Name=sname, GroupName=group)
+        except Exception as err:
+            if not is_not_found(err):
+                raise translate(err, f"delete_schedule {sname}") from None
+
     def delete(self, current: "ResourceState") -> None:
         name = self._name(None, current)
         client = self.client("sagemaker")
-        sched_id = current.ids.get("schedule")
-        if sched_id:
-            group, _, sname = sched_id.partition("/")
-            sched = self.client("scheduler")
-            try:
-                sched.delete_schedule(Name=sname, GroupName=group)
-            except Exception as err:
-                if not is_not_found(err):
-                    raise translate(err, f"delete_schedule {sname}") from None
+        if current.ids.get("schedule"):
+            self._delete_schedule(current.ids["schedule"])
         try:
             client.delete_pipeline(PipelineName=name,
                                    ClientRequestToken=hashlib.sha256(f"delete\n{name}".encode()).hexdigest())

@@ -64,10 +64,10 @@ def _key_seg(k: Any) -> str:
 
 
 def _named(items: list) -> tuple[str, dict] | None:
-    # Lists of named objects (containers, env vars, steps) are matched by name.
+    # Lists of named objects (containers, env vars, steps, CloudWatch alarms) are matched by name.
     if not items or not all(isinstance(x, dict) for x in items):
         return None
-    for field_ in ("name", "Name", "id"):
+    for field_ in ("name", "Name", "id", "AlarmName"):
         names = [x.get(field_) for x in items]
         if all(isinstance(n, str) for n in names) and len(set(names)) == len(names):
             return field_, {n: x for n, x in zip(names, items)}

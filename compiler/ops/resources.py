@@ -8,6 +8,10 @@ Addresses (`<type>.<name>`):
                                     vLLM config is inside them, so vllm.yaml and the capacity
                                     report are not part of the resource. Local serving has no
                                     live object and no resource.
+    <backend>_pipeline.monitor-<m>  a Monitor's scheduled job (`<env>/monitors/<m>/<backend>/`):
+                                    its pipeline and schedule (EventBridge, recurring run, ZenML)
+    cloudwatch_alarms.<monitor>     a Monitor's CloudWatch alarms on a SageMaker endpoint
+    k8s_manifests.monitor-<m>       a Monitor's PrometheusRule, written into the GitOps directory
     prompt.<name>                   a Prompt's rendered version, this env's labels and their
                                     MLflow aliases (`<env>`, `<env>-<label>`)
     registered_model.<model>        this env's aliases of the Model's registered version (the one
@@ -27,7 +31,7 @@ from typing import Any
 
 from specops.backends.mlflow_provider import prompt_aliases
 from specops.backends.provider import Desired, attributes_of, content_hash, json_bytes
-from specops.backends.registry import pipeline_backend, platform_of_artifact_backend, runs_on_apply
+from specops.backends.registry import ALERTING, pipeline_backend, platform_of_artifact_backend, runs_on_apply
 from specops.build.manifest import Build
 from specops.ir.lower import lower_pipeline, lower_target
 from specops.resolve.lineage import upstream_models
@@ -67,6 +71,12 @@ def desired_resources(resolved: Resolved, build: Build, env: str) -> list[Desire
             if platform is None or platform.RESOURCE_TYPE is None:
                 continue
             type_ = platform.RESOURCE_TYPE
+        elif art.role == "monitor" and art.backend in ALERTING and art.file in ALERTING[art.backend].RESOURCE_FILES:
+            alerting = ALERTING[art.backend]
+            key = (alerting.RESOURCE_TYPE, alerting.resource_name(art.resource))
+            groups.setdefault(key, {})[art.file] = art.data
+            specs[key] = art.spec
+            continue
         else:
             continue
         key = (type_, art.resource)
@@ -78,7 +88,11 @@ def desired_resources(resolved: Resolved, build: Build, env: str) -> list[Desire
     for (type_, name), files in sorted(groups.items()):
         deps: tuple[str, ...] = ()
         t = target
-        if type_.endswith("_pipeline"):
+        if specs[(type_, name)].startswith("Monitor/"):
+            # A monitor's job, alarms and rules need nothing applied first (an alarm or rule on a
+            # server not yet deployed is quiet), and waiting on a gated rollout would hold them back.
+            pass
+        elif type_.endswith("_pipeline"):
             # Lineage: a pipeline reading a Dataset another model makes runs after that model's.
             node = view.get("Model", name)
             deps = tuple(sorted({pipelines[m] for m in (upstream_models(view, node) if node is not None else [])

@@ -31,6 +31,10 @@ def test_every_entry_has_the_surface_of_its_protocol():
         assert r.NAME == name and r.FORMAT and set(r.RESOURCE_TYPES) == {"prompt", "registered_model"}
         assert all(registry.provider_module(t) == r.PROVIDER for t in r.RESOURCE_TYPES)
     assert registry.provider_module("prompt") == "specops.backends.mlflow_provider"
+    for name, a in registry.ALERTING.items():  # a Monitor's alarms and rules: live resources too
+        assert a.RESOURCE_FILES and callable(a.resource_name)
+        assert registry.provider_module(a.RESOURCE_TYPE) == a.PROVIDER
+    assert registry.provider_module("cloudwatch_alarms") == "specops.backends.cloudwatch_provider"
 
 
 def test_help_does_not_scan_entry_points():

@@ -95,3 +95,49 @@ def test_editing_one_spec_plans_exactly_that_update(tmp_path: Path, aws: str) ->
     # The field-level diff names the threshold that moved.
     assert any("0.8" in json.dumps(d) for d in changes[0]["diffs"]), changes[0]["diffs"]
     assert os.environ.get("AWS_ENDPOINT_URL") == aws
+
+
+MONITOR_SCHEDULE = "specops-monitor-churn-drift-prod"
+
+
+def test_monitor_schedule_is_planned_applied_and_a_hand_edit_is_drift(tmp_path: Path, aws: str) -> None:
+    """The churn-drift monitor's job is `sagemaker_pipeline.monitor-churn-drift`: apply creates its
+    pipeline and EventBridge schedule; a schedule edited with boto3 (another cron) is drift, field
+    by field; apply restores it; a cron changed in the spec is planned as an update of that job only."""
+    repo = churn(tmp_path, "reconcile")
+    r = cli("apply", str(repo), "--env", "prod", "--auto-approve")
+    assert r.exit_code == 0, r.output
+    assert "sagemaker_pipeline.monitor-churn-drift" in r.output
+    sched = client("scheduler", aws)
+    live = sched.get_schedule(Name=MONITOR_SCHEDULE, GroupName="default")
+    arn = client("sagemaker", aws).describe_pipeline(PipelineName="monitor-churn-drift-prod")["PipelineArn"]
+    assert live["ScheduleExpression"] == "cron(0 6 * * ? *)" and live["Target"]["Arn"] == arn
+    assert cli("plan", str(repo), "--env", "prod", "--detailed-exitcode").exit_code == 0
+
+    # UpdateSchedule replaces the whole schedule: everything else is passed back as it was.
+    keep = ("Description", "FlexibleTimeWindow", "ScheduleExpressionTimezone", "State", "Target")
+    sched.update_schedule(Name=MONITOR_SCHEDULE, GroupName="default", ScheduleExpression="cron(0 9 * * ? *)",
+                          **{k: live[k] for k in keep})
+    d = cli("drift", str(repo), "--env", "prod")
+    assert d.exit_code == 2, d.output
+    assert "sagemaker_pipeline.monitor-churn-drift" in d.output and "cron(0 9 * * ? *)" in d.output
+    doc = json.loads(cli("plan", str(repo), "--env", "prod", "--json").stdout)
+    row = next(x for x in doc["resources"] if x["address"] == "sagemaker_pipeline.monitor-churn-drift")
+    assert row["drift"] is True and row["action"] == "update"  # drift: reconcile overwrites it
+    assert [(x["path"], x["before"], x["after"]) for x in row["drift_diffs"]] == [
+        ("schedule.json:ScheduleExpression", "cron(0 6 * * ? *)", "cron(0 9 * * ? *)")]
+    assert [x["address"] for x in doc["resources"] if x["drift"]] == ["sagemaker_pipeline.monitor-churn-drift"]
+
+    assert cli("apply", str(repo), "--env", "prod", "--auto-approve").exit_code == 0
+    assert sched.get_schedule(Name=MONITOR_SCHEDULE, GroupName="default")["ScheduleExpression"] == "cron(0 6 * * ? *)"
+    assert cli("drift", str(repo), "--env", "prod").exit_code == 0
+
+    mon = repo / "monitors" / "churn-drift.yaml"
+    mon.write_text(mon.read_text().replace('cron: "0 6 * * *"', 'cron: "30 7 * * 1-5"'))
+    doc = json.loads(cli("plan", str(repo), "--env", "prod", "--json").stdout)
+    changes = [(x["address"], x["action"]) for x in doc["resources"] if x["action"] != "no-op"]
+    assert changes == [("sagemaker_pipeline.monitor-churn-drift", "update")]
+    assert cli("apply", str(repo), "--env", "prod", "--auto-approve").exit_code == 0
+    assert sched.get_schedule(Name=MONITOR_SCHEDULE, GroupName="default")["ScheduleExpression"] == \
+        "cron(30 7 ? * MON,TUE,WED,THU,FRI *)"
+    assert cli("plan", str(repo), "--env", "prod", "--detailed-exitcode").exit_code == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from specops.backends import provider as P
@@ -40,21 +41,41 @@ def test_plan_fresh_env_creates_everything_in_dependency_order(repo):
     addrs = [x["address"] for x in doc["resources"]]
     # dependencies first; among what is ready, names break ties. support-reply's label move
     # waits for the pipeline that runs its gate (prompts promote like models).
-    assert addrs == ["prompt.ticket-triage", "zenml_pipeline.support-llm", "k8s_manifests.support-llm",
-                     "prompt.support-reply", "registered_model.support-llm"]
+    # The support-live monitor's PrometheusRule is a GitOps file like the serving target's manifests.
+    assert addrs == ["k8s_manifests.monitor-support-live", "prompt.ticket-triage", "zenml_pipeline.support-llm",
+                     "k8s_manifests.support-llm", "prompt.support-reply", "registered_model.support-llm"]
     assert {x["action"] for x in doc["resources"]} == {"create"}
-    k8s = doc["resources"][2]
+    rule = doc["resources"][0]
+    assert rule["spec"] == "Monitor/support-live" and rule["depends_on"] == [] and rule["gates"] == []
+    k8s = doc["resources"][3]
     assert k8s["depends_on"] == ["zenml_pipeline.support-llm"]
     assert [g["gate"] for g in k8s["gates"]] == ["support-quality"]
-    prompt = doc["resources"][3]
+    prompt = doc["resources"][4]
     assert prompt["depends_on"] == ["zenml_pipeline.support-llm"]
     assert [(g["gate"], g["status"]) for g in prompt["gates"]] == [("support-quality", "pending")]
-    assert [g["gate"] for g in doc["resources"][0]["gates"]] == []  # ticket-triage: no gate over it
+    assert [g["gate"] for g in doc["resources"][1]["gates"]] == []  # ticket-triage: no gate over it
     # The model's staging aliases move after its pipeline, held by the gates that block staging.
-    model = doc["resources"][4]
+    model = doc["resources"][5]
     assert model["depends_on"] == ["zenml_pipeline.support-llm"]
     assert [(g["gate"], g["status"]) for g in model["gates"]] == [("support-quality", "pending")]
-    assert doc["summary"]["create"] == 5 and doc["changes"] is True
+    assert doc["summary"]["create"] == 6 and doc["changes"] is True
+
+
+def test_prometheus_rule_is_applied_to_gitops_and_a_hand_edit_is_drift(repo):
+    """The PrometheusRule of a monitor on a Kubernetes serving target is `k8s_manifests.monitor-<name>`:
+    apply writes it into the GitOps directory beside the serving manifests (the plain rule file and
+    the dashboard are not Kubernetes objects and stay out), and an edit there is drift."""
+    addr = "k8s_manifests.monitor-support-live"
+    r = cli("apply", str(repo), "--env", "staging", "--auto-approve", "--target", addr)
+    assert r.exit_code == 0, r.output
+    folder = repo / ".specops" / "gitops" / "staging" / "monitor-support-live"
+    assert sorted(p.name for p in folder.iterdir()) == ["prometheusrule.yaml"]
+    assert yaml.safe_load((folder / "prometheusrule.yaml").read_text())["kind"] == "PrometheusRule"
+    assert cli("plan", str(repo), "--env", "staging", "--target", addr, "--detailed-exitcode").exit_code == 0
+    rule = folder / "prometheusrule.yaml"
+    rule.write_text(rule.read_text().replace("severity: warning", "severity: info"))
+    d = cli("drift", str(repo), "--env", "staging")
+    assert d.exit_code == 2 and addr in d.output, d.output
 
 
 def test_plan_json_is_byte_identical(repo):
