@@ -46,7 +46,7 @@ MAX_INT = (1 << 63) - 1
 _COMPOSE_SAFE_DEPTH = 1000
 _SCAN_FROM_CHARS = MAX_NODES // 2
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _STR = "tag:yaml.org,2002:str"
 _MAP = "tag:yaml.org,2002:map"
@@ -62,6 +62,30 @@ _SCALAR_TAGS = {_STR, _INT, _FLOAT, _BOOL, _NULL, _TIMESTAMP}
 Path = tuple  # tuple[str | int, ...]
 
 _ScalarNode, _SequenceNode, _MappingNode = yaml.ScalarNode, yaml.SequenceNode, yaml.MappingNode
+
+# Plain scalar -> its resolved tag. A repo repeats the same few thousand keys and values in
+# every file, and resolving one (a dict lookup by first character, a list, regex matches)
+# was the largest single cost of composing. Short texts only, and a bounded number of them.
+_PLAIN_TAGS: dict[str, str] = {}
+_PLAIN_MEMO_LEN, _PLAIN_MEMO_MAX = 64, 1 << 16
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """libyaml's safe loader with the same tag resolution, memoised: with no path resolvers
+    (SafeLoader has none) a plain scalar's tag depends on its text alone, a quoted one's and
+    a collection's on nothing."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        if kind is not _ScalarNode:
+            return _MAP if kind is _MappingNode else _SEQ
+        if not implicit[0]:
+            return _STR
+        tag = _PLAIN_TAGS.get(value)
+        if tag is None:
+            tag = _BaseLoader.resolve(self, kind, value, implicit)
+            if len(value) <= _PLAIN_MEMO_LEN and len(_PLAIN_TAGS) < _PLAIN_MEMO_MAX:
+                _PLAIN_TAGS[value] = tag
+        return tag
 
 
 class YamlDoc:
