@@ -28,7 +28,7 @@ from specops.paths import discover as _discover
 from specops.paths import repo_cache_dir
 
 
-@dataclass
+@dataclass(slots=True)
 class Spec:
     """One validated document: the raw YAML (with positions) and its pydantic model."""
 

@@ -70,7 +70,7 @@ def _merged_doc(doc: YamlDoc, env: str) -> YamlDoc:
     return MergedDoc(doc, env, data)
 
 
-@dataclass
+@dataclass(slots=True)
 class Node:
     """A spec as it is in one environment."""
 

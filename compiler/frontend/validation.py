@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from specops.diagnostics import CODES, Diagnostic, suggestion
 from specops.frontend.yamlio import YamlDoc
@@ -170,6 +170,29 @@ def _message(kind: str, doc: YamlDoc, err: dict, path: tuple) -> tuple[str, str,
     return ("value", f"'{field}': {msg[0].lower() + msg[1:] if msg else msg}", False)
 
 
+# One set object per distinct set of fields given: see _share_fields_sets.
+_FIELDS_SETS: dict[frozenset, set] = {}
+
+
+def _share_fields_sets(model: BaseModel) -> None:
+    """Point every (sub)model's `model_fields_set` at one shared set per distinct value. Each
+    model instance gets its own set from pydantic, and those sets were a third of a spec
+    model's memory (every Column, Metadata, Check... holds one); the spec models are frozen,
+    so nothing adds to them (model_copy copies the set first)."""
+    todo: list = [model]
+    while todo:
+        m = todo.pop()
+        if isinstance(m, BaseModel):
+            if m.model_config.get("frozen"):  # every spec model; a mutable one would add to it
+                fs = m.__pydantic_fields_set__
+                object.__setattr__(m, "__pydantic_fields_set__", _FIELDS_SETS.setdefault(frozenset(fs), fs))
+            todo.extend(v for v in m.__dict__.values() if isinstance(v, (BaseModel, list, tuple, dict)))
+        elif isinstance(m, dict):
+            todo.extend(v for v in m.values() if isinstance(v, (BaseModel, list, tuple, dict)))
+        else:
+            todo.extend(v for v in m if isinstance(v, (BaseModel, list, tuple, dict)))
+
+
 def validate_document(doc: YamlDoc) -> tuple[Any | None, list[Diagnostic]]:
 
     data = doc.data
@@ -188,7 +211,9 @@ def validate_document(doc: YamlDoc) -> tuple[Any | None, list[Diagnostic]]:
         return None, [Diagnostic("error", "unknown-kind", f"unknown kind {kind!r}; expected one of "
                                  f"{', '.join(KINDS)}" + suggestion(str(kind), KINDS), doc.file, where)]
     try:
-        return document_model(kind).model_validate(data), []
+        model = document_model(kind).model_validate(data)
+        _share_fields_sets(model)
+        return model, []
     except ValidationError as e:
         found = []
         for err in e.errors(include_url=False):

@@ -68,6 +68,7 @@ _ScalarNode, _SequenceNode, _MappingNode = yaml.ScalarNode, yaml.SequenceNode, y
 # was the largest single cost of composing. Short texts only, and a bounded number of them.
 _PLAIN_TAGS: dict[str, str] = {}
 _PLAIN_MEMO_LEN, _PLAIN_MEMO_MAX = 64, 1 << 16
+_INTERN_LEN = 64
 
 
 class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
@@ -634,7 +635,10 @@ def _fast_data(node: Any, depth: int) -> Any:
     if type(node) is _ScalarNode:
         tag = node.tag
         if tag == _STR or tag == _TIMESTAMP:  # dates stay strings, as on the exact path
-            return node.value
+            value = node.value
+            # Short texts interned, like keys: names, types and references recur in every
+            # file (and pydantic keeps the same objects in the models).
+            return _intern(value) if len(value) <= _INTERN_LEN else value
         try:
             if tag == _INT:
                 return _int(node)

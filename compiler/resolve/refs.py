@@ -18,7 +18,7 @@ from specops.frontend.overrides import Node, env_nodes
 from specops.resolve.lineage import made_inside, producer_step_kind
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Edge:
     """`src` refers to `dst` through the field at `path` (the lineage graph's edges)."""
 

@@ -183,3 +183,28 @@ def test_a_broken_or_foreign_parse_memo_is_ignored(tmp_path: Path, garbage: byte
     fresh = _docs_of(repo)
     (repo / ".specops" / "cache" / "parse.marshal").write_bytes(garbage)
     assert _docs_of(repo) == fresh
+
+
+def test_models_share_equal_fields_sets_and_stay_frozen() -> None:
+    """validate_document points equal `model_fields_set`s at one set (memory); each model
+    still reports exactly the fields its document gave, and assignment is still refused."""
+    import pydantic
+
+    def dataset(name: str, extra: dict) -> dict:
+        return {"apiVersion": "specops.dev/v1alpha1", "kind": "Dataset", "metadata": {"name": name},
+                "spec": {"source": {"uri": "s3://bucket/k.csv", "format": "csv", "version": "v1"},
+                         "columns": [{"name": "a", "type": "int"}, {"name": "b", "type": "string"}], **extra}}
+
+    a, da = validate_document(YamlDoc("a.yaml", 0, dataset("a", {})))
+    b, db = validate_document(YamlDoc("b.yaml", 0, dataset("b", {"license": "internal"})))
+    assert not da and not db
+    col_a, col_b = a.spec.columns
+    assert col_a.model_fields_set == {"name", "type"} and col_a.model_fields_set is col_b.model_fields_set
+    assert a.spec.source.model_fields_set is b.spec.source.model_fields_set
+    assert a.spec.model_fields_set == {"source", "columns"}
+    assert b.spec.model_fields_set == {"source", "columns", "license"}
+    with pytest.raises(pydantic.ValidationError):
+        col_a.name = "c"
+    assert col_b.model_fields_set == {"name", "type"}
+    copied = col_a.model_copy(update={"name": "z"})
+    assert copied.name == "z" and col_b.model_fields_set == {"name", "type"}
