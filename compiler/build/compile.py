@@ -40,7 +40,7 @@ from specops.checks.capacity import capacity_report, startup_probe
 from specops.diagnostics import Diagnostic, SpecError
 from specops.fsio import weights_digest
 from specops.ir.lower import gates_of_model, lower_env
-from specops.ir.monitors import crontab_bytes, lower_monitors, monitor_job, params_bytes
+from specops.ir.monitors import crontab_bytes, host_schedule_line, lower_monitors, monitor_job, params_bytes
 from specops.ir.nodes import diagnostic_location
 from specops.resolve.lockfile import lock_bytes
 from specops.resolve.refs import EnvView, Resolved
@@ -133,13 +133,14 @@ def compile_monitor_job(view: EnvView, node: Any, job: ir.Pipeline, backend: Any
     key, base = node.key, f"{view.name}/monitors/{node.name}"
     deps = dependencies(view, key)
     if not getattr(backend, "can_schedule", lambda _p: True)(job):
+        line = host_schedule_line(job.schedule.cron, node.name, view.name)
         data = crontab_bytes(job.schedule.cron, node.name, view.name, view.target_name, backend.NAME)
         build.add(Artifact(f"{base}/crontab", data, view.name, "specops", key, _src(node), deps, "monitor",
                            node.name, "crontab"))
         build.diagnostics.add(Diagnostic(
-            "note", "unsupported", f"target '{view.target_name}' ({backend.NAME}) cannot "
-            f"schedule monitor '{node.name}': the host's scheduler runs it, with the line in {base}/crontab "
-            f"(`specops monitor schedule {node.name} --env {view.name}` prints it for this checkout)",
+            "note", "unsupported", f"target '{view.target_name}' ({backend.NAME}) cannot schedule monitor "
+            f"'{node.name}': the host's scheduler runs it with `{line}` "
+            f"({base}/crontab; `specops monitor schedule {node.name} --env {view.name}` prints it for this checkout)",
             *diagnostic_location(job.schedule.source)))
         return
     build.diagnostics.extend(backend.check(job))

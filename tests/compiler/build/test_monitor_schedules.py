@@ -83,6 +83,7 @@ def test_local_orchestrator_gets_a_crontab_line_and_a_note_not_an_error() -> Non
     assert all(line.startswith("#") for line in lines[:-1])
     (note,) = [d for d in diags if d.file == MON]
     assert note.severity == "note" and "dev/monitors/churn-drift/crontab" in note.message
+    assert f"`{lines[-1]}`" in note.message  # the line itself, in the compile's output
     assert note.pos.line == 20  # the cron's line
 
 
