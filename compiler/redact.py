@@ -91,17 +91,23 @@ def _ends_a_key(low: bytes, word: bytes) -> bool:
     return False
 
 
-def may_hold_secrets(raw: bytes) -> bool:
-    """False when the file cannot hold anything `secret_shape` or `secret_key` would find
-    (plain substring tests: a few milliseconds for a thousand spec files)."""
+def may_hold_shapes(raw: bytes) -> bool:
+    """False when no string of the file can hold what `secret_shape` finds (a credential
+    shape, a password in a URI): plain substring tests."""
     if any(t in raw for t in _FILE_TRIGGERS) or (b"://" in raw and b"@" in raw) or (b"=" in raw and b"?" in raw):
         return True
     if b"\\" in raw:  # an escape in a quoted string can spell anything
         return True
-    low = raw.lower()
-    if any(_ends_a_key(low, w) for w in _FILE_WORDS):
-        return True
     return any(not _HEX_BYTES.fullmatch(m.group()) for m in _B64_RUN.finditer(raw))
+
+
+def may_hold_secrets(raw: bytes) -> bool:
+    """False when the file cannot hold anything `secret_shape` or `secret_key` would find
+    (plain substring tests: a few milliseconds for a thousand spec files)."""
+    if may_hold_shapes(raw):
+        return True
+    low = raw.lower()
+    return any(_ends_a_key(low, w) for w in _FILE_WORDS)
 
 
 def _camel_words(key: str) -> str:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from specops.checks.common import at, doc_offset_pos
 from specops.diagnostics import Diagnostic, Diagnostics
-from specops.redact import may_hold_secrets, pin_key, secret_key, secret_shape
+from specops.redact import may_hold_secrets, may_hold_shapes, pin_key, secret_key, secret_shape
 from specops.runtime.secrets import READABLE
 
 if TYPE_CHECKING:
@@ -45,15 +45,19 @@ def _walk(data: Any, path: tuple = ()) -> Iterator[tuple[tuple, str, Any]]:
 
 
 def check_plaintext_secrets(resolved: "Resolved", out: Diagnostics) -> None:
-    # One quick test per file; the usual file holds nothing to look at.
-    hot = {rel for rel, raw in resolved.repo.files.items() if may_hold_secrets(raw)}
+    # Quick tests per file: the usual file holds nothing to look at, and most others only a
+    # key that names a secret (`hfToken`, `credentials`): their strings need no shape search.
+    files = resolved.repo.files
+    hot = {rel for rel, raw in files.items() if may_hold_secrets(raw)}
+    shaped = {rel for rel in hot if may_hold_shapes(files[rel])}
     for s in resolved.repo.specs:
-        if s.file not in hot and s.file in resolved.repo.files:
+        if s.file not in hot and s.file in files:
             continue
+        shapes = s.file in shaped or s.file not in files
         doc = s.doc
         for parent, key, value in _walk(doc.data):
             path = parent + (key,)
-            if isinstance(key, str) and (found := secret_shape(key)):
+            if shapes and isinstance(key, str) and (found := secret_shape(key)):
                 out.add(Diagnostic("error", "plaintext-secret", f"this key looks like {found[0]}; {_ADVICE}",
                                    s.file, doc_offset_pos(doc, path, found[1], key=True, length=found[2] - found[1])))
                 continue
@@ -61,7 +65,7 @@ def check_plaintext_secrets(resolved: "Resolved", out: Diagnostics) -> None:
                 continue
             if isinstance(key, str) and pin_key(key):
                 continue  # revisions, digests, ETags, run ids: identifiers, never secrets
-            if found := secret_shape(value):
+            if shapes and (found := secret_shape(value)):
                 out.add(Diagnostic("error", "plaintext-secret", f"this value looks like {found[0]}; {_ADVICE}",
                                    s.file, doc_offset_pos(doc, path, found[1], length=found[2] - found[1])))
             elif isinstance(key, str) and secret_key(key):

@@ -174,23 +174,36 @@ def _message(kind: str, doc: YamlDoc, err: dict, path: tuple) -> tuple[str, str,
 _FIELDS_SETS: dict[frozenset, set] = {}
 
 
+# Values with no models inside: not walked.
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
 def _share_fields_sets(model: BaseModel) -> None:
     """Point every (sub)model's `model_fields_set` at one shared set per distinct value. Each
     model instance gets its own set from pydantic, and those sets were a third of a spec
     model's memory (every Column, Metadata, Check... holds one); the spec models are frozen,
     so nothing adds to them (model_copy copies the set first)."""
+    sets = _FIELDS_SETS
     todo: list = [model]
+    push = todo.append
     while todo:
         m = todo.pop()
-        if isinstance(m, BaseModel):
+        t = type(m)
+        if t is list or t is tuple:
+            for x in m:
+                if type(x) not in _LEAVES:
+                    push(x)
+        elif t is dict:
+            for x in m.values():
+                if type(x) not in _LEAVES:
+                    push(x)
+        elif isinstance(m, BaseModel):
             if m.model_config.get("frozen"):  # every spec model; a mutable one would add to it
                 fs = m.__pydantic_fields_set__
-                object.__setattr__(m, "__pydantic_fields_set__", _FIELDS_SETS.setdefault(frozenset(fs), fs))
-            todo.extend(v for v in m.__dict__.values() if isinstance(v, (BaseModel, list, tuple, dict)))
-        elif isinstance(m, dict):
-            todo.extend(v for v in m.values() if isinstance(v, (BaseModel, list, tuple, dict)))
-        else:
-            todo.extend(v for v in m if isinstance(v, (BaseModel, list, tuple, dict)))
+                object.__setattr__(m, "__pydantic_fields_set__", sets.setdefault(frozenset(fs), fs))
+            for x in m.__dict__.values():
+                if type(x) not in _LEAVES:
+                    push(x)
 
 
 def validate_document(doc: YamlDoc) -> tuple[Any | None, list[Diagnostic]]:

@@ -103,3 +103,26 @@ def test_the_file_prefilter_never_hides_what_the_walk_would_find() -> None:
     for text in (b"revision: 0e9e39f249a16976918f6564b8830bc894c89659\n", b"maxTokens: 8\n",
                  b"hfToken: {secretRef: {name: hf}}\n".replace(b"hfToken", b"image"), b"name: churn\n"):
         assert not may_hold_secrets(text), text
+
+
+def test_the_shape_prefilter_passes_every_shape_and_only_them() -> None:
+    """may_hold_shapes: a file without it gets no secret_shape search (only its secret-named
+    keys are looked at), so it must pass every string secret_shape would flag."""
+    from specops.redact import may_hold_shapes
+
+    for text in (b"a: AKIAIOSFODNN7EXAMPLE\n", b"args: [wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY]\n",
+                 b"uri: postgresql://a:b@h/d\n", b'k: "\\x41KIAIOSFODNN7EXAMPLE"\n',
+                 b"t: hf_AbCdEfGhIjKlMnOpQrStUvWxYz012345\n", b"ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789: x\n"):
+        assert may_hold_shapes(text), text
+    for text in (b"credentials:\n  secretRef: {name: x}\n", b"hfToken: {secretRef: {name: hf}}\n",
+                 b"env: {DB_PASSWORD: x}\n"):
+        assert not may_hold_shapes(text), text
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("Aa0/+=-_:@.hfsk xoxbghpAKIA")), max_size=300))
+def test_the_shape_prefilter_passes_whatever_secret_shape_finds(text: str) -> None:
+    from specops.redact import may_hold_shapes
+
+    if secret_shape(text) is not None:
+        assert may_hold_shapes(text.encode())
