@@ -1,6 +1,6 @@
 """Incremental compile: a content-addressed build cache under `<root>/.specops/cache/builds/`.
 
-Format (CACHE_FORMAT 4). Two kinds of file (and the inputs' `stat.json`, see below):
+Format (CACHE_FORMAT 5). Two kinds of file (and the inputs' `stat.json`, see below):
 
 - `in-<inputs key>.json`: `{"entries": [{probes, pack}]}`, newest first: what a compile of
   exactly these YAML inputs also read from the repo (the "probes": `{path: sha256 | "dir"}`:
@@ -8,10 +8,11 @@ Format (CACHE_FORMAT 4). Two kinds of file (and the inputs' `stat.json`, see bel
   `<folder>/*.safetensors`: the digest of its weights' headers and shard index) and the key
   of the pack it produced.
 - `pack-<pack key>.bin`: one JSON index line (envs, artifacts with their manifest fields and
-  byte ranges, the specs index, the build's diagnostics, the emission index: which
-  artifacts each pipeline's or serving target's emission key produced, the next compile's
-  emission cache, see compile.EmitCache, and the dependency index: what each unit of the
-  reference graph produced, see units.py) followed by the artifact bytes. Only the newest
+  byte ranges, the specs index, the build's diagnostics), a second JSON line with the
+  emission index (which artifacts each pipeline's or serving target's emission key
+  produced, the next compile's emission cache, see compile.EmitCache) and the dependency
+  index (what each unit of the reference graph produced, see units.py), then the artifact
+  bytes. Only the newest
   pack stays as it is; older ones are zlib-compressed (`.bin.z`) and kept while the cache
   stays within twice the build output (`prune`).
 
@@ -53,7 +54,10 @@ from specops.paths import discover as _discover
 from specops.paths import ignore_patterns as _patterns
 from specops.resolve.lockfile import lock_bytes
 
-CACHE_FORMAT = 4  # 2: artifacts carry role, resource and file; 3: the emission index; 4: the unit index
+CACHE_FORMAT = 5  # 2: artifacts carry role, resource and file; 3: the emission index; 4: the unit index;
+# 5: those two indexes on a second line
+# The parts of a pack's index only the next compile reads (its second line).
+INCREMENTAL_KEYS = ("emit", "units")
 KEEP_PACKS = 16  # older packs are pruned after a store; each is one build of the repo
 
 _CODE_FP: str | None = None
@@ -136,6 +140,8 @@ STAT_RECORD = "stat.json"
 # A file whose mtime is this close to the record's making is hashed, not trusted by its stat:
 # it could change again within the clock tick without its mtime moving (git's "racily clean").
 RACY_NS = 2_000_000_000
+# ~130 bytes a file: 1.3 MB at 10,000 specs.
+MAX_STAT_BYTES = 256 << 20
 
 
 def _stat_shas(root: Path, rels: list[str]) -> dict[str, str] | None:
@@ -144,7 +150,7 @@ def _stat_shas(root: Path, rels: list[str]) -> dict[str, str] | None:
     any file was hashed. None when a file cannot be read (the slow path reports it)."""
     path = _builds(cache_dir_of(root)) / STAT_RECORD
     try:
-        rec = json.loads(read_regular(path, MAX_FILE_BYTES))
+        rec = json.loads(read_regular(path, MAX_STAT_BYTES))
         old, trusted_before = rec["files"], rec["stored_ns"] - RACY_NS
         if rec.get("format") != CACHE_FORMAT or not isinstance(old, dict):
             old = {}
@@ -154,8 +160,9 @@ def _stat_shas(root: Path, rels: list[str]) -> dict[str, str] | None:
     shas: dict[str, str] = {}
     new: dict[str, list] = {}
     hashed = False
+    prefix = f"{root}{os.sep}"
     for rel in rels:
-        full = root / rel
+        full = prefix + rel
         try:
             st = os.stat(full)
         except OSError:
@@ -267,9 +274,13 @@ def store(cache_dir: Path, ikey: str, probes: dict[str, str], envs: list[str], i
     try:
         pkey = _pack_key(ikey, probes)
         d = _builds(cache_dir)
-        head = {**index, "format": CACHE_FORMAT, "envs": envs}
+        # Line 1: the build record (what a hit needs); line 2: the emission and unit indexes
+        # (what the next compile needs; a no-op does not parse them); then the bytes.
+        later = {k: index[k] for k in INCREMENTAL_KEYS if k in index}
+        head = {**{k: v for k, v in index.items() if k not in later}, "format": CACHE_FORMAT, "envs": envs}
         write_atomic(d / f"pack-{pkey}.bin",
-                     [json.dumps(head, sort_keys=True, separators=(",", ":")).encode(), b"\n", *chunks])
+                     [json.dumps(head, sort_keys=True, separators=(",", ":")).encode(), b"\n",
+                      json.dumps(later, sort_keys=True, separators=(",", ":")).encode(), b"\n", *chunks])
         # One inputs key can have met several states of the files it names (a config.json
         # edited and reverted): keep the last few, newest first.
         entries = [{"probes": probes, "pack": pkey}]
@@ -327,7 +338,9 @@ def _packs(d: Path) -> list[Path]:
     return sorted(d.glob("pack-*.bin*"), key=lambda p: (p.stat().st_mtime_ns, p.name), reverse=True)
 
 
-def _read_pack(p: Path) -> CachedRecord | None:
+def _read_pack(p: Path, incremental: bool = False) -> CachedRecord | None:
+    """A pack whole; its second line (the emission and unit indexes, which only the next
+    compile reads) is parsed only with `incremental`: a no-op skips it."""
     raw = p.read_bytes()
     if p.suffix == ".z":
         raw = zlib.decompress(raw)
@@ -335,14 +348,17 @@ def _read_pack(p: Path) -> CachedRecord | None:
     index = json.loads(raw[:i])
     if index.get("format") != CACHE_FORMAT:
         return None
-    return CachedRecord(index["envs"], index, raw[i + 1:])
+    j = raw.index(b"\n", i + 1)
+    if incremental:
+        index.update(json.loads(raw[i + 1:j]))
+    return CachedRecord(index["envs"], index, raw[j + 1:])
 
 
 def latest(cache_dir: Path) -> CachedRecord | None:
-    """The newest stored build, or None."""
+    """The newest stored build, its incremental indexes included, or None."""
     try:
         packs = _packs(_builds(cache_dir))
-        return _read_pack(packs[0]) if packs else None
+        return _read_pack(packs[0], incremental=True) if packs else None
     except (OSError, ValueError, KeyError, TypeError, zlib.error):
         return None
 
@@ -365,13 +381,14 @@ def latest_view(cache_dir: Path) -> PackView | None:
         if not packs:
             return None
         if packs[0].suffix == ".z":
-            rec = _read_pack(packs[0])
+            rec = _read_pack(packs[0], incremental=True)
             return PackView(rec.index, lambda off, size, blob=rec.blob: blob[off:off + size]) if rec else None
         f = open(packs[0], "rb")  # noqa: SIM115 (open while the compile reads from it)
         index = json.loads(f.readline())
         if index.get("format") != CACHE_FORMAT:
             f.close()
             return None
+        index.update(json.loads(f.readline()))
         base = f.tell()
         off, size = index["manifest"]
         if os.fstat(f.fileno()).st_size != base + off + size:  # truncated or grown: not this build's

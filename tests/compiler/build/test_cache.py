@@ -200,6 +200,17 @@ def test_the_no_op_path_trusts_size_and_mtime_not_bytes(tmp_path, monkeypatch):
     monkeypatch.setattr(cache, "read_regular", lambda p, n: reads.append(str(p)) or real(p, n))
     assert cache.fast_compile(root) is not None
     assert not [r for r in reads if r.endswith(".yaml")]
+    # a 10,000-spec repo's record is over 1 MiB: still read (it once was refused, so every
+    # file was hashed again on every no-op)
+    import json
+
+    rec_path = cdir / "builds" / cache.STAT_RECORD
+    rec = json.loads(rec_path.read_bytes())
+    rec["files"].update({f"pad/{i}.yaml": [1, 1, "0" * 64] for i in range(12_000)})
+    rec_path.write_bytes(json.dumps(rec).encode())
+    assert rec_path.stat().st_size > 1 << 20
+    assert cache.fast_compile(root) is not None
+    assert not [r for r in reads if r.endswith(".yaml")]
     f = root / "datasets" / "tickets.yaml"
     orig = f.read_text()
     f.write_text(orig.replace("rowCount, min: 20", "rowCount, min: 21"))  # same size, new mtime
