@@ -30,7 +30,7 @@ def _forget(monkeypatch):
 
 def test_a_committed_cache_is_emptied_and_our_own_is_kept(tmp_path, fresh_key, monkeypatch):
     repo = tmp_path / "repo"
-    shutil.copytree(ROOT / "examples" / "churn", repo)
+    shutil.copytree(ROOT / "examples" / "churn", repo, ignore=shutil.ignore_patterns(".specops", "build"))
     planted = repo / ".specops" / "cache" / "builds" / "in-crafted.json"
     planted.parent.mkdir(parents=True)
     planted.write_text('{"format": 3, "entries": []}')
