@@ -135,6 +135,8 @@ class ModelFacts:
 
 
 _FACTS_CACHE: dict[str, ModelFacts] = {}
+# Disk entries this process has read or written (and found holding its facts).
+_ON_DISK: set[Path] = set()
 
 
 def _dtype_name(value: Any) -> str:
@@ -215,16 +217,23 @@ def model_facts(config_path: str | os.PathLike[str], *, cache_dir: str | os.Path
     key = _cache_key(sha, path.parent)
     disk = Path(cache_dir) / f"model-facts-v{FACTS_VERSION}-{key}.json" if cache_dir else None
     facts = _FACTS_CACHE.get(key)
+    if facts is not None and (disk is None or disk in _ON_DISK):
+        # This process already read or wrote that disk entry (validate asks once per serving
+        # target and environment: re-reading it each time was half of the capacity check).
+        return facts
     if facts is None and disk is not None:
         facts = _read_cached(disk, sha)
         if facts is not None:
             _FACTS_CACHE[key] = facts
+            _ON_DISK.add(disk)
             return facts
     if facts is None:
         facts = _facts_from_config(raw, path, sha)
         _FACTS_CACHE[key] = facts
-    if disk is not None and _read_cached(disk, sha) != facts:
-        _write_atomic(disk, facts)
+    if disk is not None:
+        if _read_cached(disk, sha) != facts:
+            _write_atomic(disk, facts)
+        _ON_DISK.add(disk)
     return facts
 
 
