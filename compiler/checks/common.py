@@ -68,10 +68,17 @@ def check_repo_file(resolved: "Resolved", node: "Node", path: tuple, rel: str, w
     if p.is_absolute() or ".." in p.parts:
         out.add(at(node, path, "path-escape", f"{what} '{rel}' must stay inside the repository"))
         return
-    full = (root / rel).resolve()
-    if not full.is_relative_to(root.resolve()):
+    # Once per path and run: every environment's copy of every spec asks (the same base
+    # model folder and data file, at 10k specs thousands of times).
+    key = ("repo-file", rel)
+    state = resolved.memo.get(key)
+    if state is None:
+        full = (root / rel).resolve()
+        state = resolved.memo[key] = ("escapes" if not full.is_relative_to(root.resolve())
+                                      else "exists" if full.exists() else "missing")
+    if state == "escapes":
         out.add(at(node, path, "path-escape", f"{what} '{rel}' resolves outside the repository (symlink?)"))
-    elif not full.exists():
+    elif state == "missing":
         out.add(at(node, path, "value", f"{what} '{rel}' does not exist in the repository"))
 
 

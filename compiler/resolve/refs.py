@@ -81,6 +81,9 @@ class Resolved:
     project_name: str
     envs: dict[str, EnvView]
     diagnostics: Diagnostics
+    # What the checks learn once per run and ask again per environment (e.g. where a
+    # repo-relative path resolves): keyed by the asking check.
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 # (kind, path pattern, referenced kind). "*" in a path iterates a list.
