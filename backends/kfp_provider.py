@@ -28,8 +28,14 @@ A missing or refused credential (HTTP 401/403 on healthz) is one line at once.
   `RetryableError`s retried with `provider.retrying()` (tenacity, jittered exponential
   backoff); other API errors are one-line `ProviderError`s.
 
-Not done: recurring runs from `schedule.json` (the provider reports the schedule file
-as not applied rather than silently ignoring it: outputs["schedule"] = "not-applied").
+- Schedules: `schedule.json` is a recurring run named `<pipeline>-schedule` in the experiment
+  `specops-<env>`, on the version apply just made the newest (cron with KFP's seconds field,
+  max_concurrency, no_catchup, enabled). KFP has no update for recurring runs: one that differs
+  is deleted and created again. read() projects the live recurring run onto the recorded
+  `schedule.json`, so one edited, disabled or deleted behind specops's back is drift; a
+  schedule the spec dropped is deleted by apply.
+- start(): a monitor's retrain run (specops.ops.monitor) as one run in that experiment, named
+  `retrain-<run id>`; a run already named so is returned instead of starting a second.
 """
 
 from __future__ import annotations
@@ -249,7 +255,20 @@ class KfpPipelineProvider:
         newest = versions[0]
         spec = newest.pipeline_spec if isinstance(newest.pipeline_spec, dict) else {"pipeline_spec": newest.pipeline_spec}
         ids.update(version_id=newest.pipeline_version_id, version_name=newest.display_name or newest.name or "")
-        return Live(exists=True, content_hash=version_hash(newest) or spec_hash(spec), attributes=spec, ids=ids)
+        content = version_hash(newest) or spec_hash(spec)
+        recorded = (current.attributes or {}).get("schedule.json") if current is not None else None
+        if not isinstance(recorded, dict) or "recurring_run" not in recorded:
+            return Live(exists=True, content_hash=content, attributes=spec, ids=ids)
+        # The recurring run beside the version: edited, disabled or deleted behind specops's
+        # back is drift, shown field by field.
+        live = self._named("recurring", recorded["recurring_run"])
+        seen = _schedule_seen(live, recorded) if live is not None else {}
+        if seen != _schedule_want(recorded):
+            content = hashlib.sha256(("schedule " + json.dumps(seen, sort_keys=True)).encode()).hexdigest()
+        if live is not None:
+            ids["recurring_run_id"] = live.recurring_run_id
+        return Live(exists=True, content_hash=content, attributes={"pipeline.yaml": spec, "schedule.json": seen},
+                    ids=ids)
 
     def apply(self, desired: Desired, current: "ResourceState | None") -> tuple[dict[str, str], dict[str, Any]]:
         try:
@@ -266,8 +285,6 @@ class KfpPipelineProvider:
         description = f"{HASH_NOTE}{desired.content_hash} ({desired.spec})"
         c = self.client()
         outputs: dict[str, Any] = {"pipeline_name": name, "host": self.host}
-        if _maybe_file(desired, "schedule.json") is not None:
-            outputs["schedule"] = "not-applied"
         with tempfile.TemporaryDirectory(prefix="specops-kfp-") as tmp:
             path = str(Path(tmp) / "pipeline.yaml")
             Path(path).write_bytes(package)
@@ -293,9 +310,87 @@ class KfpPipelineProvider:
                                                           description=description)))
                     outputs["action"] = "update"
         outputs["version_name"] = newest.display_name or newest.name
-        return {"pipeline_id": pipeline.pipeline_id, "version_id": newest.pipeline_version_id}, outputs
+        ids = {"pipeline_id": pipeline.pipeline_id, "version_id": newest.pipeline_version_id}
+        schedule = _maybe_file(desired, "schedule.json")
+        if schedule is not None:
+            ids["recurring_run_id"], outputs["schedule"] = self._upsert_schedule(
+                json.loads(schedule), pipeline.pipeline_id, newest.pipeline_version_id)
+        elif current is not None and current.ids.get("recurring_run_id"):
+            # The spec dropped its schedule: the old one must not keep starting runs.
+            self._delete_recurring(current.ids["recurring_run_id"])
+            outputs["schedule"] = "delete"
+        return ids, outputs
+
+    # ---- schedules and runs --------------------------------------------------------------------
+
+    def experiment_id(self) -> str:
+        """The id of the experiment `specops-<env>` (created on first use) that holds this
+        environment's recurring runs and retrain runs."""
+        c = self.client()
+        name = f"specops-{self.env}"
+        flt = json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": name}]})
+        found = self.call(f"list experiments named {name}", lambda: c.list_experiments(filter=flt, page_size=10))
+        if found.experiments:
+            return found.experiments[0].experiment_id
+        return self.call(f"create experiment {name}", self._quiet(lambda: c.create_experiment(name))).experiment_id
+
+    def _named(self, kind: str, display: str) -> Any | None:
+        c = self.client()
+        flt = json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": display}]})
+        if kind == "recurring":
+            resp = self.call(f"list recurring runs named {display}", lambda: c.list_recurring_runs(
+                filter=flt, page_size=10))
+            found = list(resp.recurring_runs or [])
+        else:
+            resp = self.call(f"list runs named {display}", lambda: c.list_runs(filter=flt, page_size=10))
+            found = list(resp.runs or [])
+        return found[0] if found else None
+
+    def _upsert_schedule(self, doc: dict[str, Any], pipeline_id: str, version_id: str) -> tuple[str, str]:
+        live = self._named("recurring", doc["recurring_run"])
+        if live is not None:
+            ref = live.pipeline_version_reference
+            if _schedule_seen(live, doc) == _schedule_want(doc) and ref is not None \
+                    and ref.pipeline_version_id == version_id:
+                return live.recurring_run_id, "noop"
+            self._delete_recurring(live.recurring_run_id)
+        c = self.client()
+        exp = self.experiment_id()
+        made = self.call(f"create recurring run {doc['recurring_run']}", self._quiet(lambda: c.create_recurring_run(
+            exp, doc["recurring_run"], cron_expression=doc["kfp_cron"], max_concurrency=doc["max_concurrency"],
+            no_catchup=doc["no_catchup"], pipeline_id=pipeline_id, version_id=version_id,
+            enabled=doc["enabled"])))
+        return made.recurring_run_id, "update" if live is not None else "create"
+
+    def _delete_recurring(self, rid: str) -> None:
+        c = self.client()
+        try:
+            self.call(f"delete recurring run {rid}", lambda: c.delete_recurring_run(rid))
+        except ProviderError as e:
+            if "HTTP 404" not in str(e):
+                raise
+
+    def start(self, desired: Desired, run_id: str, uploads: dict[str, bytes] | None = None) -> dict[str, Any]:
+        """Upload the pipeline (as apply) and start one run for `run_id`, once."""
+        if uploads:
+            raise ProviderError(f"{desired.address}: the breached window is a file on this machine; a KFP run "
+                                f"cannot read it and specops does not upload to {self.target.artifact_store}: put the "
+                                "window where the Dataset's source points and run the monitor without --data")
+        ids, _ = self.apply(desired, None)
+        display = f"retrain-{run_id[:12]}"
+        name = pipeline_name_for(desired.name, desired.env)
+        found = self._named("run", display)
+        if found is not None:
+            return {"pipeline": name, "execution": found.run_id, "action": "existing"}
+        c = self.client()
+        exp = self.experiment_id()
+        run = self.call(f"start run {display} of {name}", self._quiet(lambda: c.run_pipeline(
+            exp, display, pipeline_id=ids["pipeline_id"], version_id=ids["version_id"])))
+        return {"pipeline": name, "execution": run.run_id, "action": "started"}
 
     def delete(self, current: "ResourceState") -> None:
+        if current.ids.get("recurring_run_id"):
+            self._delete_recurring(current.ids["recurring_run_id"])
         pipeline = self._pipeline(self._name(None, current), current)
         if pipeline is None:
             return
@@ -305,6 +400,22 @@ class KfpPipelineProvider:
             vid = v.pipeline_version_id
             self.call(f"delete version {vid}", lambda: c.delete_pipeline_version(pid, vid))
         self.call(f"delete pipeline {pid}", lambda: c.delete_pipeline(pid))
+
+
+_SCHEDULE_KEYS = ("kfp_cron", "enabled", "max_concurrency", "no_catchup")
+
+
+def _schedule_want(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: doc.get(k) for k in _SCHEDULE_KEYS}
+
+
+def _schedule_seen(live: Any, doc: dict[str, Any]) -> dict[str, Any]:
+    """The live recurring run in schedule.json's terms (the fields specops sets)."""
+    cron = live.trigger.cron_schedule.cron if live.trigger and live.trigger.cron_schedule else None
+    mode = str(live.mode or "").rsplit(".", 1)[-1].upper()
+    return {"kfp_cron": cron, "enabled": mode != "DISABLE",
+            "max_concurrency": int(live.max_concurrency) if live.max_concurrency is not None else None,
+            "no_catchup": bool(live.no_catchup)}
 
 
 def _file(desired: Desired, suffix: str) -> bytes:

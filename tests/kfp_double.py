@@ -18,6 +18,11 @@ tests point the real `kfp.Client` (kfp 2.17, kfp_server_api) at this double, ser
                                                 duplicate version name in the pipeline)
 - GET  /apis/v2beta1/pipelines/{id}/versions   (sort_by "created_at desc", paging)
 - GET/DELETE /apis/v2beta1/pipelines/{id}/versions/{vid}
+- GET/POST /apis/v2beta1/experiments, GET /experiments/{id}   (list filters on display_name)
+- GET/POST /apis/v2beta1/recurringruns, GET/DELETE /recurringruns/{id}, POST {id}:enable|:disable
+                                               (list: `experiment_id`, filter; the JSON list key
+                                               is `recurringRuns`, as the server's proto names it)
+- GET/POST /apis/v2beta1/runs, GET /runs/{id}  (a created run stays PENDING: nothing executes)
 
 `pipeline_spec` comes back as the uploaded YAML parsed to JSON (a second document, the
 platform spec, makes it {"pipeline_spec": ..., "platform_spec": ...} as on the server).
@@ -53,6 +58,8 @@ class KfpDouble:
         self.authorizations: Counter[str | None] = Counter()
         self.pipelines: dict[str, dict[str, Any]] = {}
         self.versions: dict[str, list[dict[str, Any]]] = {}  # pipeline id -> versions, oldest first
+        # experiments, recurringruns, runs: id -> object as the server returns it
+        self.objects: dict[str, dict[str, dict[str, Any]]] = {"experiments": {}, "recurringruns": {}, "runs": {}}
         self.fail = fail
         self.count = 0
         self.hits: Counter[str] = Counter()
@@ -169,6 +176,8 @@ class KfpDouble:
         parts = path[len(API):].strip("/").split("/")
         if parts == ["healthz"] and method == "GET":
             return 200, {"multi_user": False, "pipeline_store": "database"}
+        if parts[0] in self.objects:
+            return self._objects(method, parts, query, body)
         if parts[0] != "pipelines":
             return self._error(404, f"no route {path}")
         if parts == ["pipelines"] and method == "GET":
@@ -222,3 +231,46 @@ class KfpDouble:
                 versions.remove(found[0])
                 return 200, {}
         return self._error(404, f"no route {method} {path}")
+
+    _ID = {"experiments": "experiment_id", "recurringruns": "recurring_run_id", "runs": "run_id"}
+    _LIST = {"experiments": "experiments", "recurringruns": "recurringRuns", "runs": "runs"}
+
+    def _objects(self, method: str, parts: list[str], query: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
+        kind = parts[0]
+        store = self.objects[kind]
+        if len(parts) == 1 and method == "GET":
+            items = list(store.values())
+            if query.get("experiment_id"):
+                items = [i for i in items if i.get("experiment_id") == query["experiment_id"]]
+            try:
+                return 200, self._page(items, query, self._LIST[kind])
+            except ValueError as e:
+                return self._error(400, str(e))
+        if len(parts) == 1 and method == "POST":
+            obj = json.loads(body or b"{}")
+            if not obj.get("display_name"):
+                return self._error(400, f"{kind}: display_name is required")
+            if kind == "experiments" and any(e["display_name"] == obj["display_name"] for e in store.values()):
+                return self._error(409, "experiment already exists")
+            if kind != "experiments" and obj.get("experiment_id") not in self.objects["experiments"]:
+                return self._error(400, f"{kind}: unknown experiment_id {obj.get('experiment_id')!r}")
+            obj[self._ID[kind]] = str(uuid.uuid4())
+            obj["created_at"] = self._now()
+            if kind == "recurringruns":
+                obj["status"] = "ENABLED" if obj.get("mode", "ENABLE") == "ENABLE" else "DISABLED"
+            if kind == "runs":
+                obj["state"] = "PENDING"
+            store[obj[self._ID[kind]]] = obj
+            return 200, obj
+        oid, _, verb = parts[1].partition(":") if len(parts) == 2 else ("", "", "")
+        if oid not in store:
+            return self._error(404, f"{kind} {oid} not found")
+        if method == "GET" and not verb:
+            return 200, store[oid]
+        if method == "DELETE" and not verb and kind != "experiments":
+            del store[oid]
+            return 200, {}
+        if method == "POST" and kind == "recurringruns" and verb in ("enable", "disable"):
+            store[oid].update(mode=verb.upper(), status="ENABLED" if verb == "enable" else "DISABLED")
+            return 200, {}
+        return self._error(404, f"no route {method} /{'/'.join(parts)}")

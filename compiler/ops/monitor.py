@@ -6,8 +6,8 @@ retrain run (specops.ir.monitors.retrain_pipeline: identified by the pipeline's 
 plus the trigger, trained on the breached window or the pinned data, registering version
 `retrain-<id>` without moving any alias, deploying nothing); on a local target it runs on
 ZenML's local stack here, on SageMaker it starts as one pipeline execution named after the run
-(the staged window uploaded to the artifact store), and on KFP it is reported as not started
-(no run API is driven from here). Its outcome (gates, registered version) joins the breach record, and
+(the staged window uploaded to the artifact store), on KFP as one run in the environment's
+experiment (a window from --data cannot be uploaded there: one line says so). Its outcome (gates, registered version) joins the breach record, and
 `plan` shows the promotion it awaits. `onBreach.notify` sends the `breach` event.
 """
 
@@ -26,6 +26,7 @@ from specops.backends.zenml_run import run_local
 from specops.diagnostics import suggestion
 from specops.ir.lower import lower_pipeline
 from specops.ir.monitors import monitor_params, retrain_pipeline, trigger_id
+from specops.ops.resources import provider_options
 from specops.resolve.refs import Resolved
 from specops.runtime import run_step
 from specops.runtime.errors import StepError
@@ -184,7 +185,7 @@ def _retrain(resolved: Resolved, env: str, model_name: str, trigger: dict[str, A
     record: dict[str, Any] = {"run": trigger_id(pipeline, trigger), "pipeline": run.name, "model": model_name,
                               "trigger": trigger, "data": "window" if window is not None else "pinned"}
     if not local:
-        return _retrain_remote(run, backend, record, uploads, root, echo)
+        return _retrain_remote(run, backend, record, uploads, root, provider_options(resolved.envs[env]), echo)
     echo(f"breach: retraining {model_name} as run {record['run'][:12]} ({run.name}) on ZenML's local stack")
     result = run_local(backend.emit(run), workdir=root / ".specops" / "runs" / env / run.name, repo_root=root,
                        zenml_config_path=root / ".specops" / "zenml")
@@ -203,7 +204,7 @@ def _retrain(resolved: Resolved, env: str, model_name: str, trigger: dict[str, A
 
 
 def _retrain_remote(run: Any, backend: Any, record: dict[str, Any], uploads: dict[str, bytes], root: Path,
-                    echo: Callable[[str], None]) -> dict[str, Any]:
+                    options: dict[str, Any], echo: Callable[[str], None]) -> dict[str, Any]:
     """Start the retrain run through the target's orchestrator API, where the pipeline
     provider can start runs (`start`): the run registers version retrain-<id> when it finishes,
     in the cluster. Elsewhere it is reported, not silently skipped."""
@@ -212,7 +213,7 @@ def _retrain_remote(run: Any, backend: Any, record: dict[str, Any], uploads: dic
                       env=run.env, content_hash=content_hash(files), files=dict(sorted(files.items())),
                       attributes=attributes_of(files), depends_on=(), target=run.target, spec=f"Model/{run.model}")
     try:
-        prov = make_provider(backend.RESOURCE_TYPE, env=run.env, target=run.target, root=root)
+        prov = make_provider(backend.RESOURCE_TYPE, env=run.env, target=run.target, root=root, options=options)
         start = getattr(prov, "start", None)
         if start is None:
             record["status"] = "not-started"

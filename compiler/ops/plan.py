@@ -44,7 +44,7 @@ from specops.diagnostics import Diagnostics, suggestion
 from specops.ir.lower import lower_target
 from specops.ops.lock import remote_changes
 from specops.ops.monitor import pending_promotions, promote_command
-from specops.ops.resources import desired_resources, required_gates
+from specops.ops.resources import desired_resources, provider_options, required_gates
 from specops.state import open_store
 from specops.structdiff import FieldDiff, file_diffs
 
@@ -492,14 +492,7 @@ def load_env(resolved: Any, env: str, options: dict[str, Any] | None = None) -> 
     view = resolved.envs[env]
     build = compile_repo(resolved, [env], cache_dir=cache_dir_of(root))
     desired = desired_resources(resolved, build, env) if not build.diagnostics.has_errors else []
-    reg = view.target.registry
-    cred = view.target.credentials
-    # Secret references (where a secret lives), never values: the provider reads them when it connects.
-    opts: dict[str, Any] = {"gitops_dir": view.target.serving.gitops_dir,
-                            "credentials": cred.secret_ref.model_dump(mode="json") if cred else None,
-                            "registry": {"uri": reg.tracking_uri,
-                                         "token": reg.token.secret_ref.model_dump(mode="json") if reg.token else None}}
-    opts.update(options or {})
+    opts = {**provider_options(view), **(options or {})}
     store = open_store(resolved.project.state, env, root)
     ctx = EnvContext(resolved, env, root, view.env.policy, view.target_name, lower_target(view.target_name, view.target),
                      desired, store, opts, build.diagnostics,

@@ -55,6 +55,17 @@ def prompt_document(spec: Any, name: str, env: str) -> dict[str, Any]:
     return doc
 
 
+def provider_options(view: EnvView) -> dict[str, Any]:
+    """What every provider of the environment's target is made with. Secret references (where
+    a secret lives), never values: the provider reads them when it connects."""
+    reg = view.target.registry
+    cred = view.target.credentials
+    return {"gitops_dir": view.target.serving.gitops_dir,
+            "credentials": cred.secret_ref.model_dump(mode="json") if cred else None,
+            "registry": {"uri": reg.tracking_uri,
+                         "token": reg.token.secret_ref.model_dump(mode="json") if reg.token else None}}
+
+
 def desired_resources(resolved: Resolved, build: Build, env: str) -> list[Desired]:
     """Every resource the specs declare in `env`, sorted by address."""
     view = resolved.envs[env]

@@ -19,7 +19,14 @@ import yaml
 
 from specops.backends import kfp as kfp_backend
 from specops.backends import kfp_provider as kp
-from specops.backends.provider import Desired, ProviderError, RetryableError, content_hash, make_provider
+from specops.backends.provider import (
+    Desired,
+    ProviderError,
+    RetryableError,
+    attributes_of,
+    content_hash,
+    make_provider,
+)
 from specops.ir import Target
 from specops.state import ResourceState
 from tests.fixtures.ir_samples import churn_pipeline
@@ -153,12 +160,56 @@ def test_bad_inputs_are_provider_errors(kfp_api):
         p.read(d, None)
 
 
-def test_schedule_is_reported_not_applied(kfp_api):
+def test_schedule_is_a_recurring_run_and_a_hand_edit_is_drift(kfp_api):
+    """schedule.json becomes a recurring run on the version apply made newest; one disabled or
+    deleted behind specops's back is drift; apply puts it back; a dropped schedule is deleted."""
+    p = make(kfp_api.url)
     d = desired(churn_pipeline(target(kfp_api.url), "prod", schedule="0 3 * * 1"))
-    assert any(k.endswith("schedule.json") for k in d.files)
-    _, out = make(kfp_api.url).apply(d, None)
-    assert out["schedule"] == "not-applied"
-    assert json.loads(next(v for k, v in d.files.items() if k.endswith("schedule.json")))["kfp_cron"]
+    # As specops.ops.resources records it: attributes by file, relative to the resource.
+    d = dataclasses.replace(d, attributes=attributes_of({k.rsplit("/", 1)[1]: v for k, v in d.files.items()}))
+    ids, out = p.apply(d, None)
+    assert out["schedule"] == "create"
+    [rr] = kfp_api.objects["recurringruns"].values()
+    assert rr["recurring_run_id"] == ids["recurring_run_id"] and rr["display_name"].endswith("-schedule")
+    assert rr["trigger"] == {"cron_schedule": {"cron": "0 0 3 * * 1"}} and rr["mode"] == "ENABLE"
+    assert rr["pipeline_version_reference"] == {"pipeline_id": ids["pipeline_id"], "pipeline_version_id": ids["version_id"]}
+    [exp] = kfp_api.objects["experiments"].values()
+    assert exp["display_name"] == "specops-prod" and rr["experiment_id"] == exp["experiment_id"]
+    cur = state_of(d, ids, out)
+    assert p.read(d, cur).content_hash == d.content_hash
+    _, again = p.apply(d, cur)
+    assert again["schedule"] == "noop" and len(kfp_api.objects["recurringruns"]) == 1
+
+    # Disabled by hand: drift, field by field; apply restores it.
+    rr["mode"] = "DISABLE"
+    live = p.read(d, cur)
+    assert live.content_hash != d.content_hash and live.attributes["schedule.json"]["enabled"] is False
+    ids2, out2 = p.apply(d, cur)
+    assert out2["schedule"] == "update" and p.read(d, state_of(d, ids2, out2)).content_hash == d.content_hash
+    # Deleted by hand: drift too.
+    kfp_api.objects["recurringruns"].clear()
+    assert p.read(d, state_of(d, ids2, out2)).attributes["schedule.json"] == {}
+    ids3, out3 = p.apply(d, state_of(d, ids2, out2))
+    assert out3["schedule"] == "create"
+
+    # The spec drops the schedule: the recurring run goes, the pipeline stays.
+    plain = desired(churn_pipeline(target(kfp_api.url), "prod"))
+    _, out4 = p.apply(plain, state_of(d, ids3, out3))
+    assert out4["schedule"] == "delete" and not kfp_api.objects["recurringruns"] and kfp_api.pipelines
+
+
+def test_start_runs_once_per_run_id(kfp_api):
+    """A monitor's retrain run: one run named after the run id; asking again returns it."""
+    p = make(kfp_api.url)
+    d = desired(churn_pipeline(target(kfp_api.url), "prod"))
+    first = p.start(d, "ab" * 32)
+    again = p.start(d, "ab" * 32)
+    [run] = kfp_api.objects["runs"].values()
+    assert first["action"] == "started" and again == {**first, "action": "existing"}
+    assert run["run_id"] == first["execution"] and run["display_name"] == "retrain-" + "ab" * 6
+    assert run["pipeline_version_reference"]["pipeline_id"] == next(iter(kfp_api.pipelines))
+    with pytest.raises(ProviderError, match="does not upload to minio://mlpipeline/artifacts"):
+        p.start(d, "cd" * 32, {"s3://x/w.csv": b"a"})
 
 
 # ---- credentials: the target's secretRef, sent as the bearer token ------------------------------

@@ -76,3 +76,37 @@ def test_breach_on_sagemaker_starts_one_retrain_execution(tmp_path: Path, aws: s
                      "file://" + staged.relative_to(repo).as_posix(), lambda _: None)
     assert again["run"] == retrain["run"] and again["execution"] == retrain["execution"]
     assert len(sm.list_pipeline_executions(PipelineName=name)["PipelineExecutionSummaries"]) == 1
+
+
+def test_breach_on_kfp_starts_one_retrain_run(tmp_path: Path, monkeypatch) -> None:
+    """The staging environment is a KFP target. Test double: no KFP API server can run here
+    (tests/kfp_double.py serves the v2beta1 routes kfp.Client calls, behind a bearer token).
+    The window is the Dataset's own source, shifted in place; a --data window cannot be
+    uploaded to a KFP target's store, which is one line, not a traceback."""
+    from tests.kfp_double import KfpDouble
+
+    repo = tmp_path / "churn"
+    shutil.copytree(ROOT / "examples" / "churn", repo, ignore=shutil.ignore_patterns(".specops", "build"))
+    live = repo / "data" / "production.csv"
+    shifted(live, tmp_path / "june.csv")
+    shutil.copyfile(tmp_path / "june.csv", live)
+    token = "kfp-" + "7e1d" * 6
+    monkeypatch.setenv("KFP_TOKEN", token)
+    with KfpDouble(token=token) as api:
+        spec = repo / "specops.yaml"
+        spec.write_text(spec.read_text().replace("https://kfp.acme.internal", api.url))
+        r = CliRunner().invoke(main, ["monitor", "run", "churn-drift", str(repo), "--env", "staging", "--json"],
+                               catch_exceptions=False)
+        assert r.exit_code == 2, r.output
+        retrain = json.loads(r.stdout)["retrain"]
+        assert retrain["status"] == "started" and retrain["orchestrator"] == "kfp", retrain
+        [run] = api.objects["runs"].values()
+        assert run["run_id"] == retrain["execution"] and run["display_name"] == f"retrain-{retrain['run'][:12]}"
+        [pipeline] = api.pipelines.values()
+        assert pipeline["display_name"].startswith(f"churn-classifier-retrain-{retrain['run'][:8]}")
+        assert token not in r.output
+
+        r = CliRunner().invoke(main, ["monitor", "run", "churn-drift", str(repo), "--env", "staging",
+                                      "--data", str(tmp_path / "june.csv")], catch_exceptions=False)
+        assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+        assert "a KFP run cannot read it and specops does not upload to gs://" in r.output
