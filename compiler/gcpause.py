@@ -16,8 +16,14 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def paused_gc() -> Iterator[None]:
-    """No automatic cyclic collection inside; nested uses are free (the outermost resumes)."""
+def paused_gc(until_exit: bool = False) -> Iterator[None]:
+    """No automatic cyclic collection inside; nested uses are free (the outermost resumes).
+
+    Every object made during the pause is still in the youngest generation when it ends, so
+    the first collection after it walks them all once. `until_exit` (a command that ends
+    when its work does) freezes them instead: the collector never walks them again, neither
+    after the pause nor at interpreter exit, and the few cycles among them stay until the
+    process ends."""
     if not gc.isenabled():
         yield
         return
@@ -25,4 +31,6 @@ def paused_gc() -> Iterator[None]:
     try:
         yield
     finally:
+        if until_exit:
+            gc.freeze()
         gc.enable()
