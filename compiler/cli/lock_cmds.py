@@ -29,7 +29,7 @@ def lock_cmd(path: str, check: bool, fmt: str, as_json: bool) -> None:
         emit_diagnostics(result.diagnostics, result.root, "text")
     stale = check and bool(result.changes)
     if fmt == "json":
-        echo_json({"sources": result.sources, "changes": result.changes, "written": result.written,
+        echo_json({"version": 1, "sources": result.sources, "changes": result.changes, "written": result.written,
                    "stale": stale, "errors": result.diagnostics.has_errors})
     else:
         for line in result.changes:

@@ -78,6 +78,24 @@ def test_an_appended_row_is_reported_by_validate_diff_and_lock_check(tmp_path: P
     assert CliRunner().invoke(main, ["validate", str(repo)]).exit_code == 0
 
 
+def test_lock_json_validates_against_its_schema(tmp_path: Path) -> None:
+    import jsonschema
+
+    repo = locked_repo(tmp_path)
+    schema = json.loads((EXAMPLES.parent / "compiler" / "schemas" / "cli" / "lock.schema.json").read_text())
+    r = CliRunner().invoke(main, ["lock", "--check", str(repo), "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    jsonschema.Draft202012Validator(schema).validate(doc)
+    assert doc["version"] == 1 and doc["stale"] is False and list(doc["sources"]) == ["file://data/abalone.csv"]
+    with open(repo / "data" / "abalone.csv", "a", encoding="utf-8") as f:
+        f.write("M,0.5,0.4,0.1,0.5,0.2,0.1,0.15,9\n")
+    r = CliRunner().invoke(main, ["lock", "--check", str(repo), "--json"])
+    doc = json.loads(r.stdout)
+    jsonschema.Draft202012Validator(schema).validate(doc)
+    assert r.exit_code == 1 and doc["stale"] is True and len(doc["changes"]) == 1
+
+
 def test_a_bumped_version_is_a_warning_until_relocked(tmp_path: Path) -> None:
     repo = locked_repo(tmp_path)
     ds = repo / "datasets" / "abalone.yaml"
