@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import itertools
 import json
 import os
 import shutil
@@ -267,7 +268,7 @@ def _pack_key(ikey: str, probes: dict[str, str]) -> str:
 
 
 def store(cache_dir: Path, ikey: str, probes: dict[str, str], envs: list[str], index: dict[str, Any],
-          chunks: list[bytes]) -> None:
+          chunks: Iterable[bytes]) -> None:
     """Record a build (the build stage's `Build.to_record()`: a JSON-able index and the byte
     chunks it points into, end to end) under its keys. Best effort: a read-only or full disk
     leaves the compile correct, only slower next time."""
@@ -278,9 +279,9 @@ def store(cache_dir: Path, ikey: str, probes: dict[str, str], envs: list[str], i
         # (what the next compile needs; a no-op does not parse them); then the bytes.
         later = {k: index[k] for k in INCREMENTAL_KEYS if k in index}
         head = {**{k: v for k, v in index.items() if k not in later}, "format": CACHE_FORMAT, "envs": envs}
-        write_atomic(d / f"pack-{pkey}.bin",
-                     [json.dumps(head, sort_keys=True, separators=(",", ":")).encode(), b"\n",
-                      json.dumps(later, sort_keys=True, separators=(",", ":")).encode(), b"\n", *chunks])
+        write_atomic(d / f"pack-{pkey}.bin", itertools.chain(
+            (json.dumps(head, sort_keys=True, separators=(",", ":")).encode(), b"\n",
+             json.dumps(later, sort_keys=True, separators=(",", ":")).encode(), b"\n"), chunks))
         # One inputs key can have met several states of the files it names (a config.json
         # edited and reverted): keep the last few, newest first.
         entries = [{"probes": probes, "pack": pkey}]

@@ -9,7 +9,9 @@ and `plan` read it, so its field names and values are a public format.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -46,6 +48,46 @@ class Artifact:
                 "resource": self.resource, "file": self.file}
 
 
+class PackedArtifact(Artifact):
+    """An artifact replayed from the last stored build: its bytes stay in that pack and are
+    read (pread) each time they are asked for, so a compile that reuses most of the last
+    build does not hold it in memory (155 MB at 10,000 specs) beside the new one."""
+
+    def __init__(self, read: Callable[[], bytes], size: int, **fields: Any) -> None:
+        self._read, self.size = read, size
+        super().__init__(data=b"", **fields)
+
+    @property  # type: ignore[override]
+    def data(self) -> bytes:
+        return self._read()
+
+    @data.setter
+    def data(self, value: bytes) -> None:  # the dataclass __init__ sets it: the pack holds it
+        pass
+
+
+def _size(a: Artifact) -> int:
+    return a.size if isinstance(a, PackedArtifact) else len(a.data)
+
+
+class _Files(Mapping):
+    """Build.files() without holding every artifact's bytes at once: each is read when asked."""
+
+    def __init__(self, build: Build):
+        self._arts = dict(sorted(build.artifacts.items()))
+        self._manifest = build.manifest or manifest_bytes(build)
+
+    def __getitem__(self, rel: str) -> bytes:
+        return self._manifest if rel == MANIFEST else self._arts[rel].data
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._arts
+        yield MANIFEST
+
+    def __len__(self) -> int:
+        return len(self._arts) + 1
+
+
 @dataclass
 class Build:
     artifacts: dict[str, Artifact] = field(default_factory=dict)
@@ -65,28 +107,33 @@ class Build:
         out[MANIFEST] = self.manifest or manifest_bytes(self)
         return out
 
+    def lazy_files(self) -> Mapping[str, bytes]:
+        """files() as a mapping that reads each artifact's bytes when asked for (writing the
+        build tree: one at a time)."""
+        return _Files(self)
+
     def of_env(self, env: str) -> list[Artifact]:
         return [a for _, a in sorted(self.artifacts.items()) if a.env == env]
 
     # ---- the cache's record of a build (plain data: see build/cache.py) ----
 
-    def to_record(self) -> tuple[dict[str, Any], list[bytes]]:
+    def to_record(self) -> tuple[dict[str, Any], Iterator[bytes]]:
         """(index, chunks): every artifact's fields with its byte range in the blob that the
         chunks make end to end, the manifest's range, the specs index and the diagnostics.
-        The chunks are the artifacts' own bytes, not a copy (a 10,000-spec build is ~90 MB)."""
-        chunks: list[bytes] = []
+        The chunks are yielded one by one, each artifact's own bytes, never joined (a
+        10,000-spec build is ~155 MB); the blob's size is the manifest's end."""
         arts = []
+        order = [a for _, a in sorted(self.artifacts.items())]
         off = 0
-        for _, a in sorted(self.artifacts.items()):
-            arts.append({**a.to_index(), "offset": off, "size": len(a.data)})
-            chunks.append(a.data)
-            off += len(a.data)
+        for a in order:
+            size = _size(a)
+            arts.append({**a.to_index(), "offset": off, "size": size})
+            off += size
         manifest = manifest_bytes(self)
         index = {"artifacts": arts, "specs": self.specs, "manifest": [off, len(manifest)],
                  "diagnostics": [_diag_to_json(d) for d in self.diagnostics.sorted()]}
-        chunks.append(manifest)
         self.manifest = manifest  # files() needs it too: not hashed twice
-        return index, chunks
+        return index, itertools.chain((a.data for a in order), (manifest,))
 
     @classmethod
     def from_record(cls, index: dict[str, Any], blob: bytes) -> "Build":

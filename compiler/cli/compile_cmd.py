@@ -52,13 +52,14 @@ def compile_cmd(path: str, envs: tuple[str, ...], out: str | None, check: bool, 
         require_envs(envs, resolved.envs)
         root = resolved.repo.root
         build = compile_repo(resolved, list(envs) or None, cache_dir=cache_dir_of(root))
+        del resolved  # the loaded repo: its memory is reused for writing the build tree
     if vllm_live:
         from specops.build.compile import live_check_serving
 
         build.diagnostics.extend(live_check_serving(build))
     exit_on_errors(build.diagnostics, root, fmt, {"version": 1, "ok": False})
     emit_diagnostics(build.diagnostics, root, fmt)  # warnings
-    files = build.files()
+    files = build.lazy_files()
     out_dir = Path(out) if out else root / "build"
     doc = {"version": 1, "ok": True, "artifacts": len(files) - 1, "diagnostics": diagnostics_json(build.diagnostics)}
     if check:

@@ -14,7 +14,8 @@ import graphlib
 import hashlib
 import heapq
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from specops import ir
 from specops.ir import classical, steps

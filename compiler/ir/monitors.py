@@ -24,7 +24,8 @@ import dataclasses
 import hashlib
 import json
 import shlex
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from specops import ir
 from specops.frontend.overrides import Node

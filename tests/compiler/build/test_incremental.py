@@ -171,3 +171,21 @@ def test_an_edit_lowers_only_the_unit_it_reaches(scaled, tmp_path, monkeypatch):
     warm = build_of(repo, cdir)
     assert sorted(set(lowered)) == ["Model/support-llm-1", "ServingTarget/support-llm-1"]
     assert warm == build_of(repo, None)
+
+
+def test_a_compile_with_a_cache_holds_no_artifact_bytes(scaled, tmp_path):
+    """Peak memory: each environment's new artifacts are spilled to the cache's spool once
+    compiled, and replayed ones stay in the last pack; both are read back when asked for,
+    the same bytes as a compile without a cache."""
+    from specops.build.manifest import PackedArtifact
+
+    repo = tmp_path / "repo"
+    shutil.copytree(scaled, repo)
+    cdir = cache.cache_dir_of(repo)
+    for edit in (False, True):
+        if edit:
+            toggle(repo / "team1" / "copy1" / "prompts" / "support-reply.yaml", "version: 4", "version: 5")
+        build = compile_repo(analyze(repo, parse_memo=True), cache_dir=cdir)
+        assert build.artifacts and all(isinstance(a, PackedArtifact) for a in build.artifacts.values())
+        plain = compile_repo(analyze(repo), cache_dir=None).files()
+        assert dict(build.lazy_files()) == build.files() == plain
