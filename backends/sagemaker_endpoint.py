@@ -30,6 +30,17 @@ since LMI V17; set explicitly so model-architecture detection cannot change it):
     + OPTION_ASYNC_MODE=true, OPTION_ROLLING_BATCH=disable,
       OPTION_ENTRYPOINT=djl_python.lmi_vllm.vllm_async_service
 
+Adapters (serving/docs/adapters.md, "Adapters local directory"; vllm_user_guide.md, "LoRA
+Adapter Support"): LMI registers every folder of `adapters/` in its model directory
+(/opt/ml/model) as a LoRA adapter of that name at start-up, with `OPTION_ENABLE_LORA=true` and
+`OPTION_MAX_LORAS` / `OPTION_MAX_LORA_RANK` (the serve config's max-lora-rank: vLLM's smallest
+allowed value holding the largest adapter, from backends/vllm.serving_args). The model gets a
+`ModelDataSource`, an uncompressed S3 prefix of the target's artifact store that SageMaker copies
+to /opt/ml/model, named by a hash of the adapters it holds; `adapters.json` is the copy plan apply
+runs first (each trained adapter's registered artifact prefix -> `<prefix>adapters/<name>/`). The
+base still comes from the Hub (HF_MODEL_ID). A published adapter (Hub repo at a commit) has no
+place there: LMI takes adapters from that folder only, so it is a warning at its line.
+
 LMI passes on only keys that are vLLM `EngineArgs` fields, so server-only flags (api-key,
 uvicorn settings...) have no effect there. List values cannot travel in one environment
 variable: `check` reports them.
@@ -52,7 +63,7 @@ from specops.backends import sagemaker_autoscaling as autoscaling
 from specops.backends import sagemaker_classical as sklearn_container
 from specops.diagnostics import Diagnostic
 from specops.gpus import CPU_FAMILIES, cpu_instance
-from specops.ir import Serving
+from specops.ir import Adapter, Serving
 
 FORMAT = "SageMaker CreateModel/CreateEndpointConfig/CreateEndpoint requests (LMI V20 vLLM container)"
 NAME = "sagemaker"
@@ -88,7 +99,7 @@ _RENAMED: dict[str, str] = {
     "quantization": "QUANTIZE",
     "cpu-offload-gb": "CPU_OFFLOAD_GB_PER_GPU",
 }
-# lora-modules: adapters are reported by `check` (not in the endpoint definition).
+# lora-modules: LMI finds adapters in its model directory's `adapters/` folder instead.
 _DROPPED = ("host", "port", "model", "lora-modules")
 # LMI maps dtype through its own table and fails on other names.
 LMI_DTYPES = ("auto", "bf16", "bfloat16", "float16", "float32", "fp16", "fp32")
@@ -98,6 +109,8 @@ VLLM_DEFAULT_MAX_NUM_SEQS = 256
 STARTUP_TIMEOUT_S = 1800
 CANARY_WAIT_S = 600
 VARIANT = "AllTraffic"
+# The adapter copy plan beside endpoint.json (see the module docstring).
+ADAPTERS_FILE = "adapters.json"
 
 
 def _pos(node: Serving):
@@ -141,15 +154,55 @@ def check(node: Serving, serve_config_yaml: bytes | None = None) -> list[Diagnos
             f"sagemaker endpoint: the LMI container runs vLLM {LMI_VLLM_VERSION}, but the flags "
             f"were checked against vLLM {node.engine_version}", file, pos))
     out.extend(shape_checks(node) + k8s.helm_only_checks(node, "sagemaker endpoint"))
-    for a in node.adapters:
-        afile, apos = k8s._source_pos_of(a.source_pos or node.source)
-        out.append(Diagnostic(
-            "warning", "unsupported",
-            f"sagemaker endpoint: adapter '{a.name}' is not in the endpoint definition: LMI loads "
-            f"adapters from an `adapters/` folder beside S3 model weights, and this endpoint loads "
-            f"the base from the Hub ({a.uri} must be registered as an inference component after "
-            f"deployment)", afile, apos))
+    out.extend(adapter_checks(node))
     return out
+
+
+def _stageable(a: Adapter) -> bool:
+    """A trained adapter registered in S3: apply copies it into the model directory's prefix."""
+    return a.source == "trained" and a.uri.startswith("s3://")
+
+
+def adapter_checks(node: Serving) -> list[Diagnostic]:
+    """Each adapter LMI cannot load, at its line: a Hub adapter (LMI reads adapters only from
+    the `adapters/` folder SageMaker fills from S3) or a trained one registered outside S3."""
+    out = []
+    for a in node.adapters:
+        if _stageable(a):
+            continue
+        afile, apos = k8s._source_pos_of(a.source_pos or node.source)
+        if a.source == "published":
+            why = (f"it is a Hub adapter ({a.uri}@{a.revision}), and LMI loads adapters only from the "
+                   f"`adapters/` folder of its S3 model directory")
+            hint = "register it as a trained adapter's artifact in the target's S3 store, or serve it on another platform"
+        else:
+            why = f"it is registered at {a.uri}, and SageMaker copies the model directory from S3 only"
+            hint = "give the target an s3:// artifactStore"
+        out.append(Diagnostic("warning", "unsupported", f"sagemaker endpoint: adapter '{a.name}' is not "
+                              f"served: {why}", afile, apos, (hint,)))
+    return out
+
+
+def adapter_prefix(node: Serving) -> str | None:
+    """The S3 prefix SageMaker copies to LMI's model directory (holding `adapters/<name>/`), or
+    None when no adapter can be staged. Named by a hash of what it holds, so another adapter set
+    is another prefix, hence another (hash-named) model, never a prefix rewritten under a live one."""
+    staged = [a for a in node.adapters if _stageable(a)]
+    store = node.target.artifact_store.rstrip("/")
+    if not staged or not store.startswith("s3://"):
+        return None
+    digest = _hash({"adapters": [[a.name, a.uri] for a in staged]})
+    return f"{store}/{node.env}/serving/{node.name}/lmi-model-{digest}/"
+
+
+def adapter_copies(node: Serving) -> list[dict[str, str]]:
+    """The copy plan apply runs before CreateModel: each staged adapter's registered artifact
+    prefix into `adapters/<name>/` of adapter_prefix (sorted by name)."""
+    prefix = adapter_prefix(node)
+    if prefix is None:
+        return []
+    return [{"Adapter": a.name, "Source": a.uri.rstrip("/") + "/", "Destination": f"{prefix}adapters/{a.name}/"}
+            for a in sorted(node.adapters, key=lambda a: a.name) if _stageable(a)]
 
 
 def request_checks(node: Serving) -> list[Diagnostic]:
@@ -259,6 +312,9 @@ def lmi_environment(node: Serving, config: dict[str, Any]) -> dict[str, str]:
     }
     if config.get("enable-lora") is True:
         env["OPTION_MAX_LORAS"] = "1"
+    if adapter_prefix(node) is not None:
+        # LMI registers the adapters/ folder only with LoRA on (lowering sets it; kept explicit).
+        env["OPTION_ENABLE_LORA"] = "true"
     for key in sorted(config):
         value = config[key]
         if key in _DROPPED or value is None:
@@ -316,6 +372,10 @@ def endpoint_requests(node: Serving, serve_config_yaml: bytes | None) -> dict[st
         config = k8s.load_serve_config(serve_config_yaml or k8s.default_serve_config(node))
         image = node.image if _is_ecr(node.image) else lmi_image(region)
         primary = {"Environment": lmi_environment(node, config), "Image": image, "Mode": "SingleModel"}
+        prefix = adapter_prefix(node)
+        if prefix is not None:
+            primary["ModelDataSource"] = {"S3DataSource": {
+                "CompressionType": "None", "S3DataType": "S3Prefix", "S3Uri": prefix}}
     model = {
         "ExecutionRoleArn": node.target.role_arn or "",
         "PrimaryContainer": primary,
@@ -354,13 +414,17 @@ def endpoint_requests(node: Serving, serve_config_yaml: bytes | None) -> dict[st
 
 def emit(node: Serving, serve_config_yaml: bytes | None = None) -> dict[str, bytes]:
     """`{"endpoint.json": bytes}`: the requests, sorted keys, 2-space indent; for a classical
-    model also `sourcedir.tar.gz`, the container's user module the provider uploads."""
+    model also `sourcedir.tar.gz`, the container's user module the provider uploads; with
+    adapters LMI can load, `adapters.json`, the copy plan the provider runs first."""
     if serve_config_yaml is None and node.engine != "mlserver":
         serve_config_yaml = k8s.default_serve_config(node)
     doc = endpoint_requests(node, serve_config_yaml)
     out = {"endpoint.json": (json.dumps(doc, sort_keys=True, indent=2) + "\n").encode("utf-8")}
     if node.engine == "mlserver":
         out[sklearn_container.SOURCEDIR] = sklearn_container.sourcedir(node)
+    elif adapter_copies(node):
+        out[ADAPTERS_FILE] = (json.dumps({"Copies": adapter_copies(node)}, sort_keys=True, indent=2)
+                              + "\n").encode("utf-8")
     return out
 
 

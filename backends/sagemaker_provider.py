@@ -38,10 +38,14 @@ sagemaker_endpoint (artifact `<name>/endpoint.json` from `backends/sagemaker_end
   min/max or policy changed outside specops is drift.
 - a classical model's container code (sourcedir.tar.gz) is uploaded, content-addressed, to
   where the model's SAGEMAKER_SUBMIT_DIRECTORY names it, before CreateModel.
+- adapters.json (LoRA adapters for LMI): before CreateModel, and only when that model does not
+  exist yet, every object under each trained adapter's registered S3 prefix is copied into
+  `adapters/<name>/` of the model's ModelDataSource prefix (server-side copy_object).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -54,6 +58,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 from specops.backends import sagemaker as sm
 from specops.backends import sagemaker_autoscaling as autoscaling
 from specops.backends import sagemaker_classical as sklearn_container
+from specops.backends.sagemaker_endpoint import ADAPTERS_FILE
 from specops.backends.provider import Desired, Live, ProviderError, RetryableError
 
 if TYPE_CHECKING:
@@ -577,6 +582,11 @@ class SageMakerEndpointProvider(_AwsBase):
         if self._exists(f"describe_model {model}", lambda: sm.describe_model(ModelName=model)):
             outputs["model"] = "reused"
         else:
+            # Staged only while no model reads the prefix yet: instances a live model starts later
+            # (scale-out) must find what its first ones found.
+            staged = self._stage_adapters(desired)
+            if staged:
+                outputs["adapters"] = staged
             aws_call(f"create_model {model}", lambda: sm.create_model(**model_req))
             outputs["model"] = "created"
         if self._exists(f"describe_endpoint_config {config}",
@@ -637,6 +647,36 @@ class SageMakerEndpointProvider(_AwsBase):
         if self._exists(f"head_object {uri}", lambda: s3.head_object(Bucket=bucket, Key=key)):
             return
         aws_call(f"put_object {uri}", lambda: s3.put_object(Bucket=bucket, Key=key, Body=code))
+
+    def _stage_adapters(self, desired: Desired) -> str:
+        """Run adapters.json's copy plan: every object under each trained adapter's registered
+        prefix into its `adapters/<name>/` folder of the model directory's prefix. An adapter
+        with nothing registered is an error naming it (its training has not registered it yet)."""
+        plan = _maybe_file(desired, ADAPTERS_FILE)
+        if plan is None:
+            return ""
+        try:
+            copies = json.loads(plan)["Copies"]
+        except (ValueError, KeyError) as e:
+            raise ProviderError(f"{desired.address}: adapters.json is not the emitted copy plan ({e})") from None
+        for c in copies:
+            self._copy_prefix(desired, c)
+        return ",".join(c["Adapter"] for c in copies)
+
+    def _copy_prefix(self, desired: Desired, copy: dict[str, str]) -> None:
+        s3 = self.client("s3")
+        src_bucket, _, src_prefix = copy["Source"][len("s3://"):].partition("/")
+        dst_bucket, _, dst_prefix = copy["Destination"][len("s3://"):].partition("/")
+        pages = aws_call(f"list {copy['Source']}", lambda: list(
+            s3.get_paginator("list_objects_v2").paginate(Bucket=src_bucket, Prefix=src_prefix)))
+        keys = sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+        if not keys:
+            raise ProviderError(f"{desired.address}: adapter '{copy['Adapter']}' has nothing registered at "
+                                f"{copy['Source']} (run its fine-tuning pipeline first)")
+        for key in keys:
+            dst = dst_prefix + key[len(src_prefix):]
+            aws_call(f"copy {copy['Source']} -> {copy['Destination']}", functools.partial(
+                s3.copy_object, Bucket=dst_bucket, Key=dst, CopySource={"Bucket": src_bucket, "Key": key}))
 
     def _update_endpoint(self, endpoint: str, config: str, deployment: dict[str, Any] | None) -> None:
         sm = self.client("sagemaker")

@@ -505,11 +505,13 @@ MLSERVER_IMAGE = f"seldonio/mlserver:{MLSERVER_VERSION}"
 
 # Where each serving platform's init step puts adapters for the server to read: the model
 # cache volume (its Hugging Face cache dir on plain Kubernetes and KServe; the chart's /data,
-# where its LoRA sidecar downloads too), or on the local platform a folder of the repo.
+# where its LoRA sidecar downloads too), the `adapters/` folder of LMI's model directory on a
+# SageMaker endpoint (staged into S3 by apply), or on the local platform a folder of the repo.
 ADAPTER_ROOTS = {
     "kubernetes": "/root/.cache/huggingface/adapters",
     "kserve": "/root/.cache/huggingface/adapters",
     "helm": "/data/lora-adapters",
+    "sagemaker": "/opt/ml/model/adapters",
     "local": ".specops/adapters",
 }
 

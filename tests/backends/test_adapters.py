@@ -1,10 +1,12 @@
 """Adapters reach every engine artifact: vLLM's lora-modules, production-stack's loraAdapters with
 its LoRA controller, KServe and plain Kubernetes (init containers fetching into the volume the
-server reads), SageMaker as a capability diagnostic at the adapter's line; max-lora-rank is the
-smallest value vLLM allows that holds the largest adapter."""
+server reads), SageMaker through LMI's adapters/ folder (trained adapters staged from S3; a Hub
+adapter is a capability diagnostic at its line); max-lora-rank is the smallest value vLLM allows
+that holds the largest adapter."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -139,9 +141,19 @@ def test_an_adapter_no_init_step_can_fetch_is_an_error_at_its_line(tmp_path: Pat
     assert "support-llm" in line and line.strip().startswith("-")
 
 
-def test_sagemaker_reports_each_adapter_at_its_line(tmp_path: Path) -> None:
-    build = compile_repo(analyze(make_repo(tmp_path, platform="sagemaker")), ["prod"])
+def test_sagemaker_stages_trained_adapters_for_lmi_and_reports_hub_ones_at_their_line(tmp_path: Path) -> None:
+    build = compile_repo(analyze(make_repo(tmp_path, platform="sagemaker", rank=20)), ["prod"])
+    files = build.files()
+    reqs = json.loads(files["prod/serving/support-llm/endpoint.json"])
+    env = reqs["CreateModel"]["PrimaryContainer"]["Environment"]
+    # The spec gives max-lora-rank 16 in the example; popped here, so vLLM's rule sizes it: 20 -> 32.
+    assert env["OPTION_ENABLE_LORA"] == "true" and env["OPTION_MAX_LORA_RANK"] == "32"
+    prefix = reqs["CreateModel"]["PrimaryContainer"]["ModelDataSource"]["S3DataSource"]["S3Uri"]
+    plan = json.loads(files["prod/serving/support-llm/adapters.json"])["Copies"]
+    assert plan == [{"Adapter": "support-llm", "Source": "s3://acme-ml-prod-artifacts/support/prod/support-llm/adapter/",
+                     "Destination": f"{prefix}adapters/support-llm/"}]
+    # The Hub adapter LMI cannot fetch is the one warning, at its line.
     warns = [d for d in build.diagnostics.sorted() if "adapter" in d.message]
-    assert sorted(d.message.split("'")[1] for d in warns) == ["support-llm", "topic-guard"]
+    assert [(d.severity, d.message.split("'")[1]) for d in warns] == [("warning", "topic-guard")]
     lines = (tmp_path / "repo/serving/support-llm.yaml").read_text().splitlines()
-    assert all(lines[d.pos.line - 1].strip().startswith("-") for d in warns)
+    assert lines[warns[0].pos.line - 1].strip() == "- topic-guard"

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from specops.backends import sagemaker_endpoint as sm
-from specops.ir import Target
+from specops.ir import Adapter, Source, Target
 from tests.fixtures.ir_samples import AWS, serving
 
 
@@ -198,3 +198,63 @@ def test_kubernetes_target_is_not_required():
     reqs = requests_for(serving(t))
     assert ".eu-west-1." in reqs["CreateModel"]["PrimaryContainer"]["Image"]
     assert sm.validate_requests(reqs) == []
+
+
+# ---- LoRA adapters through LMI's adapters/ folder --------------------------------------------
+
+TRAINED = Adapter("support-llm", "trained", "s3://acme-ml-prod-artifacts/prod/support-llm/adapter", None, 16,
+                  "/opt/ml/model/adapters/support-llm", Source("serving/support-llm.yaml", 7, 5))
+HUB = Adapter("topic-guard", "published", "nvidia/llama-3.1-nemoguard-8b-topic-control", "a" * 40, 8,
+              "/opt/ml/model/adapters/topic-guard", Source("serving/support-llm.yaml", 8, 5))
+
+
+def with_adapters(*adapters: Adapter):
+    return dataclasses.replace(serving(AWS, env="prod"), adapters=adapters, adapter_root="/opt/ml/model/adapters")
+
+
+def test_trained_adapter_reaches_lmi_through_the_model_directory(sagemaker_client):
+    node = with_adapters(TRAINED, HUB)
+    files = sm.emit(node, config_for(node, {"max-lora-rank": 16}))
+    reqs = json.loads(files["endpoint.json"])
+    assert sm.validate_requests(reqs) == []  # ModelDataSource is a shape botocore knows
+    primary = reqs["CreateModel"]["PrimaryContainer"]
+    source = primary["ModelDataSource"]["S3DataSource"]
+    # Uncompressed prefix copied to /opt/ml/model, where LMI registers adapters/<name>/ at start-up.
+    assert (source["S3DataType"], source["CompressionType"]) == ("S3Prefix", "None")
+    prefix = source["S3Uri"]
+    assert prefix.startswith("s3://acme-ml-prod-artifacts/prod/serving/support-llm/lmi-model-") and prefix.endswith("/")
+    env = primary["Environment"]
+    assert env["OPTION_ENABLE_LORA"] == "true" and env["OPTION_MAX_LORA_RANK"] == "16"
+    assert env["HF_MODEL_ID"] == node.model_uri  # the base still comes from the Hub
+    # The copy plan: the trained adapter only (the Hub one is a warning, below).
+    assert json.loads(files[sm.ADAPTERS_FILE]) == {"Copies": [{
+        "Adapter": "support-llm", "Source": TRAINED.uri + "/", "Destination": f"{prefix}adapters/support-llm/"}]}
+    sagemaker_client.create_model(**reqs["CreateModel"])
+    got = sagemaker_client.describe_model(ModelName=reqs["CreateModel"]["ModelName"])["PrimaryContainer"]
+    assert got["ModelDataSource"] == primary["ModelDataSource"]
+    assert sm.emit(node, config_for(node)) == sm.emit(node, config_for(node))  # byte-identical
+
+
+def test_another_adapter_set_is_another_prefix_and_model():
+    one = requests_for(with_adapters(TRAINED))["CreateModel"]
+    other = dataclasses.replace(TRAINED, name="billing", uri="s3://acme-ml-prod-artifacts/prod/billing/adapter")
+    two = requests_for(with_adapters(TRAINED, other))["CreateModel"]
+
+    def uri(model: dict) -> str:
+        return model["PrimaryContainer"]["ModelDataSource"]["S3DataSource"]["S3Uri"]
+
+    assert uri(one) != uri(two) and one["ModelName"] != two["ModelName"]
+    # No stageable adapter: no model directory, no copy plan (the base alone, as before).
+    hub_only = with_adapters(HUB)
+    assert "ModelDataSource" not in requests_for(hub_only)["CreateModel"]["PrimaryContainer"]
+    assert sm.ADAPTERS_FILE not in sm.emit(hub_only, config_for(hub_only))
+
+
+def test_adapters_lmi_cannot_load_are_warnings_at_their_line():
+    gcs = dataclasses.replace(TRAINED, uri="gs://elsewhere/prod/support-llm/adapter")
+    for adapters, names in (((TRAINED,), []), ((TRAINED, HUB), ["topic-guard"]), ((gcs, HUB), ["support-llm", "topic-guard"])):
+        diags = sm.adapter_checks(with_adapters(*adapters))
+        assert [d.message.split("'")[1] for d in diags] == names
+        assert all(d.severity == "warning" and d.pos.line in (7, 8) for d in diags)
+    (hub,) = sm.adapter_checks(with_adapters(HUB))
+    assert f"{HUB.uri}@{HUB.revision}" in hub.message and "adapters/" in hub.message

@@ -54,11 +54,44 @@ def pipeline_desired(pipeline, prefix: str | None = None) -> Desired:
 def endpoint_desired(node) -> Desired:
     cfg = yaml.safe_dump({"model": node.model_uri, **node.engine_args}, sort_keys=True).encode()
     files = {f"{node.env}/serving/{node.name}/{k}": v for k, v in sme.emit(node, cfg).items()}
-    (body,) = files.values()
+    body = files[f"{node.env}/serving/{node.name}/endpoint.json"]
     return Desired(
         address=f"sagemaker_endpoint.{node.name}", type="sagemaker_endpoint", name=node.name, env=node.env,
         content_hash=content_hash(files), files=files, attributes=json.loads(body), depends_on=(),
         target=node.target, spec=f"ServingTarget/{node.name}")
+
+
+def test_endpoint_stages_trained_adapters_into_lmi_model_directory(moto_endpoint):
+    """adapters.json's copy plan runs on moto's S3 before CreateModel, once per model."""
+    from specops.ir import Adapter
+
+    uri = "s3://acme-ml-prod-artifacts/prod/support-llm/adapter"
+    adapter = Adapter("support-llm", "trained", uri, None, 16, "/opt/ml/model/adapters/support-llm")
+    node = dataclasses.replace(serving(AWS, env="prod"), name="lora-llm", adapters=(adapter,),
+                               adapter_root="/opt/ml/model/adapters")
+    d = endpoint_desired(node)
+    p = make("sagemaker_endpoint", moto_endpoint)
+    with pytest.raises(ProviderError, match="adapter 'support-llm' has nothing registered at"):
+        p.apply(d, None)  # not trained yet: one line naming it, and no model created
+    s3 = client("s3", moto_endpoint)
+    for name, body in (("adapter_config.json", b'{"r": 16}'), ("adapter_model.safetensors", b"w" * 64)):
+        s3.put_object(Bucket="acme-ml-prod-artifacts", Key=f"prod/support-llm/adapter/{name}", Body=body)
+    ids, out = p.apply(d, None)
+    assert out["model"] == "created" and out["adapters"] == "support-llm"
+    prefix = d.attributes["CreateModel"]["PrimaryContainer"]["ModelDataSource"]["S3DataSource"]["S3Uri"]
+    key = prefix[len("s3://acme-ml-prod-artifacts/"):]
+    listed = s3.list_objects_v2(Bucket="acme-ml-prod-artifacts", Prefix=key)["Contents"]
+    assert sorted(o["Key"][len(key):] for o in listed) == [
+        "adapters/support-llm/adapter_config.json", "adapters/support-llm/adapter_model.safetensors"]
+    got = client("sagemaker", moto_endpoint).describe_model(ModelName=ids["model"])["PrimaryContainer"]
+    assert got["ModelDataSource"]["S3DataSource"]["S3Uri"] == prefix
+    # A retrain under a live model does not rewrite the prefix its instances start from.
+    s3.put_object(Bucket="acme-ml-prod-artifacts", Key="prod/support-llm/adapter/adapter_config.json", Body=b"{}")
+    _, again = p.apply(d, None)
+    assert again["model"] == "reused" and "adapters" not in again
+    staged = s3.get_object(Bucket="acme-ml-prod-artifacts", Key=f"{key}adapters/support-llm/adapter_config.json")
+    assert staged["Body"].read() == b'{"r": 16}'
+    p.delete(state_of(d, ids, out))
 
 
 def state_of(d: Desired, ids: dict, outputs: dict) -> ResourceState:

@@ -670,3 +670,18 @@ def test_field_reaches_an_artifact_or_a_diagnostic_at_its_line(leaf: str, tmp_pa
     hits = [d for d in _diagnostics(repo) if d.file == file and d.pos and d.pos.line in block]
     assert hits, f"{leaf}: no artifact changed and no diagnostic points into the edited field ({path})"
 
+
+
+def test_adapters_reach_the_sagemaker_endpoint_not_only_a_diagnostic(tmp_path: Path, emit_cache: Path) -> None:
+    """`spec.adapters` on the SageMaker target (support-assistant's prod) changes the endpoint
+    itself: LMI's model directory and the copy plan that stages the trained adapter (issue 10)."""
+    before, _ = _baseline(SA, str(emit_cache))
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "examples" / SA, repo, ignore=shutil.ignore_patterns("build", ".specops"))
+    doc = yaml.safe_load((repo / ST).read_text(encoding="utf-8"))
+    _set(doc, ("spec", "adapters"), [])
+    (repo / ST).write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    after, _ = _compile(repo, emit_cache)
+    endpoint = "prod/serving/support-llm/endpoint.json"
+    assert before[endpoint] != after[endpoint] and b"ModelDataSource" not in after[endpoint]
+    assert "prod/serving/support-llm/adapters.json" in before and "prod/serving/support-llm/adapters.json" not in after
