@@ -101,13 +101,16 @@ def may_hold_shapes(raw: bytes) -> bool:
     return any(not _HEX_BYTES.fullmatch(m.group()) for m in _B64_RUN.finditer(raw))
 
 
+def may_name_secrets(raw: bytes) -> bool:
+    """False when no mapping key of the file can end in a word `secret_key` looks for."""
+    low = raw.lower()
+    return any(_ends_a_key(low, w) for w in _FILE_WORDS)
+
+
 def may_hold_secrets(raw: bytes) -> bool:
     """False when the file cannot hold anything `secret_shape` or `secret_key` would find
     (plain substring tests: a few milliseconds for a thousand spec files)."""
-    if may_hold_shapes(raw):
-        return True
-    low = raw.lower()
-    return any(_ends_a_key(low, w) for w in _FILE_WORDS)
+    return may_hold_shapes(raw) or may_name_secrets(raw)
 
 
 def _camel_words(key: str) -> str:

@@ -255,7 +255,9 @@ def store(resolved: Any, started_ns: int, envs: Iterable[str] | None = None) -> 
     root = resolved.repo.root
     if find_root(root) != root:
         return
-    files = discover(root)
+    files = resolved.repo.discovered
+    if files is None:
+        files = discover(root)
     if files is None or sorted(resolved.repo.files) != files:
         return  # a file that could not be read: its diagnostic is not replayed
     probes: dict[str, list] = {}

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from specops.checks.common import at, doc_offset_pos
 from specops.diagnostics import Diagnostic, Diagnostics
-from specops.redact import may_hold_secrets, may_hold_shapes, pin_key, secret_key, secret_shape
+from specops.redact import may_hold_shapes, may_name_secrets, pin_key, secret_key, secret_shape
 from specops.runtime.secrets import READABLE
 
 if TYPE_CHECKING:
@@ -48,8 +48,8 @@ def check_plaintext_secrets(resolved: "Resolved", out: Diagnostics) -> None:
     # Quick tests per file: the usual file holds nothing to look at, and most others only a
     # key that names a secret (`hfToken`, `credentials`): their strings need no shape search.
     files = resolved.repo.files
-    hot = {rel for rel, raw in files.items() if may_hold_secrets(raw)}
-    shaped = {rel for rel in hot if may_hold_shapes(files[rel])}
+    shaped = {rel for rel, raw in files.items() if may_hold_shapes(raw)}
+    hot = shaped | {rel for rel, raw in files.items() if rel not in shaped and may_name_secrets(raw)}
     for s in resolved.repo.specs:
         if s.file not in hot and s.file in files:
             continue

@@ -58,6 +58,9 @@ class Repo:
     invalid: set[str] = field(default_factory=set)
     # Names seen in files that did not parse at all, for the same reason.
     unparsed_names: set[str] = field(default_factory=set)
+    # The YAML files discovery listed (sorted), when it met no problem: the validate record
+    # keeps this list instead of walking the repo again.
+    discovered: list[str] | None = None
 
     def project(self) -> Spec | None:
         projects = [s for s in self.specs if s.kind == "Project"]
@@ -91,7 +94,9 @@ def load(path: Path | str = ".", parse_memo: bool = False) -> Repo:
         return repo
     repo = Repo(root=root)
     memo = ParseMemo(root) if parse_memo else None
-    for rel in discover(root, repo.diagnostics):
+    found = discover(root, repo.diagnostics)
+    repo.discovered = found if not repo.diagnostics.items else None
+    for rel in found:
         try:
             raw = read_regular(root / rel, MAX_FILE_BYTES)
         except ReadRefused as e:
