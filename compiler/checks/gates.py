@@ -8,6 +8,7 @@ the Prompt declares with a default. One that is neither is an error at the line 
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from specops.checks.common import at, offset_pos
@@ -40,17 +41,26 @@ def check_gate(resolved: "Resolved", view: "EnvView", node: "Node", out: Diagnos
     if spec.model is None and spec.prompt is None:
         out.add(at(node, (), "missing-field", "an EvalGate needs `model`, `prompt` or both", prefer_key=True))
     for i, m in enumerate(spec.metrics):
-        try:
-            parse_threshold(m.threshold)
-        except ValueError as e:
-            reason = getattr(e, "reason", None)
-            msg = f"invalid threshold '{m.threshold}': {reason}" if reason else str(e)
+        problem = _threshold_problem(m.threshold)
+        if problem is not None:
+            msg, offset = problem
             out.add(Diagnostic("error", "threshold", msg, node.file,
-                               offset_pos(node, ("metrics", i, "threshold"), getattr(e, "offset", None))))
+                               offset_pos(node, ("metrics", i, "threshold"), offset)))
     if spec.prompt is None:
         _check_model_gate(view, node, out)
     else:
         _check_prompt_gate(resolved, view, node, out)
+
+
+@lru_cache(maxsize=4096)  # gates repeat a few threshold texts, in every environment
+def _threshold_problem(text: str) -> tuple[str, int | None] | None:
+    """(message, offset in the text) of a threshold that does not parse, else None."""
+    try:
+        parse_threshold(text)
+    except ValueError as e:
+        reason = getattr(e, "reason", None)
+        return (f"invalid threshold '{text}': {reason}" if reason else str(e)), getattr(e, "offset", None)
+    return None
 
 
 def _check_model_gate(view: "EnvView", node: "Node", out: Diagnostics) -> None:

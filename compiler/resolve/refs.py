@@ -114,6 +114,12 @@ REFERENCES: list[tuple[str, tuple, str]] = [
 ]
 
 
+# REFERENCES by referring kind, in their order: each node reads only its own kind's rows.
+_REFERENCES_OF: dict[str, list[tuple[tuple, str]]] = {}
+for _kind, _pattern, _target in REFERENCES:
+    _REFERENCES_OF.setdefault(_kind, []).append((_pattern, _target))
+
+
 def _walk(data: Any, pattern: tuple, prefix: tuple = ()) -> Iterator[tuple[tuple, Any]]:
     if not pattern:
         yield prefix, data
@@ -142,9 +148,8 @@ def _check_refs(repo: Repo, view: EnvView, out: Diagnostics) -> None:
         names_by_kind.setdefault(n.kind, []).append(n.name)
     for node in sorted(view.nodes.values(), key=lambda n: n.key):
         spec_data = node.doc.data.get("spec", {})
-        for kind, pattern, target_kind in REFERENCES:
-            if node.kind != kind:
-                continue
+        kind = node.kind
+        for pattern, target_kind in _REFERENCES_OF.get(kind, ()):
             for path, value in _walk(spec_data, pattern):
                 if not isinstance(value, str) or (pattern[0] == "steps" and "." in value):
                     continue
