@@ -76,6 +76,14 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
     (SafeLoader has none) a plain scalar's tag depends on its text alone, a quoted one's and
     a collection's on nothing."""
 
+    # The composer calls these around every node for path resolvers, which SafeLoader has
+    # none of (the inherited ones return after looking that up).
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        return None
+
+    def ascend_resolver(self) -> None:
+        return None
+
     def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
         if kind is not _ScalarNode:
             return _MAP if kind is _MappingNode else _SEQ
