@@ -82,26 +82,36 @@ def code_fingerprint() -> str:
     if _CODE_FP is not None:
         return _CODE_FP
     h = hashlib.sha256(f"specops {__version__} cache {CACHE_FORMAT}\n".encode())
-    roots = [Path(__file__).resolve().parent]
+    for rel, p in code_files():
+        try:
+            with open(p, "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        h.update(f"{rel}\0{_sha(data)}\n".encode())
+    _CODE_FP = h.hexdigest()
+    return _CODE_FP
+
+
+def code_files() -> list[tuple[str, str]]:
+    """(name, path) of every file of the specops package: the whole package (lowering,
+    checks and the loader shape the output as much as the backends do; this module's own
+    folder alone once stood for it), and the folders installed into it (backends, specs,
+    templates) wherever they are."""
+    roots = [Path(__file__).resolve().parents[1]]
     for sub in ("backends", "specs", "templates"):
         spec = importlib.util.find_spec(f"specops.{sub}")
         if spec is not None and spec.submodule_search_locations:
             roots.extend(Path(p).resolve() for p in spec.submodule_search_locations)
+    out = []
     for base in sorted(set(roots)):
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not d.startswith("."))
             for fn in sorted(filenames):
-                if fn.endswith((".pyc", ".tmp")):
-                    continue
-                p = os.path.join(dirpath, fn)
-                try:
-                    with open(p, "rb") as f:
-                        data = f.read()
-                except OSError:
-                    continue
-                h.update(f"{os.path.relpath(p, base.parent)}\0{_sha(data)}\n".encode())
-    _CODE_FP = h.hexdigest()
-    return _CODE_FP
+                if not fn.endswith((".pyc", ".tmp")):
+                    p = os.path.join(dirpath, fn)
+                    out.append((os.path.relpath(p, base.parent), p))
+    return out
 
 
 # ---- discovery without the loader ---------------------------------------------------------

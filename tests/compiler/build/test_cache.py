@@ -248,3 +248,18 @@ def test_default_ignores_match_as_fnmatch_does():
     for n in names:
         name = n.rstrip("/").rsplit("/", 1)[-1]
         assert _default_ignored(n) == any(fnmatch.fnmatchcase(name, p) for p in DEFAULT_IGNORES), n
+
+
+def test_the_code_fingerprint_covers_the_whole_package():
+    """A change to lowering, the checks or the loader changes what a compile emits: the cache
+    keys must see it, not only the build stage and the backends."""
+    import os
+
+    import specops.backends.kfp
+    import specops.checks.serving
+    import specops.frontend.loader
+    import specops.ir.lower
+
+    hashed = {os.path.realpath(p) for _, p in cache.code_files()}
+    for mod in (specops.ir.lower, specops.checks.serving, specops.frontend.loader, cache, specops.backends.kfp):
+        assert os.path.realpath(mod.__file__) in hashed, mod.__name__
