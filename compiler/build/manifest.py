@@ -168,7 +168,7 @@ def spec_digest(data: Any) -> str:
 def manifest_bytes(build: Build) -> bytes:
     arts = []
     for p, a in sorted(build.artifacts.items()):
-        arts.append({"path": p, "sha256": hashlib.sha256(a.data).hexdigest(), "bytes": len(a.data),
+        arts.append({"path": p, "sha256": hashlib.sha256(a.data).hexdigest(), "bytes": _size(a),
                      "env": a.env, "backend": a.backend, "spec": a.spec, "source": a.source,
                      "dependsOn": sorted(a.depends_on)})
     return _manifest_json({"schemaVersion": MANIFEST_SCHEMA_VERSION, "generator": f"specops {__version__}",

@@ -4,6 +4,7 @@ milliseconds; the loader and the backends are imported only when something chang
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 
@@ -48,6 +49,10 @@ def compile_cmd(path: str, envs: tuple[str, ...], out: str | None, check: bool, 
         from specops.checks import analyze
 
         resolved = analyze(path, parse_memo=True)
+        # The loaded repo (a million objects at 10,000 specs) lives until the build is made:
+        # the collections the compile triggers need not walk it again each time (16% of a
+        # 10k edit's CPU was the cycle collector). A one-shot command: nothing is unfrozen.
+        gc.freeze()
         exit_on_errors(resolved.diagnostics, resolved.repo.root, fmt, {"version": 1, "ok": False})
         require_envs(envs, resolved.envs)
         root = resolved.repo.root
