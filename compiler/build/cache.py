@@ -349,9 +349,63 @@ def _packs(d: Path) -> list[Path]:
     return sorted(d.glob("pack-*.bin*"), key=lambda p: (p.stat().st_mtime_ns, p.name), reverse=True)
 
 
-def _read_pack(p: Path, incremental: bool = False) -> CachedRecord | None:
-    """A pack whole; its second line (the emission and unit indexes, which only the next
-    compile reads) is parsed only with `incremental`: a no-op skips it."""
+class PackBlob:
+    """A stored pack's bytes, read from its file when sliced (pread), never all at once:
+    Build.from_record makes artifacts that read their bytes from it when asked for."""
+
+    def __init__(self, f: Any, base: int, size: int):
+        self._f, self._base, self._size = f, base, size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def read_range(self, off: int, size: int) -> bytes:
+        if off < 0 or off + size > self._size:
+            raise ValueError("outside the pack")
+        data = os.pread(self._f.fileno(), size, self._base + off)
+        if len(data) != size:
+            raise OSError(f"{self._f.name}: short read")
+        return data
+
+    def __getitem__(self, s: slice) -> bytes:
+        return self.read_range(s.start, s.stop - s.start)
+
+
+def _open_pack(p: Path) -> tuple[dict[str, Any], Any, int] | None:
+    """(index line 1, the open file positioned after line 2, the offset of the bytes), or None
+    when the pack is not of this format or not whole."""
+    f = open(p, "rb")  # noqa: SIM115 (open while its bytes are read)
+    try:
+        index = json.loads(f.readline())
+        if index.get("format") != CACHE_FORMAT:
+            f.close()
+            return None
+        second = f.readline()
+        base = f.tell()
+        off, size = index["manifest"]
+        if os.fstat(f.fileno()).st_size != base + off + size:  # truncated or grown: not this build's
+            f.close()
+            return None
+        f.seek(base - len(second))
+        return index, f, base
+    except BaseException:
+        f.close()
+        raise
+
+
+def _read_pack(p: Path, incremental: bool = False, lazy: bool = False) -> CachedRecord | None:
+    """A pack; its second line (the emission and unit indexes, which only the next compile
+    reads) is parsed only with `incremental`: a no-op skips it. With `lazy` an uncompressed
+    pack's bytes stay in the file (a PackBlob), read when sliced."""
+    if lazy and p.suffix == ".bin":
+        opened = _open_pack(p)
+        if opened is None:
+            return None
+        index, f, base = opened
+        if incremental:
+            index.update(json.loads(f.readline()))
+        off, size = index["manifest"]
+        return CachedRecord(index["envs"], index, PackBlob(f, base, off + size))
     raw = p.read_bytes()
     if p.suffix == ".z":
         raw = zlib.decompress(raw)
@@ -391,28 +445,12 @@ def latest_view(cache_dir: Path) -> PackView | None:
         packs = _packs(_builds(cache_dir))
         if not packs:
             return None
-        if packs[0].suffix == ".z":
-            rec = _read_pack(packs[0], incremental=True)
-            return PackView(rec.index, lambda off, size, blob=rec.blob: blob[off:off + size]) if rec else None
-        f = open(packs[0], "rb")  # noqa: SIM115 (open while the compile reads from it)
-        index = json.loads(f.readline())
-        if index.get("format") != CACHE_FORMAT:
-            f.close()
+        rec = _read_pack(packs[0], incremental=True, lazy=True)
+        if rec is None:
             return None
-        index.update(json.loads(f.readline()))
-        base = f.tell()
-        off, size = index["manifest"]
-        if os.fstat(f.fileno()).st_size != base + off + size:  # truncated or grown: not this build's
-            f.close()
-            return None
-
-        def read(off: int, size: int, f: Any = f) -> bytes:
-            data = os.pread(f.fileno(), size, base + off)
-            if len(data) != size:
-                raise OSError(f"{f.name}: short read")
-            return data
-
-        return PackView(index, read)
+        blob = rec.blob
+        return PackView(rec.index, blob.read_range if isinstance(blob, PackBlob) else
+                        lambda off, size: blob[off:off + size])
     except (OSError, ValueError, KeyError, TypeError, zlib.error):
         return None
 
@@ -429,14 +467,14 @@ def _prune(d: Path) -> None:
 @dataclass
 class CachedRecord:
     """A stored build record: its environments, index and bytes (`Build.from_record` makes
-    the build of it)."""
+    the build of it); the bytes in memory, or a PackBlob that reads them from the pack."""
 
     envs: list[str]
     index: dict
-    blob: bytes
+    blob: Any
 
 
-def lookup(cache_dir: Path, root: Path, ikey: str) -> CachedRecord | None:
+def lookup(cache_dir: Path, root: Path, ikey: str, lazy: bool = False) -> CachedRecord | None:
     d = _builds(cache_dir)
     try:
         pointer = json.loads((d / f"in-{ikey}.json").read_bytes())
@@ -452,7 +490,7 @@ def lookup(cache_dir: Path, root: Path, ikey: str) -> CachedRecord | None:
         if pkey != _pack_key(ikey, probes):
             return None
         p = d / f"pack-{pkey}.bin"
-        return _read_pack(p if p.exists() else p.with_name(p.name + ".z"))
+        return _read_pack(p if p.exists() else p.with_name(p.name + ".z"), lazy=lazy)
     except (OSError, ValueError, KeyError, TypeError, zlib.error):
         return None
 
@@ -477,7 +515,7 @@ def fast_compile(path: str | Path = ".", envs: Iterable[str] | None = None) -> F
         return None  # the slow path reports it
     _, ignore_raw = _patterns(root)
     envs = sorted(set(envs)) if envs else None
-    hit = lookup(cache_dir_of(root), root, _inputs_key(shas, envs, ignore_raw, lock_bytes(root)))
+    hit = lookup(cache_dir_of(root), root, _inputs_key(shas, envs, ignore_raw, lock_bytes(root)), lazy=True)
     return FastResult(root, hit) if hit is not None else None
 
 

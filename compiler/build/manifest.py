@@ -136,9 +136,16 @@ class Build:
         return index, itertools.chain((a.data for a in order), (manifest,))
 
     @classmethod
-    def from_record(cls, index: dict[str, Any], blob: bytes) -> "Build":
+    def from_record(cls, index: dict[str, Any], blob: Any) -> "Build":
         b = cls(diagnostics=Diagnostics([_diag_from_json(j) for j in index["diagnostics"]]), specs=index["specs"])
+        read_range = getattr(blob, "read_range", None)  # a pack left in its file (cache.PackBlob)
         for a in index["artifacts"]:
+            if read_range is not None:
+                b.artifacts[a["path"]] = PackedArtifact(
+                    lambda off=a["offset"], size=a["size"]: read_range(off, size), a["size"], path=a["path"],
+                    env=a["env"], backend=a["backend"], spec=a["spec"], source=a["source"],
+                    depends_on=list(a["dependsOn"]), role=a["role"], resource=a["resource"], file=a["file"])
+                continue
             b.artifacts[a["path"]] = Artifact(
                 a["path"], blob[a["offset"]:a["offset"] + a["size"]], a["env"], a["backend"], a["spec"],
                 a["source"], list(a["dependsOn"]), a["role"], a["resource"], a["file"])

@@ -263,3 +263,17 @@ def test_the_code_fingerprint_covers_the_whole_package():
     hashed = {os.path.realpath(p) for _, p in cache.code_files()}
     for mod in (specops.ir.lower, specops.checks.serving, specops.frontend.loader, cache, specops.backends.kfp):
         assert os.path.realpath(mod.__file__) in hashed, mod.__name__
+
+
+def test_a_cache_hit_reads_artifacts_from_the_pack_when_asked(tmp_path):
+    """The no-op path leaves the pack's bytes in its file: the build it returns reads each
+    artifact when asked for, the same bytes as the build that was stored."""
+    from specops.build.manifest import PackedArtifact
+
+    root = copy_example(tmp_path, "support-assistant")
+    stored = compile_repo(analyze(root), cache_dir=cache.cache_dir_of(root)).files()
+    fast = cache.fast_compile(root)
+    assert fast is not None and isinstance(fast.cached.blob, cache.PackBlob)
+    build = Build.from_record(fast.cached.index, fast.cached.blob)
+    assert all(isinstance(a, PackedArtifact) for a in build.artifacts.values())
+    assert build.files() == dict(build.lazy_files()) == stored
