@@ -10,6 +10,7 @@ import json
 import shutil
 import signal
 import subprocess
+import sys
 
 import pytest
 
@@ -159,7 +160,7 @@ def test_a_kill_mid_apply_loses_nothing(tmp_path, aws):
     assert store.current_lock() is None
     assert sorted(p["PipelineName"] for p in sm.list_pipelines()["PipelineSummaries"]) == [
         "churn-classifier-2-dev", "churn-classifier-dev"]  # no duplicate
-    plan = subprocess.run(["python", "-m", "specops", "plan", str(tmp_path / "wd" / "checkout"), "--env", "dev",
+    plan = subprocess.run([sys.executable, "-m", "specops", "plan", str(tmp_path / "wd" / "checkout"), "--env", "dev",
                            "--detailed-exitcode", "--json"], env=loop_env(), capture_output=True, text=True,
                           timeout=300)
     assert plan.returncode == 0, plan.stdout[-2000:] + plan.stderr
