@@ -88,3 +88,14 @@ def client(service: str, endpoint: str):  # noqa: ANN201 - a boto3 client
         aws_access_key_id=AWS_TEST_ENV["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=AWS_TEST_ENV["AWS_SECRET_ACCESS_KEY"],
     )
+
+
+@contextmanager
+def aws_with_buckets(monkeypatch, *buckets: str) -> Iterator[str]:
+    """Fake credentials, a moto server as AWS_ENDPOINT_URL (through `monkeypatch`) and the
+    named S3 buckets: what a test of a SageMaker environment of an example starts from."""
+    with aws_test_env(), moto_server() as endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        for bucket in buckets:
+            client("s3", endpoint).create_bucket(Bucket=bucket)
+        yield endpoint

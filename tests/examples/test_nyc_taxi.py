@@ -23,7 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 from specops.cli import main
-from tests.moto_server import aws_test_env, client, moto_server
+from tests.moto_server import aws_test_env, aws_with_buckets, client, moto_server
 
 ROOT = Path(__file__).resolve().parents[2]
 MLSERVER = ROOT / ".venv-mlserver" / "bin" / "mlserver"
@@ -97,9 +97,7 @@ def test_dev_apply_trains_in_lineage_order_and_serves_through_mlserver(tmp_path,
 
 @pytest.fixture()
 def aws(monkeypatch):
-    with aws_test_env(), moto_server() as endpoint:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-        client("s3", endpoint).create_bucket(Bucket="acme-mobility-prod")
+    with aws_with_buckets(monkeypatch, "acme-mobility-prod") as endpoint:
         yield endpoint
 
 

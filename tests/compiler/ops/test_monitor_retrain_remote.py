@@ -18,16 +18,14 @@ from specops.ir.monitors import monitor_params
 from specops.cli.app import main
 from specops.ops.monitor import _retrain
 from tests.compiler.runtime.test_runtime_monitor import shifted
-from tests.moto_server import aws_test_env, client, moto_server
+from tests.moto_server import aws_with_buckets, client
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture()
 def aws(monkeypatch):
-    with aws_test_env(), moto_server() as endpoint:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-        client("s3", endpoint).create_bucket(Bucket="acme-ml-prod-artifacts")
+    with aws_with_buckets(monkeypatch, "acme-ml-prod-artifacts") as endpoint:
         yield endpoint
 
 

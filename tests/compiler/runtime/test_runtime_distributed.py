@@ -68,35 +68,21 @@ def test_two_process_ddp_lora_matches_the_single_process_adapter(repo):
 
 
 @pytest.mark.slow
-def test_two_process_fsdp_lora_matches_the_single_process_adapter(repo):
-    """FSDP2 shards the model over 2 gloo processes on CPU; rank 0 gathers the full state dict
-    and saves the adapter in peft's layout, the same tensors by name and shape as one process's."""
+@pytest.mark.parametrize("strategy", ["fsdp", "deepspeed"])
+def test_two_process_sharded_lora_matches_the_single_process_adapter(repo, strategy):
+    """fsdp: FSDP2 shards the model over 2 gloo processes on CPU and rank 0 gathers the full
+    state dict. deepspeed: DeepSpeed 0.19 (the `distributed` extra) on its CPU accelerator over
+    gloo, ZeRO-2 sharding the optimizer state. Either way rank 0 saves the adapter in peft's
+    layout: the same tensors by name and shape as one process's."""
     root, base = repo
     if not (base / "one").exists():
         finetune(root, base, "one")
-    fsdp = finetune(root, base, "fsdp", distributed={"nodes": 1, "nproc_per_node": 2, "strategy": "fsdp"})
-    assert fsdp["loss_last"] < fsdp["loss_first"], fsdp
-    assert shapes(base / "fsdp") == shapes(base / "one") and shapes(base / "fsdp")
-    meta = json.loads((base / "fsdp" / "finetune.json").read_text())
-    assert meta["distributed"]["strategy"] == "fsdp"
-    # The gathered adapter is trained, not the initial LoRA B (zeros) of an unsynced shard.
-    with safe_open(str(base / "fsdp" / "adapter_model.safetensors"), "pt") as f:
-        b = [k for k in f.keys() if "lora_B" in k]
-        assert b and all(f.get_tensor(k).abs().sum() > 0 for k in b)
-
-
-@pytest.mark.slow
-def test_two_process_deepspeed_zero2_lora_matches_the_single_process_adapter(repo):
-    """DeepSpeed 0.19 (the `distributed` extra) on its CPU accelerator over gloo: ZeRO-2 shards
-    the optimizer state over 2 processes; rank 0 saves the adapter in peft's layout."""
-    root, base = repo
-    if not (base / "one").exists():
-        finetune(root, base, "one")
-    ds = finetune(root, base, "ds", distributed={"nodes": 1, "nproc_per_node": 2, "strategy": "deepspeed"})
-    assert ds["loss_last"] < ds["loss_first"], ds
-    assert shapes(base / "ds") == shapes(base / "one") and shapes(base / "ds")
-    assert json.loads((base / "ds" / "finetune.json").read_text())["distributed"]["strategy"] == "deepspeed"
-    with safe_open(str(base / "ds" / "adapter_model.safetensors"), "pt") as f:
+    got = finetune(root, base, strategy, distributed={"nodes": 1, "nproc_per_node": 2, "strategy": strategy})
+    assert got["loss_last"] < got["loss_first"], got
+    assert shapes(base / strategy) == shapes(base / "one") and shapes(base / strategy)
+    assert json.loads((base / strategy / "finetune.json").read_text())["distributed"]["strategy"] == strategy
+    # The saved adapter is trained, not the initial LoRA B (zeros) of an unsynced shard.
+    with safe_open(str(base / strategy / "adapter_model.safetensors"), "pt") as f:
         b = [k for k in f.keys() if "lora_B" in k]
         assert b and all(f.get_tensor(k).abs().sum() > 0 for k in b)
 
