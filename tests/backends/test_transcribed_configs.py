@@ -25,7 +25,7 @@ import jsonschema
 import pytest
 import yaml
 
-from specops.backends import kserve
+from specops.backends import crd, kserve
 from specops.build.compile import compile_repo
 from specops.checks import analyze
 
@@ -112,7 +112,7 @@ def chart_flags(spec: dict[str, Any]) -> dict[str, Any]:
 
 def chart_validator() -> jsonschema.Draft202012Validator:
     schema = json.loads((FIX / "production-stack" / "values.schema.json").read_text())
-    return jsonschema.Draft202012Validator(kserve.strict_structural(schema))
+    return jsonschema.Draft202012Validator(crd.strict_structural(schema))
 
 
 def original(name: str) -> dict[str, Any]:
