@@ -91,13 +91,18 @@ def build_of(repo: Path, cache_dir: Path | None):
     return b.files(), [d.to_row() for d in b.diagnostics.sorted()]
 
 
-@pytest.mark.parametrize("seed", [3, 4, 5])
-def test_random_edit_sequences_compile_byte_identical(scaled, tmp_path, seed):
+@pytest.fixture()
+def editable(scaled, tmp_path):
+    """(repo, its cache folder, the named edits) on a fresh copy of the scaled repo."""
     repo = tmp_path / "repo"
     shutil.copytree(scaled, repo)
     second_model_folder(repo)
-    cdir = cache.cache_dir_of(repo)
-    ops = steps(repo)
+    return repo, cache.cache_dir_of(repo), steps(repo)
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5])
+def test_random_edit_sequences_compile_byte_identical(editable, seed):
+    repo, cdir, ops = editable
     rng = random.Random(seed)
     assert build_of(repo, cdir) == build_of(repo, None)
     for i in range(14):
@@ -114,12 +119,8 @@ def test_random_edit_sequences_compile_byte_identical(scaled, tmp_path, seed):
     ["add-copy", "rename-prompt", "add-copy", "rename-prompt"],
     ["remove-serving", "add-serving", "remove-serving", "override"],
 ])
-def test_scripted_edit_sequences_compile_byte_identical(scaled, tmp_path, script):
-    repo = tmp_path / "repo"
-    shutil.copytree(scaled, repo)
-    second_model_folder(repo)
-    cdir = cache.cache_dir_of(repo)
-    ops = steps(repo)
+def test_scripted_edit_sequences_compile_byte_identical(editable, script):
+    repo, cdir, ops = editable
     build_of(repo, cdir)
     for i, name in enumerate(script):
         ops[name]()
