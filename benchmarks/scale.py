@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -139,6 +140,17 @@ def main() -> None:
                     print(f"{ours} vs {theirs}: {best[theirs]['wall'] / best[ours]['wall']:.1f}x faster (wall), "
                           f"{best[theirs]['cpu'] / best[ours]['cpu']:.1f}x (cpu)")
             report[str(n)]["best"] = best
+    sizes = sorted(report, key=int)
+    if len(sizes) > 1:
+        # Issue 18's scaling target: t(n2)/t(n1) = (n2/n1)^k with k <= 1.0 for every command.
+        lo, hi = sizes[0], sizes[-1]
+        ratio = int(hi) / int(lo)
+        print(f"\n== scaling exponent {lo} -> {hi} specs (CPU s; 1.0 is linear)")
+        for c, b in report[lo]["best"].items():
+            if c.startswith("dbt") or c == "help" or c not in report[hi]["best"]:
+                continue
+            t1, t2 = b["cpu"], report[hi]["best"][c]["cpu"]
+            print(f"{c:<15} x{t2 / t1:6.2f}  exponent {math.log(t2 / t1) / math.log(ratio):.2f}")
     if a.json:
         a.json.write_text(json.dumps(report, indent=1, sort_keys=True))
 
