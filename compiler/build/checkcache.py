@@ -66,7 +66,8 @@ def _dir(root: Path) -> Path:
     return repo_cache_dir(root) / "check"
 
 
-def _libs() -> str:
+def libs() -> str:
+    """The parser/validator libraries whose messages reach diagnostics, by where they are installed."""
     out = []
     for name in _LIBS:
         try:
@@ -83,7 +84,7 @@ def _libs() -> str:
 
 def _key(envs: Iterable[str] | None) -> str:
     envs_s = ",".join(sorted(envs)) if envs else "*"
-    return hashlib.sha256(f"{FORMAT}\n{code_fingerprint()}\n{envs_s}\n{sys.version}\n{_libs()}".encode()).hexdigest()
+    return hashlib.sha256(f"{FORMAT}\n{code_fingerprint()}\n{envs_s}\n{sys.version}\n{libs()}".encode()).hexdigest()
 
 
 def _sha(data: bytes) -> str:

@@ -231,14 +231,12 @@ class EmitCache:
         self.dir = Path(cache_dir) if cache_dir is not None else None
         self._code: str | None = None
         self._shas: dict[str, str] = {}
-        self._shared: str | None = None
         # The last build: its emission index, artifact entries by path, a reader of its
         # bytes, its unit records.
         self._prev: tuple[dict[str, Any], dict[str, dict[str, Any]], Any, dict[str, Any]] | None = None
         self.index: dict[str, Any] = {}
         self.unit_records: dict[str, Any] = {}
         self._owner: dict[str, str] | None = None
-        self._probes: dict[str, str] | None = None
 
     def _key(self, *parts: str) -> str:
         if self._code is None:
@@ -272,12 +270,7 @@ class EmitCache:
         """The environment's units against the last build's (None without a cache)."""
         if self.dir is None:
             return None
-        if self._shared is None:
-            if self._code is None:
-                self._code = cache.code_fingerprint()
-            self._shared = units_mod.shared_key(resolved, self._code, self.probes(resolved))
-        unit_of = units_mod.components(view)
-        sigs = units_mod.signatures(view, unit_of, resolved.repo.files, self._shared, self._shas)
+        unit_of, sigs = units_mod.env_units(resolved, view)  # the semantic checks' records used them too
         _, arts, _, previous = self._last()
         return UnitIndex(sigs, unit_of, previous, arts)
 
@@ -288,10 +281,8 @@ class EmitCache:
         self._owner = None
 
     def probes(self, resolved: Resolved) -> dict[str, str]:
-        """cache.probes_of(resolved), once per compile (the units' key and the store use it)."""
-        if self._probes is None:
-            self._probes = cache.probes_of(resolved)
-        return self._probes
+        """cache.probes_of(resolved), once per run (the units' key and the store use it)."""
+        return units_mod.probes(resolved)
 
     def replay(self, units: UnitIndex, build: Any) -> None:
         """Add the reused units' artifacts and diagnostics, as the last build had them, and

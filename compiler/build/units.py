@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from specops.build import cache
 from specops.build.checkcache import probe_state
 from specops.paths import PROJECT_FILE
 from specops.resolve.lockfile import lock_bytes
@@ -102,6 +103,41 @@ def signatures(view: Any, unit_of: dict[str, str], files: dict[str, bytes], shar
             h.update(f"{key}\0{f}\0{sha}\n".encode())
         out[unit] = h.hexdigest()
     return out
+
+
+def probes(resolved: Any) -> dict[str, str]:
+    """cache.probes_of(resolved), once per run (resolved.memo): the units' shared key, the
+    check records and the build store all use it."""
+    got = resolved.memo.get("probes")
+    if got is None:
+        got = resolved.memo["probes"] = cache.probes_of(resolved)
+    return got
+
+
+def env_units(resolved: Any, view: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """(node key -> unit name, unit name -> signature) of one environment, computed once per
+    run (resolved.memo): the semantic checks' records (build/checkrecords.py) and the
+    compile's replay key on the same units."""
+    key = ("units", view.name)
+    got = resolved.memo.get(key)
+    if got is None:
+        shared = resolved.memo.get("units-shared")
+        if shared is None:
+            shared = resolved.memo["units-shared"] = shared_key(resolved, cache.code_fingerprint(), probes(resolved))
+        unit_of = components(view)
+        shas = resolved.memo.setdefault("file-sha", {})
+        got = resolved.memo[key] = (unit_of, signatures(view, unit_of, resolved.repo.files, shared, shas))
+    return got
+
+
+def file_sha(resolved: Any, rel: str) -> str:
+    """sha256 of a loaded file's bytes ("-" for one not loaded), once per run."""
+    shas = resolved.memo.setdefault("file-sha", {})
+    sha = shas.get(rel)
+    if sha is None:
+        raw = resolved.repo.files.get(rel)
+        sha = shas[rel] = hashlib.sha256(raw).hexdigest() if raw is not None else "-"
+    return sha
 
 
 class UnitIndex:

@@ -7,28 +7,35 @@ secrets). Build and the commands above it call this; nothing below imports it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+from specops.checks.records import CheckRecords
 from specops.checks.semantics import check_semantics
 from specops.frontend.loader import Repo, load
 from specops.gcpause import paused_gc
 from specops.resolve.refs import Resolved, resolve
 
+RecordsOf = Callable[[Resolved], CheckRecords | None]
 
-def check(resolved: Resolved) -> Resolved:
-    """Run the semantic checks; their diagnostics join `resolved.diagnostics`."""
+
+def check(resolved: Resolved, records: RecordsOf | None = None) -> Resolved:
+    """Run the semantic checks; their diagnostics join `resolved.diagnostics`. `records`
+    gives the store of earlier check results for this repo (build.checkrecords.records_of),
+    from which what an edit did not reach is replayed."""
     if resolved.project is not None:
-        check_semantics(resolved, resolved.diagnostics)
+        use = records is not None and not resolved.diagnostics.has_errors  # see check_semantics
+        check_semantics(resolved, resolved.diagnostics, records(resolved) if use else None)  # type: ignore[misc]
     return resolved
 
 
 def analyze(path_or_repo: Path | str | Repo = ".", only_envs: list[str] | None = None,
-            parse_memo: bool = False) -> Resolved:
+            parse_memo: bool = False, records: RecordsOf | None = None) -> Resolved:
     """Load (unless given a loaded Repo), resolve and check: what `specops validate` reports.
-    `parse_memo`: see frontend.loader.load."""
+    `parse_memo`: see frontend.loader.load; `records`: see check."""
     with paused_gc():  # acyclic data, built all at once: see gcpause
         repo = path_or_repo if isinstance(path_or_repo, Repo) else load(path_or_repo, parse_memo)
-        return check(resolve(repo, only_envs))
+        return check(resolve(repo, only_envs), records)
 
 
 __all__ = ["analyze", "check"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Iterator
 
 from specops.checks.common import at, doc_offset_pos
+from specops.checks.records import CheckRecords, replayed
 from specops.diagnostics import Diagnostic, Diagnostics
 from specops.redact import may_hold_shapes, may_name_secrets, pin_key, secret_key, secret_shape
 from specops.runtime.secrets import READABLE
@@ -44,16 +45,27 @@ def _walk(data: Any, path: tuple = ()) -> Iterator[tuple[tuple, str, Any]]:
         yield (), "", data
 
 
-def check_plaintext_secrets(resolved: "Resolved", out: Diagnostics) -> None:
+def check_plaintext_secrets(resolved: "Resolved", out: Diagnostics, records: CheckRecords | None = None) -> None:
+    """Every document, file by file. With `records` (semantics.CheckRecords), a file whose
+    bytes were checked last time gives what it gave then (its documents and their
+    positions are functions of its bytes)."""
+    files = resolved.repo.files
+    by_file: dict[str, list[Any]] = {}
+    for s in resolved.repo.specs:
+        by_file.setdefault(s.file, []).append(s)
+    for rel, specs in by_file.items():
+        scope = records.file(rel) if records is not None and rel in files else None
+        replayed(records, scope, "plaintext-secrets", out,
+                 lambda o, rel=rel, specs=specs: _check_file(files.get(rel), specs, o))
+
+
+def _check_file(raw: bytes | None, specs: list[Any], out: Diagnostics) -> None:
     # Quick tests per file: the usual file holds nothing to look at, and most others only a
     # key that names a secret (`hfToken`, `credentials`): their strings need no shape search.
-    files = resolved.repo.files
-    shaped = {rel for rel, raw in files.items() if may_hold_shapes(raw)}
-    hot = shaped | {rel for rel, raw in files.items() if rel not in shaped and may_name_secrets(raw)}
-    for s in resolved.repo.specs:
-        if s.file not in hot and s.file in files:
-            continue
-        shapes = s.file in shaped or s.file not in files
+    shapes = raw is None or may_hold_shapes(raw)
+    if not shapes and not may_name_secrets(raw):  # type: ignore[arg-type]
+        return
+    for s in specs:
         doc = s.doc
         for parent, key, value in _walk(doc.data):
             path = parent + (key,)

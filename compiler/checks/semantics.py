@@ -1,9 +1,18 @@
 """Semantic checks that need more than one field, one module per kind of spec (prompts,
-gates, data, serving) plus secrets anywhere; this module runs them over every environment."""
+gates, data, serving) plus secrets anywhere; this module runs them over every environment.
+
+With `records` (build/checkrecords.py: what the last run found, by unit of the dependency
+index, build/units.py), a node's checks whose unit is unchanged since that run are not run
+again: their diagnostics are replayed, in the order a run without records adds them. This
+holds because each per-node check reads only the node, nodes it names (each a resolver edge
+or a judge link: the same unit), the Project, and repo files the specs name, which are what
+a unit's signature hashes. What reads across units (the target registry, the lock file,
+rules, monitors) always runs."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from specops.checks.common import at
 from specops.checks.data import check_dataset, check_lockfile, check_model
@@ -11,6 +20,7 @@ from specops.checks.gates import check_gate
 from specops.checks.monitors import check_monitor
 from specops.checks.names import check_registry_name
 from specops.checks.prompts import check_prompt
+from specops.checks.records import CheckRecords, replayed
 from specops.checks.rules import check_rules
 from specops.checks.secrets import check_notifier_refs, check_plaintext_secrets, check_secret_refs
 from specops.checks.serving import check_serving
@@ -19,11 +29,16 @@ from specops.diagnostics import Diagnostics, suggestion
 
 if TYPE_CHECKING:
     from specops.frontend.overrides import Node
-    from specops.resolve.refs import Resolved
+    from specops.resolve.refs import EnvView, Resolved
 
 
-def check_semantics(resolved: "Resolved", out: Diagnostics) -> None:
-    check_plaintext_secrets(resolved, out)
+def check_semantics(resolved: Resolved, out: Diagnostics, records: CheckRecords | None = None) -> None:
+    if records is not None and out.has_errors:
+        # The dependency index is exact only for a repo that loads and resolves cleanly: a
+        # reference naming no spec links nothing, yet two specs naming the same missing
+        # name can read each other's (serving's gate wiring).
+        records = None
+    check_plaintext_secrets(resolved, out, records)
     check_notifier_refs(resolved, out)
     check_targets(resolved, out)
     check_lockfile(resolved, out)
@@ -32,37 +47,50 @@ def check_semantics(resolved: "Resolved", out: Diagnostics) -> None:
     # not depend on the environment run once per document.
     seen: set[int] = set()
 
-    def first_time(node: "Node") -> bool:
+    def first_time(node: Node) -> bool:
         if id(node.doc) in seen:
             return False
         seen.add(id(node.doc))
         return True
 
+    def each(view: EnvView, node: Node, run: Callable[[Diagnostics], Any]) -> None:
+        replayed(records, records.unit(view, node.key) if records is not None else None, node.key, out, run)
+
     for view in resolved.envs.values():
         for node in view.of_kind("Prompt"):
-            if not first_time(node):
-                continue
-            check_prompt(resolved, node, out)
-            for i, env in enumerate(node.spec.labels):
-                if env not in envs:
-                    out.add(at(node, ("labels", env), "unknown-env", f"labels name unknown environment '{env}'"
-                                + suggestion(env, envs), prefer_key=True))
+            if first_time(node):
+                each(view, node, lambda o, node=node: check_prompt_node(resolved, node, envs, o))
         for node in view.of_kind("EvalGate"):
-            check_gate(resolved, view, node, out)
-            for i, env in enumerate(node.spec.blocks):
-                if env not in envs:
-                    out.add(at(node, ("blocks", i), "unknown-env", f"unknown environment '{env}'"
-                                + suggestion(env, envs)))
+            each(view, node, lambda o, node=node, view=view: check_gate_node(resolved, view, node, envs, o))
         for node in view.of_kind("Dataset"):
             if first_time(node):
-                check_dataset(resolved, view, node, out)
+                each(view, node, lambda o, node=node, view=view: check_dataset(resolved, view, node, o))
         for node in view.of_kind("Model"):
-            check_model(resolved, view, node, out)
-            check_registry_name(view, node, out)
+            each(view, node, lambda o, node=node, view=view: (check_model(resolved, view, node, o),
+                                                        check_registry_name(view, node, o)))
         for node in view.of_kind("ServingTarget"):
-            check_serving(resolved, view, node, out)
-            check_secret_refs(view, node, out)
+            each(view, node, lambda o, node=node, view=view: (check_serving(resolved, view, node, o),
+                                                        check_secret_refs(view, node, o)))
         for node in view.of_kind("Monitor"):
+            # Not recorded: a monitor also reads the Model its scheduled job's name would
+            # clash with, which no reference links.
             check_monitor(resolved, view, node, out)
     # Last: a rule is not checked on a spec that already has errors of its own.
     check_rules(resolved, out)
+    if records is not None:
+        records.save()
+
+
+def check_prompt_node(resolved: Resolved, node: Node, envs: Any, out: Diagnostics) -> None:
+    check_prompt(resolved, node, out)
+    for env in node.spec.labels:
+        if env not in envs:
+            out.add(at(node, ("labels", env), "unknown-env", f"labels name unknown environment '{env}'"
+                       + suggestion(env, envs), prefer_key=True))
+
+
+def check_gate_node(resolved: Resolved, view: EnvView, node: Node, envs: Any, out: Diagnostics) -> None:
+    check_gate(resolved, view, node, out)
+    for i, env in enumerate(node.spec.blocks):
+        if env not in envs:
+            out.add(at(node, ("blocks", i), "unknown-env", f"unknown environment '{env}'" + suggestion(env, envs)))

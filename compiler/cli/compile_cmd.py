@@ -45,10 +45,12 @@ def compile_cmd(path: str, envs: tuple[str, ...], out: str | None, check: bool, 
     if fast is not None and all(e in fast.cached.envs for e in envs):
         root, build = fast.root, Build.from_record(fast.cached.index, fast.cached.blob)
     else:
+        from specops.build.checkrecords import records_of
         from specops.build.compile import compile_repo  # the full path: loader, checks, backends
         from specops.checks import analyze
 
-        resolved = analyze(path, parse_memo=True)
+        # What the edit did not reach is not checked again (build/checkrecords.py).
+        resolved = analyze(path, parse_memo=True, records=records_of)
         # The loaded repo (a million objects at 10,000 specs) lives until the build is made:
         # the collections the compile triggers need not walk it again each time (16% of a
         # 10k edit's CPU was the cycle collector). A one-shot command: nothing is unfrozen.

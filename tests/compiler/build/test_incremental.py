@@ -1,8 +1,10 @@
 """Incremental compile (the per-pipeline and per-serving emission caches under
-.specops/cache/emit, the whole-build packs) against a compile without any cache, on a real
-scaled repo: after every step of random edit sequences (adds, removals, renames, override
-changes, a model config.json edit, a spec moved down a line) the artifacts are byte-identical
-and the diagnostics identical, positions included."""
+.specops/cache/emit, the whole-build packs, the semantic checks' records in
+.specops/cache/checks.json) against a compile without any cache, on a real scaled repo: after
+every step of random edit sequences (adds, removals, renames, override changes, a model
+config.json edit, a spec moved down a line, edits that make or clear check errors and
+warnings) the artifacts are byte-identical and the diagnostics identical, the checks' and
+the compile's, positions, messages and notes included."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from specops.build import cache
+from specops.build.checkrecords import records_of
 from specops.build.compile import compile_repo
 from specops.checks import analyze
 from tests.compiler.build.repo_edits import add_remove, move, remove_restore, scaled_repo, toggle
@@ -53,7 +56,42 @@ def steps(repo: Path) -> dict:
                                            "path: models/llama-alt\n"),
         # A whole copy of the example added and removed again (new units, then gone).
         "add-copy": lambda: add_remove_tree(c(0, ""), repo / "team9" / "copy9"),
+        # Edits that change what the semantic checks report (errors stop before the compile).
+        "template": lambda: toggle(c(0, "prompts/support-reply.yaml"), "{{ ticket_body }}", "{{ ticket_body }"),
+        "gpu-count": lambda: toggle(c(2, "serving/support-llm.yaml"), "accelerator: {type: H100, count: 1}",
+                                    "accelerator: {type: H100, count: 3}"),
+        "threshold": lambda: toggle(c(1, "gates/quality.yaml"), '">= 0.8"', '">= 0.8x"'),
+        "unresolved": lambda: toggle(c(2, "gates/quality.yaml"), "prompt: support-reply-2\n",
+                                     "prompt: support-reply-zz\n"),
+        "secret": lambda: toggle(c(1, "datasets/tickets.yaml"), "description: Resolved support tickets",
+                                 "description: hf_AbCdEfGhIjKlMnOpQrStUvWxYz012345 tickets"),
+        "rule": lambda: add_remove(repo / "rules" / "one-gpu.yaml", RULE),
+        "data-file": lambda: toggle(repo / "data" / "extra.csv", "id,label\n", "id,labels\n"),
+        "project": lambda: toggle(repo / "specops.yaml", "gpus: [L4]", "gpus: [A100]"),
     }
+
+
+# A policy rule over every serving target (warnings: the compile goes on).
+RULE = """apiVersion: specops.dev/v1alpha1
+kind: Rule
+metadata: {name: one-gpu}
+spec:
+  kinds: [ServingTarget]
+  expression: gpus <= 1
+  severity: warning
+"""
+
+# A Dataset whose CSV header validate reads ("data-file" edits the header).
+CSV_DATASET = """apiVersion: specops.dev/v1alpha1
+kind: Dataset
+metadata: {name: extra-data}
+spec:
+  source: {uri: file://data/extra.csv, format: csv, version: v1}
+  columns:
+    - {name: id, type: int}
+    - {name: label, type: string}
+  splits: {train: 0.8, test: 0.2}
+"""
 
 
 NAMES = ("support-tickets", "support-llm", "support-reply", "ticket-triage", "support-quality",
@@ -83,12 +121,18 @@ def second_model_folder(repo: Path) -> None:
 
 
 def build_of(repo: Path, cache_dir: Path | None):
+    """(artifacts, the compile's diagnostics, the checks' diagnostics); with errors, what
+    `specops compile` reports before it stops: (None, None, the diagnostics)."""
     if cache_dir is None:  # the reference: nothing cached, the loader's parse memo included
         (cache.cache_dir_of(repo) / "parse.marshal").unlink(missing_ok=True)
-    resolved = analyze(repo, parse_memo=cache_dir is not None)
-    assert not resolved.diagnostics.has_errors, resolved.diagnostics.sorted()[:3]
+        resolved = analyze(repo)
+    else:
+        resolved = analyze(repo, parse_memo=True, records=records_of)
+    checked = [d.to_row() for d in resolved.diagnostics.sorted()]
+    if resolved.diagnostics.has_errors:
+        return None, None, checked
     b = compile_repo(resolved, cache_dir=cache_dir)
-    return b.files(), [d.to_row() for d in b.diagnostics.sorted()]
+    return b.files(), [d.to_row() for d in b.diagnostics.sorted()], checked
 
 
 @pytest.fixture()
@@ -97,6 +141,8 @@ def editable(scaled, tmp_path):
     repo = tmp_path / "repo"
     shutil.copytree(scaled, repo)
     second_model_folder(repo)
+    (repo / "data" / "extra.csv").write_text("id,label\n1,a\n")
+    (repo / "extra-data.yaml").write_text(CSV_DATASET)
     return repo, cache.cache_dir_of(repo), steps(repo)
 
 
@@ -105,7 +151,7 @@ def test_random_edit_sequences_compile_byte_identical(editable, seed):
     repo, cdir, ops = editable
     rng = random.Random(seed)
     assert build_of(repo, cdir) == build_of(repo, None)
-    for i in range(14):
+    for i in range(16):
         name = rng.choice(sorted(ops))
         ops[name]()
         warm = build_of(repo, cdir)
@@ -118,6 +164,10 @@ def test_random_edit_sequences_compile_byte_identical(editable, seed):
     ["judge", "judge-model-path", "judge"],  # a link no resolver edge carries
     ["add-copy", "rename-prompt", "add-copy", "rename-prompt"],
     ["remove-serving", "add-serving", "remove-serving", "override"],
+    # Check errors and warnings that come and go with one spec, a data file, the Project.
+    ["template", "template", "gpu-count", "rule", "accelerator", "gpu-count", "rule"],
+    ["data-file", "project", "data-file", "project", "secret", "secret"],
+    ["threshold", "unresolved", "threshold", "unresolved", "prompt"],
 ])
 def test_scripted_edit_sequences_compile_byte_identical(editable, script):
     repo, cdir, ops = editable
@@ -131,11 +181,11 @@ def test_moved_spec_moves_its_cached_serving_warnings(scaled, tmp_path):
     repo = tmp_path / "repo"
     shutil.copytree(scaled, repo)
     cdir = cache.cache_dir_of(repo)
-    _, before = build_of(repo, cdir)
+    _, before, _ = build_of(repo, cdir)
     f = repo / "team0" / "copy0" / "serving" / "support-llm.yaml"
     f.write_text("# one\n# two\n" + f.read_text())
-    files, after = build_of(repo, cdir)
-    assert (files, after) == build_of(repo, None)
+    files, after, _ = build_of(repo, cdir)
+    assert (files, after) == build_of(repo, None)[:2]
     moved = [(a[4], b[4]) for a, b in zip(before, after) if a[3] == b[3] == "team0/copy0/serving/support-llm.yaml"]
     assert moved and all(b == a + 2 for a, b in moved)
 
@@ -147,7 +197,7 @@ def test_cache_stays_within_twice_the_build_output(scaled, tmp_path):
     p = repo / "team0" / "copy0" / "prompts" / "support-reply.yaml"
     for v in range(5, 15):  # ten different builds of the repo
         p.write_text(p.read_text().replace(f"version: {v - 1}", f"version: {v}"))
-        files, _ = build_of(repo, cdir)
+        files, _, _ = build_of(repo, cdir)
     build_bytes = sum(len(v) for v in files.values())
     on_disk = sum(f.stat().st_size for f in cdir.rglob("*") if f.is_file())
     assert on_disk <= 2 * build_bytes
@@ -190,3 +240,25 @@ def test_a_compile_with_a_cache_holds_no_artifact_bytes(scaled, tmp_path):
         assert build.artifacts and all(isinstance(a, PackedArtifact) for a in build.artifacts.values())
         plain = compile_repo(analyze(repo), cache_dir=None).files()
         assert dict(build.lazy_files()) == build.files() == plain
+
+
+def test_an_edit_rechecks_only_the_unit_it_reaches(scaled, tmp_path, monkeypatch):
+    """The checks' records (build/checkrecords.py): after one prompt edit, only the nodes of
+    the edited copy's unit are checked again; every other node's diagnostics are replayed."""
+    from specops.checks import semantics
+
+    repo = tmp_path / "repo"
+    shutil.copytree(scaled, repo)
+    cdir = cache.cache_dir_of(repo)
+    build_of(repo, cdir)
+    checked: list[str] = []
+    for name in ("check_prompt", "check_gate", "check_dataset", "check_model", "check_serving"):
+        real = getattr(semantics, name)
+        # Every one takes (..., node, out).
+        monkeypatch.setattr(semantics, name, lambda *a, real=real: checked.append(a[-2].key) or real(*a))
+    toggle(repo / "team1" / "copy1" / "prompts" / "support-reply.yaml", "version: 4", "version: 5")
+    warm = build_of(repo, cdir)
+    assert sorted(set(checked)) == ["Dataset/support-tickets-1", "EvalGate/support-no-regression-1",
+                                    "EvalGate/support-quality-1", "Model/support-llm-1", "Prompt/support-reply-1",
+                                    "Prompt/ticket-triage-1", "ServingTarget/support-llm-1"]
+    assert warm == build_of(repo, None)
