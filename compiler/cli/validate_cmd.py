@@ -35,6 +35,7 @@ def validate(path: str, fmt: str, as_json: bool, envs: tuple[str, ...]) -> None:
     if hit is not None:
         root, diags, n_specs, env_names = hit.root, hit.diagnostics, hit.specs, hit.envs
     else:
+        from specops.build.checkrecords import records_of
         from specops.checks import analyze
         from specops.frontend.loader import load
         from specops.gcpause import paused_gc
@@ -45,7 +46,8 @@ def validate(path: str, fmt: str, as_json: bool, envs: tuple[str, ...]) -> None:
             project = repo.project()
             if envs and project is not None:
                 require_envs(envs, project.model.spec.environments)
-            resolved = analyze(repo, list(envs) or None)
+            # What an edit did not reach is not checked again (build/checkrecords.py).
+            resolved = analyze(repo, list(envs) or None, records=records_of)
             checkcache.store(resolved, t0, envs)
         root, diags, n_specs, env_names = repo.root, resolved.diagnostics, len(repo.specs), sorted(resolved.envs)
     if fmt == "json":
