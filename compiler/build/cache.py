@@ -7,12 +7,14 @@ Format (CACHE_FORMAT 5). Two kinds of file (and the inputs' `stat.json`, see bel
   model `config.json` files, dataset `file://` paths, base-model folders, and per model folder
   `<folder>/*.safetensors`: the digest of its weights' headers and shard index) and the key
   of the pack it produced.
-- `pack-<pack key>.bin`: one JSON index line (envs, artifacts with their manifest fields and
-  byte ranges, the specs index, the build's diagnostics), a second JSON line with the
+- `pack-<pack key>.bin`: three JSON lines, then the artifact bytes. Line 1, the head: what a
+  no-op compile reads when the build folder is current (envs, the manifest's byte range and
+  sha256, the artifact count, the build's diagnostics, the byte lengths of lines 2 and 3).
+  Line 2: the artifacts with their manifest fields and byte ranges, and the specs index
+  (read when the build is made of the pack: an edit, a changed build folder). Line 3: the
   emission index (which artifacts each pipeline's or serving target's emission key
   produced, the next compile's emission cache, see compile.EmitCache) and the dependency
-  index (what each unit of the reference graph produced, see units.py), then the artifact
-  bytes. Only the newest
+  index (what each unit of the reference graph produced, see units.py). Only the newest
   pack stays as it is; older ones are zlib-compressed (`.bin.z`) and kept while the cache
   stays within twice the build output (`prune`).
 
@@ -55,9 +57,11 @@ from specops.paths import discover as _discover
 from specops.paths import ignore_patterns as _patterns
 from specops.resolve.lockfile import lock_bytes
 
-CACHE_FORMAT = 5  # 2: artifacts carry role, resource and file; 3: the emission index; 4: the unit index;
-# 5: those two indexes on a second line
-# The parts of a pack's index only the next compile reads (its second line).
+CACHE_FORMAT = 6  # 2: artifacts carry role, resource and file; 3: the emission index; 4: the unit index;
+# 5: those two indexes on a second line; 6: a head line before the artifacts' line
+# A pack's index lines after the head: what making the build of it reads (line 2), and what
+# only the next compile reads (line 3).
+BUILD_KEYS = ("artifacts", "specs")
 INCREMENTAL_KEYS = ("emit", "units")
 KEEP_PACKS = 16  # older packs are pruned after a store; each is one build of the repo
 
@@ -70,6 +74,11 @@ def cache_dir_of(root: Path) -> Path:
 
 def _builds(cache_dir: Path) -> Path:
     return Path(cache_dir) / "builds"
+
+
+def tree_record(root: Path) -> Path:
+    """Where the stat record of the build folder last written lives (see output.py)."""
+    return _builds(cache_dir_of(root)) / "tree.json"
 
 
 def _sha(data: bytes) -> str:
@@ -285,13 +294,16 @@ def store(cache_dir: Path, ikey: str, probes: dict[str, str], envs: list[str], i
     try:
         pkey = _pack_key(ikey, probes)
         d = _builds(cache_dir)
-        # Line 1: the build record (what a hit needs); line 2: the emission and unit indexes
-        # (what the next compile needs; a no-op does not parse them); then the bytes.
-        later = {k: index[k] for k in INCREMENTAL_KEYS if k in index}
-        head = {**{k: v for k, v in index.items() if k not in later}, "format": CACHE_FORMAT, "envs": envs}
+        # Line 1: the head (what a no-op needs); line 2: the artifacts and specs (what the build
+        # made of the pack needs); line 3: the emission and unit indexes (what the next compile
+        # needs). The head gives the lengths of the other two, so a reader seeks past them.
+        lines = [json.dumps({k: index[k] for k in keys if k in index}, sort_keys=True, separators=(",", ":")).encode()
+                 for keys in (BUILD_KEYS, INCREMENTAL_KEYS)]
+        head = {**{k: v for k, v in index.items() if k not in BUILD_KEYS + INCREMENTAL_KEYS},
+                "format": CACHE_FORMAT, "envs": envs, "lines": [len(x) for x in lines]}
         write_atomic(d / f"pack-{pkey}.bin", itertools.chain(
             (json.dumps(head, sort_keys=True, separators=(",", ":")).encode(), b"\n",
-             json.dumps(later, sort_keys=True, separators=(",", ":")).encode(), b"\n"), chunks))
+             lines[0], b"\n", lines[1], b"\n"), chunks))
         # One inputs key can have met several states of the files it names (a config.json
         # edited and reverted): keep the last few, newest first.
         entries = [{"probes": probes, "pack": pkey}]
@@ -372,51 +384,55 @@ class PackBlob:
 
 
 def _open_pack(p: Path) -> tuple[dict[str, Any], Any, int] | None:
-    """(index line 1, the open file positioned after line 2, the offset of the bytes), or None
-    when the pack is not of this format or not whole."""
+    """(the head line, the open file, the offset of the bytes), or None when the pack is not
+    of this format or not whole. Lines 2 and 3 are not read (the head gives their lengths)."""
     f = open(p, "rb")  # noqa: SIM115 (open while its bytes are read)
     try:
-        index = json.loads(f.readline())
-        if index.get("format") != CACHE_FORMAT:
+        first = f.readline()
+        head = json.loads(first)
+        if head.get("format") != CACHE_FORMAT:
             f.close()
             return None
-        second = f.readline()
-        base = f.tell()
-        off, size = index["manifest"]
+        base = len(first) + sum(n + 1 for n in head["lines"])
+        off, size = head["manifest"]
         if os.fstat(f.fileno()).st_size != base + off + size:  # truncated or grown: not this build's
             f.close()
             return None
-        f.seek(base - len(second))
-        return index, f, base
+        return head, f, base
     except BaseException:
         f.close()
         raise
 
 
 def _read_pack(p: Path, incremental: bool = False, lazy: bool = False) -> CachedRecord | None:
-    """A pack; its second line (the emission and unit indexes, which only the next compile
-    reads) is parsed only with `incremental`: a no-op skips it. With `lazy` an uncompressed
-    pack's bytes stay in the file (a PackBlob), read when sliced."""
+    """A pack; its third line (the emission and unit indexes, which only the next compile
+    reads) is parsed only with `incremental`: a no-op skips it, and its second line (the
+    artifacts) until the record's `index` is asked for. With `lazy` an uncompressed pack's
+    bytes stay in the file (a PackBlob), read when sliced."""
     if lazy and p.suffix == ".bin":
         opened = _open_pack(p)
         if opened is None:
             return None
-        index, f, base = opened
+        head, f, base = opened
+        start, (n2, n3) = base - head["lines"][0] - head["lines"][1] - 2, head["lines"]
+        line = lambda i: os.pread(f.fileno(), (n2, n3)[i], start + (0, n2 + 1)[i])
+        rec = CachedRecord(head["envs"], head, PackBlob(f, base, sum(head["manifest"])), lambda: json.loads(line(0)))
         if incremental:
-            index.update(json.loads(f.readline()))
-        off, size = index["manifest"]
-        return CachedRecord(index["envs"], index, PackBlob(f, base, off + size))
+            rec.index.update(json.loads(line(1)))
+        return rec
     raw = p.read_bytes()
     if p.suffix == ".z":
         raw = zlib.decompress(raw)
     i = raw.index(b"\n")
-    index = json.loads(raw[:i])
-    if index.get("format") != CACHE_FORMAT:
+    head = json.loads(raw[:i])
+    if head.get("format") != CACHE_FORMAT:
         return None
     j = raw.index(b"\n", i + 1)
+    k = raw.index(b"\n", j + 1)
+    rec = CachedRecord(head["envs"], head, raw[k + 1:], lambda: json.loads(raw[i + 1:j]))
     if incremental:
-        index.update(json.loads(raw[i + 1:j]))
-    return CachedRecord(index["envs"], index, raw[j + 1:])
+        rec.index.update(json.loads(raw[j + 1:k]))
+    return rec
 
 
 def latest(cache_dir: Path) -> CachedRecord | None:
@@ -464,14 +480,22 @@ def _prune(d: Path) -> None:
         p.unlink(missing_ok=True)
 
 
-@dataclass
 class CachedRecord:
-    """A stored build record: its environments, index and bytes (`Build.from_record` makes
-    the build of it); the bytes in memory, or a PackBlob that reads them from the pack."""
+    """A stored build record: its environments, head (see the format above), and bytes (in
+    memory, or a PackBlob that reads them from the pack); `index`, the head with the
+    artifacts and specs (`Build.from_record` makes the build of it), is parsed when first
+    asked for: a no-op whose build folder is current never needs it."""
 
-    envs: list[str]
-    index: dict
-    blob: Any
+    def __init__(self, envs: list[str], head: dict, blob: Any, more: Callable[[], dict]):
+        self.envs, self.head, self.blob = envs, head, blob
+        self._more: Callable[[], dict] | None = more
+
+    @property
+    def index(self) -> dict:
+        if self._more is not None:
+            self.head.update(self._more())
+            self._more = None
+        return self.head
 
 
 def lookup(cache_dir: Path, root: Path, ikey: str, lazy: bool = False) -> CachedRecord | None:

@@ -536,7 +536,7 @@ def noop_compile(path: str | Path = ".", out: str | Path | None = None,
     """`specops compile PATH --out OUT` in-process: returns (written, removed). Used by the
     benchmark for the no-op recompile (every input unchanged since the last compile)."""
     root, build = cached_build(path, envs)
-    return write_build(build.lazy_files(), Path(out) if out else root / "build")
+    return write_build(build.lazy_files(), Path(out) if out else root / "build", cache.tree_record(root))
 
 
 def live_check_serving(build: Build) -> list[Diagnostic]:

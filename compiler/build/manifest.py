@@ -131,13 +131,14 @@ class Build:
             off += size
         manifest = manifest_bytes(self)
         index = {"artifacts": arts, "specs": self.specs, "manifest": [off, len(manifest)],
+                 "manifestSha": hashlib.sha256(manifest).hexdigest(), "artifactCount": len(arts),
                  "diagnostics": [_diag_to_json(d) for d in self.diagnostics.sorted()]}
         self.manifest = manifest  # files() needs it too: not hashed twice
         return index, itertools.chain((a.data for a in order), (manifest,))
 
     @classmethod
     def from_record(cls, index: dict[str, Any], blob: Any) -> "Build":
-        b = cls(diagnostics=Diagnostics([_diag_from_json(j) for j in index["diagnostics"]]), specs=index["specs"])
+        b = cls(diagnostics=record_diagnostics(index), specs=index["specs"])
         read_range = getattr(blob, "read_range", None)  # a pack left in its file (cache.PackBlob)
         for a in index["artifacts"]:
             if read_range is not None:
@@ -152,6 +153,11 @@ class Build:
         off, size = index["manifest"]
         b.manifest = blob[off:off + size]  # set after the artifacts: add() would clear it
         return b
+
+
+def record_diagnostics(index: dict[str, Any]) -> Diagnostics:
+    """The diagnostics of a stored build (its record's index, or the head of its pack)."""
+    return Diagnostics([_diag_from_json(j) for j in index["diagnostics"]])
 
 
 def _diag_to_json(d: Diagnostic) -> dict:

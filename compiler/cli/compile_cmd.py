@@ -10,9 +10,9 @@ from pathlib import Path
 
 import click
 
-from specops.build.cache import cache_dir_of, fast_compile
-from specops.build.manifest import Build
-from specops.build.output import stale_files, write_build
+from specops.build.cache import cache_dir_of, fast_compile, tree_record
+from specops.build.manifest import Build, record_diagnostics
+from specops.build.output import stale_files, tree_current, write_build
 from specops.cli.common import (
     DIAG_FORMATS,
     diagnostics_json,
@@ -25,6 +25,7 @@ from specops.cli.common import (
     require_envs,
     verbose_option,
 )
+from specops.diagnostics import Diagnostics
 
 
 @click.command(name="compile")
@@ -43,7 +44,14 @@ def compile_cmd(path: str, envs: tuple[str, ...], out: str | None, check: bool, 
     # Unchanged inputs (every file's hash, specops's own code): the last build, nothing parsed.
     fast = fast_compile(path, envs)
     if fast is not None and all(e in fast.cached.envs for e in envs):
-        root, build = fast.root, Build.from_record(fast.cached.index, fast.cached.blob)
+        root, head = fast.root, fast.cached.head
+        out_dir = Path(out) if out else root / "build"
+        if not vllm_live and tree_current(out_dir, head["manifestSha"], tree_record(root), refresh=not check):
+            # ...and the build folder holds that build (its stat record, output.py): nothing
+            # to make, compare or write; the artifacts' index is not even parsed.
+            _report(record_diagnostics(head), root, fmt, out_dir, head["artifactCount"] + 1, check, [], (0, 0))
+            return
+        build = Build.from_record(fast.cached.index, fast.cached.blob)
     else:
         from specops.build.checkrecords import records_of
         from specops.build.compile import compile_repo  # the full path: loader, checks, backends
@@ -60,30 +68,40 @@ def compile_cmd(path: str, envs: tuple[str, ...], out: str | None, check: bool, 
         root = resolved.repo.root
         build = compile_repo(resolved, list(envs) or None, cache_dir=cache_dir_of(root))
         del resolved  # the loaded repo: its memory is reused for writing the build tree
+        out_dir = Path(out) if out else root / "build"
     if vllm_live:
         from specops.build.compile import live_check_serving
 
         build.diagnostics.extend(live_check_serving(build))
     exit_on_errors(build.diagnostics, root, fmt, {"version": 1, "ok": False})
-    emit_diagnostics(build.diagnostics, root, fmt)  # warnings
     files = build.lazy_files()
-    out_dir = Path(out) if out else root / "build"
-    doc = {"version": 1, "ok": True, "artifacts": len(files) - 1, "diagnostics": diagnostics_json(build.diagnostics)}
     if check:
-        stale = stale_files(files, out_dir)
+        _report(build.diagnostics, root, fmt, out_dir, len(files), True, stale_files(files, out_dir), (0, 0))
+    else:
+        _report(build.diagnostics, root, fmt, out_dir, len(files), False, [],
+                write_build(files, out_dir, tree_record(root)))
+
+
+def _report(diags: Diagnostics, root: Path, fmt: str, out_dir: Path, n_files: int, check: bool, stale: list[str],
+            done: tuple[int, int]) -> None:
+    """The warnings, then `--check`'s verdict (exit 1 when stale) or what was written."""
+    exit_on_errors(diags, root, fmt, {"version": 1, "ok": False})
+    emit_diagnostics(diags, root, fmt)  # warnings
+    doc = {"version": 1, "ok": True, "artifacts": n_files - 1, "diagnostics": diagnostics_json(diags)}
+    if check:
         if fmt == "json":
             echo_json({**doc, "ok": not stale, "stale": stale})
         else:
             for line in stale:
                 click.echo(f"stale: {line}", err=True)
             click.echo(f"{out_dir} is out of date: run `specops compile`" if stale
-                       else f"{out_dir} is up to date ({len(files)} files)", err=True)
+                       else f"{out_dir} is up to date ({n_files} files)", err=True)
         if stale:
             sys.exit(1)
         return
-    written, removed = write_build(files, out_dir)
+    written, removed = done
     if fmt == "json":
         echo_json({**doc, "written": written, "removed": removed})
     else:
-        click.echo(f"compiled {len(files) - 1} artifacts into {out_dir} ({written} written, {removed} removed)",
+        click.echo(f"compiled {n_files - 1} artifacts into {out_dir} ({written} written, {removed} removed)",
                    err=True)

@@ -164,6 +164,37 @@ def test_cli_compile_and_check_use_the_cache(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
 
 
+def test_a_no_op_compile_with_a_current_build_folder_reads_no_artifact(tmp_path, monkeypatch):
+    """The no-op CLI compile judges the build folder by its tree record (output.py): the
+    pack's artifact index is not parsed and no build is made of it; a build file edited in
+    place at the same size, its mtime set back, is still written again."""
+    import os
+
+    root = copy_example(tmp_path, "churn")
+    runner = CliRunner()
+    assert runner.invoke(main, ["compile", str(root)]).exit_code == 0
+    monkeypatch.setattr(build_mod, "_compile_repo", no_full_compile)
+
+    def no_build(*a, **k):
+        raise AssertionError("the pack's artifacts were read although the build folder is current")
+
+    with monkeypatch.context() as m:
+        m.setattr(Build, "from_record", no_build)
+        r = runner.invoke(main, ["compile", str(root)])
+        assert r.exit_code == 0 and "(0 written, 0 removed)" in r.output, r.output
+        r = runner.invoke(main, ["compile", str(root), "--check"])
+        assert r.exit_code == 0 and "up to date" in r.output, r.output
+    out = next((root / "build").rglob("run.yaml"))
+    data, st = out.read_bytes(), out.stat()
+    out.write_bytes(data.replace(b"a", b"b", 1))
+    os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
+    r = runner.invoke(main, ["compile", str(root), "--check"])
+    assert r.exit_code == 1 and "differs" in r.output, r.output
+    r = runner.invoke(main, ["compile", str(root)])
+    assert r.exit_code == 0 and "(1 written, 0 removed)" in r.output, r.output
+    assert out.read_bytes() == data
+
+
 def test_corrupt_cache_is_a_miss(tmp_path):
     root = copy_example(tmp_path, "churn")
     cdir = cache.cache_dir_of(root)
