@@ -76,30 +76,46 @@ def discover(root: Path) -> tuple[list[str], list[tuple[str, str, str]]]:
     (path, diagnostic code, message). Symlinks leaving the repo are refused; symlinks inside
     it are skipped (their targets are read under their own paths, and directory links could
     loop). Special files named *.yaml are listed: reading them reports what they are."""
+    files, problems, _, _ = discover_traced(root)
+    return files, problems
+
+
+def discover_traced(root: Path) -> tuple[list[str], list[tuple[str, str, str]], dict[str, os.stat_result], bool]:
+    """discover(), and what its result depends on: the stat of every folder it listed, taken
+    before listing it (a folder's ctime moves when an entry is added, removed or renamed, and
+    when its permissions change), and whether it met a symlink (whose target can change
+    without any folder changing). The build cache's stat record keeps them (cache.py)."""
     ignored, _ = ignore_patterns(root)
     real_root = os.path.realpath(root)
     out: list[str] = []
     problems: list[tuple[str, str, str]] = []
+    dirs: dict[str, os.stat_result] = {}
+    links = False
     ignore = root / IGNORE_FILE
     if os.path.lexists(ignore):
         try:
             read_regular(ignore, MAX_IGNORE_BYTES)
         except (OSError, ReadRefused) as e:
             problems.append((IGNORE_FILE, "file-read", f"cannot read {IGNORE_FILE}: {getattr(e, 'strerror', None) or e}"))
+    base = str(root)
     stack = [""]
     while stack:
         rel_dir = stack.pop()
+        full_dir = f"{base}/{rel_dir}" if rel_dir else base
         try:
-            entries = sorted(os.scandir(root / rel_dir), key=lambda e: e.name)
+            dirs[rel_dir] = os.stat(full_dir)
+            entries = sorted(os.scandir(full_dir), key=lambda e: e.name)
         except OSError as e:
             problems.append((rel_dir or ".", "file-read", f"cannot read directory: {e.strerror}"))
             continue
+        prefix = f"{rel_dir}/" if rel_dir else ""
         for e in entries:
-            rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
+            rel = prefix + e.name
             is_dir = e.is_dir(follow_symlinks=False)
             if ignored(rel + "/" if is_dir else rel):
                 continue
             if e.is_symlink():
+                links = True
                 target = os.path.realpath(e.path)
                 if os.path.commonpath([real_root, target]) != real_root and (
                         e.name.endswith((".yaml", ".yml")) or os.path.isdir(target)):
@@ -109,7 +125,7 @@ def discover(root: Path) -> tuple[list[str], list[tuple[str, str, str]]]:
                 stack.append(rel)
             elif e.name.endswith((".yaml", ".yml")):
                 out.append(rel)
-    return sorted(out), problems
+    return sorted(out), problems, dirs, links
 
 
 def user_cache_dir() -> Path:

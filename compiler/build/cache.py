@@ -52,7 +52,15 @@ from typing import Any, Callable, Iterable, Iterator
 
 from specops import __version__
 from specops.fsio import ReadRefused, read_regular, weights_digest, write_atomic
-from specops.paths import MAX_FILE_BYTES, find_root, repo_cache_dir
+from specops.paths import (
+    IGNORE_FILE,
+    MAX_FILE_BYTES,
+    MAX_IGNORE_BYTES,
+    discover_traced,
+    find_root,
+    repo_cache_dir,
+    user_cache_dir,
+)
 from specops.paths import discover as _discover
 from specops.paths import ignore_patterns as _patterns
 from specops.resolve.lockfile import lock_bytes
@@ -86,20 +94,88 @@ def _sha(data: bytes) -> str:
 
 
 def code_fingerprint() -> str:
-    """sha256 over the specops package's own files (code, templates, flag lists, schemas)."""
+    """sha256 over the specops package's own files (code, templates, flag lists, schemas).
+    Taken from the last run's record (the user's cache, per install) when every folder and
+    file of the package has the stat recorded then, and is old enough to trust (as the
+    inputs' stat record is); computed, and recorded, otherwise."""
     global _CODE_FP
     if _CODE_FP is not None:
         return _CODE_FP
-    h = hashlib.sha256(f"specops {__version__} cache {CACHE_FORMAT}\n".encode())
-    for rel, p in code_files():
+    head = f"specops {__version__} cache {CACHE_FORMAT}\n"
+    roots = _code_roots()
+    record = user_cache_dir() / f"code-{_sha(os.fsencode(roots[0]))[:16]}.json"
+    _CODE_FP = _recorded_code_fp(record, head, roots)
+    if _CODE_FP is None:
+        started = time.time_ns()
+        files, dirs = _code_tree(roots)
+        h = hashlib.sha256(head.encode())
+        for rel, p in files:
+            try:
+                with open(p, "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            h.update(f"{rel}\0{_sha(data)}\n".encode())
+        _CODE_FP = h.hexdigest()
+        stats = {}
+        for p in [p for _, p in files] + dirs:
+            try:
+                st = os.stat(p)
+            except OSError:
+                return _CODE_FP  # gone meanwhile: not recorded
+            stats[p] = _code_row(st)
         try:
-            with open(p, "rb") as f:
-                data = f.read()
+            write_atomic(record, json.dumps({"head": head, "roots": roots, "stored_ns": started, "fp": _CODE_FP,
+                                             "stats": stats}, separators=(",", ":")).encode())
         except OSError:
-            continue
-        h.update(f"{rel}\0{_sha(data)}\n".encode())
-    _CODE_FP = h.hexdigest()
+            pass  # an unwritable home: computed again next time
     return _CODE_FP
+
+
+def _code_row(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino] if stat.S_ISREG(st.st_mode) \
+        else [-1, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def _recorded_code_fp(record: Path, head: str, roots: list[str]) -> str | None:
+    try:
+        rec = json.loads(read_regular(record, MAX_STAT_BYTES))
+        if rec["head"] != head or rec["roots"] != roots:
+            return None
+        trusted_before = rec["stored_ns"] - RACY_NS
+        for p, row in rec["stats"].items():
+            st = os.stat(p)
+            if st.st_ctime_ns >= trusted_before or _code_row(st) != row:
+                return None
+        return rec["fp"] if isinstance(rec["fp"], str) else None
+    except (OSError, ReadRefused, ValueError, KeyError, TypeError):
+        return None
+
+
+def _code_roots() -> list[str]:
+    """The specops package's folder, and the folders installed into it (backends, specs,
+    templates) wherever they are."""
+    roots = [Path(__file__).resolve().parents[1]]
+    for sub in ("backends", "specs", "templates"):
+        spec = importlib.util.find_spec(f"specops.{sub}")
+        if spec is not None and spec.submodule_search_locations:
+            roots.extend(Path(p).resolve() for p in spec.submodule_search_locations)
+    return [str(roots[0])] + sorted({str(r) for r in roots[1:]} - {str(roots[0])})
+
+
+def _code_tree(roots: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
+    """((name, path) of every file of the package, every folder walked)."""
+    out, dirs = [], []
+    for base in sorted(roots):
+        parent = os.path.dirname(base)
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirs.append(dirpath)
+            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not d.startswith("."))
+            for fn in sorted(filenames):
+                if not fn.endswith((".pyc", ".tmp")):
+                    p = os.path.join(dirpath, fn)
+                    out.append((os.path.relpath(p, parent), p))
+    return out, dirs
 
 
 def code_files() -> list[tuple[str, str]]:
@@ -107,20 +183,7 @@ def code_files() -> list[tuple[str, str]]:
     checks and the loader shape the output as much as the backends do; this module's own
     folder alone once stood for it), and the folders installed into it (backends, specs,
     templates) wherever they are."""
-    roots = [Path(__file__).resolve().parents[1]]
-    for sub in ("backends", "specs", "templates"):
-        spec = importlib.util.find_spec(f"specops.{sub}")
-        if spec is not None and spec.submodule_search_locations:
-            roots.extend(Path(p).resolve() for p in spec.submodule_search_locations)
-    out = []
-    for base in sorted(set(roots)):
-        for dirpath, dirnames, filenames in os.walk(base):
-            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not d.startswith("."))
-            for fn in sorted(filenames):
-                if not fn.endswith((".pyc", ".tmp")):
-                    p = os.path.join(dirpath, fn)
-                    out.append((os.path.relpath(p, base.parent), p))
-    return out
+    return _code_tree(_code_roots())[0]
 
 
 # ---- discovery without the loader ---------------------------------------------------------
@@ -164,19 +227,65 @@ RACY_NS = 2_000_000_000
 MAX_STAT_BYTES = 256 << 20
 
 
-def _stat_shas(root: Path, rels: list[str]) -> dict[str, str] | None:
-    """Every YAML input's sha256, taken from the last record for a file whose size and mtime
-    did not move (and were not racy), read and hashed otherwise; the record is rewritten when
-    any file was hashed. None when a file cannot be read (the slow path reports it)."""
+def _ignore_raw(root: Path) -> bytes | None:
+    """The bytes of `.specopsignore` (b"" when there is none), None when it cannot be read."""
+    f = root / IGNORE_FILE
+    if not os.path.lexists(f):
+        return b""
+    try:
+        return read_regular(f, MAX_IGNORE_BYTES)
+    except (OSError, ReadRefused):
+        return None
+
+
+def _dirs_unchanged(root: Path, dirs: Any, trusted_before: int) -> bool:
+    """Every folder discovery listed last time has the inode and ctime recorded then, and
+    that ctime is old enough to trust (a folder changed in the record's clock tick is not)."""
+    if not isinstance(dirs, dict):
+        return False
+    base = str(root)
+    for rel, (ino, ctime) in dirs.items():
+        try:
+            st = os.stat(f"{base}/{rel}" if rel else base)
+        except OSError:
+            return False
+        if st.st_ino != ino or st.st_ctime_ns != ctime or ctime >= trusted_before or not stat.S_ISDIR(st.st_mode):
+            return False
+    return True
+
+
+def _input_shas(root: Path) -> tuple[dict[str, str], bytes] | None:
+    """Every YAML input's sha256, and the bytes of `.specopsignore`. A file's sha256 comes from
+    the last record when its size and mtime did not move (and were not racy); it is read and
+    hashed otherwise. Discovery itself is skipped when every folder it listed last time is
+    as recorded (and not racy): no entry was added, removed or renamed in any of them, so
+    the recorded files are the inputs (a repo with a symlink is always walked: its target
+    can change under an unchanged folder). The record is rewritten when anything had to be
+    hashed or walked. None when a file cannot be read or discovery meets a problem (the
+    slow path reports it)."""
     path = _builds(cache_dir_of(root)) / STAT_RECORD
     try:
         rec = json.loads(read_regular(path, MAX_STAT_BYTES))
         old, trusted_before = rec["files"], rec["stored_ns"] - RACY_NS
+        old_dirs, old_ignore = rec.get("dirs"), rec.get("ignore")
         if rec.get("format") != CACHE_FORMAT or not isinstance(old, dict):
-            old = {}
+            old, old_dirs = {}, None
     except (OSError, ReadRefused, ValueError, KeyError, TypeError):
-        old, trusted_before = {}, 0
-    started = time.time_ns()
+        old, old_dirs, old_ignore, trusted_before = {}, None, None, 0
+    ignore_raw = _ignore_raw(root)
+    if ignore_raw is None:
+        return None
+    ignore_sha = _sha(ignore_raw)
+    started = time.time_ns()  # before any folder is looked at: what changes after is racy
+    walked = not (old_dirs is not None and old_ignore == ignore_sha and _dirs_unchanged(root, old_dirs, trusted_before))
+    new_dirs = old_dirs
+    if walked:
+        rels, problems, dirs, links = discover_traced(root)
+        if problems:
+            return None
+        new_dirs = None if links else {d: [st.st_ino, st.st_ctime_ns] for d, st in dirs.items()}
+    else:
+        rels = list(old)
     shas: dict[str, str] = {}
     new: dict[str, list] = {}
     hashed = False
@@ -199,13 +308,13 @@ def _stat_shas(root: Path, rels: list[str]) -> dict[str, str] | None:
             hashed = True
         shas[rel] = sha
         new[rel] = [st.st_size, st.st_mtime_ns, sha]
-    if hashed or len(old) != len(new):
+    if hashed or len(old) != len(new) or (walked and new_dirs is not None):
         try:
-            write_atomic(path, json.dumps({"format": CACHE_FORMAT, "stored_ns": started, "files": new},
-                                          separators=(",", ":")).encode())
+            write_atomic(path, json.dumps({"format": CACHE_FORMAT, "stored_ns": started, "ignore": ignore_sha,
+                                           "dirs": new_dirs, "files": new}, separators=(",", ":")).encode())
         except OSError:
             pass  # a read-only checkout: hashed again next time
-    return shas
+    return shas, ignore_raw
 
 
 # Probed files (data, model configs) up to this size are hashed; bigger ones by size and mtime.
@@ -531,13 +640,10 @@ def fast_compile(path: str | Path = ".", envs: Iterable[str] | None = None) -> F
     root = find_root(Path(path))
     if root is None:
         return None
-    rels = discover(root)
-    if rels is None:
-        return None
-    shas = _stat_shas(root, rels)
-    if shas is None:
+    got = _input_shas(root)
+    if got is None:
         return None  # the slow path reports it
-    _, ignore_raw = _patterns(root)
+    shas, ignore_raw = got
     envs = sorted(set(envs)) if envs else None
     hit = lookup(cache_dir_of(root), root, _inputs_key(shas, envs, ignore_raw, lock_bytes(root)), lazy=True)
     return FastResult(root, hit) if hit is not None else None

@@ -308,3 +308,88 @@ def test_a_cache_hit_reads_artifacts_from_the_pack_when_asked(tmp_path):
     build = Build.from_record(fast.cached.index, fast.cached.blob)
     assert all(isinstance(a, PackedArtifact) for a in build.artifacts.values())
     assert build.files() == dict(build.lazy_files()) == stored
+
+
+def _trust_the_stat_record(cdir: Path) -> None:
+    """The inputs' stat record made as if long after every folder and file last changed (the
+    racy window is 2 s: a test cannot wait for it)."""
+    import time
+
+    rec_path = cdir / "builds" / cache.STAT_RECORD
+    rec = json.loads(rec_path.read_bytes())
+    rec["stored_ns"] = time.time_ns() + 10 * cache.RACY_NS
+    rec_path.write_bytes(json.dumps(rec).encode())
+
+
+def test_the_no_op_path_skips_discovery_while_no_folder_changed(tmp_path, monkeypatch):
+    """The stat record keeps every folder discovery listed (inode and ctime): while none
+    changed the recorded files are the inputs and no folder is listed; a file added to any
+    of them (even one that is not YAML) changes its folder, and discovery runs again."""
+    root = copy_example(tmp_path, "support-assistant")
+    cdir = cache.cache_dir_of(root)
+    compile_repo(analyze(root), cache_dir=cdir)
+    assert cache.fast_compile(root) is not None
+    _trust_the_stat_record(cdir)
+    walks: list[Path] = []
+    real = cache.discover_traced
+    monkeypatch.setattr(cache, "discover_traced", lambda r: walks.append(r) or real(r))
+    assert cache.fast_compile(root) is not None
+    assert walks == []
+    (root / "serving" / "notes.txt").write_text("not a spec\n")
+    assert cache.fast_compile(root) is not None  # walked again, the same inputs
+    assert len(walks) == 1
+    _trust_the_stat_record(cdir)
+    (root / "serving" / "extra.yaml").write_text("# empty\n")
+    assert cache.fast_compile(root) is None
+    assert len(walks) == 2
+    (root / "serving" / "extra.yaml").unlink()
+    _trust_the_stat_record(cdir)
+    sub = root / "serving" / "more"
+    sub.mkdir()
+    _trust_the_stat_record(cdir)
+    assert cache.fast_compile(root) is not None and len(walks) == 3
+    _trust_the_stat_record(cdir)
+    (sub / "late.yaml").write_text("# empty\n")  # in a folder that did not exist before
+    assert cache.fast_compile(root) is None and len(walks) == 4
+    (sub / "late.yaml").unlink()
+    # A symlink's target can change with no folder changing: such a repo is always walked.
+    (root / "link").symlink_to(root / "serving")
+    assert cache.fast_compile(root) is not None
+    _trust_the_stat_record(cdir)
+    assert json.loads((cdir / "builds" / cache.STAT_RECORD).read_bytes())["dirs"] is None
+    n = len(walks)
+    assert cache.fast_compile(root) is not None and len(walks) == n + 1
+
+
+def test_the_code_fingerprint_is_recorded_by_stat(tmp_path, monkeypatch):
+    """code_fingerprint reads the last run's record (the user's cache) while no file or folder
+    of the package changed, and computes it again, from the bytes, when one did."""
+    import os
+    import time
+
+    code = tmp_path / "pkg"
+    (code / "sub").mkdir(parents=True)
+    (code / "a.py").write_text("A = 1\n")
+    (code / "sub" / "b.py").write_text("B = 2\n")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "usercache"))
+    monkeypatch.setattr(cache, "_code_roots", lambda: [str(code)])
+    monkeypatch.setattr(cache, "_CODE_FP", None)
+    first = cache.code_fingerprint()
+    record = next((tmp_path / "usercache" / "specops").glob("code-*.json"))
+    rec = json.loads(record.read_bytes())
+    rec["stored_ns"] = time.time_ns() + 10 * cache.RACY_NS
+    record.write_bytes(json.dumps(rec).encode())
+    monkeypatch.setattr(cache, "_CODE_FP", None)
+    real = cache._code_tree
+    monkeypatch.setattr(cache, "_code_tree", lambda roots: pytest.fail("walked although nothing changed"))
+    assert cache.code_fingerprint() == first
+    monkeypatch.setattr(cache, "_code_tree", real)
+    st = (code / "sub" / "b.py").stat()
+    (code / "sub" / "b.py").write_text("B = 3\n")  # same size, mtime set back: the ctime moved
+    os.utime(code / "sub" / "b.py", ns=(st.st_atime_ns, st.st_mtime_ns))
+    monkeypatch.setattr(cache, "_CODE_FP", None)
+    second = cache.code_fingerprint()
+    assert second != first
+    (code / "sub" / "c.py").write_text("")
+    monkeypatch.setattr(cache, "_CODE_FP", None)
+    assert cache.code_fingerprint() not in (first, second)
