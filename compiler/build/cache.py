@@ -345,6 +345,34 @@ def _probe(root: Path, rel: str) -> str | None:
         return None
 
 
+def _spec_strings(datas: Iterable[Any]) -> set[str]:
+    """Every string value (not key) in the specs' data, once each: a loop over a stack, not a
+    recursive walk (every value of every spec, ~450,000 at 10,000 specs: 0.1 s of an edit)."""
+    found: set[str] = set()
+    stack: list[Any] = []
+    for d in datas:
+        if isinstance(d, str):
+            found.add(d)
+        elif isinstance(d, (dict, list)):
+            stack.append(d)
+    add, push = found.add, stack.append
+    while stack:
+        v = stack.pop()
+        for x in v.values() if isinstance(v, dict) else v:
+            t = type(x)  # exact types first: the loader makes plain dicts, lists and strs
+            if t is str:
+                add(x)
+            elif t is dict or t is list:
+                push(x)
+            elif t is int or t is float or t is bool or x is None:
+                continue
+            elif isinstance(x, str):
+                add(x)
+            elif isinstance(x, (dict, list)):
+                push(x)
+    return found
+
+
 def probes_of(resolved: Any) -> dict[str, str]:
     """Repo files a compile may have looked at besides the YAML: every string in a spec that
     names an existing path inside the repo (`file://` stripped), and `config.json` inside
@@ -354,37 +382,28 @@ def probes_of(resolved: Any) -> dict[str, str]:
     real_root = os.path.realpath(root)
     seen: set[str] = set()
     out: dict[str, str] = {}
-
-    def visit(v: Any) -> None:
-        if isinstance(v, dict):
-            for x in v.values():
-                visit(x)
-        elif isinstance(v, list):
-            for x in v:
-                visit(x)
-        elif isinstance(v, str) and v and len(v) < 1024:
-            rel = v[len("file://"):] if v.startswith("file://") else v
-            if rel in seen or rel.startswith("/") or "\0" in rel or "://" in rel or ".." in rel.split("/"):
-                return
-            seen.add(rel)
-            full = os.path.join(root, rel)
-            if not os.path.exists(full) or os.path.commonpath([real_root, os.path.realpath(full)]) != real_root:
-                return
-            rel = os.path.normpath(rel).replace(os.sep, "/")
-            got = _probe(root, rel)
-            if got is not None:
-                out[rel] = got
-            if got == "dir":
-                sub = f"{rel}/config.json"
-                if (c := _probe(root, sub)) is not None:
-                    out[sub] = c
-                    # Capacity also counts from the weights' headers beside the config: probed
-                    # by their content (a header rewritten at the same size and mtime is seen),
-                    # and recorded when there are none (so weights added later are seen too).
-                    out[rel + WEIGHTS_PROBE] = _probe(root, rel + WEIGHTS_PROBE)  # type: ignore[assignment]
-
-    for sp in resolved.repo.specs:
-        visit(sp.doc.data)
+    for v in _spec_strings(sp.doc.data for sp in resolved.repo.specs):
+        if not v or len(v) >= 1024:
+            continue
+        rel = v[len("file://"):] if v.startswith("file://") else v
+        if rel in seen or rel.startswith("/") or "\0" in rel or "://" in rel or ".." in rel.split("/"):
+            continue
+        seen.add(rel)
+        full = os.path.join(root, rel)
+        if not os.path.exists(full) or os.path.commonpath([real_root, os.path.realpath(full)]) != real_root:
+            continue
+        rel = os.path.normpath(rel).replace(os.sep, "/")
+        got = _probe(root, rel)
+        if got is not None:
+            out[rel] = got
+        if got == "dir":
+            sub = f"{rel}/config.json"
+            if (c := _probe(root, sub)) is not None:
+                out[sub] = c
+                # Capacity also counts from the weights' headers beside the config: probed
+                # by their content (a header rewritten at the same size and mtime is seen),
+                # and recorded when there are none (so weights added later are seen too).
+                out[rel + WEIGHTS_PROBE] = _probe(root, rel + WEIGHTS_PROBE)  # type: ignore[assignment]
     return dict(sorted(out.items()))
 
 
