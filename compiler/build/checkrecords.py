@@ -45,6 +45,8 @@ class Records:
         # scope -> [environment or None (a file's), {call: rows}]
         self.old: dict[str, list] = {}
         self.new: dict[str, list] = {}
+        self._scopes: dict[str, dict[str, str]] = {}  # environment -> node key -> its unit's scope
+        self._fresh = False  # a call ran (not replayed): its rows are new
         try:
             rec = json.loads(read_regular(self.path, MAX_BYTES))
             if isinstance(rec, dict) and rec.get("key") == self.key and isinstance(rec.get("scopes"), dict):
@@ -53,12 +55,13 @@ class Records:
             pass
 
     def unit(self, view: Any, key: str) -> str | None:
-        unit_of, sigs = units.env_units(self.resolved, view)
-        unit = unit_of.get(key)
-        if unit is None:
-            return None
-        scope = "u:" + sigs[unit]
-        if scope not in self.new:
+        scopes = self._scopes.get(view.name)
+        if scopes is None:
+            unit_of, sigs = units.env_units(self.resolved, view)
+            named = {unit: "u:" + sig for unit, sig in sigs.items()}
+            scopes = self._scopes[view.name] = {k: named[unit] for k, unit in unit_of.items()}
+        scope = scopes.get(key)
+        if scope is not None and scope not in self.new:
             self.new[scope] = [view.name, {}]
         return scope
 
@@ -78,6 +81,8 @@ class Records:
 
     def put(self, scope: str, call: str, rows: list) -> None:
         self.new[scope][1][call] = rows
+        if not self._fresh:
+            self._fresh = rows is not self.get(scope, call)
 
     def save(self) -> None:
         checked = set(self.resolved.envs)
@@ -87,8 +92,8 @@ class Records:
             if scope not in scopes and isinstance(rec, list) and rec and rec[0] is not None \
                     and rec[0] not in checked:
                 scopes[scope] = rec
-        if scopes == self.old:
-            return
+        if not self._fresh and scopes.keys() == self.old.keys():
+            return  # every call replayed, no scope gone: the file holds this run already
         try:
             write_atomic(self.path, json.dumps({"format": FORMAT, "key": self.key, "scopes": scopes},
                                                separators=(",", ":")).encode())

@@ -1,0 +1,103 @@
+"""The semantic checks' records (build/checkrecords.py, .specops/cache/checks.json) beyond the
+edit sequences of test_incremental.py: what is replayed when nothing changed, what an
+`--env` run keeps for the other environments, a repo that does not resolve, and a records
+file that is damaged or of another shape."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from specops.build import cache
+from specops.build.checkrecords import FILE, records_of
+from specops.checks import analyze
+from tests.compiler.build.repo_edits import scaled_repo, toggle
+
+PER_NODE = ("check_prompt", "check_gate", "check_dataset", "check_model", "check_serving")
+
+
+@pytest.fixture(scope="module")
+def scaled(tmp_path_factory) -> Path:
+    return scaled_repo(tmp_path_factory.mktemp("scaled") / "repo")
+
+
+@pytest.fixture()
+def repo(scaled, tmp_path) -> Path:
+    out = tmp_path / "repo"
+    shutil.copytree(scaled, out)
+    return out
+
+
+@pytest.fixture()
+def checked(monkeypatch) -> list[str]:
+    """The keys of the nodes whose per-node checks run (not replayed)."""
+    from specops.checks import semantics
+
+    keys: list[str] = []
+    for name in PER_NODE:
+        real = getattr(semantics, name)
+        monkeypatch.setattr(semantics, name, lambda *a, real=real: keys.append(a[-2].key) or real(*a))
+    return keys
+
+
+def rows(resolved) -> list:
+    return [d.to_row() for d in resolved.diagnostics.sorted()]
+
+
+def cold(repo: Path) -> list:
+    return rows(analyze(repo))
+
+
+def test_unchanged_repo_runs_no_per_node_check(repo, checked):
+    first = rows(analyze(repo, parse_memo=True, records=records_of))
+    assert checked  # the first run checks everything
+    checked.clear()
+    again = rows(analyze(repo, parse_memo=True, records=records_of))
+    assert checked == []
+    assert first == again
+    checked.clear()
+    assert again == cold(repo)
+
+
+def test_an_env_run_keeps_the_other_environments_records(repo, checked):
+    analyze(repo, parse_memo=True, records=records_of)
+    analyze(repo, ["prod"], parse_memo=True, records=records_of)
+    stored = json.loads((cache.cache_dir_of(repo) / FILE).read_bytes())["scopes"]
+    assert {rec[0] for rec in stored.values()} == {None, "dev", "prod", "staging"}
+    checked.clear()
+    warm = rows(analyze(repo, parse_memo=True, records=records_of))
+    assert checked == []  # the prod run kept dev's and staging's records
+    assert warm == cold(repo)
+
+
+def test_a_repo_that_does_not_resolve_is_checked_in_full(repo, checked):
+    """An unresolved name links nothing in the dependency index, so nothing is replayed
+    while one stands (two specs naming the same missing name can read each other's)."""
+    analyze(repo, parse_memo=True, records=records_of)
+    toggle(repo / "team1" / "copy1" / "gates" / "quality.yaml", "prompt: support-reply-1\n",
+           "prompt: support-reply-zz\n")
+    checked.clear()
+    warm = analyze(repo, parse_memo=True, records=records_of)
+    assert warm.diagnostics.has_errors
+    assert "ServingTarget/support-llm-0" in checked  # a unit the edit did not reach
+    assert rows(warm) == cold(repo)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "rows", "scopes"])
+def test_damaged_records_are_not_replayed(repo, damage):
+    analyze(repo, parse_memo=True, records=records_of)
+    path = cache.cache_dir_of(repo) / FILE
+    rec = json.loads(path.read_bytes())
+    if damage == "garbage":
+        path.write_bytes(b"\x00not json")
+    else:
+        for scope, value in rec["scopes"].items():
+            if damage == "rows":
+                value[1] = {call: [["warning", "value"]] for call in value[1]}  # rows of the wrong length
+            else:
+                rec["scopes"][scope] = "not a record"
+        path.write_text(json.dumps(rec))
+    assert rows(analyze(repo, parse_memo=True, records=records_of)) == cold(repo)
