@@ -57,8 +57,8 @@ import hashlib
 import json
 from typing import Any
 
+from specops.backends import jsonfmt, mlserver
 from specops.backends import kubernetes as k8s
-from specops.backends import mlserver
 from specops.backends import sagemaker_autoscaling as autoscaling
 from specops.backends import sagemaker_classical as sklearn_container
 from specops.diagnostics import Diagnostic
@@ -419,12 +419,11 @@ def emit(node: Serving, serve_config_yaml: bytes | None = None) -> dict[str, byt
     if serve_config_yaml is None and node.engine != "mlserver":
         serve_config_yaml = k8s.default_serve_config(node)
     doc = endpoint_requests(node, serve_config_yaml)
-    out = {"endpoint.json": (json.dumps(doc, sort_keys=True, indent=2) + "\n").encode("utf-8")}
+    out = {"endpoint.json": (jsonfmt.pretty(doc) + "\n").encode("utf-8")}
     if node.engine == "mlserver":
         out[sklearn_container.SOURCEDIR] = sklearn_container.sourcedir(node)
     elif adapter_copies(node):
-        out[ADAPTERS_FILE] = (json.dumps({"Copies": adapter_copies(node)}, sort_keys=True, indent=2)
-                              + "\n").encode("utf-8")
+        out[ADAPTERS_FILE] = (jsonfmt.pretty({"Copies": adapter_copies(node)}) + "\n").encode("utf-8")
     return out
 
 

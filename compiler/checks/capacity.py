@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 from specops import gpus as _gpus
+from specops.backends import jsonfmt
 from specops.checks.params import UnknownArchitecture, count_parameters
 from specops.diagnostics import Diagnostic, Pos, did_you_mean
 from specops.fsio import ReadRefused, read_regular, weights_digest, write_atomic
@@ -437,7 +438,7 @@ class CapacityReport:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+        return jsonfmt.pretty(self.to_dict()) + "\n"
 
     def to_diagnostic(self, file: str | None = None, pos: Pos | None = None) -> Diagnostic | None:
         """'capacity' error or 'capacity-tight' warning at the spec's position; None if ok."""

@@ -479,6 +479,17 @@ def test_fast_dump_is_json_dumps_byte_for_byte():
         assert sm._dump(d) == (json.dumps(d, sort_keys=True, indent=2) + "\n").encode()
 
 
+def test_pretty_json_hands_what_it_does_not_format_to_json_dumps():
+    from specops.backends.jsonfmt import pretty
+
+    class Level(int):
+        pass
+
+    for doc in ({1: "int key", 2: [float("nan")]}, {"x": float("inf")}, [Level(3)], {"t": (1, {"z": None})},
+                {"é": "ü\u2028", "a": []}):
+        assert pretty(doc) == json.dumps(doc, sort_keys=True, indent=2)
+
+
 def test_backend_module_imports_no_heavy_sdk():
     code = ("import sys, specops.backends.sagemaker, specops.backends.sagemaker_schema; "
             "print(sorted(m for m in ('boto3', 'botocore', 'jsonschema', 'sagemaker') if m in sys.modules))")
