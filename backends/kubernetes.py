@@ -415,23 +415,23 @@ def _source_pos(node: Serving) -> tuple[str | None, Pos | None]:
 
 def common_checks(node: Serving, what: str) -> list[Diagnostic]:
     """What every Kubernetes-based shape needs: a known GPU label and sane replica counts."""
-    file, pos = _source_pos(node)
     out: list[Diagnostic] = []
+    # The spec's position only when there is something to report: it costs a re-parse of the file.
     if node.accelerator_count > 0 and gpu_node_selector(node) is None:
         known = sorted(GPU_NODE_LABELS.get(node.target.provider, {}))
         out.append(Diagnostic(
             "error", "unsupported",
             f"{what}: no node label is known for GPU '{node.accelerator}' on provider "
-            f"'{node.target.provider}'", file, pos,
+            f"'{node.target.provider}'", *_source_pos(node),
             (f"known GPUs: {', '.join(known) or 'none'}",)))
     if node.replicas_min < 0 or node.replicas_max < max(1, node.replicas_min):
         out.append(Diagnostic(
             "error", "value",
             f"{what}: replicas must satisfy 0 <= min <= max and max >= 1 "
-            f"(got min={node.replicas_min}, max={node.replicas_max})", file, pos))
+            f"(got min={node.replicas_min}, max={node.replicas_max})", *_source_pos(node)))
     if len(node.name) > 63:
         out.append(Diagnostic("error", "value",
-                              f"{what}: name '{node.name}' is longer than 63 characters", file, pos))
+                              f"{what}: name '{node.name}' is longer than 63 characters", *_source_pos(node)))
     return out
 
 

@@ -121,12 +121,12 @@ def check(node: Serving, serve_config_yaml: bytes | None = None) -> list[Diagnos
     """What the LMI endpoint cannot express, at the serving spec's position."""
     if node.engine == "mlserver":
         return classical_checks(node)
-    file, pos = _pos(node)
     config = k8s.load_serve_config(serve_config_yaml or k8s.default_serve_config(node))
     out: list[Diagnostic] = []
 
+    # The spec's position only when there is something to report: it costs a re-parse of the file.
     def err(code: str, msg: str, *notes: str) -> None:
-        out.append(Diagnostic("error", code, f"sagemaker endpoint: {msg}", file, pos, notes))
+        out.append(Diagnostic("error", code, f"sagemaker endpoint: {msg}", *_pos(node), notes))
 
     if not node.instance_type:
         err("missing-field", "an instance type is required (e.g. ml.g5.2xlarge)")
@@ -152,7 +152,7 @@ def check(node: Serving, serve_config_yaml: bytes | None = None) -> list[Diagnos
         out.append(Diagnostic(
             "warning", "unsupported",
             f"sagemaker endpoint: the LMI container runs vLLM {LMI_VLLM_VERSION}, but the flags "
-            f"were checked against vLLM {node.engine_version}", file, pos))
+            f"were checked against vLLM {node.engine_version}", *_pos(node)))
     out.extend(shape_checks(node) + k8s.helm_only_checks(node, "sagemaker endpoint"))
     out.extend(adapter_checks(node))
     return out
