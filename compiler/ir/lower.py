@@ -362,16 +362,26 @@ def _lowered(resolved: Resolved, view: EnvView, name: str, memo: dict[str, Any])
 def _topo(steps_: list[ir.Step]) -> tuple[ir.Step, ...]:
     """Steps with their inputs first; otherwise in construction order (the lifecycle order)."""
     index = {s.name: i for i, s in enumerate(steps_)}
-    ts = graphlib.TopologicalSorter({s.name: [d for d in s.depends_on if d in index] for s in steps_})
-    ts.prepare()
-    ready: list[tuple[int, str]] = []
+    graph = {s.name: [d for d in s.depends_on if d in index] for s in steps_}
+    # Kahn's algorithm, the earliest-built ready step first: graphlib's order for a dozen
+    # steps at a fraction of its cost (it was a fifth of lowering a pipeline).
+    waiting = {n: len(deps) for n, deps in graph.items()}
+    after: dict[str, list[str]] = {}
+    for n, deps in graph.items():
+        for d in deps:
+            after.setdefault(d, []).append(n)
+    ready = [(index[n], n) for n, k in waiting.items() if not k]
+    heapq.heapify(ready)
     out: list[ir.Step] = []
-    while ts.is_active():
-        for n in ts.get_ready():
-            heapq.heappush(ready, (index[n], n))
-        _, n = heapq.heappop(ready)
-        out.append(steps_[index[n]])
-        ts.done(n)
+    while ready:
+        i, n = heapq.heappop(ready)
+        out.append(steps_[i])
+        for m in after.get(n, ()):
+            waiting[m] -= 1
+            if not waiting[m]:
+                heapq.heappush(ready, (index[m], m))
+    if len(out) < len(graph):
+        graphlib.TopologicalSorter(graph).prepare()  # a cycle: graphlib's CycleError, as before
     return tuple(out)
 
 
