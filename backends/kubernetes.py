@@ -27,7 +27,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from specops.backends import mlserver
+from specops.backends import mlserver, vllm
 from specops.backends.vllm import node_serve_config  # checks every flag against the version
 from specops.backends.yaml_emit import dump
 from specops.diagnostics import Diagnostic, Pos
@@ -135,7 +135,9 @@ def dump_yaml(doc: Any) -> bytes:
 
 def load_serve_config(serve_config_yaml: bytes) -> dict[str, Any]:
     """The `vllm serve --config` mapping, keys normalised to kebab-case (vLLM accepts both)."""
-    data = yaml.load(serve_config_yaml.decode("utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+    data = vllm.loaded_serve_config(serve_config_yaml)
+    if data is None:
+        data = yaml.load(serve_config_yaml.decode("utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
     if not isinstance(data, dict):
         raise ValueError("the vLLM serve config must be a mapping")
     return {str(k).replace("_", "-"): v for k, v in data.items()}

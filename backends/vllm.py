@@ -465,7 +465,63 @@ def serve_config(args: Mapping[str, Any], *, model: str, version: str) -> bytes:
     """
     # The shared emitter: PyYAML-safe_dump-identical bytes (sorted keys, block style),
     # multi-line strings (chat templates) as literal blocks.
-    return yaml_emit.dump(serve_config_dict(args, model=model, version=version))
+    data = serve_config_dict(args, model=model, version=version)
+    text = yaml_emit.dump(data)
+    loaded = _as_loaded(data)
+    if loaded is not None:
+        if len(_LOADED) >= _LOADED_MAX:
+            del _LOADED[next(iter(_LOADED))]
+        _LOADED[text] = loaded
+    return text
+
+
+# What YAML-loading an emitted serve config gives back, by its bytes: every serving platform
+# reads the config it wraps (kubernetes.load_serve_config), two or three times per target,
+# and parsing it again was a tenth of a serving target's compile.
+_LOADED: dict[bytes, dict[str, Any]] = {}
+_LOADED_MAX = 4096
+# Line breaks besides \n: libyaml's reader normalises some of them (\r\n, \x85) when they
+# stand in a literal block. Text holding any of them is parsed, not assumed.
+_NOT_KEPT = ("\r", "\x85", "\u2028", "\u2029")
+
+
+def loaded_serve_config(text: bytes) -> dict[str, Any] | None:
+    """`yaml.safe_load(text)` for a serve config this process emitted (a fresh copy), else None."""
+    data = _LOADED.get(text)
+    return _copy(data) if data is not None else None
+
+
+def _as_loaded(value: Any) -> Any:
+    """`value` as loading its YAML gives it back (mappings in key order, tuples as lists), or
+    None where the two could differ."""
+    t = type(value)
+    if t is dict:
+        out = {}
+        for k in sorted(value):
+            v = _as_loaded(value[k])
+            if v is None and value[k] is not None:
+                return None
+            out[k] = v
+        return out
+    if t is list or t is tuple:
+        items = [_as_loaded(v) for v in value]
+        return None if any(a is None and b is not None for a, b in zip(items, value)) else items
+    if t is str:
+        return None if any(c in value for c in _NOT_KEPT) else value
+    if t is float:
+        return value if math.isfinite(value) else None
+    if t is int or t is bool or value is None:
+        return value
+    return None
+
+
+def _copy(value: Any) -> Any:
+    t = type(value)
+    if t is dict:
+        return {k: _copy(v) for k, v in value.items()}
+    if t is list:
+        return [_copy(v) for v in value]
+    return value
 
 
 # ---- live check with vLLM's own parser ----------------------------------------------------

@@ -235,6 +235,47 @@ def test_multiline_and_special_strings_round_trip():
     assert doc["api-key"] == ["yes", "null"]
 
 
+def test_an_emitted_config_is_read_back_without_parsing_as_parsing_would():
+    from specops.backends.kubernetes import load_serve_config
+
+    text = vllm.serve_config(ARGS, model="m", version=V)
+    first = vllm.loaded_serve_config(text)
+    assert first == yaml.safe_load(text) and list(first) == list(yaml.safe_load(text))
+    first["dtype"] = "changed"  # each caller gets its own copy
+    assert vllm.loaded_serve_config(text) == load_serve_config(text) == yaml.safe_load(text)
+    assert vllm.loaded_serve_config(text + b"x: 1\n") is None  # bytes it did not emit: parsed
+
+
+def test_what_is_taken_as_loaded_equals_loading_the_yaml():
+    """vllm._as_loaded claims what yaml.safe_load(yaml_emit.dump(data)) returns; where it
+    cannot be sure (line breaks libyaml normalises, non-finite floats) it says None."""
+    import random
+
+    from specops.backends import yaml_emit
+
+    rng = random.Random(7)
+    chars = list("ab :-#'\"|>\t\n ") + ["\r", "\r\n", "\x85", "\u2028", "ü", "\ufeff", "\U0001f600", "  \n"]
+
+    def node(depth: int) -> Any:
+        r = rng.random()
+        if depth > 3 or r < 0.5:
+            return rng.choice(["".join(rng.choice(chars) for _ in range(rng.randint(0, 8))), "yes", "1_0", "",
+                               0, -2, 1.5, 1e-7, 1e300, True, None, float("inf")])
+        if r < 0.75:
+            return {"".join(rng.choice("ab_-") for _ in range(3)): node(depth + 1) for _ in range(rng.randint(0, 4))}
+        return [node(depth + 1) for _ in range(rng.randint(0, 4))] if rng.random() < 0.7 else (node(depth + 1),)
+
+    claimed = 0
+    for _ in range(3000):
+        data = {"model": "m", "x": node(0), "a": node(1)}
+        got = vllm._as_loaded(data)
+        if got is not None:
+            claimed += 1
+            back = yaml.safe_load(yaml_emit.dump(data))
+            assert got == back and repr(got) == repr(back), data
+    assert claimed > 1000
+
+
 def test_serve_config_refuses_args_with_errors():
     with pytest.raises(vllm.VllmArgsError) as exc:
         vllm.serve_config({"max-model": 4096, "dtype": "float64"}, model="m", version=V)
