@@ -128,6 +128,16 @@ def discover_traced(root: Path) -> tuple[list[str], list[tuple[str, str, str]], 
     return sorted(out), problems, dirs, links
 
 
+def top_entries(root: Path) -> list[str]:
+    """The repo folder's own entries that discovery may look at (the default ignores left
+    out: `build/` and `.specops/` come and go with every cold compile), each name with `/`
+    for a folder and `@` for a symlink. The build cache's stat record compares this listing
+    rather than the folder's ctime, which those two move."""
+    with os.scandir(root) as it:
+        return sorted(e.name + ("@" if e.is_symlink() else "/" if e.is_dir(follow_symlinks=False) else "")
+                      for e in it if not _default_ignored(e.name))
+
+
 def user_cache_dir() -> Path:
     """specops's per-user cache ($XDG_CACHE_HOME/specops, else ~/.cache/specops): for facts
     keyed by content alone (a model config's hash), which must not be written into the spec

@@ -59,6 +59,7 @@ from specops.paths import (
     discover_traced,
     find_root,
     repo_cache_dir,
+    top_entries,
     user_cache_dir,
 )
 from specops.paths import discover as _discover
@@ -238,15 +239,21 @@ def _ignore_raw(root: Path) -> bytes | None:
         return None
 
 
-def _dirs_unchanged(root: Path, dirs: Any, trusted_before: int) -> bool:
+def _dirs_unchanged(root: Path, dirs: Any, top: Any, trusted_before: int) -> bool:
     """Every folder discovery listed last time has the inode and ctime recorded then, and
-    that ctime is old enough to trust (a folder changed in the record's clock tick is not)."""
+    that ctime is old enough to trust (a folder changed in the record's clock tick is not);
+    the repo folder itself, by its listing (paths.top_entries)."""
     if not isinstance(dirs, dict):
+        return False
+    try:
+        if top_entries(root) != top:
+            return False
+    except OSError:
         return False
     base = str(root)
     for rel, (ino, ctime) in dirs.items():
         try:
-            st = os.stat(f"{base}/{rel}" if rel else base)
+            st = os.stat(f"{base}/{rel}")
         except OSError:
             return False
         if st.st_ino != ino or st.st_ctime_ns != ctime or ctime >= trusted_before or not stat.S_ISDIR(st.st_mode):
@@ -267,23 +274,28 @@ def _input_shas(root: Path) -> tuple[dict[str, str], bytes] | None:
     try:
         rec = json.loads(read_regular(path, MAX_STAT_BYTES))
         old, trusted_before = rec["files"], rec["stored_ns"] - RACY_NS
-        old_dirs, old_ignore = rec.get("dirs"), rec.get("ignore")
+        old_dirs, old_top, old_ignore = rec.get("dirs"), rec.get("top"), rec.get("ignore")
         if rec.get("format") != CACHE_FORMAT or not isinstance(old, dict):
             old, old_dirs = {}, None
     except (OSError, ReadRefused, ValueError, KeyError, TypeError):
-        old, old_dirs, old_ignore, trusted_before = {}, None, None, 0
+        old, old_dirs, old_top, old_ignore, trusted_before = {}, None, None, None, 0
     ignore_raw = _ignore_raw(root)
     if ignore_raw is None:
         return None
     ignore_sha = _sha(ignore_raw)
     started = time.time_ns()  # before any folder is looked at: what changes after is racy
-    walked = not (old_dirs is not None and old_ignore == ignore_sha and _dirs_unchanged(root, old_dirs, trusted_before))
-    new_dirs = old_dirs
+    walked = not (old_dirs is not None and old_ignore == ignore_sha
+                  and _dirs_unchanged(root, old_dirs, old_top, trusted_before))
+    new_dirs, new_top = old_dirs, old_top
     if walked:
+        try:
+            new_top = top_entries(root)  # before the walk: what changes after it is seen next time
+        except OSError:
+            return None
         rels, problems, dirs, links = discover_traced(root)
         if problems:
             return None
-        new_dirs = None if links else {d: [st.st_ino, st.st_ctime_ns] for d, st in dirs.items()}
+        new_dirs = None if links else {d: [st.st_ino, st.st_ctime_ns] for d, st in dirs.items() if d}
     else:
         rels = list(old)
     shas: dict[str, str] = {}
@@ -311,7 +323,8 @@ def _input_shas(root: Path) -> tuple[dict[str, str], bytes] | None:
     if hashed or len(old) != len(new) or (walked and new_dirs is not None):
         try:
             write_atomic(path, json.dumps({"format": CACHE_FORMAT, "stored_ns": started, "ignore": ignore_sha,
-                                           "dirs": new_dirs, "files": new}, separators=(",", ":")).encode())
+                                           "top": new_top, "dirs": new_dirs, "files": new},
+                                          separators=(",", ":")).encode())
         except OSError:
             pass  # a read-only checkout: hashed again next time
     return shas, ignore_raw

@@ -323,7 +323,7 @@ def _trust_the_stat_record(cdir: Path) -> None:
 
 def test_the_no_op_path_skips_discovery_while_no_folder_changed(tmp_path, monkeypatch):
     """The stat record keeps every folder discovery listed (inode and ctime): while none
-    changed the recorded files are the inputs and no folder is listed; a file added to any
+    changed the recorded files are the inputs and no folder is walked; a file added to any
     of them (even one that is not YAML) changes its folder, and discovery runs again."""
     root = copy_example(tmp_path, "support-assistant")
     cdir = cache.cache_dir_of(root)
@@ -335,6 +335,17 @@ def test_the_no_op_path_skips_discovery_while_no_folder_changed(tmp_path, monkey
     monkeypatch.setattr(cache, "discover_traced", lambda r: walks.append(r) or real(r))
     assert cache.fast_compile(root) is not None
     assert walks == []
+    # The repo folder is judged by its listing: a build folder appearing (a cold compile
+    # makes one) is no reason to walk, a YAML file beside specops.yaml is.
+    (root / "build").mkdir()
+    assert cache.fast_compile(root) is not None
+    assert walks == []
+    (root / "top.yaml").write_text("# empty\n")
+    assert cache.fast_compile(root) is None
+    assert len(walks) == 1
+    (root / "top.yaml").unlink()
+    walks.clear()
+    _trust_the_stat_record(cdir)
     (root / "serving" / "notes.txt").write_text("not a spec\n")
     assert cache.fast_compile(root) is not None  # walked again, the same inputs
     assert len(walks) == 1
