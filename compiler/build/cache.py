@@ -473,7 +473,10 @@ def prune(cache_dir: Path, budget: int) -> None:
     try:
         shutil.rmtree(Path(cache_dir) / "emit", ignore_errors=True)  # the per-entry cache of CACHE_FORMAT 2
         d = _builds(cache_dir)
-        used = sum(p.stat().st_size for p in d.glob("in-*.json"))
+        # Everything else in the cache counts against the budget too (the inputs' and build
+        # folder's stat records, the parse memo, the checks' records): the bound is the folder's.
+        used = sum(p.stat().st_size for p in Path(cache_dir).rglob("*")
+                   if not p.name.startswith("pack-") and p.is_file())
         for i, p in enumerate(_packs(d)):
             if i > 0 and p.suffix == ".bin" and p.stat().st_size > MAX_COMPRESS_BYTES:
                 p.unlink()

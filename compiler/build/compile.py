@@ -33,7 +33,7 @@ from specops.backends.registry import pipeline_backend, serving_platform
 from specops.build import cache
 from specops.build import units as units_mod
 from specops.build.checkcache import probe_state
-from specops.build.manifest import Artifact, Build, PackedArtifact, spec_digest
+from specops.build.manifest import Artifact, Build, PackedArtifact, sha_of, spec_digest
 from specops.build.output import write_build
 from specops.build.units import UnitIndex
 from specops.checks import analyze
@@ -302,7 +302,7 @@ class EmitCache:
                 build.add(PackedArtifact(
                     lambda off=a["offset"], size=a["size"]: read(off, size), a["size"], path=path, env=a["env"],
                     backend=a["backend"], spec=a["spec"], source=a["source"], depends_on=list(a["dependsOn"]),
-                    role=a["role"], resource=a["resource"], file=a["file"]))
+                    role=a["role"], resource=a["resource"], file=a["file"], sha=a["sha256"]))
                 if (k := owner.get(path)) is not None:
                     self.index[k] = emit[k]
             build.diagnostics.extend(Diagnostic.from_row(r) for r in rec["diags"])
@@ -486,7 +486,7 @@ class Spool:
             build.artifacts[a.path] = PackedArtifact(
                 lambda off=off, size=size, f=self._f: _pread(f, off, size), size, path=a.path, env=a.env,
                 backend=a.backend, spec=a.spec, source=a.source, depends_on=a.depends_on, role=a.role,
-                resource=a.resource, file=a.file)
+                resource=a.resource, file=a.file, sha=sha_of(a))  # hashed while in memory, not read back
 
 
 def _pread(f: Any, off: int, size: int) -> bytes:
@@ -536,7 +536,7 @@ def noop_compile(path: str | Path = ".", out: str | Path | None = None,
     """`specops compile PATH --out OUT` in-process: returns (written, removed). Used by the
     benchmark for the no-op recompile (every input unchanged since the last compile)."""
     root, build = cached_build(path, envs)
-    return write_build(build.lazy_files(), Path(out) if out else root / "build", cache.tree_record(root))
+    return write_build(build.lazy_files(), Path(out) if out else root / "build", cache.tree_record(root), build.shas())
 
 
 def live_check_serving(build: Build) -> list[Diagnostic]:

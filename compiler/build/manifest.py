@@ -40,6 +40,9 @@ class Artifact:
     role: ArtifactRole = "pipeline"
     resource: str = ""  # the pipeline's or serving target's name
     file: str = ""  # the path inside the resource's folder ("definition.json", "params/train.json")
+    # The bytes' sha256 (hex) once known: the manifest's hash of them, or the pack's record
+    # of a replayed artifact (so an edit does not read and hash 155 MB again at 10,000 specs).
+    sha: str = field(default="", compare=False, repr=False)
 
     def to_index(self) -> dict[str, Any]:
         """Every field but the bytes, for the cache index."""
@@ -68,6 +71,13 @@ class PackedArtifact(Artifact):
 
 def _size(a: Artifact) -> int:
     return a.size if isinstance(a, PackedArtifact) else len(a.data)
+
+
+def sha_of(a: Artifact) -> str:
+    """The artifact's sha256 (hex), computed once."""
+    if not a.sha:
+        a.sha = hashlib.sha256(a.data).hexdigest()
+    return a.sha
 
 
 class _Files(Mapping):
@@ -112,6 +122,13 @@ class Build:
         build tree: one at a time)."""
         return _Files(self)
 
+    def shas(self) -> dict[str, str]:
+        """Every file's sha256 (hex), the manifest's included: what write_build compares with
+        the build folder's record instead of reading the files."""
+        out = {p: sha_of(a) for p, a in self.artifacts.items()}
+        out[MANIFEST] = hashlib.sha256(self.manifest or manifest_bytes(self)).hexdigest()
+        return out
+
     def of_env(self, env: str) -> list[Artifact]:
         return [a for _, a in sorted(self.artifacts.items()) if a.env == env]
 
@@ -127,7 +144,7 @@ class Build:
         off = 0
         for a in order:
             size = _size(a)
-            arts.append({**a.to_index(), "offset": off, "size": size})
+            arts.append({**a.to_index(), "offset": off, "size": size, "sha256": sha_of(a)})
             off += size
         manifest = manifest_bytes(self)
         index = {"artifacts": arts, "specs": self.specs, "manifest": [off, len(manifest)],
@@ -145,11 +162,12 @@ class Build:
                 b.artifacts[a["path"]] = PackedArtifact(
                     lambda off=a["offset"], size=a["size"]: read_range(off, size), a["size"], path=a["path"],
                     env=a["env"], backend=a["backend"], spec=a["spec"], source=a["source"],
-                    depends_on=list(a["dependsOn"]), role=a["role"], resource=a["resource"], file=a["file"])
+                    depends_on=list(a["dependsOn"]), role=a["role"], resource=a["resource"], file=a["file"],
+                    sha=a["sha256"])
                 continue
             b.artifacts[a["path"]] = Artifact(
                 a["path"], blob[a["offset"]:a["offset"] + a["size"]], a["env"], a["backend"], a["spec"],
-                a["source"], list(a["dependsOn"]), a["role"], a["resource"], a["file"])
+                a["source"], list(a["dependsOn"]), a["role"], a["resource"], a["file"], a["sha256"])
         off, size = index["manifest"]
         b.manifest = blob[off:off + size]  # set after the artifacts: add() would clear it
         return b
@@ -181,7 +199,7 @@ def spec_digest(data: Any) -> str:
 def manifest_bytes(build: Build) -> bytes:
     arts = []
     for p, a in sorted(build.artifacts.items()):
-        arts.append({"path": p, "sha256": hashlib.sha256(a.data).hexdigest(), "bytes": _size(a),
+        arts.append({"path": p, "sha256": sha_of(a), "bytes": _size(a),
                      "env": a.env, "backend": a.backend, "spec": a.spec, "source": a.source,
                      "dependsOn": sorted(a.depends_on)})
     return _manifest_json({"schemaVersion": MANIFEST_SCHEMA_VERSION, "generator": f"specops {__version__}",

@@ -79,7 +79,7 @@ def compile_cmd(path: str, envs: tuple[str, ...], out: str | None, check: bool, 
         _report(build.diagnostics, root, fmt, out_dir, len(files), True, stale_files(files, out_dir), (0, 0))
     else:
         _report(build.diagnostics, root, fmt, out_dir, len(files), False, [],
-                write_build(files, out_dir, tree_record(root)))
+                write_build(files, out_dir, tree_record(root), build.shas()))
 
 
 def _report(diags: Diagnostics, root: Path, fmt: str, out_dir: Path, n_files: int, check: bool, stale: list[str],

@@ -99,10 +99,11 @@ def test_a_file_changed_in_the_records_clock_tick_is_compared_by_content(tmp_pat
     # The edit lands after the stat, in the record's tick: the record shows the new stat.
     f = out / "dev" / "kfp" / "m1" / "pipeline.yaml"
     f.write_bytes(b"name: XX\n")
-    rec = json.loads(record.read_bytes())
+    head, shas = record.read_bytes().split(b"\n")
+    rec = json.loads(head)
     st = f.stat()
     rec["files"]["dev/kfp/m1/pipeline.yaml"] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
-    record.write_bytes(json.dumps(rec).encode())
+    record.write_bytes(json.dumps(rec).encode() + b"\n" + shas)
     os.utime(record, ns=(st.st_ctime_ns, st.st_ctime_ns))
     assert write_build(files, out, record) == (1, 0)
     assert f.read_bytes() == b"name: m1\n"
@@ -110,5 +111,31 @@ def test_a_file_changed_in_the_records_clock_tick_is_compared_by_content(tmp_pat
     os.utime(record, ns=(0, 0))
     assert write_build(files, out, record) == (0, 0)
     _no_reads(monkeypatch)
-    assert json.loads(record.read_bytes())["manifest"] == hashlib.sha256(files["manifest.json"]).hexdigest()
+    assert json.loads(record.read_bytes().split(b"\n")[0])["manifest"] == hashlib.sha256(files["manifest.json"]).hexdigest()
     assert write_build(files, out, record) == (0, 0)
+
+
+def test_another_build_reads_only_the_files_whose_sha_changed(tmp_path, monkeypatch):
+    """Writing a build over another (an edit): a file whose recorded sha256 is the new one's
+    and whose stat is as recorded is not read; the changed one and the manifest are, and a
+    file edited behind the record's back (same size, mtime set back) is still rewritten."""
+    from specops.build import output
+
+    out, record = tmp_path / "build", tmp_path / "cache" / "tree.json"
+    files = _files()
+    write_build(files, out, record)
+    future = 4_000_000_000 * 10**9
+    os.utime(record, ns=(future, future))  # every file older than the record: trusted by stat
+    edited = out / "dev" / "kfp" / "m3" / "pipeline.yaml"
+    st = edited.stat()
+    edited.write_bytes(b"name: XX\n")
+    os.utime(edited, ns=(st.st_atime_ns, st.st_mtime_ns))
+    other = {**files, "dev/kfp/m1/pipeline.yaml": b"name: changed\n"}
+    other["manifest.json"] = files["manifest.json"] + b" "
+    reads: list[str] = []
+    real = output._same
+    monkeypatch.setattr(output, "_same", lambda p, d: reads.append(os.path.relpath(p, out)) or real(p, d))
+    shas = {rel: hashlib.sha256(d).hexdigest() for rel, d in other.items()}
+    assert write_build(other, out, record, shas) == (3, 0)
+    assert sorted(reads) == ["dev/kfp/m1/pipeline.yaml", "dev/kfp/m3/pipeline.yaml", "manifest.json"]
+    assert all((out / rel).read_bytes() == data for rel, data in other.items())
