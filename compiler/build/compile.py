@@ -237,6 +237,10 @@ class EmitCache:
         self.index: dict[str, Any] = {}
         self.unit_records: dict[str, Any] = {}
         self._owner: dict[str, str] | None = None
+        # This compile's YAML inputs by sha256 (compile_repo sets it): with the last build's,
+        # a spec in an unchanged file keeps its entry in the specs index (spec_specs).
+        self.inputs: dict[str, str] = {}
+        self._prev_specs: tuple[dict[str, Any], dict[str, str]] = ({}, {})
 
     def _key(self, *parts: str) -> str:
         if self._code is None:
@@ -252,7 +256,23 @@ class EmitCache:
                 arts = {a["path"]: a for a in rec.index["artifacts"]}
                 units = rec.index.get("units")
                 self._prev = (rec.index["emit"], arts, rec.read, units if isinstance(units, dict) else {})
+                specs, inputs = rec.index.get("specs"), rec.index.get("inputs")
+                if isinstance(specs, dict) and isinstance(inputs, dict):
+                    self._prev_specs = (specs, inputs)
         return self._prev
+
+    def spec_entry(self, key: str, file: str, document: int) -> dict[str, Any] | None:
+        """The last build's specs-index entry of `key` when it came from this very document of
+        a file whose bytes did not change (its digest is then the same: not computed again)."""
+        if self.dir is None or not self.inputs:
+            return None
+        self._last()
+        specs, inputs = self._prev_specs
+        old = specs.get(key)
+        if (isinstance(old, dict) and old.get("file") == file and old.get("document") == document
+                and inputs.get(file) is not None and inputs.get(file) == self.inputs.get(file)):
+            return old
+        return None
 
     def _bytes(self, path: str) -> bytes:
         _, arts, read, _ = self._last()
@@ -278,6 +298,7 @@ class EmitCache:
         """Drop the last build's index and close its pack (~50 MB of objects at 10,000 specs);
         this compile's own indexes stay."""
         self._prev = ({}, {}, None, {})
+        self._prev_specs = ({}, {})
         self._owner = None
 
     def probes(self, resolved: Resolved) -> dict[str, str]:
@@ -437,17 +458,20 @@ def compile_repo(resolved: Resolved, envs: list[str] | None = None, cache_dir: P
     if cache_dir is None or resolved.diagnostics.has_errors:
         return _compile_repo(resolved, envs, cache_dir)
     root = resolved.repo.root
-    ikey = cache.inputs_key(resolved.repo.files, envs, cache.ignore_bytes(root), lock_bytes(root))
+    shas = cache.file_shas(resolved.repo.files)
+    ikey = cache.inputs_key(resolved.repo.files, envs, cache.ignore_bytes(root), lock_bytes(root), shas)
     hit = cache.lookup(Path(cache_dir), root, ikey)
     if hit is not None:
         return Build.from_record(hit.index, hit.blob)
     emitted = EmitCache(cache_dir)
+    emitted.inputs = shas
     build = _compile_repo(resolved, envs, cache_dir, emitted)
     emitted.release()  # the last build's index, before the new one is made (peak memory)
     if not build.diagnostics.has_errors:  # only clean builds: a hit must reproduce a full compile
         index, chunks = build.to_record()
         index["emit"] = emitted.index  # the next compile's emission cache
         index["units"] = emitted.unit_records  # and its dependency index (build/units.py)
+        index["inputs"] = shas  # and what its specs index was made of
         cache.store(Path(cache_dir), ikey, emitted.probes(resolved), sorted(resolved.envs), index, chunks)
         # Bounded: at most about twice the build output on disk.
         cache.prune(Path(cache_dir), 2 * sum(index["manifest"]))
@@ -508,7 +532,8 @@ def _compile_repo(resolved: Resolved, envs: list[str] | None = None, cache_dir: 
     specs = {}
     for sp in sorted(resolved.repo.specs, key=lambda s: s.key):
         key = "Project" if sp.kind == "Project" else sp.key
-        specs[key] = {"file": sp.file, "document": sp.doc.index, "digest": spec_digest(sp.doc.data)}
+        specs[key] = emitted.spec_entry(key, sp.file, sp.doc.index) or {
+            "file": sp.file, "document": sp.doc.index, "digest": spec_digest(sp.doc.data)}
     build.specs = specs
     return build
 

@@ -67,13 +67,16 @@ def write_build(files: Mapping[str, bytes], out: Path, record: Path | None = Non
     tree = _read_tree(out, record)
     if tree is not None and tree.manifest == manifest_sha and _tree_holds(out, tree, record):
         return 0, 0
-    done = _write_build(files, Path(out), tree, sha)
-    record_tree(out, {rel: sha(rel) for rel in files}, manifest_sha, record)
+    trusted: dict[str, list[int]] = {}
+    done = _write_build(files, Path(out), tree, sha, trusted)
+    record_tree(out, {rel: sha(rel) for rel in files}, manifest_sha, record, trusted)
     return done
 
 
 def _write_build(files: Mapping[str, bytes], out: Path, tree: _Tree | None,
-                 sha: Callable[[str], str] | None) -> tuple[int, int]:
+                 sha: Callable[[str], str] | None, trusted: dict[str, list[int]] | None = None) -> tuple[int, int]:
+    """write_build's work; `trusted` gets the record's row of each file it left alone on the
+    record's word (the new record takes them as they are: no second stat)."""
     if not os.path.lexists(out) and _write_fresh(files, Path(out)):
         return len(files), 0
     prefix = f"{out}{os.sep}"
@@ -88,6 +91,8 @@ def _write_build(files: Mapping[str, bytes], out: Path, tree: _Tree | None,
     written = 0
     for rel in files:
         if sha is not None and old_shas.get(rel) == sha(rel) and tree is not None and tree.trusts(prefix, rel):
+            if trusted is not None:
+                trusted[rel] = tree.rows[rel]
             continue
         data = files[rel]
         if _same(prefix + rel, data):
@@ -225,15 +230,22 @@ def _row(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
-def record_tree(out: Path, shas: Mapping[str, str], manifest_sha: str, record: Path) -> None:
+def record_tree(out: Path, shas: Mapping[str, str], manifest_sha: str, record: Path,
+                known: Mapping[str, list[int]] | None = None) -> None:
     """Record the stat and sha256 of every file of the build just written into `out` (see
-    the module's docstring). Best effort: without a record the next compile compares bytes."""
+    the module's docstring); `known` gives rows just judged against the last record (kept
+    as they are). Best effort: without a record the next compile compares bytes."""
     try:
         record.parent.mkdir(parents=True, exist_ok=True)
         dev = os.stat(record.parent).st_dev
         prefix = f"{out}{os.sep}"
         files = {}
+        known = known or {}
         for rel in shas:
+            row = known.get(rel)
+            if row is not None:
+                files[rel] = row
+                continue
             st = os.lstat(prefix + rel)
             if st.st_dev != dev or not stat.S_ISREG(st.st_mode):
                 record.unlink(missing_ok=True)
