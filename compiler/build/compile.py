@@ -257,8 +257,9 @@ class EmitCache:
                 units = rec.index.get("units")
                 self._prev = (rec.index["emit"], arts, rec.read, units if isinstance(units, dict) else {})
                 specs, inputs = rec.index.get("specs"), rec.index.get("inputs")
-                if isinstance(specs, dict) and isinstance(inputs, dict):
-                    self._prev_specs = (specs, inputs)
+                if isinstance(specs, dict) and isinstance(inputs, dict) and inputs.get("code") == cache.code_fingerprint() \
+                        and isinstance(inputs.get("files"), dict):
+                    self._prev_specs = (specs, inputs["files"])
         return self._prev
 
     def spec_entry(self, key: str, file: str, document: int) -> dict[str, Any] | None:
@@ -471,7 +472,8 @@ def compile_repo(resolved: Resolved, envs: list[str] | None = None, cache_dir: P
         index, chunks = build.to_record()
         index["emit"] = emitted.index  # the next compile's emission cache
         index["units"] = emitted.unit_records  # and its dependency index (build/units.py)
-        index["inputs"] = shas  # and what its specs index was made of
+        # and what its specs index was made of (by which code: a digest is only as good as it)
+        index["inputs"] = {"code": cache.code_fingerprint(), "files": shas}
         cache.store(Path(cache_dir), ikey, emitted.probes(resolved), sorted(resolved.envs), index, chunks)
         # Bounded: at most about twice the build output on disk.
         cache.prune(Path(cache_dir), 2 * sum(index["manifest"]))
