@@ -262,3 +262,24 @@ def test_an_edit_rechecks_only_the_unit_it_reaches(scaled, tmp_path, monkeypatch
                                     "EvalGate/support-quality-1", "Model/support-llm-1", "Prompt/support-reply-1",
                                     "Prompt/ticket-triage-1", "ServingTarget/support-llm-1"]
     assert warm == build_of(repo, None)
+
+
+def test_an_edit_digests_only_the_specs_of_the_edited_file(scaled, tmp_path, monkeypatch):
+    """The specs index (manifest.json's `specs`) keeps the last build's entry of a spec whose
+    file did not change: after one prompt edit, only that file's spec is digested again, and
+    the manifest is the one a compile without cache makes."""
+    from specops.build import compile as compile_mod
+
+    repo = tmp_path / "repo"
+    shutil.copytree(scaled, repo)
+    cdir = cache.cache_dir_of(repo)
+    build_of(repo, cdir)
+    p = repo / "team0" / "copy0" / "prompts" / "support-reply.yaml"
+    p.write_text(p.read_text().replace("version: 4", "version: 5", 1))
+    digested: list = []
+    real = compile_mod.spec_digest
+    monkeypatch.setattr(compile_mod, "spec_digest", lambda data: digested.append(data) or real(data))
+    files, _, _ = build_of(repo, cdir)
+    assert [d["metadata"]["name"] for d in digested] == ["support-reply-0"]
+    monkeypatch.setattr(compile_mod, "spec_digest", real)
+    assert files["manifest.json"] == build_of(repo, None)[0]["manifest.json"]
