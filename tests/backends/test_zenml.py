@@ -167,6 +167,19 @@ def test_py_ident(name: str, ident: str) -> None:
     assert Z.py_ident(name) == ident
 
 
+def test_json_safe_copy_is_the_json_round_trip() -> None:
+    import json
+
+    for value in ({"b": [1, 2.5, -0.0, None, True], "a": ("x", {"z": {}, "y": []})}, [10**30, "ü\n"], "s", 3,
+                  {1: "int key", 2: (3,)}, {"k": 0.1}):
+        got = Z._json_safe(value, "here")
+        want = json.loads(json.dumps(value, sort_keys=True, allow_nan=False))
+        assert got == want and repr(got) == repr(want)
+    for bad in ({"x": float("nan")}, {"x": object()}, [float("inf")]):
+        with pytest.raises(ValueError, match="here: not JSON data"):
+            Z._json_safe(bad, "here")
+
+
 def test_yaml_output_equals_pyyaml_dump_and_round_trips() -> None:
     tricky = {"s": ["true", "no", "1.0", "0x1F", "null", "", "a: b", "- x", "#c", "line1\nline2",
                     "ünï", "'q'", '"dq"', "~", "2024-06-01", " lead", "trail "],
