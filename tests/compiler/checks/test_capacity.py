@@ -356,3 +356,12 @@ def test_diagnostics_codes(llama8b: ModelFacts, llama70b: ModelFacts) -> None:
     assert bad.message.startswith("big: weights need")
     assert plan(llama8b, gpu="H100", max_model_len=4096).to_diagnostic() is None
     assert {"capacity", "capacity-tight"} <= set(CODES)
+
+
+def test_a_repeated_plan_is_the_same_report_and_types_count(llama8b: ModelFacts) -> None:
+    args = {"max-model-len": 4096, "tensor_parallel_size": 1}
+    first = plan_engine_args(llama8b, args, gpu="L4", count=1, label="x (dev)")
+    assert plan_engine_args(llama8b, dict(args), gpu="L4", count=1, label="x (dev)") is first
+    other = plan_engine_args(llama8b, {**args, "max-model-len": 4096.0}, gpu="L4", count=1, label="x (dev)")
+    assert other is not first
+    assert plan_engine_args(llama8b, args, gpu="L4", count=1, label="y (dev)").label != first.label
