@@ -83,6 +83,17 @@ def parse(text: str) -> Expression:
     return Expression(text, ast, tuple(_free_names(ast)))
 
 
+def unparsed(text: str, names: tuple[Name, ...]) -> Expression:
+    """An expression a check record says parses (under this code), its tree built only when it
+    is first evaluated: a run whose evaluations are all replayed never imports cel-python."""
+    return Expression(text, None, names)
+
+
+@cache
+def _tree(text: str) -> Any:
+    return parse(text).ast
+
+
 def _parse_reason(e: Exception) -> str:
     """One line from lark's error (cel-python's own message is the expression with a caret
     under it; the diagnostic gives the column instead)."""
@@ -186,7 +197,8 @@ def evaluate(expr: Expression, bindings: dict[str, Any], budget: Budget | None =
         raise CelError(f"not evaluated: the rules already used all {MAX_TOTAL_STEPS} evaluation steps of this run")
     base = Activation(package=None, annotations=_environment().annotations, functions=None)
     steps = [0, limit]
-    evaluator = _bounded_evaluator_class()(expr.ast, activation=base, steps=steps)
+    tree = expr.ast if expr.ast is not None else _tree(expr.text)
+    evaluator = _bounded_evaluator_class()(tree, activation=base, steps=steps)
     try:
         return evaluator.evaluate(bindings)
     except _OutOfSteps:

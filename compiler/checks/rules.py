@@ -16,6 +16,7 @@ every EvalGate blocking the environment for its model); `plan.changes` in plan (
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from specops.checks import cel
 from specops.checks.capacity import capacity_report
 from specops.checks.common import at, offset_pos
+from specops.checks.records import CheckRecords
 from specops.diagnostics import Diagnostic, Diagnostics, suggestion
 from specops.frontend.overrides import effective_document
 from specops.ir.lower import env_defaults, lower_serving
@@ -52,7 +54,7 @@ def is_production(env_name: str, env_spec: Any) -> bool:
 
 @dataclass(frozen=True)
 class CompiledRule:
-    node: "Node"
+    node: Node
     expr: cel.Expression
     kinds: tuple[str, ...]  # the kinds it is checked on; () = once per environment
     reads_plan: bool
@@ -61,7 +63,7 @@ class CompiledRule:
 # ---- compiling a rule --------------------------------------------------------------------------
 
 
-def compile_rule(node: "Node", out: Diagnostics | None) -> CompiledRule | None:
+def compile_rule(node: Node, out: Diagnostics | None) -> CompiledRule | None:
     """The parsed rule, or None with its problem (when `out` is given) at the expression."""
     text = node.spec.expression
     try:
@@ -93,7 +95,7 @@ def compile_rule(node: "Node", out: Diagnostics | None) -> CompiledRule | None:
     return CompiledRule(node, expr, kinds, "plan" in names)
 
 
-def _at_expr(node: "Node", column: int | None, code: str, msg: str, severity: str = "error") -> Diagnostic:
+def _at_expr(node: Node, column: int | None, code: str, msg: str, severity: str = "error") -> Diagnostic:
     pos = offset_pos(node, ("expression",), column - 1 if column else None)
     return Diagnostic(severity, code, msg, node.file, pos)  # type: ignore[arg-type]
 
@@ -101,7 +103,7 @@ def _at_expr(node: "Node", column: int | None, code: str, msg: str, severity: st
 # ---- evaluating ---------------------------------------------------------------------------------
 
 
-def guarding_gates(view: "EnvView", node: "Node") -> list[str]:
+def guarding_gates(view: EnvView, node: Node) -> list[str]:
     """The ServingTarget's own gates and every EvalGate that blocks this environment for its
     model or one of its adapters (what its rollout waits for)."""
     served = {node.spec.model, *node.spec.adapters}
@@ -114,7 +116,7 @@ class Bindings:
     """The bindings of one resource in one environment, computed only when a rule reads them
     (a capacity plan is not free) and converted to CEL values once."""
 
-    def __init__(self, resolved: "Resolved", view: "EnvView", node: "Node | None", plan: dict | None) -> None:
+    def __init__(self, resolved: Resolved, view: EnvView, node: Node | None, plan: dict | None) -> None:
         self.resolved, self.view, self.node, self.plan = resolved, view, node, plan
         self._raw: dict[str, Any] = {}
         self._values: dict[str, Any] = {}
@@ -175,42 +177,61 @@ class Bindings:
 class Evaluations:
     """What one command's rule checks share: results by expression and bound values (a spec
     without overrides has the same values in every environment, and many specs share theirs;
-    cel-python interprets at about a millisecond an evaluation), and the step budget."""
+    cel-python interprets at about a millisecond an evaluation), and the step budget.
 
-    memo: dict[tuple[str, str], Any]
+    `memo`: sha256 of (expression, bound values as JSON) -> [outcome, steps, full]: the
+    outcome as plain data (["bool", b], ["type", name] or ["err", message, column]), the
+    budget steps its evaluation took, and whether it had the whole per-evaluation limit (then
+    the outcome depends on nothing else, and a check record may keep it)."""
+
+    memo: dict[str, list]
     budget: cel.Budget
 
     @classmethod
-    def new(cls) -> "Evaluations":
+    def new(cls) -> Evaluations:
         return cls({}, cel.Budget())
 
 
-def evaluate_rule(rule: CompiledRule, bindings: Bindings, out: Diagnostics, run: Evaluations) -> None:
+def _memo_key(text: str, bound: str) -> str:
+    return hashlib.sha256(f"{text}\0{bound}".encode()).hexdigest()
+
+
+def evaluate_rule(rule: CompiledRule, bindings: Bindings, out: Diagnostics, run: Evaluations) -> tuple[str, list]:
     """Check one rule on one resource (or once, on the environment); a violation at the
-    resource's name, an evaluation failure at the rule's expression (fail closed)."""
+    resource's name, an evaluation failure at the rule's expression (fail closed). Returns the
+    evaluation's memo key and entry."""
     memo = run.memo
-    node, view = rule.node, bindings.view
-    subject = bindings.node
-    what = f"{subject.key} in env '{view.name}'" if subject is not None else f"env '{view.name}'"
-    key = (rule.expr.text, bindings.key(rule.expr.name_set))
-    if key not in memo:
+    key = _memo_key(rule.expr.text, bindings.key(rule.expr.name_set))
+    got = memo.get(key)
+    if got is None:
+        left = run.budget.left
         try:
-            memo[key] = cel.evaluate(rule.expr, bindings.values(rule.expr.name_set), run.budget)
+            value = cel.evaluate(rule.expr, bindings.values(rule.expr.name_set), run.budget)
+            outcome: list = ["bool", bool(value)] if cel.is_bool(value) else ["type", type(value).__name__]
         except cel.CelError as e:
-            memo[key] = e
-    value = memo[key]
-    if isinstance(value, cel.CelError):
-        e = value
-        out.add(_at_expr(node, e.column, "rule-eval", f"rule '{node.name}' cannot be evaluated on {what}: {e}",
-                         severity=node.spec.severity))
+            outcome = ["err", str(e), e.column]
+        got = memo[key] = [outcome, left - run.budget.left, left >= cel.MAX_STEPS]
+    report_outcome(rule, bindings.view, bindings.node, got[0], out, bindings.raw)
+    return key, got
+
+
+def report_outcome(rule: CompiledRule, view: EnvView, subject: Node | None, outcome: list, out: Diagnostics,
+                   raw: Any) -> None:
+    """The diagnostics of one evaluation's outcome (`raw`: a bound value by name, for the
+    message of a violation)."""
+    node = rule.node
+    what = f"{subject.key} in env '{view.name}'" if subject is not None else f"env '{view.name}'"
+    if outcome[0] == "err":
+        out.add(_at_expr(node, outcome[2], "rule-eval", f"rule '{node.name}' cannot be evaluated on {what}: "
+                         f"{outcome[1]}", severity=node.spec.severity))
         return
-    if not cel.is_bool(value):
-        out.add(_at_expr(node, None, "rule-eval", f"rule '{node.name}' yields {type(value).__name__} on {what}, "
+    if outcome[0] == "type":
+        out.add(_at_expr(node, None, "rule-eval", f"rule '{node.name}' yields {outcome[1]} on {what}, "
                          "not a bool", severity=node.spec.severity))
         return
-    if bool(value):
+    if outcome[1]:
         return
-    shown = [f"{n} = {_show(bindings.raw(n))}" for n in sorted(rule.expr.name_set)
+    shown = [f"{n} = {_show(raw(n))}" for n in sorted(rule.expr.name_set)
              if n in SERVING_BINDINGS or n in ("kind", "name")]
     msg = f"rule '{node.name}' fails for {what}: {node.spec.message or rule.expr.text}"
     if shown:
@@ -236,12 +257,14 @@ def _errored_files(out: Diagnostics) -> set[str | None]:
     return {d.file for d in out.items if d.severity == "error"}
 
 
-def run_rules(resolved: "Resolved", view: "EnvView", rules: list[CompiledRule], plan: dict | None,
-              out: Diagnostics, broken: set[str | None], run: Evaluations) -> None:
+def run_rules(resolved: Resolved, view: EnvView, rules: list[CompiledRule], plan: dict | None,
+              out: Diagnostics, broken: set[str | None], run: Evaluations,
+              records: CheckRecords | None = None) -> None:
     """Evaluate `rules` in one environment, except on the specs of `broken` files (which had
     errors before any rule ran: their own problem comes first, and their bindings may not be
-    computable)."""
+    computable). With `records`, see RuleRecords."""
     cache: dict[str, Bindings] = {}
+    replay = RuleRecords(records, view, rules) if records is not None and plan is None else None
     for rule in rules:
         if not rule.kinds:
             evaluate_rule(rule, Bindings(resolved, view, None, plan), out, run)
@@ -250,16 +273,95 @@ def run_rules(resolved: "Resolved", view: "EnvView", rules: list[CompiledRule], 
             for node in view.of_kind(kind):
                 if node.file in broken:
                     continue
+                if replay is not None and replay.replayed(node, out, run):
+                    continue
                 b = cache.setdefault(node.key, Bindings(resolved, view, node, plan))
-                evaluate_rule(rule, b, out, run)
+                mine = Diagnostics() if replay is not None else out
+                key, entry = evaluate_rule(rule, b, mine, run)
+                if replay is not None:
+                    out.extend(mine.items)
+                    replay.ran(node, mine, key, entry)
+    if replay is not None:
+        replay.save()
+
+
+class RuleRecords:
+    """The rule evaluations on each node of one environment, recorded under the node's unit
+    (checks/records.py) and replayed while that unit and every Rule are unchanged: a rule's
+    bindings read only the node and what its unit holds (a ServingTarget's gates name its
+    models: one unit), and CEL is pure. The run's step budget is kept as a cold run keeps
+    it: a replayed evaluation charges the steps it took when its bound values are new to the
+    run, and is replayed only while the whole per-evaluation limit is left (a cold run would
+    then have had it too, so its outcome is the recorded one)."""
+
+    def __init__(self, records: CheckRecords, view: EnvView, rules: list[CompiledRule]):
+        self.records, self.view = records, view
+        h = hashlib.sha256(b"rules 1\n")
+        for r in rules:
+            h.update(f"{r.node.key}\0{records.unit(view, r.node.key)}\0{','.join(r.kinds)}\n".encode())
+        self.rules = h.hexdigest()  # each record is [this, entries]: made under these rules
+        self.todo: dict[str, list | None] = {}  # node key -> its recorded entries not replayed yet
+        self.recorded: dict[str, Any] = {}  # node key -> its record as found
+        self.done: dict[str, list | None] = {}  # node key -> this run's entries (None: not to record)
+        self.scope: dict[str, str | None] = {}
+
+    def replayed(self, node: Node, out: Diagnostics, run: Evaluations) -> bool:
+        """Add the next recorded evaluation of `node` to `out`, when there is one to replay."""
+        key = node.key
+        if key not in self.scope:
+            scope = self.scope[key] = self.records.unit(self.view, key)
+            got = self.recorded[key] = self.records.get(scope, f"{key}|rules") if scope is not None else None
+            ok = isinstance(got, list) and len(got) == 2 and got[0] == self.rules and isinstance(got[1], list)
+            self.todo[key] = list(got[1]) if ok else None  # type: ignore[index]
+            self.done[key] = [] if scope is not None else None
+        todo = self.todo[key]
+        if not todo or run.budget.left < cel.MAX_STEPS:
+            self.todo[key] = None  # the rest of this node's rules are evaluated
+            return False
+        entry = todo.pop(0)
+        try:
+            rows, mkey, outcome, steps = entry
+            diags = [Diagnostic.from_row(r) for r in rows]
+            if not isinstance(mkey, str) or not isinstance(steps, int) or outcome[0] not in ("bool", "type", "err"):
+                raise ValueError(mkey)
+        except (TypeError, ValueError, IndexError):
+            self.todo[key] = None
+            return False
+        if mkey not in run.memo:  # new to this run: it costs what its evaluation cost
+            run.memo[mkey] = [outcome, steps, True]
+            run.budget.left -= steps
+        out.extend(diags)
+        done = self.done[key]
+        if done is not None:
+            done.append(entry)
+        return True
+
+    def ran(self, node: Node, out: Diagnostics, mkey: str, entry: list) -> None:
+        """Record an evaluation of `node` that ran now (not one with an error, nor one that
+        had less than the whole limit: its outcome may depend on the rest of the run)."""
+        done = self.done.get(node.key)
+        if done is None:
+            return
+        if not entry[2] or out.has_errors:
+            self.done[node.key] = None
+            return
+        done.append([[d.to_row() for d in out.items], mkey, entry[0], entry[1]])
+
+    def save(self) -> None:
+        for key, done in self.done.items():
+            scope = self.scope.get(key)
+            if done is not None and scope is not None:
+                # All replayed: the record as found (the store then knows nothing ran).
+                old = self.recorded[key]
+                self.records.put(scope, f"{key}|rules", old if [self.rules, done] == old else [self.rules, done])
 
 
 # ---- entry points ----------------------------------------------------------------------------
 
 
-def check_rules(resolved: "Resolved", out: Diagnostics) -> None:
+def check_rules(resolved: Resolved, out: Diagnostics, records: CheckRecords | None = None) -> None:
     """validate: every rule parses and reads known bindings; rules over specs hold; the
-    built-in rules hold unless the Project disables them."""
+    built-in rules hold unless the Project disables them. `records`: see RuleRecords."""
     broken = _errored_files(out)
     disabled = check_disabled(resolved, out)
     compiled: dict[int, CompiledRule | None] = {}  # a rule without overrides is one document
@@ -268,15 +370,41 @@ def check_rules(resolved: "Resolved", out: Diagnostics) -> None:
         rules = []
         for node in view.of_kind("Rule"):
             if id(node.doc) not in compiled:
-                compiled[id(node.doc)] = compile_rule(node, out)
+                compiled[id(node.doc)] = _compiled(view, node, out, records)
             r = compiled[id(node.doc)]
             if r is not None and not r.reads_plan:
                 rules.append(r if r.node is node else CompiledRule(node, r.expr, r.kinds, r.reads_plan))
-        run_rules(resolved, view, rules, None, out, broken, run)
+        run_rules(resolved, view, rules, None, out, broken, run, records)
         check_builtin_rules(resolved, view, disabled, out)
 
 
-def check_plan_rules(resolved: "Resolved", env: str, changes: list[dict[str, Any]]) -> Diagnostics:
+def _compiled(view: EnvView, node: Node, out: Diagnostics, records: CheckRecords | None) -> CompiledRule | None:
+    """compile_rule, or what it gave for this Rule's unchanged unit last time (a rule that
+    compiled without a diagnostic), its CEL tree parsed only if it is evaluated again."""
+    scope = records.unit(view, node.key) if records is not None else None
+    call = f"{node.key}|compiled"
+    got = records.get(scope, call) if records is not None and scope is not None else None
+    try:
+        kinds, reads_plan, names = got  # type: ignore[misc]
+        if not (isinstance(kinds, list) and all(k in RESOURCE_KINDS for k in kinds) and isinstance(reads_plan, bool)
+                and all(isinstance(n, str) and isinstance(c, (int, type(None))) for n, c in names)):
+            raise ValueError(got)
+        expr = cel.unparsed(node.spec.expression, tuple(cel.Name(n, c) for n, c in names))
+        rule = CompiledRule(node, expr, tuple(kinds), reads_plan)
+    except (TypeError, ValueError):
+        rule = None
+    if rule is not None:
+        records.put(scope, call, got)  # type: ignore[union-attr, arg-type]
+        return rule
+    mine = Diagnostics()
+    rule = compile_rule(node, mine)
+    out.extend(mine.items)
+    if rule is not None and not mine.items and records is not None and scope is not None:
+        records.put(scope, call, [list(rule.kinds), rule.reads_plan, [[n.name, n.column] for n in rule.expr.names]])
+    return rule
+
+
+def check_plan_rules(resolved: Resolved, env: str, changes: list[dict[str, Any]]) -> Diagnostics:
     """plan/apply: the rules of `env` that read `plan`, over the plan's changes."""
     out = Diagnostics()
     view = resolved.envs[env]
@@ -285,7 +413,7 @@ def check_plan_rules(resolved: "Resolved", env: str, changes: list[dict[str, Any
     return out
 
 
-def check_disabled(resolved: "Resolved", out: Diagnostics) -> set[str]:
+def check_disabled(resolved: Resolved, out: Diagnostics) -> set[str]:
     project = resolved.repo.project()
     names = list(resolved.project.rules.disable)
     for i, name in enumerate(names):
@@ -299,7 +427,7 @@ def check_disabled(resolved: "Resolved", out: Diagnostics) -> set[str]:
 # ---- the built-in rule set ---------------------------------------------------------------------
 
 
-def check_builtin_rules(resolved: "Resolved", view: "EnvView", disabled: set[str], out: Diagnostics) -> None:
+def check_builtin_rules(resolved: Resolved, view: EnvView, disabled: set[str], out: Diagnostics) -> None:
     env = view.env
     if env is None:
         return
@@ -323,7 +451,7 @@ def check_builtin_rules(resolved: "Resolved", view: "EnvView", disabled: set[str
                            f"environment '{view.name}' does not allow it (`policy.allowPii` in the Project)"))
 
 
-def _at_name(node: "Node", d: Diagnostic) -> Diagnostic:
+def _at_name(node: Node, d: Diagnostic) -> Diagnostic:
     return Diagnostic(d.severity, d.code, d.message, node.file, node.doc.pos_of(("metadata", "name")))
 
 
@@ -335,7 +463,7 @@ def mutable_image(ref: str) -> bool:
     return ":" not in last or last.rsplit(":", 1)[1] == "latest"
 
 
-def _check_images(resolved: "Resolved", view: "EnvView", out: Diagnostics) -> None:
+def _check_images(resolved: Resolved, view: EnvView, out: Diagnostics) -> None:
     def bad(ref: str, where: str) -> str:
         return (f"built-in rule 'no-mutable-images-in-prod': {where} image '{ref}' in production environment "
                 f"'{view.name}' is mutable (`latest` or no tag, and no digest); pin a version tag or a @sha256 digest")

@@ -76,7 +76,7 @@ def check_semantics(resolved: Resolved, out: Diagnostics, records: CheckRecords 
             # clash with, which no reference links.
             check_monitor(resolved, view, node, out)
     # Last: a rule is not checked on a spec that already has errors of its own.
-    check_rules(resolved, out)
+    check_rules(resolved, out, records)
     if records is not None:
         records.save()
 

@@ -101,3 +101,54 @@ def test_damaged_records_are_not_replayed(repo, damage):
                 rec["scopes"][scope] = "not a record"
         path.write_text(json.dumps(rec))
     assert rows(analyze(repo, parse_memo=True, records=records_of)) == cold(repo)
+
+
+RULES = """apiVersion: specops.dev/v1alpha1
+kind: Rule
+metadata: {name: one-gpu}
+spec:
+  expression: gpus <= 1
+  severity: warning
+---
+apiVersion: specops.dev/v1alpha1
+kind: Rule
+metadata: {name: kv-headroom}
+spec:
+  expression: kv_headroom == null || kv_headroom >= 0.5
+  severity: warning
+---
+apiVersion: specops.dev/v1alpha1
+kind: Rule
+metadata: {name: team-label}
+spec:
+  expression: has(labels.team) && name.size() > 40
+  severity: warning
+"""
+
+
+@pytest.mark.parametrize("share", [None, 2])
+def test_rule_evaluations_are_replayed_as_a_cold_run_makes_them(repo, monkeypatch, share):
+    """Policy rules over every node: replayed per node while its unit and the rules are
+    unchanged; with a step budget that runs out half way (`share`), the evaluations it stops
+    are the ones a cold run stops."""
+    from specops.checks import cel
+
+    (repo / "rules.yaml").write_text(RULES)
+    budgets: list = []
+    real = cel.Budget
+    monkeypatch.setattr(cel, "Budget", lambda total=None: budgets.append(real(total)) or budgets[-1])
+    if share:
+        cold(repo)
+        used = cel.MAX_TOTAL_STEPS - budgets[-1].left
+        monkeypatch.setattr(cel, "MAX_STEPS", 2)  # an evaluation here takes a step or two
+        monkeypatch.setattr(cel, "MAX_TOTAL_STEPS", used // share)
+    first = rows(analyze(repo, parse_memo=True, records=records_of))
+    assert any("rule 'team-label'" in r[2] for r in first)
+    assert first == cold(repo)
+    if share:
+        assert any("evaluation steps" in r[2] for r in first)  # the budget did run out
+    for edit in range(2):
+        toggle(repo / "team1" / "copy1" / "serving" / "support-llm.yaml", "accelerator: {type: L4, count: 1}",
+               "accelerator: {type: L4, count: 2}")
+        warm = rows(analyze(repo, parse_memo=True, records=records_of))
+        assert warm == cold(repo), edit
