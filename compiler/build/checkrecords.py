@@ -71,6 +71,11 @@ class Records:
             self.new[scope] = [None, {}]
         return scope
 
+    def shared(self) -> str | None:
+        if "m:" not in self.new:
+            self.new["m:"] = [None, {}]
+        return "m:"
+
     def get(self, scope: str, call: str) -> list | None:
         got = self.old.get(scope)
         try:

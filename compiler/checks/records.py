@@ -23,6 +23,10 @@ class CheckRecords(Protocol):
     def file(self, rel: str) -> str | None:
         """The key of a loaded file's own records (None: do not record)."""
 
+    def shared(self) -> str | None:
+        """The scope of results that depend only on what their call names (a CEL outcome by
+        expression and bound values), whatever unit asked."""
+
     def get(self, scope: str, call: str) -> list | None:
         """The rows (Diagnostic.to_row) call `call` gave under `scope` last time, or None."""
 

@@ -186,10 +186,40 @@ class Evaluations:
 
     memo: dict[str, list]
     budget: cel.Budget
+    # The outcomes of earlier runs by the same key (checks/records.py's shared scope): CEL is
+    # pure, so an evaluation made with the whole limit gives the same outcome and steps again.
+    records: CheckRecords | None = None
 
     @classmethod
-    def new(cls) -> Evaluations:
-        return cls({}, cel.Budget())
+    def new(cls, records: CheckRecords | None = None) -> Evaluations:
+        return cls({}, cel.Budget(), records)
+
+    def recall(self, key: str) -> list | None:
+        """The outcome of `key` from an earlier run, charged to the budget as its evaluation
+        would be (only while the whole per-evaluation limit is left: then this run's
+        evaluation would have had it too)."""
+        scope = self.records.shared() if self.records is not None else None
+        if scope is None or self.budget.left < cel.MAX_STEPS:
+            return None
+        got = self.records.get(scope, key)  # type: ignore[union-attr]
+        try:
+            outcome, steps = got  # type: ignore[misc]
+            if outcome[0] not in ("bool", "type", "err") or not isinstance(steps, int) or steps < 0:
+                return None
+        except (TypeError, ValueError, IndexError, KeyError):
+            return None
+        self.budget.left -= steps
+        self.records.put(scope, key, got)  # type: ignore[union-attr]
+        entry = self.memo[key] = [outcome, steps, True]
+        return entry
+
+    def keep(self, key: str, entry: list) -> None:
+        """Store an outcome of this run for the next (one made with the whole limit)."""
+        scope = self.records.shared() if self.records is not None else None
+        if scope is not None and entry[2]:
+            old = self.records.get(scope, key)  # type: ignore[union-attr]
+            kept = [entry[0], entry[1]]
+            self.records.put(scope, key, old if old == kept else kept)  # type: ignore[union-attr]
 
 
 def _memo_key(text: str, bound: str) -> str:
@@ -204,6 +234,8 @@ def evaluate_rule(rule: CompiledRule, bindings: Bindings, out: Diagnostics, run:
     key = _memo_key(rule.expr.text, bindings.key(rule.expr.name_set))
     got = memo.get(key)
     if got is None:
+        got = run.recall(key)
+    if got is None:
         left = run.budget.left
         try:
             value = cel.evaluate(rule.expr, bindings.values(rule.expr.name_set), run.budget)
@@ -211,6 +243,7 @@ def evaluate_rule(rule: CompiledRule, bindings: Bindings, out: Diagnostics, run:
         except cel.CelError as e:
             outcome = ["err", str(e), e.column]
         got = memo[key] = [outcome, left - run.budget.left, left >= cel.MAX_STEPS]
+        run.keep(key, got)
     report_outcome(rule, bindings.view, bindings.node, got[0], out, bindings.raw)
     return key, got
 
@@ -330,6 +363,7 @@ class RuleRecords:
         if mkey not in run.memo:  # new to this run: it costs what its evaluation cost
             run.memo[mkey] = [outcome, steps, True]
             run.budget.left -= steps
+            run.keep(mkey, run.memo[mkey])
         out.extend(diags)
         done = self.done[key]
         if done is not None:
@@ -365,7 +399,7 @@ def check_rules(resolved: Resolved, out: Diagnostics, records: CheckRecords | No
     broken = _errored_files(out)
     disabled = check_disabled(resolved, out)
     compiled: dict[int, CompiledRule | None] = {}  # a rule without overrides is one document
-    run = Evaluations.new()
+    run = Evaluations.new(records)
     for view in resolved.envs.values():
         rules = []
         for node in view.of_kind("Rule"):

@@ -148,6 +148,9 @@ def test_rule_evaluations_are_replayed_as_a_cold_run_makes_them(repo, monkeypatc
     if share:
         assert any("evaluation steps" in r[2] for r in first)  # the budget did run out
     for edit in range(2):
+        # The first copy's unit comes first in the evaluation order: its evaluations are
+        # recalled by their bound values (the version is not bound), before the budget ends.
+        toggle(repo / "team0" / "copy0" / "prompts" / "support-reply.yaml", "version: 4", "version: 5")
         toggle(repo / "team1" / "copy1" / "serving" / "support-llm.yaml", "accelerator: {type: L4, count: 1}",
                "accelerator: {type: L4, count: 2}")
         warm = rows(analyze(repo, parse_memo=True, records=records_of))
