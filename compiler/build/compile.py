@@ -33,7 +33,7 @@ from specops.backends.registry import pipeline_backend, serving_platform
 from specops.build import cache
 from specops.build import units as units_mod
 from specops.build.checkcache import probe_state
-from specops.build.manifest import Artifact, Build, PackedArtifact, sha_of, spec_digest
+from specops.build.manifest import Artifact, Build, PackedArtifact, manifest_lines, sha_of, spec_digest
 from specops.build.output import write_build
 from specops.build.units import UnitIndex
 from specops.checks import analyze
@@ -241,6 +241,8 @@ class EmitCache:
         # a spec in an unchanged file keeps its entry in the specs index (spec_specs).
         self.inputs: dict[str, str] = {}
         self._prev_specs: tuple[dict[str, Any], dict[str, str]] = ({}, {})
+        self._lines_of: Callable[[], dict[str, str]] = dict
+        self._lines: dict[str, str] | None = None
 
     def _key(self, *parts: str) -> str:
         if self._code is None:
@@ -259,7 +261,9 @@ class EmitCache:
                 specs, inputs = rec.index.get("specs"), rec.index.get("inputs")
                 if isinstance(specs, dict) and isinstance(inputs, dict) and inputs.get("code") == cache.code_fingerprint() \
                         and isinstance(inputs.get("files"), dict):
+                    # Made by this very code: its specs-index entries and manifest lines hold.
                     self._prev_specs = (specs, inputs["files"])
+                    self._lines_of = lambda: self._manifest_lines(rec)
         return self._prev
 
     def spec_entry(self, key: str, file: str, document: int) -> dict[str, Any] | None:
@@ -274,6 +278,15 @@ class EmitCache:
                 and inputs.get(file) is not None and inputs.get(file) == self.inputs.get(file)):
             return old
         return None
+
+    @staticmethod
+    def _manifest_lines(rec: Any) -> dict[str, str]:
+        """Artifact path -> its line in the last build's manifest (in the same order as the
+        pack's artifact entries: both sorted by path)."""
+        arts = rec.index["artifacts"]
+        off, size = rec.index["manifest"]
+        lines = manifest_lines(rec.read(off, size), len(arts))
+        return {} if lines is None else {a["path"]: line for a, line in zip(arts, lines)}
 
     def _bytes(self, path: str) -> bytes:
         _, arts, read, _ = self._last()
@@ -300,6 +313,7 @@ class EmitCache:
         this compile's own indexes stay."""
         self._prev = ({}, {}, None, {})
         self._prev_specs = ({}, {})
+        self._lines_of, self._lines = dict, None
         self._owner = None
 
     def probes(self, resolved: Resolved) -> dict[str, str]:
@@ -317,6 +331,9 @@ class EmitCache:
                 for path in files.values() if isinstance(files, dict) else [f[1] for f in files or ()]:
                     self._owner[path] = k
         owner = self._owner or {}
+        if self._lines is None and units.reused:
+            self._lines = self._lines_of()
+        lines = self._lines or {}
         for sig in sorted(units.reused):
             rec = units.previous[sig]
             for path in rec["paths"]:
@@ -324,7 +341,7 @@ class EmitCache:
                 build.add(PackedArtifact(
                     lambda off=a["offset"], size=a["size"]: read(off, size), a["size"], path=path, env=a["env"],
                     backend=a["backend"], spec=a["spec"], source=a["source"], depends_on=list(a["dependsOn"]),
-                    role=a["role"], resource=a["resource"], file=a["file"], sha=a["sha256"]))
+                    role=a["role"], resource=a["resource"], file=a["file"], sha=a["sha256"], line=lines.get(path, "")))
                 if (k := owner.get(path)) is not None:
                     self.index[k] = emit[k]
             build.diagnostics.extend(Diagnostic.from_row(r) for r in rec["diags"])

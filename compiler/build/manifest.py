@@ -43,6 +43,9 @@ class Artifact:
     # The bytes' sha256 (hex) once known: the manifest's hash of them, or the pack's record
     # of a replayed artifact (so an edit does not read and hash 155 MB again at 10,000 specs).
     sha: str = field(default="", compare=False, repr=False)
+    # Its manifest entry as the last build rendered it (an artifact replayed unchanged from
+    # the last pack, by the same code): used as it is, not rendered again.
+    line: str = field(default="", compare=False, repr=False)
 
     def to_index(self) -> dict[str, Any]:
         """Every field but the bytes, for the cache index."""
@@ -197,21 +200,37 @@ def spec_digest(data: Any) -> str:
 
 
 def manifest_bytes(build: Build) -> bytes:
-    arts = []
+    arts = _Rendered()
     for p, a in sorted(build.artifacts.items()):
-        arts.append({"path": p, "sha256": sha_of(a), "bytes": _size(a),
-                     "env": a.env, "backend": a.backend, "spec": a.spec, "source": a.source,
-                     "dependsOn": sorted(a.depends_on)})
+        arts.append(a.line or _one({"path": p, "sha256": sha_of(a), "bytes": _size(a), "env": a.env,
+                                    "backend": a.backend, "spec": a.spec, "source": a.source,
+                                    "dependsOn": sorted(a.depends_on)}))
     return _manifest_json({"schemaVersion": MANIFEST_SCHEMA_VERSION, "generator": f"specops {__version__}",
                            "artifacts": arts, "specs": build.specs})
+
+
+class _Rendered(list):
+    """A list whose items are JSON text already (manifest entries)."""
+
+
+def _one(v: Any) -> str:
+    return json.dumps(v, sort_keys=True, ensure_ascii=False, separators=(", ", ": "))
+
+
+def manifest_lines(manifest: bytes, n: int) -> list[str] | None:
+    """The `n` artifact entries of a manifest made by manifest_bytes, as rendered (in path
+    order), or None when it is not laid out so."""
+    lines = manifest.decode().split("\n")  # JSON escapes newlines in strings; U+2028 stays in its line
+    if len(lines) < n + 3 or lines[1] != '  "artifacts": [' or not lines[n + 2].startswith("  ]"):
+        return None
+    out = [line[4:].removesuffix(",") for line in lines[2:n + 2]]
+    return out if all(x.startswith("{") for x in out) else None
 
 
 def _manifest_json(doc: dict[str, Any]) -> bytes:
     """JSON with one artifact (one spec) per line: diff-friendly like indented JSON, but
     written by the C encoder (indent=2 falls back to pure Python: ~0.2 s on 2,000 artifacts)."""
-    def one(v: Any) -> str:
-        return json.dumps(v, sort_keys=True, ensure_ascii=False, separators=(", ", ": "))
-
+    one = _one
     lines = ["{"]
     keys = sorted(doc)
     for i, k in enumerate(keys):
@@ -219,7 +238,8 @@ def _manifest_json(doc: dict[str, Any]) -> bytes:
         end = "," if i < len(keys) - 1 else ""
         if isinstance(v, list) and v:
             lines.append(f"  {one(k)}: [")
-            lines.extend(f"    {one(x)}{',' if j < len(v) - 1 else ''}" for j, x in enumerate(v))
+            item = str if isinstance(v, _Rendered) else one
+            lines.extend(f"    {item(x)}{',' if j < len(v) - 1 else ''}" for j, x in enumerate(v))
             lines.append(f"  ]{end}")
         elif isinstance(v, dict) and v:
             lines.append(f"  {one(k)}: {{")
