@@ -266,9 +266,11 @@ def test_an_edit_rechecks_only_the_unit_it_reaches(scaled, tmp_path, monkeypatch
 
 def test_an_edit_digests_only_the_specs_of_the_edited_file(scaled, tmp_path, monkeypatch):
     """The specs index (manifest.json's `specs`) keeps the last build's entry of a spec whose
-    file did not change: after one prompt edit, only that file's spec is digested again, and
+    file did not change, and a replayed artifact its manifest line: after one prompt edit,
+    only that file's spec is digested again and only its unit's artifacts are rendered, and
     the manifest is the one a compile without cache makes."""
     from specops.build import compile as compile_mod
+    from specops.build import manifest as manifest_mod
 
     repo = tmp_path / "repo"
     shutil.copytree(scaled, repo)
@@ -279,7 +281,14 @@ def test_an_edit_digests_only_the_specs_of_the_edited_file(scaled, tmp_path, mon
     digested: list = []
     real = compile_mod.spec_digest
     monkeypatch.setattr(compile_mod, "spec_digest", lambda data: digested.append(data) or real(data))
+    rendered: list = []
+    real_one = manifest_mod._one
+    monkeypatch.setattr(manifest_mod, "_one", lambda v: rendered.append(v) or real_one(v))
     files, _, _ = build_of(repo, cdir)
     assert [d["metadata"]["name"] for d in digested] == ["support-reply-0"]
+    # ...and only the re-emitted unit's artifacts are rendered into the manifest again.
+    entries = [v["path"] for v in rendered if isinstance(v, dict) and "sha256" in v]
+    assert entries and all("support-llm-0/" in p for p in entries), entries
     monkeypatch.setattr(compile_mod, "spec_digest", real)
+    monkeypatch.setattr(manifest_mod, "_one", real_one)
     assert files["manifest.json"] == build_of(repo, None)[0]["manifest.json"]
