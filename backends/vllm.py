@@ -476,10 +476,11 @@ def serve_config(args: Mapping[str, Any], *, model: str, version: str) -> bytes:
 
 
 # What YAML-loading an emitted serve config gives back, by its bytes: every serving platform
-# reads the config it wraps (kubernetes.load_serve_config), two or three times per target,
-# and parsing it again was a tenth of a serving target's compile.
+# reads the config it wraps (kubernetes.load_serve_config), two or three times per target
+# right after it is emitted, and parsing it again was a tenth of a serving target's compile.
+# The last few configs are enough.
 _LOADED: dict[bytes, dict[str, Any]] = {}
-_LOADED_MAX = 4096
+_LOADED_MAX = 64
 # Line breaks besides \n: libyaml's reader normalises some of them (\r\n, \x85) when they
 # stand in a literal block. Text holding any of them is parsed, not assumed.
 _NOT_KEPT = ("\r", "\x85", "\u2028", "\u2029")

@@ -153,6 +153,9 @@ _INDICATORS = frozenset("#,[]{}&*!|>'\"%@`")
 _BREAKS = re.compile("[\r\x85\u2028\u2029]")  # line breaks to libyaml besides \n
 _LONG = 1000  # longer scalars could meet the 4096 width, where libyaml folds them by column
 _DEEP = " " * 1000
+# Rendered scalars by text. A repo's repeated strings (keys, constants) come early; past the
+# bound, further texts (mostly names seen once) are rendered each time they occur.
+_VALS_MAX = 20_000
 _vals: dict[str, str | tuple[str, tuple[str, ...]]] = {}
 _keys: dict[str, str] = {}
 
@@ -210,7 +213,7 @@ def _value(value: str) -> str | tuple[str, tuple[str, ...]]:
             got = _text(value)
         else:
             got = _probe_value(value)  # tabs, other line breaks, non-ASCII: libyaml decides
-        if len(_vals) < _MEMO_MAX:
+        if len(_vals) < _VALS_MAX:
             _vals[value] = got
     return got
 
@@ -228,7 +231,7 @@ def _key(key: str) -> str:
                     or _BREAKS.search(text)):
                 raise _Unusual  # a complex key (`? `): longer than 128 bytes
             got = text[:-7]
-        if len(_keys) < _MEMO_MAX:
+        if len(_keys) < _VALS_MAX:
             _keys[key] = got
     return got
 

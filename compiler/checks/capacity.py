@@ -695,13 +695,14 @@ def plan_engine_args(facts: ModelFacts, engine_args: Mapping[str, Any], *, gpu: 
         if name is not None and value is not None:
             kw[name] = value
     # The same plan is asked for twice per serving target and environment (its check, then
-    # the compile's report): a report is immutable, so the second ask reuses the first.
+    # the compile's report): a report is immutable, so the second ask takes the first's (and
+    # drops it from the memo, which then holds only plans not asked for twice yet).
     # Keyed by value and type (4096 and 4096.0 are equal keys but not equal reports); only
     # scalars, so no container can hold equal items of other types.
     values = (gpu, count, provider, instance_type, label, *kw.values())
     memo_key = ((id(facts), *((type(v), v) for v in values), *kw)
                 if all(type(v) in _SCALARS for v in values) else None)
-    hit = _PLANS.get(memo_key) if memo_key is not None else None
+    hit = _PLANS.pop(memo_key, None) if memo_key is not None else None
     if hit is not None and hit[0] is facts:
         return hit[1]
     report = plan(facts, gpu=gpu, count=count, provider=provider, instance_type=instance_type, label=label, **kw)
@@ -714,7 +715,7 @@ def plan_engine_args(facts: ModelFacts, engine_args: Mapping[str, Any], *, gpu: 
 
 _PLANS: dict[tuple, tuple[ModelFacts, CapacityReport]] = {}
 _SCALARS = frozenset({str, int, float, bool, type(None)})
-_PLANS_MAX = 1024
+_PLANS_MAX = 8192  # every serving target of every environment at 10,000 specs
 
 
 # ---- rendering ------------------------------------------------------------------------
