@@ -33,6 +33,7 @@ from specops.backends.registry import pipeline_backend, serving_platform
 from specops.build import cache
 from specops.build import units as units_mod
 from specops.build.checkcache import probe_state
+from specops.build.checkrecords import records_of
 from specops.build.manifest import Artifact, Build, PackedArtifact, manifest_lines, sha_of, spec_digest
 from specops.build.output import write_build
 from specops.build.units import UnitIndex
@@ -565,7 +566,7 @@ def cached_build(path: str | Path = ".", envs: Iterable[str] | None = None) -> t
     fast = cache.fast_compile(path, envs)
     if fast is not None and all(e in fast.cached.envs for e in envs or ()):
         return fast.root, Build.from_record(fast.cached.index, fast.cached.blob)
-    resolved = analyze(path, parse_memo=True)
+    resolved = analyze(path, parse_memo=True, records=records_of)  # as `specops compile` checks
     if resolved.diagnostics.has_errors:
         raise SpecError(resolved.diagnostics)
     root = resolved.repo.root
