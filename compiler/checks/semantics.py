@@ -7,7 +7,7 @@ again: their diagnostics are replayed, in the order a run without records adds t
 holds because each per-node check reads only the node, nodes it names (each a resolver edge
 or a judge link: the same unit), the Project, and repo files the specs name, which are what
 a unit's signature hashes. What reads across units (the target registry, the lock file,
-rules, monitors) always runs."""
+rules) always runs, and rules replay by their own records (checks/rules.py)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from specops.checks.secrets import check_notifier_refs, check_plaintext_secrets,
 from specops.checks.serving import check_serving
 from specops.checks.targets import check_targets
 from specops.diagnostics import Diagnostics, suggestion
+from specops.ir.monitors import job_name
 
 if TYPE_CHECKING:
     from specops.frontend.overrides import Node
@@ -72,9 +73,11 @@ def check_semantics(resolved: Resolved, out: Diagnostics, records: CheckRecords 
             each(view, node, lambda o, node=node, view=view: (check_serving(resolved, view, node, o),
                                                         check_secret_refs(view, node, o)))
         for node in view.of_kind("Monitor"):
-            # Not recorded: a monitor also reads the Model its scheduled job's name would
-            # clash with, which no reference links.
-            check_monitor(resolved, view, node, out)
+            # A monitor also reads whether a Model has its scheduled job's name, which no
+            # reference links: that is part of what its record is kept under.
+            clash = view.get("Model", job_name(node.name)) is not None
+            replayed(records, records.unit(view, node.key) if records is not None else None,
+                     f"{node.key}|{clash}", out, lambda o, node=node, view=view: check_monitor(resolved, view, node, o))
     # Last: a rule is not checked on a spec that already has errors of its own.
     check_rules(resolved, out, records)
     if records is not None:

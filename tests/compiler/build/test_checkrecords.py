@@ -155,3 +155,40 @@ def test_rule_evaluations_are_replayed_as_a_cold_run_makes_them(repo, monkeypatc
                "accelerator: {type: L4, count: 2}")
         warm = rows(analyze(repo, parse_memo=True, records=records_of))
         assert warm == cold(repo), edit
+
+
+def test_monitor_records_see_a_model_named_like_its_job(tmp_path):
+    """A monitor's scheduled job is pipeline `monitor-<name>`: a Model of that name, which no
+    reference links to the monitor, still changes what the monitor's check reports."""
+    from tests.compiler.build.repo_edits import add_remove
+
+    repo = tmp_path / "churn"
+    shutil.copytree(Path(__file__).resolve().parents[3] / "examples" / "churn", repo)
+    # A Model (and its own Dataset) that nothing in the monitor's unit names.
+    clash = """apiVersion: specops.dev/v1alpha1
+kind: Model
+metadata: {name: monitor-churn-drift}
+spec:
+  type: classical
+  datasets: [{dataset: clash-data, split: train}]
+  classical: {algorithm: gradient_boosting, task: classification, target: churned}
+---
+apiVersion: specops.dev/v1alpha1
+kind: Dataset
+metadata: {name: clash-data}
+spec:
+  source: {uri: file://data/production.csv, format: csv, version: "2024-08"}
+  splits: {train: 1.0}
+"""
+    monitor = repo / "monitors" / "churn-drift.yaml"
+    first = rows(analyze(repo, parse_memo=True, records=records_of))
+    assert first == cold(repo)
+    for step in ("clash", "threshold", "clash", "threshold"):
+        if step == "clash":
+            add_remove(repo / "models" / "clash.yaml", clash)
+        else:
+            toggle(monitor, 'threshold: ">= 0.7"', 'threshold: ">= 0.7%"')
+        warm = rows(analyze(repo, parse_memo=True, records=records_of))
+        assert warm == cold(repo), step
+        present = (repo / "models" / "clash.yaml").exists()
+        assert present == any("which is also a Model's name" in r[2] for r in warm), step
