@@ -7,7 +7,8 @@ Format (CACHE_FORMAT 5). Two kinds of file (and the inputs' `stat.json`, see bel
   model `config.json` files, dataset `file://` paths, base-model folders, and per model folder
   `<folder>/*.safetensors`: the digest of its weights' headers and shard index) and the key
   of the pack it produced.
-- `pack-<pack key>.bin`: three JSON lines, then the artifact bytes. Line 1, the head: what a
+- `pack-<pack key>.bin`: a JSON line and two marshal records (each ended by a newline: "lines"
+  2 and 3), then the artifact bytes. Line 1, the head: what a
   no-op compile reads when the build folder is current (envs, the manifest's byte range and
   sha256, the artifact count, the build's diagnostics, the byte lengths of lines 2 and 3).
   Line 2: the artifacts with their manifest fields and byte ranges, and the specs index
@@ -41,6 +42,7 @@ import hashlib
 import importlib.util
 import itertools
 import json
+import marshal
 import os
 import shutil
 import stat
@@ -66,8 +68,8 @@ from specops.paths import discover as _discover
 from specops.paths import ignore_patterns as _patterns
 from specops.resolve.lockfile import lock_bytes
 
-CACHE_FORMAT = 6  # 2: artifacts carry role, resource and file; 3: the emission index; 4: the unit index;
-# 5: those two indexes on a second line; 6: a head line before the artifacts' line
+CACHE_FORMAT = 7  # 2: artifacts carry role, resource and file; 3: the emission index; 4: the unit index;
+# 5: those two indexes on a second line; 6: a head line before the artifacts' line; 7: lines 2, 3 marshal
 # A pack's index lines after the head: what making the build of it reads (line 2), and what
 # only the next compile reads (line 3).
 BUILD_KEYS = ("artifacts", "specs")
@@ -448,10 +450,11 @@ def store(cache_dir: Path, ikey: str, probes: dict[str, str], envs: list[str], i
         # Line 1: the head (what a no-op needs); line 2: the artifacts and specs (what the build
         # made of the pack needs); line 3: the emission and unit indexes (what the next compile
         # needs). The head gives the lengths of the other two, so a reader seeks past them.
-        lines = [json.dumps({k: index[k] for k in keys if k in index}, sort_keys=True, separators=(",", ":")).encode()
-                 for keys in (BUILD_KEYS, INCREMENTAL_KEYS)]
+        # Those two are marshal (plain data, as the loader's parse memo): a fifth of the
+        # time of JSON to write and half to read, at 20 MB for 10,000 specs.
+        lines = [marshal.dumps({k: index[k] for k in keys if k in index}) for keys in (BUILD_KEYS, INCREMENTAL_KEYS)]
         head = {**{k: v for k, v in index.items() if k not in BUILD_KEYS + INCREMENTAL_KEYS},
-                "format": CACHE_FORMAT, "envs": envs, "lines": [len(x) for x in lines]}
+                "format": CACHE_FORMAT, "marshal": marshal.version, "envs": envs, "lines": [len(x) for x in lines]}
         write_atomic(d / f"pack-{pkey}.bin", itertools.chain(
             (json.dumps(head, sort_keys=True, separators=(",", ":")).encode(), b"\n",
              lines[0], b"\n", lines[1], b"\n"), chunks))
@@ -548,7 +551,7 @@ def _open_pack(p: Path) -> tuple[dict[str, Any], Any, int] | None:
     try:
         first = f.readline()
         head = json.loads(first)
-        if head.get("format") != CACHE_FORMAT:
+        if head.get("format") != CACHE_FORMAT or head.get("marshal") != marshal.version:
             f.close()
             return None
         base = len(first) + sum(n + 1 for n in head["lines"])
@@ -574,22 +577,22 @@ def _read_pack(p: Path, incremental: bool = False, lazy: bool = False) -> Cached
         head, f, base = opened
         start, (n2, n3) = base - head["lines"][0] - head["lines"][1] - 2, head["lines"]
         line = lambda i: os.pread(f.fileno(), (n2, n3)[i], start + (0, n2 + 1)[i])
-        rec = CachedRecord(head["envs"], head, PackBlob(f, base, sum(head["manifest"])), lambda: json.loads(line(0)))
+        rec = CachedRecord(head["envs"], head, PackBlob(f, base, sum(head["manifest"])), lambda: marshal.loads(line(0)))
         if incremental:
-            rec.index.update(json.loads(line(1)))
+            rec.index.update(marshal.loads(line(1)))
         return rec
     raw = p.read_bytes()
     if p.suffix == ".z":
         raw = zlib.decompress(raw)
     i = raw.index(b"\n")
     head = json.loads(raw[:i])
-    if head.get("format") != CACHE_FORMAT:
+    if head.get("format") != CACHE_FORMAT or head.get("marshal") != marshal.version:
         return None
-    j = raw.index(b"\n", i + 1)
-    k = raw.index(b"\n", j + 1)
-    rec = CachedRecord(head["envs"], head, raw[k + 1:], lambda: json.loads(raw[i + 1:j]))
+    n2, n3 = head["lines"]
+    j = i + 1 + n2 + 1  # where the third line starts
+    rec = CachedRecord(head["envs"], head, raw[j + n3 + 1:], lambda: marshal.loads(raw[i + 1:i + 1 + n2]))
     if incremental:
-        rec.index.update(json.loads(raw[j + 1:k]))
+        rec.index.update(marshal.loads(raw[j:j + n3]))
     return rec
 
 
@@ -598,7 +601,7 @@ def latest(cache_dir: Path) -> CachedRecord | None:
     try:
         packs = _packs(_builds(cache_dir))
         return _read_pack(packs[0], incremental=True) if packs else None
-    except (OSError, ValueError, KeyError, TypeError, zlib.error):
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zlib.error):
         return None
 
 
@@ -625,7 +628,7 @@ def latest_view(cache_dir: Path) -> PackView | None:
         blob = rec.blob
         return PackView(rec.index, blob.read_range if isinstance(blob, PackBlob) else
                         lambda off, size: blob[off:off + size])
-    except (OSError, ValueError, KeyError, TypeError, zlib.error):
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zlib.error):
         return None
 
 
@@ -655,6 +658,15 @@ class CachedRecord:
             self._more = None
         return self.head
 
+    def build_index(self) -> dict | None:
+        """`index`, or None when the pack's artifact index cannot be read (a damaged pack: the
+        caller compiles as on a miss)."""
+        try:
+            index = self.index
+            return index if isinstance(index.get("artifacts"), list) and isinstance(index.get("specs"), dict) else None
+        except (OSError, ValueError, KeyError, TypeError, EOFError):
+            return None
+
 
 def lookup(cache_dir: Path, root: Path, ikey: str, lazy: bool = False) -> CachedRecord | None:
     d = _builds(cache_dir)
@@ -673,7 +685,7 @@ def lookup(cache_dir: Path, root: Path, ikey: str, lazy: bool = False) -> Cached
             return None
         p = d / f"pack-{pkey}.bin"
         return _read_pack(p if p.exists() else p.with_name(p.name + ".z"), lazy=lazy)
-    except (OSError, ValueError, KeyError, TypeError, zlib.error):
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zlib.error):
         return None
 
 

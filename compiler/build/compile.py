@@ -480,8 +480,9 @@ def compile_repo(resolved: Resolved, envs: list[str] | None = None, cache_dir: P
     shas = cache.file_shas(resolved.repo.files)
     ikey = cache.inputs_key(resolved.repo.files, envs, cache.ignore_bytes(root), lock_bytes(root), shas)
     hit = cache.lookup(Path(cache_dir), root, ikey)
-    if hit is not None:
-        return Build.from_record(hit.index, hit.blob)
+    index = hit.build_index() if hit is not None else None
+    if hit is not None and index is not None:
+        return Build.from_record(index, hit.blob)
     emitted = EmitCache(cache_dir)
     emitted.inputs = shas
     build = _compile_repo(resolved, envs, cache_dir, emitted)
@@ -565,7 +566,9 @@ def cached_build(path: str | Path = ".", envs: Iterable[str] | None = None) -> t
     envs = sorted(set(envs)) if envs else None
     fast = cache.fast_compile(path, envs)
     if fast is not None and all(e in fast.cached.envs for e in envs or ()):
-        return fast.root, Build.from_record(fast.cached.index, fast.cached.blob)
+        index = fast.cached.build_index()
+        if index is not None:
+            return fast.root, Build.from_record(index, fast.cached.blob)
     resolved = analyze(path, parse_memo=True, records=records_of)  # as `specops compile` checks
     if resolved.diagnostics.has_errors:
         raise SpecError(resolved.diagnostics)

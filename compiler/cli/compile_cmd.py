@@ -42,6 +42,7 @@ def compile_cmd(path: str, envs: tuple[str, ...], out: str | None, check: bool, 
     fmt = out_format(fmt, as_json)
     # Unchanged inputs (every file's hash, specops's own code): the last build, nothing parsed.
     fast = fast_compile(path, envs)
+    build: Build | None = None
     if fast is not None and all(e in fast.cached.envs for e in envs):
         root, head = fast.root, fast.cached.head
         out_dir = Path(out) if out else root / "build"
@@ -50,8 +51,9 @@ def compile_cmd(path: str, envs: tuple[str, ...], out: str | None, check: bool, 
             # to make, compare or write; the artifacts' index is not even parsed.
             _report(record_diagnostics(head), root, fmt, out_dir, head["artifactCount"] + 1, check, [], (0, 0))
             return
-        build = Build.from_record(fast.cached.index, fast.cached.blob)
-    else:
+        index = fast.cached.build_index()
+        build = None if index is None else Build.from_record(index, fast.cached.blob)
+    if build is None:
         from specops.build.checkrecords import records_of
         from specops.build.compile import compile_repo  # the full path: loader, checks, backends
         from specops.checks import analyze

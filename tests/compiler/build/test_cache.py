@@ -205,6 +205,25 @@ def test_corrupt_cache_is_a_miss(tmp_path):
     assert compile_repo(analyze(root), cache_dir=cdir).files() == want
 
 
+def test_a_pack_with_a_damaged_artifact_index_is_a_miss(tmp_path):
+    """The no-op reads a pack's head alone; its artifact index is read only when a build is
+    made of it. A pack whose head is whole but whose index is not is compiled past, not a crash."""
+    root = copy_example(tmp_path, "churn")
+    runner = CliRunner()
+    assert runner.invoke(main, ["compile", str(root)]).exit_code == 0
+    want = {p.relative_to(root / "build"): p.read_bytes() for p in (root / "build").rglob("*") if p.is_file()}
+    shutil.rmtree(root / "build")
+    pack = next((cache.cache_dir_of(root) / "builds").glob("pack-*.bin"))
+    raw = bytearray(pack.read_bytes())
+    start = raw.index(b"\n") + 1
+    raw[start:start + 16] = b"\xff" * 16  # not marshal
+    pack.write_bytes(bytes(raw))
+    assert cache.fast_compile(root) is not None  # the head is whole
+    r = runner.invoke(main, ["compile", str(root)])
+    assert r.exit_code == 0, r.output
+    assert {p.relative_to(root / "build"): p.read_bytes() for p in (root / "build").rglob("*") if p.is_file()} == want
+
+
 def _age(root: Path, seconds: int = 60) -> None:
     """Every YAML file's mtime moved `seconds` into the past (outside the racy window)."""
     import os
