@@ -18,7 +18,6 @@ import contextlib
 import hashlib
 import os
 import stat
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -84,6 +83,8 @@ def write_atomic(path: Path, data: bytes | Iterable[bytes], *, durable: bool = F
     """Write `data` to `path`: readers see the old bytes or the new ones, never a mix. On any
     error the temp file is removed and `path` is untouched. `data` may be an iterable of
     byte chunks, written in turn (a build pack: never joined into one copy in memory)."""
+    import tempfile  # here, not at the top: the no-op compile writes nothing (start-up, see compile_cmd)
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -11,8 +11,6 @@ import hashlib
 import hmac
 import os
 import re
-import secrets
-import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -168,6 +166,8 @@ def _machine_key() -> bytes:
         except (OSError, ReadRefused):
             key = b""
         if len(key) != 32:
+            import secrets  # here, not at the top: made once per user (start-up, see compile_cmd)
+
             key = secrets.token_bytes(32)
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -201,6 +201,8 @@ def repo_cache_dir(root: Path) -> Path:
             if d.is_file():
                 d.unlink()
             elif d.exists():
+                import shutil  # here, not at the top: the no-op compile never needs it (start-up, see compile_cmd)
+
                 shutil.rmtree(d)
             d.mkdir(parents=True, exist_ok=True)
             (d / _CACHE_MARKER).write_bytes(want)

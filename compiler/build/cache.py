@@ -44,7 +44,6 @@ import itertools
 import json
 import marshal
 import os
-import shutil
 import stat
 import time
 import zlib
@@ -478,6 +477,8 @@ def prune(cache_dir: Path, budget: int) -> None:
     newest pack always, as it is (the next compile's emission cache reads it); older ones
     compressed, newest first, only while the total stays in budget, and only up to
     MAX_COMPRESS_BYTES: a bigger one is dropped."""
+    import shutil  # here, not at the top: the no-op compile never needs it (start-up, see compile_cmd)
+
     try:
         shutil.rmtree(Path(cache_dir) / "emit", ignore_errors=True)  # the per-entry cache of CACHE_FORMAT 2
         d = _builds(cache_dir)

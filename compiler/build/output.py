@@ -18,9 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import stat
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,6 +112,9 @@ def _write_fresh(files: Mapping[str, bytes], out: Path) -> bool:
     one atomic write per file, without a temp file and a rename for each of thousands of
     artifacts. False (nothing left behind) when that cannot be done; the caller then writes
     file by file."""
+    import shutil  # here, not at the top: the no-op compile never needs it (start-up, see compile_cmd)
+    import tempfile
+
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))

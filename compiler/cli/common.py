@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, NoReturn
@@ -73,6 +72,8 @@ def git_prefix(root: Path | None) -> str:
     annotations land on the right file when the specs live in a sub-folder."""
     if root is None:
         return ""
+    import subprocess  # here, not at the top: every command imports this module (start-up)
+
     try:
         top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=root, capture_output=True,
                              text=True, timeout=10).stdout.strip()
