@@ -181,10 +181,11 @@ def _check_cycles(view: EnvView, out: Diagnostics) -> None:
     """One error per cycle (graphlib finds them, iteratively: a 10,000-spec chain cannot hit
     the recursion limit), at the reference that closes it: the one pointing back at the
     cycle's smallest key. That edge is then set aside and the search goes on."""
+    kept = [e for e in view.edges if not _made_for_itself(view, e)]
+    if _acyclic(kept):
+        return  # the usual case, told by a plain Kahn pass (graphlib's search cost 4x more at 10k)
     edges: dict[tuple[str, str], Edge] = {}
-    for e in sorted(view.edges, key=lambda e: (e.src, e.dst, e.path)):
-        if _made_for_itself(view, e):
-            continue
+    for e in sorted(kept, key=lambda e: (e.src, e.dst, e.path)):
         edges.setdefault((e.src, e.dst), e)
     graph: dict[str, set[str]] = {}
     for src, dst in edges:
@@ -201,6 +202,26 @@ def _check_cycles(view: EnvView, out: Diagnostics) -> None:
         chain = " -> ".join(cycle + [cycle[0]])
         out.add(_at(view.nodes[closing.src], closing.path, "error", "cycle", f"reference cycle: {chain}"))
         graph[closing.src].discard(closing.dst)
+
+
+def _acyclic(edges: list[Edge]) -> bool:
+    """Whether the edges make no cycle: Kahn's algorithm, every node's references counted
+    down as the nodes nothing (else) refers to are taken away."""
+    out: dict[str, set[str]] = {}
+    for e in edges:
+        out.setdefault(e.src, set()).add(e.dst)
+    indeg: dict[str, int] = {}
+    for dsts in out.values():
+        for d in dsts:
+            indeg[d] = indeg.get(d, 0) + 1
+    ready = [n for n in out if n not in indeg]
+    while ready:
+        for d in out.get(ready.pop(), ()):
+            left = indeg[d] - 1
+            indeg[d] = left
+            if not left:
+                ready.append(d)
+    return not any(indeg.values())
 
 
 def _made_for_itself(view: EnvView, e: Edge) -> bool:
