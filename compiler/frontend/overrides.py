@@ -13,7 +13,7 @@ from typing import Any
 
 from specops.diagnostics import Diagnostic, Pos
 from specops.frontend.loader import Repo, Spec, mark_invalid
-from specops.frontend.validation import validate_document
+from specops.frontend.validation import validate_document, validate_spec
 from specops.frontend.yamlio import YamlDoc
 
 
@@ -97,16 +97,21 @@ def env_nodes(repo: Repo, env: str) -> tuple[dict[str, Node], list[Diagnostic]]:
     for s in repo.specs:
         if s.kind == "Project" or (s.model.environments is not None and env not in s.model.environments):
             continue
-        model, doc = s.model, s.doc
+        spec, doc = s.model.spec, s.doc
         if env in s.model.overrides:
             doc = _merged_doc(s.doc, env)
-            model, dd = validate_document(doc)
-            diags.extend(dd)
-            if model is None:
-
-                mark_invalid(repo, doc.data)
-                continue
-        nodes.setdefault(s.key, Node(s.kind, s.name, model.spec, doc, s, dict(model.metadata.labels)))
+            # Only `spec` differs from the document that validated whole at load (overrides
+            # merge into it alone), so only it is validated again; an invalid one is validated
+            # whole for the diagnostics, at the override's positions, as before.
+            spec = validate_spec(s.kind, doc.data["spec"])
+            if spec is None:
+                model, dd = validate_document(doc)
+                diags.extend(dd)
+                if model is None:
+                    mark_invalid(repo, doc.data)
+                    continue
+                spec = model.spec
+        nodes.setdefault(s.key, Node(s.kind, s.name, spec, doc, s, dict(s.model.metadata.labels)))
     return nodes, diags
 
 

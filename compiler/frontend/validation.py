@@ -11,11 +11,11 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from specops.diagnostics import CODES, Diagnostic, suggestion
 from specops.frontend.yamlio import YamlDoc
-from specops.specs import KINDS, document_model
+from specops.specs import KINDS, document_model, spec_models
 
 API_VERSION = "specops.dev/v1alpha1"
 
@@ -204,6 +204,26 @@ def _share_fields_sets(model: BaseModel) -> None:
             for x in m.__dict__.values():
                 if type(x) not in _LEAVES:
                     push(x)
+
+
+@cache
+def _spec_adapter(kind: str) -> TypeAdapter:
+    return TypeAdapter(spec_models()[kind])
+
+
+def validate_spec(kind: str, data: Any) -> Any | None:
+    """The `spec` block alone validated with its kind's model (the same validator the
+    document model runs on its `spec` field), or None when it is invalid: for a document
+    whose envelope has validated already and whose spec an override changed. The caller
+    asks validate_document for the diagnostics of an invalid one."""
+    try:
+        # strict: the document model is strict, and so is every spec model; strict here
+        # too, so that nothing passes alone that the document model would refuse.
+        spec = _spec_adapter(kind).validate_python(data, strict=True)
+    except ValidationError:
+        return None
+    _share_fields_sets(spec)
+    return spec
 
 
 def validate_document(doc: YamlDoc) -> tuple[Any | None, list[Diagnostic]]:
