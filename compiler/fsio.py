@@ -19,7 +19,7 @@ import hashlib
 import os
 import stat
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
 
 
 class ReadRefused(Exception):
@@ -78,11 +78,22 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes | Iterable[bytes], *, durable: bool = False,
+class FileSlice(NamedTuple):
+    """`size` bytes at `offset` of an open file (anything with fileno()): a chunk that
+    write_atomic copies file to file in the kernel, never through Python's memory (a build
+    pack replays most of the last pack's bytes: 139 MB at 10,000 specs)."""
+
+    file: Any
+    offset: int
+    size: int
+
+
+def write_atomic(path: Path, data: bytes | Iterable[bytes | FileSlice], *, durable: bool = False,
                  replace: Callable[[str, Path], None] = os.replace) -> None:
     """Write `data` to `path`: readers see the old bytes or the new ones, never a mix. On any
     error the temp file is removed and `path` is untouched. `data` may be an iterable of
-    byte chunks, written in turn (a build pack: never joined into one copy in memory)."""
+    byte chunks, written in turn (a build pack: never joined into one copy in memory), and
+    of FileSlices (adjacent ones of one file are copied as one)."""
     import tempfile  # here, not at the top: the no-op compile writes nothing (start-up, see compile_cmd)
 
     path = Path(path)
@@ -93,7 +104,7 @@ def write_atomic(path: Path, data: bytes | Iterable[bytes], *, durable: bool = F
             if isinstance(data, (bytes, bytearray, memoryview)):
                 f.write(data)
             else:
-                f.writelines(data)
+                _write_chunks(f, data)
             if durable:
                 f.flush()
                 os.fsync(f.fileno())
@@ -104,6 +115,50 @@ def write_atomic(path: Path, data: bytes | Iterable[bytes], *, durable: bool = F
         raise
     if durable:
         fsync_dir(path.parent)
+
+
+def _write_chunks(f: Any, chunks: Iterable[bytes | FileSlice]) -> None:
+    pending: FileSlice | None = None
+    for c in chunks:
+        if isinstance(c, FileSlice):
+            if pending is not None and c.file is pending.file and c.offset == pending.offset + pending.size:
+                pending = pending._replace(size=pending.size + c.size)
+                continue
+            if pending is not None:
+                _copy_slice(f, pending)
+            pending = c
+            continue
+        if pending is not None:
+            _copy_slice(f, pending)
+            pending = None
+        f.write(c)
+    if pending is not None:
+        _copy_slice(f, pending)
+
+
+def _copy_slice(f: Any, s: FileSlice) -> None:
+    """Append the slice's bytes to the buffered file `f` (copy_file_range where the system has
+    it, else read and written back in 1 MiB pieces)."""
+    f.flush()  # the buffered bytes first: the copy writes at the descriptor's own offset
+    src, dst, off, left = s.file.fileno(), f.fileno(), s.offset, s.size
+    copy = getattr(os, "copy_file_range", None)
+    while left > 0:
+        n = 0
+        if copy is not None:
+            try:
+                n = copy(src, dst, left, off)
+            except OSError:
+                copy = None  # another file system, or not supported here: copied by hand
+        if n <= 0:
+            data = os.pread(src, min(left, 1 << 20), off)
+            if not data:
+                raise OSError(f"{getattr(s.file, 'name', src)}: short read")
+            view = memoryview(data)
+            while view:
+                view = view[os.write(dst, view):]
+            n = len(data)
+        off += n
+        left -= n
 
 
 def sha256_file(path: Path) -> str:

@@ -544,6 +544,10 @@ class PackBlob:
     def __getitem__(self, s: slice) -> bytes:
         return self.read_range(s.start, s.stop - s.start)
 
+    def where(self, off: int) -> tuple[Any, int]:
+        """(the open pack file, the file offset of the blob's byte `off`)."""
+        return self._f, self._base + off
+
 
 def _open_pack(p: Path) -> tuple[dict[str, Any], Any, int] | None:
     """(the head line, the open file, the offset of the bytes), or None when the pack is not
@@ -612,6 +616,8 @@ class PackView:
 
     index: dict
     read: Callable[[int, int], bytes]
+    # (open file, offset) of a blob offset, for a pack read from its file (PackBlob.where)
+    where: Callable[[int], tuple[Any, int]] | None = None
 
 
 def latest_view(cache_dir: Path) -> PackView | None:
@@ -627,8 +633,9 @@ def latest_view(cache_dir: Path) -> PackView | None:
         if rec is None:
             return None
         blob = rec.blob
-        return PackView(rec.index, blob.read_range if isinstance(blob, PackBlob) else
-                        lambda off, size: blob[off:off + size])
+        if isinstance(blob, PackBlob):
+            return PackView(rec.index, blob.read_range, blob.where)
+        return PackView(rec.index, lambda off, size: blob[off:off + size])
     except (OSError, ValueError, KeyError, TypeError, EOFError, zlib.error):
         return None
 

@@ -244,6 +244,7 @@ class EmitCache:
         self._prev_specs: tuple[dict[str, Any], dict[str, str]] = ({}, {})
         self._lines_of: Callable[[], dict[str, str]] = dict
         self._lines: dict[str, str] | None = None
+        self._where: Callable[[int], tuple[Any, int]] | None = None  # cache.PackView.where
 
     def _key(self, *parts: str) -> str:
         if self._code is None:
@@ -259,6 +260,7 @@ class EmitCache:
                 arts = {a["path"]: a for a in rec.index["artifacts"]}
                 units = rec.index.get("units")
                 self._prev = (rec.index["emit"], arts, rec.read, units if isinstance(units, dict) else {})
+                self._where = rec.where
                 specs, inputs = rec.index.get("specs"), rec.index.get("inputs")
                 if isinstance(specs, dict) and isinstance(inputs, dict) and inputs.get("code") == cache.code_fingerprint() \
                         and isinstance(inputs.get("files"), dict):
@@ -313,6 +315,7 @@ class EmitCache:
         """Drop the last build's index and close its pack (~50 MB of objects at 10,000 specs);
         this compile's own indexes stay."""
         self._prev = ({}, {}, None, {})
+        self._where = None
         self._prev_specs = ({}, {})
         self._lines_of, self._lines = dict, None
         self._owner = None
@@ -335,6 +338,7 @@ class EmitCache:
         if self._lines is None and units.reused:
             self._lines = self._lines_of()
         lines = self._lines or {}
+        where = self._where
         for sig in sorted(units.reused):
             rec = units.previous[sig]
             for path in rec["paths"]:
@@ -342,7 +346,8 @@ class EmitCache:
                 build.add(PackedArtifact(
                     lambda off=a["offset"], size=a["size"]: read(off, size), a["size"], path=path, env=a["env"],
                     backend=a["backend"], spec=a["spec"], source=a["source"], depends_on=list(a["dependsOn"]),
-                    role=a["role"], resource=a["resource"], file=a["file"], sha=a["sha256"], line=lines.get(path, "")))
+                    role=a["role"], resource=a["resource"], file=a["file"], sha=a["sha256"], line=lines.get(path, ""),
+                    where=where(a["offset"]) if where is not None else None))
                 if (k := owner.get(path)) is not None:
                     self.index[k] = emit[k]
             build.diagnostics.extend(Diagnostic.from_row(r) for r in rec["diags"])
@@ -529,7 +534,7 @@ class Spool:
             off, size = self._end, len(a.data)
             self._end += size
             build.artifacts[a.path] = PackedArtifact(
-                lambda off=off, size=size, f=self._f: _pread(f, off, size), size, path=a.path, env=a.env,
+                lambda off=off, size=size, f=self._f: _pread(f, off, size), size, (self._f, off), path=a.path, env=a.env,
                 backend=a.backend, spec=a.spec, source=a.source, depends_on=a.depends_on, role=a.role,
                 resource=a.resource, file=a.file, sha=sha_of(a))  # hashed while in memory, not read back
 

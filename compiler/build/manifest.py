@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from specops import __version__
 from specops.diagnostics import Diagnostic, Diagnostics
+from specops.fsio import FileSlice
 
 MANIFEST_SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -59,8 +60,11 @@ class PackedArtifact(Artifact):
     read (pread) each time they are asked for, so a compile that reuses most of the last
     build does not hold it in memory (155 MB at 10,000 specs) beside the new one."""
 
-    def __init__(self, read: Callable[[], bytes], size: int, **fields: Any) -> None:
-        self._read, self.size = read, size
+    def __init__(self, read: Callable[[], bytes], size: int, where: tuple[Any, int] | None = None,
+                 **fields: Any) -> None:
+        # `where`: (the open file, offset) its bytes are at, so a new pack copies them file to
+        # file (fsio.FileSlice) instead of reading them into memory.
+        self._read, self.size, self.where = read, size, where
         super().__init__(data=b"", **fields)
 
     @property  # type: ignore[override]
@@ -154,7 +158,8 @@ class Build:
                  "manifestSha": hashlib.sha256(manifest).hexdigest(), "artifactCount": len(arts),
                  "diagnostics": [_diag_to_json(d) for d in self.diagnostics.sorted()]}
         self.manifest = manifest  # files() needs it too: not hashed twice
-        return index, itertools.chain((a.data for a in order), (manifest,))
+        return index, itertools.chain((FileSlice(*a.where, a.size) if getattr(a, "where", None) else a.data
+                                       for a in order), (manifest,))
 
     @classmethod
     def from_record(cls, index: dict[str, Any], blob: Any) -> "Build":

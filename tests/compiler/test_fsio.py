@@ -48,3 +48,29 @@ def test_size_is_checked_before_reading(tmp_path: Path, monkeypatch: pytest.Monk
 def test_missing_file_is_an_oserror(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         read_regular(tmp_path / "nope.yaml", 10)
+
+
+def test_write_atomic_copies_file_slices_file_to_file(tmp_path, monkeypatch):
+    """A FileSlice chunk is copied from its open file (copy_file_range, or read and written
+    back where that fails): the result is the bytes in order, adjacent slices of one file
+    joined, and the same without copy_file_range."""
+    import os
+
+    from specops.fsio import FileSlice, write_atomic
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(bytes(range(256)) * 5000)  # 1.28 MB: more than one piece of the fallback
+    b.write_bytes(b"0123456789")
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        chunks = [b"head\n", FileSlice(fa, 10, 100), FileSlice(fa, 110, 1_200_000), b"mid", FileSlice(fb, 2, 3),
+                  FileSlice(fa, 0, 5)]
+        want = b"head\n" + a.read_bytes()[10:1_200_110] + b"mid" + b"234" + a.read_bytes()[:5]
+        write_atomic(tmp_path / "out", chunks)
+        assert (tmp_path / "out").read_bytes() == want
+
+        def refuse(*args):
+            raise OSError(18, "Invalid cross-device link")
+
+        monkeypatch.setattr(os, "copy_file_range", refuse, raising=False)
+        write_atomic(tmp_path / "out2", chunks)
+        assert (tmp_path / "out2").read_bytes() == want
