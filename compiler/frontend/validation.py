@@ -9,7 +9,7 @@ JSON Schema, which already knows unions, aliases and nesting).
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -174,8 +174,47 @@ def _message(kind: str, doc: YamlDoc, err: dict, path: tuple) -> tuple[str, str,
 _FIELDS_SETS: dict[frozenset, set] = {}
 
 
+# Per model class, the shared set its last instance got (a fast path into _FIELDS_SETS).
+_LAST_SET: dict[type, set] = {}
+
+
 # Values with no models inside: not walked.
 _LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
+def _may_hold_model(ann: Any) -> bool:
+    """Whether a value of annotation `ann` can be or contain a pydantic model: only where the
+    annotation names a model class does validation make one (Any keeps plain data). Anything
+    not understood counts as yes (walked, as before)."""
+    if isinstance(ann, type) and not get_args(ann):
+        return issubclass(ann, BaseModel) or ann in (object,)
+    if ann is Any:
+        return False
+    origin = get_origin(ann)
+    if origin is Literal:
+        return False
+    if origin is None:
+        return True  # a string or ForwardRef, a TypeVar...: not understood
+    return any(_may_hold_model(a) for a in get_args(ann) if not _is_metadata(a))
+
+
+def _is_metadata(a: Any) -> bool:
+    # Annotated[...]'s extra arguments (FieldInfo, validators, strings): not types.
+    return not (isinstance(a, type) or get_origin(a) is not None or a is Any or a is None)
+
+
+def _class_info(cls: type) -> tuple[bool, tuple[str, ...]]:
+    """For the walk below: whether `cls` is a frozen model (every spec model; a mutable one
+    would add to a shared set), and its fields whose values can hold models, so that the rest
+    (names, numbers, lists of strings) are skipped without a look. (False, ()) for anything
+    that is not a model."""
+    if not issubclass(cls, BaseModel):
+        return False, ()
+    return (bool(cls.model_config.get("frozen")),
+            tuple(name for name, f in cls.model_fields.items() if _may_hold_model(f.annotation)))
+
+
+_CLASS_INFO: dict[type, tuple[bool, tuple[str, ...]]] = {}
 
 
 def _share_fields_sets(model: BaseModel) -> None:
@@ -184,6 +223,8 @@ def _share_fields_sets(model: BaseModel) -> None:
     model's memory (every Column, Metadata, Check... holds one); the spec models are frozen,
     so nothing adds to them (model_copy copies the set first)."""
     sets = _FIELDS_SETS
+    last = _LAST_SET
+    infos = _CLASS_INFO
     todo: list = [model]
     push = todo.append
     while todo:
@@ -197,13 +238,25 @@ def _share_fields_sets(model: BaseModel) -> None:
             for x in m.values():
                 if type(x) not in _LEAVES:
                     push(x)
-        elif isinstance(m, BaseModel):
-            if m.model_config.get("frozen"):  # every spec model; a mutable one would add to it
+        else:
+            info = infos.get(t)
+            if info is None:
+                info = infos[t] = _class_info(t)
+            frozen, names = info
+            if frozen:
                 fs = m.__pydantic_fields_set__
-                object.__setattr__(m, "__pydantic_fields_set__", sets.setdefault(frozenset(fs), fs))
-            for x in m.__dict__.values():
-                if type(x) not in _LEAVES:
-                    push(x)
+                # Most models of a class give the same fields as the last one: comparing with
+                # that set is cheaper than making and hashing a frozenset for the table.
+                shared = last.get(t)
+                if shared is None or shared != fs:
+                    shared = last[t] = sets.setdefault(frozenset(fs), fs)
+                object.__setattr__(m, "__pydantic_fields_set__", shared)
+            if names:
+                d = m.__dict__
+                for name in names:
+                    x = d[name]
+                    if type(x) not in _LEAVES:
+                        push(x)
 
 
 @cache
