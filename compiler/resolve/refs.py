@@ -154,7 +154,27 @@ def _at(node: Node, path: tuple, severity: str, code: str, msg: str, notes: tupl
     return Diagnostic(severity, code, msg, node.file, node.doc.pos_of(("spec",) + path), notes)  # type: ignore[arg-type]
 
 
-def _check_refs(repo: Repo, view: EnvView, out: Diagnostics) -> None:
+def _references(node: Node) -> list[tuple[str, str, Edge]]:
+    """(referenced kind, value, edge if it resolves) of every reference `node`'s document
+    makes, in REFERENCES order: what _check_refs looks up in each environment."""
+    kind, key = node.kind, node.key
+    spec_data = node.doc.data.get("spec", {})
+    found = []
+    for pattern, target_kind in _REFERENCES_OF[kind]:
+        for path, value in _walk(spec_data, pattern):
+            if not isinstance(value, str) or (pattern[0] == "steps" and "." in value):
+                continue
+            if kind == target_kind == "Dataset" and value == node.name:
+                continue  # a dataset's check may reference its own key (a parent id): no edge
+            found.append((target_kind, value, Edge(key, f"{target_kind}/{value}", path)))
+    return found
+
+
+def _check_refs(repo: Repo, view: EnvView, out: Diagnostics, memo: dict[Any, list] | None = None) -> None:
+    """Resolve every reference of `view`'s nodes into its edges, reporting those that do not.
+    `memo`: what _references found per document, for the next environment (most documents
+    are the same object in every environment; the edges are frozen, so shared)."""
+    memo = {} if memo is None else memo
     nodes = view.nodes
     edges = view.edges
     # Wanted only for a reference that misses: built at the first one.
@@ -163,43 +183,40 @@ def _check_refs(repo: Repo, view: EnvView, out: Diagnostics) -> None:
     # Sorted by key: `nodes` is keyed by each node's key (env_nodes), and keys are unique.
     for key, node in sorted(nodes.items()):
         kind = node.kind
-        patterns = _REFERENCES_OF.get(kind)
-        if not patterns:
+        if kind not in _REFERENCES_OF:
             continue
-        spec_data = node.doc.data.get("spec", {})
-        for pattern, target_kind in patterns:
-            for path, value in _walk(spec_data, pattern):
-                if not isinstance(value, str) or (pattern[0] == "steps" and "." in value):
-                    continue
-                if kind == target_kind == "Dataset" and value == node.name:
-                    continue  # a dataset's check may reference its own key (a parent id): no edge
-                dst = f"{target_kind}/{value}"
-                if dst in nodes:
-                    edges.append(Edge(key, dst, path))
-                    continue
-                if dst in repo.invalid or value in repo.unparsed_names:
-                    continue  # already reported where it is defined
-                if declared is None:
-                    declared = {s.key for s in repo.specs}
-                if kind == "Monitor" and target_kind == "ServingTarget" and dst in declared:
-                    # Deployed in other environments only: nothing to watch here, which is no error.
-                    out.add(_at(node, path, "warning", "monitor",
-                                f"ServingTarget '{value}' is not deployed in environment '{view.name}': this "
-                                "monitor's serving SLOs are not compiled there"))
-                    continue
-                if names_by_kind is None:
-                    names_by_kind = {}
-                    for n in nodes.values():
-                        names_by_kind.setdefault(n.kind, []).append(n.name)
-                other = [k for k, names in names_by_kind.items() if value in names]
-                if other:
-                    out.add(_at(node, path, "error", "wrong-kind-ref",
-                                f"'{value}' is a {other[0]}, but {'.'.join(map(str, path))} needs a {target_kind}"))
-                else:
-                    invalid = [k.split("/", 1)[1] for k in repo.invalid if k.startswith(target_kind + "/")]
-                    out.add(_at(node, path, "error", "unresolved-ref",
-                                f"unknown {target_kind} '{value}'"
-                                + suggestion(value, names_by_kind.get(target_kind, []) + invalid)))
+        found = memo.get(node.doc)  # a YamlDoc hashes by identity
+        if found is None:
+            found = memo[node.doc] = _references(node)
+        for target_kind, value, edge in found:
+            dst = edge.dst
+            if dst in nodes:
+                edges.append(edge)
+                continue
+            path = edge.path
+            if dst in repo.invalid or value in repo.unparsed_names:
+                continue  # already reported where it is defined
+            if declared is None:
+                declared = {s.key for s in repo.specs}
+            if kind == "Monitor" and target_kind == "ServingTarget" and dst in declared:
+                # Deployed in other environments only: nothing to watch here, which is no error.
+                out.add(_at(node, path, "warning", "monitor",
+                            f"ServingTarget '{value}' is not deployed in environment '{view.name}': this "
+                            "monitor's serving SLOs are not compiled there"))
+                continue
+            if names_by_kind is None:
+                names_by_kind = {}
+                for n in nodes.values():
+                    names_by_kind.setdefault(n.kind, []).append(n.name)
+            other = [k for k, names in names_by_kind.items() if value in names]
+            if other:
+                out.add(_at(node, path, "error", "wrong-kind-ref",
+                            f"'{value}' is a {other[0]}, but {'.'.join(map(str, path))} needs a {target_kind}"))
+            else:
+                invalid = [k.split("/", 1)[1] for k in repo.invalid if k.startswith(target_kind + "/")]
+                out.add(_at(node, path, "error", "unresolved-ref",
+                            f"unknown {target_kind} '{value}'"
+                            + suggestion(value, names_by_kind.get(target_kind, []) + invalid)))
 
 
 def _check_cycles(view: EnvView, out: Diagnostics) -> None:
@@ -319,6 +336,7 @@ def resolve(repo: Repo, only_envs: list[str] | None = None) -> Resolved:
                                    s.file, s.doc.pos_of(("overrides", env_name), prefer_key=True)))
 
     envs: dict[str, EnvView] = {}
+    references: dict[Any, list] = {}  # _check_refs's memo, across environments
     for env_name in env_names:
         if only_envs and env_name not in only_envs:
             continue
@@ -326,7 +344,7 @@ def resolve(repo: Repo, only_envs: list[str] | None = None) -> Resolved:
         nodes, dd = env_nodes(repo, env_name)
         out.extend(dd)
         view = EnvView(env_name, env, env.target, project.targets.get(env.target), nodes)
-        _check_refs(repo, view, out)
+        _check_refs(repo, view, out, references)
         _check_cycles(view, out)
         envs[env_name] = view
     return Resolved(repo, project, proj_spec.name, envs, out)
