@@ -67,8 +67,8 @@ from specops.paths import discover as _discover
 from specops.paths import ignore_patterns as _patterns
 from specops.resolve.lockfile import lock_bytes
 
-CACHE_FORMAT = 7  # 2: artifacts carry role, resource and file; 3: the emission index; 4: the unit index;
-# 5: those two indexes on a second line; 6: a head line before the artifacts' line; 7: lines 2, 3 marshal
+CACHE_FORMAT = 8  # 2: artifacts carry role, resource and file; 3: the emission index; 4: the unit index;
+# 5: those two indexes on a second line; 6: a head line before the artifacts' line; 7: lines 2, 3 marshal; 8: paths the specs name that do not exist are probes too
 # A pack's index lines after the head: what making the build of it reads (line 2), and what
 # only the next compile reads (line 3).
 BUILD_KEYS = ("artifacts", "specs")
@@ -349,10 +349,16 @@ MAX_PROBE_BYTES = 8 << 20
 WEIGHTS_PROBE = "/*.safetensors"
 
 
+# The probe state of a path that does not exist (a broken link is not missing: "lexists").
+MISSING = "missing"
+
+
 def _probe(root: Path, rel: str) -> str | None:
     if rel.endswith(WEIGHTS_PROBE):
         return "weights:" + (weights_digest(root / rel[: -len(WEIGHTS_PROBE)]) or "none")
     p = root / rel
+    if not os.path.lexists(p):
+        return MISSING
     if p.is_dir():
         return "dir"
     try:
@@ -399,9 +405,12 @@ def _spec_strings(datas: Iterable[Any]) -> set[str]:
 
 def probes_of(resolved: Any) -> dict[str, str]:
     """Repo files a compile may have looked at besides the YAML: every string in a spec that
-    names an existing path inside the repo (`file://` stripped), and `config.json` inside
-    such folders with the weights' headers beside it (`<folder>/*.safetensors`). Over-collecting
-    costs a stat on the fast path; missing one would be wrong."""
+    could name a path inside the repo (`file://` stripped), and `config.json` inside such
+    folders with the weights' headers beside it (`<folder>/*.safetensors`). A path that does
+    not exist is recorded as MISSING, so one created later (a local folder where a spec named
+    a Hub model id, a config.json added to a model folder) is seen by the fast path too.
+    Over-collecting costs a stat on the fast path (~1 us for a string that names nothing);
+    missing one would be wrong."""
     root = resolved.repo.root
     real_root = os.path.realpath(root)
     seen: set[str] = set()
@@ -414,16 +423,23 @@ def probes_of(resolved: Any) -> dict[str, str]:
             continue
         seen.add(rel)
         full = os.path.join(root, rel)
-        if not os.path.exists(full) or os.path.commonpath([real_root, os.path.realpath(full)]) != real_root:
+        norm = os.path.normpath(rel).replace(os.sep, "/")
+        if not os.path.lexists(full):
+            if norm not in (".", ""):
+                out[norm] = MISSING
             continue
-        rel = os.path.normpath(rel).replace(os.sep, "/")
+        if os.path.commonpath([real_root, os.path.realpath(full)]) != real_root:
+            continue
+        rel = norm
         got = _probe(root, rel)
         if got is not None:
             out[rel] = got
         if got == "dir":
             sub = f"{rel}/config.json"
-            if (c := _probe(root, sub)) is not None:
+            c = _probe(root, sub)
+            if c is not None:
                 out[sub] = c
+            if c is not None and c != MISSING:
                 # Capacity also counts from the weights' headers beside the config: probed
                 # by their content (a header rewritten at the same size and mtime is seen),
                 # and recorded when there are none (so weights added later are seen too).

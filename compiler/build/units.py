@@ -72,8 +72,8 @@ def components(view: Any) -> dict[str, str]:
 
 def shared_key(resolved: Any, code: str, probes: dict[str, str]) -> str:
     """sha256 of what every unit of the repo depends on (see the module docstring).
-    `probes`: cache.probes_of(resolved), every existing repo path the specs name; a path
-    that starts to exist joins it, so a file created where a spec pointed is seen too."""
+    `probes`: cache.probes_of(resolved), every repo path the specs may name, existing or
+    recorded as missing, so a file created where a spec pointed is seen too."""
     root = resolved.repo.root
     h = hashlib.sha256(f"units 1\n{code}\n".encode())
     h.update(hashlib.sha256(resolved.repo.files.get(PROJECT_FILE, b"")).digest())

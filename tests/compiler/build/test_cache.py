@@ -423,3 +423,24 @@ def test_the_code_fingerprint_is_recorded_by_stat(tmp_path, monkeypatch):
     (code / "sub" / "c.py").write_text("")
     monkeypatch.setattr(cache, "_CODE_FP", None)
     assert cache.code_fingerprint() not in (first, second)
+
+
+
+def test_a_path_a_spec_names_that_appears_later_misses(tmp_path):
+    """A string in a spec that names no repo path yet (here the example's Hub model id) is a
+    probe too, recorded as missing: a folder of that name created later could change what
+    the compile reads, so the fast path must not replay the build made without it."""
+    root = copy_example(tmp_path, "support-assistant")
+    hub = "meta-llama/Llama-3.1-8B-Instruct"
+    assert f"model: {hub}" in (root / "models" / "support-llm.yaml").read_text()
+    cdir = cache.cache_dir_of(root)
+    compile_repo(analyze(root), cache_dir=cdir)
+    assert cache.fast_compile(root) is not None
+    (root / hub).mkdir(parents=True)
+    assert cache.fast_compile(root) is None
+    assert compile_repo(analyze(root), cache_dir=cdir).files() == compile_repo(analyze(root), cache_dir=None).files()
+    assert cache.fast_compile(root) is not None  # the new state is recorded in turn
+    (root / hub).rmdir()  # back to the first state: its build, recorded under it, answers
+    hit = cache.fast_compile(root)
+    assert hit is not None and Build.from_record(hit.cached.index, hit.cached.blob).files() == compile_repo(
+        analyze(root), cache_dir=None).files()
