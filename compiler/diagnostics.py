@@ -262,6 +262,10 @@ def _token_end(text: str, start: int) -> int:
     return m.start() if m else len(text)
 
 
+# The most characters of a source line shown under a diagnostic.
+_MAX_SHOWN = 160
+
+
 def _source_line(root: Path | None, d: Diagnostic, cache: dict[str, list[str]]) -> list[str]:
     if root is None or d.file is None or d.pos is None:
         return []
@@ -287,8 +291,17 @@ def _source_line(root: Path | None, d: Diagnostic, cache: dict[str, list[str]]) 
         end = start + width if width > 1 else _token_end(text, start)
         text = text[:start] + "*" * (end - start) + text[end:]
     text = _CONTROL.sub("?", redact(text))  # one character each: the caret stays in place
+    col = d.pos.col
+    if len(text) > _MAX_SHOWN:
+        # A very long line (minified JSON, a generated blob): the part around the caret, so
+        # one diagnostic stays a few lines of output.
+        start = max(0, min(col - 1 - _MAX_SHOWN // 3, len(text) - _MAX_SHOWN))
+        shown = text[start:start + _MAX_SHOWN]
+        text = ("..." if start else "") + shown + ("..." if start + _MAX_SHOWN < len(text) else "")
+        col = col - start + (3 if start else 0)
+        width = max(1, min(width, _MAX_SHOWN - (col - 1) + (3 if start else 0)))
     gutter = f"{d.pos.line:>4} | "
-    return [gutter + text, " " * (len(gutter) + d.pos.col - 1) + "^" * width]
+    return [gutter + text, " " * (len(gutter) + col - 1) + "^" * width]
 
 
 def render_text(diags: Iterable[Diagnostic], root: Path | None = None) -> str:

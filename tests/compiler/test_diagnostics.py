@@ -66,3 +66,19 @@ def test_collapse_folds_identical_warnings_keeps_order_and_errors() -> None:
     assert D.summary(items, len(out)) == "2 errors, 4 warnings (2 identical ones folded; --verbose shows each)"
     assert D.summary(items) == "2 errors, 4 warnings"
     assert D.collapse([w[0]]) == [w[0]]
+
+
+def test_a_very_long_source_line_is_shown_around_the_caret(tmp_path):
+    """A 3,000-character line (minified JSON, a generated file) is cut to the part around
+    the caret, which still points at the same character."""
+    line = "a" * 2000 + "XYZ" + "b" * 1000
+    (tmp_path / "f.yaml").write_text(line + "\n")
+    d = D.Diagnostic("error", "value", "bad", "f.yaml", D.Pos(1, 2001, 1, 2004))
+    text = D.render_text([d], tmp_path).splitlines()
+    src, caret = text[1], text[2]
+    assert len(src) < 200 and src.startswith("   1 | ...") and src.endswith("...")
+    at = caret.index("^")
+    assert src[at:at + 3] == "XYZ" and caret[at:] == "^^^"
+    short = D.Diagnostic("error", "value", "bad", "f.yaml", D.Pos(1, 1))
+    (tmp_path / "f.yaml").write_text("key: value\n")
+    assert D.render_text([short], tmp_path).splitlines()[1] == "   1 | key: value"
