@@ -169,7 +169,7 @@ class Pii(SpecModel):
     columns: list[str] = Field(default_factory=list)
 
 
-class DatasetSpec(SpecModel):
+class DatasetSpec(SpecModel, defer_build=True):
     source: Source
     # `schema` is a pydantic BaseModel attribute, hence the Python name.
     columns: list[Column] = Field(default_factory=list)

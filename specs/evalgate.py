@@ -67,7 +67,7 @@ class Assertion(SpecModel):
     metric: MetricName | None = None
 
 
-class EvalGateSpec(SpecModel):
+class EvalGateSpec(SpecModel, defer_build=True):
     model: Ref | None = None
     # A Prompt to render for every row of the split (its variables from the dataset's columns).
     prompt: Ref | None = None

@@ -260,7 +260,7 @@ class BatchScoring(SpecModel):
     resources: Resources | None = None
 
 
-class _ModelCommon(SpecModel):
+class _ModelCommon(SpecModel, defer_build=True):
     datasets: list[DatasetUse] = Field(min_length=1)
     hyperparameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
     resources: TrainingResources = Field(default_factory=TrainingResources)
@@ -273,12 +273,12 @@ class _ModelCommon(SpecModel):
     batch: list[BatchScoring] = Field(default_factory=list)
 
 
-class ClassicalModelSpec(_ModelCommon):
+class ClassicalModelSpec(_ModelCommon, defer_build=True):
     type: Literal["classical"]
     classical: Classical
 
 
-class LlmModelSpec(_ModelCommon):
+class LlmModelSpec(_ModelCommon, defer_build=True):
     type: Literal["llm"]
     llm: Llm
     # Training data; a model that is served as published (no finetune, no command) needs none.

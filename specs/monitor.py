@@ -131,7 +131,7 @@ class OnBreach(SpecModel):
     retrain: Retrain | None = None
 
 
-class MonitorSpec(SpecModel):
+class MonitorSpec(SpecModel, defer_build=True):
     watch: Watch
     checks: Checks
     schedule: Schedule | None = None

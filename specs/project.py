@@ -165,7 +165,7 @@ class Notifier(SpecModel):
     environments: list[Name] = Field(default_factory=list)
 
 
-class ProjectSpec(SpecModel):
+class ProjectSpec(SpecModel, defer_build=True):
     targets: dict[Name, Target] = Field(min_length=1)
     environments: dict[Name, Environment] = Field(min_length=1)
     state: StateBackend = Field(default_factory=StateBackend)

@@ -28,7 +28,7 @@ class Generation(SpecModel):
     stop: list[str] = Field(default_factory=list)
 
 
-class PromptSpec(SpecModel):
+class PromptSpec(SpecModel, defer_build=True):
     # The Model the prompt is written for.
     model: Ref
     # Monotonic version; bump it when the template changes.

@@ -28,7 +28,7 @@ from .common import SpecModel
 RESOURCE_KINDS = ("Dataset", "Model", "Prompt", "EvalGate", "ServingTarget")
 
 
-class RuleSpec(SpecModel):
+class RuleSpec(SpecModel, defer_build=True):
     # A CEL expression that must hold (be true) for every resource it is checked on. Bounded:
     # spec authors are semi-trusted, and specops.checks.rules also bounds its size and cost.
     expression: str = Field(min_length=1, max_length=2000)

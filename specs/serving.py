@@ -178,7 +178,7 @@ class Probes(SpecModel):
     liveness: Probe | None = None
 
 
-class ServingTargetSpec(SpecModel):
+class ServingTargetSpec(SpecModel, defer_build=True):
     model: Ref
     # LoRA fine-tuned Models served as adapters on the base.
     adapters: list[Ref] = Field(default_factory=list)
