@@ -49,7 +49,7 @@ from specops.backends.sagemaker_schedule import eventbridge_cron
 from specops.backends.sagemaker_schedule import schedule_request as _schedule_request
 from specops.diagnostics import Diagnostic, Pos
 from specops.ir import Pipeline, Source, Step
-from specops.runtime.command import substitute
+from specops.runtime.placeholders import substitute
 from specops.runtime.thresholds import Threshold
 
 NAME = "sagemaker"

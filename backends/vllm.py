@@ -24,7 +24,6 @@ import json
 import math
 import os
 import re
-import subprocess
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -628,6 +627,8 @@ def live_check_many(config_paths: list[str | os.PathLike[str]], python: str | os
     resolved = {os.fspath(p): os.fspath(Path(p).resolve()) for p in config_paths}
     if not resolved:
         return {}
+    import subprocess  # here: every compile imports this module, and only this check runs a program
+
     try:
         proc = subprocess.run([os.fspath(exe), "-c", _LIVE_SCRIPT, *resolved.values()], capture_output=True,
                               text=True, timeout=timeout, env=vllm_env(), check=False)

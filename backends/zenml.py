@@ -17,7 +17,8 @@ Emits, per pipeline (FORMAT):
   :func:`validate_run_config` checks every key against ZenML's own pydantic models.
 
 ZenML is never imported by ``check``/``emit`` (they must stay fast); only
-``validate_run_config`` and the runner (``specops.backends.zenml_run``) import it.
+``validate_run_config`` and the runner (``specops.backends.zenml_run``, which this module does
+not import: compile has no use for it or its subprocess) import it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from fractions import Fraction
 from typing import Any, Iterable
 
 from specops.backends.yaml_emit import dump
-from specops.backends.zenml_run import run_local as _run_local
 from specops.backends.zenml_validate import validate
 from specops.diagnostics import Diagnostic, Pos
 from specops.ir import Pipeline, Source, Step
@@ -410,11 +410,3 @@ def validate_run_config(doc: Any, *, step_ids: Iterable[str] | None = None) -> l
     """
 
     return validate(doc, step_ids=step_ids)
-
-
-def run_local(files: dict[str, bytes], *, workdir: str, repo_root: str, zenml_config_path: str,
-              timeout: float | None = None):
-    """Run emitted files on ZenML's local stack; see `specops.backends.zenml_run.run_local`."""
-
-    return _run_local(files, workdir=workdir, repo_root=repo_root,
-                      zenml_config_path=zenml_config_path, timeout=timeout)

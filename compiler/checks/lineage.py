@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 from specops.checks.common import at
 from specops.diagnostics import Diagnostics, suggestion
-from specops.runtime.command import placeholders
 from specops.resolve.lineage import BATCH_OUTPUT, BUILTIN_OUTPUTS, input_ref, is_post_train, resolve_wire
+from specops.runtime.placeholders import placeholders
 from specops.specs.model import PRE_TRAIN_KINDS
 
 if TYPE_CHECKING:

@@ -30,36 +30,18 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from specops.runtime.errors import ParamError, StepFailed
+from specops.runtime.placeholders import substitute
 from specops.runtime.publish import data_file, publish_outputs, safe_segment
 
 
 def input_var(name: str) -> str:
     return "SPECOPS_INPUT_" + "".join(c if c.isalnum() else "_" for c in name).upper()
-
-
-PLACEHOLDER = re.compile(r"\$\{\{(inputs|outputs)\.([A-Za-z_][A-Za-z0-9_]*)\}\}")
-
-
-def placeholders(arg: str) -> list[tuple[str, str]]:
-    """(inputs|outputs, name) of every ${{...}} placeholder in one argv item."""
-    return [(m.group(1), m.group(2)) for m in PLACEHOLDER.finditer(arg)]
-
-
-def substitute(arg: str, folders: Mapping[tuple[str, str], str], step: str) -> str:
-    def one(m: re.Match) -> str:
-        key = (m.group(1), m.group(2))
-        if key not in folders:
-            raise ParamError(f"command step {step!r}: argv names {m.group(0)}, which the step does not declare")
-        return folders[key]
-
-    return PLACEHOLDER.sub(one, arg)
 
 
 def output_var(name: str) -> str:

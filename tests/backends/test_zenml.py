@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from specops.backends import zenml as Z
+from specops.backends.zenml_run import run_local
 from specops.ir import Resources, Schedule, Source, Step, Target
 from tests.fixtures import ir_samples as S
 
@@ -320,7 +321,7 @@ def zen(tmp_path_factory):
 @pytest.mark.slow
 def test_churn_pipeline_runs_and_gate_passes(zen) -> None:
     base, repo, config = zen
-    r = Z.run_local(Z.emit(S.churn_pipeline(threshold=">= 0.7")), workdir=base / "pass", repo_root=repo,
+    r = run_local(Z.emit(S.churn_pipeline(threshold=">= 0.7")), workdir=base / "pass", repo_root=repo,
                     zenml_config_path=config, timeout=300)
     assert r.ok, (r.error, Path(r.log).read_text()[-3000:])
     assert r.run_name.startswith("churn-classifier-dev-") and r.error is None
@@ -338,7 +339,7 @@ def test_churn_pipeline_runs_and_gate_passes(zen) -> None:
 @pytest.mark.slow
 def test_churn_pipeline_gate_failure_fails_the_run_with_its_message(zen) -> None:
     base, repo, config = zen
-    r = Z.run_local(Z.emit(S.churn_pipeline(threshold=">= 0.99")), workdir=base / "fail", repo_root=repo,
+    r = run_local(Z.emit(S.churn_pipeline(threshold=">= 0.99")), workdir=base / "fail", repo_root=repo,
                     zenml_config_path=config, timeout=300)
     assert r.status == "failed"
     assert r.error.startswith("gate 'churn-auc' failed: auc = ") and "< 0.99 (threshold '>= 0.99')" in r.error
@@ -360,7 +361,7 @@ def test_command_step_runs_argv_without_shell(zen) -> None:
                command=(sys.executable, "-c", script), source=Source("models/churn.yaml", 50, 3))
     p = dataclasses.replace(p, name="churn-command", steps=(p.steps[0], cmd))
     assert Z.check(p) == []
-    r = Z.run_local(Z.emit(p), workdir=base / "command", repo_root=repo, zenml_config_path=config, timeout=300)
+    r = run_local(Z.emit(p), workdir=base / "command", repo_root=repo, zenml_config_path=config, timeout=300)
     assert r.ok, (r.error, Path(r.log).read_text()[-3000:])
     assert r.steps["custom"].result["arg"] == "hi; rm -rf /"
     assert "result.json" in r.steps["custom"].result["files"]
