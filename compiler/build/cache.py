@@ -375,32 +375,50 @@ def _probe(root: Path, rel: str) -> str | None:
         return None
 
 
-def _spec_strings(datas: Iterable[Any]) -> set[str]:
-    """Every string value (not key) in the specs' data, once each: a loop over a stack, not a
-    recursive walk (every value of every spec, ~450,000 at 10,000 specs: 0.1 s of an edit)."""
-    found: set[str] = set()
-    stack: list[Any] = []
-    for d in datas:
-        if isinstance(d, str):
-            found.add(d)
-        elif isinstance(d, (dict, list)):
-            stack.append(d)
-    add, push = found.add, stack.append
+def _candidate(v: str) -> str | None:
+    """`v` as a repo-relative path validate or a compile might look at, or None (a URL, an absolute path or
+    one leaving the repo is judged without the file system)."""
+    if not v or len(v) >= 1024 or "\n" in v or "\0" in v:
+        return None
+    rel = v.removeprefix("file://")
+    if not rel or rel.startswith("/") or "://" in rel or ".." in rel.split("/"):
+        return None
+    rel = os.path.normpath(rel).replace(os.sep, "/")
+    return None if rel in (".", "") else rel
+
+
+def named_paths(specs_data: Iterable[Any]) -> list[str]:
+    """Every string (value or key) in the specs that could name a repo path, deduplicated:
+    what validate's record (checkcache) and a compile's probes (probes_of) stat."""
+    seen: set[str] = set()
+    add = seen.add
+    stack = list(specs_data)
+    push = stack.append
+    # Type tests, no generators: this walks every value of every spec (a second of a 10k
+    # validate when written with isinstance and extend). The dict and list branches stay
+    # apart: one loop over `v.items() if dict else enumerate(v)` measured 7% slower.
     while stack:
         v = stack.pop()
-        for x in v.values() if isinstance(v, dict) else v:
-            t = type(x)  # exact types first: the loader makes plain dicts, lists and strs
-            if t is str:
-                add(x)
-            elif t is dict or t is list:
-                push(x)
-            elif t is int or t is float or t is bool or x is None:
-                continue
-            elif isinstance(x, str):
-                add(x)
-            elif isinstance(x, (dict, list)):
-                push(x)
-    return found
+        t = type(v)
+        if t is dict:
+            for k, x in v.items():
+                if type(k) is str:
+                    add(k)
+                tx = type(x)
+                if tx is str:
+                    add(x)
+                elif tx is dict or tx is list:
+                    push(x)
+        elif t is list:
+            for x in v:
+                tx = type(x)
+                if tx is str:
+                    add(x)
+                elif tx is dict or tx is list:
+                    push(x)
+        elif t is str:
+            add(v)
+    return sorted({c for v in seen if (c := _candidate(v)) is not None})
 
 
 def probes_of(resolved: Any) -> dict[str, str]:
@@ -413,24 +431,14 @@ def probes_of(resolved: Any) -> dict[str, str]:
     missing one would be wrong."""
     root = resolved.repo.root
     real_root = os.path.realpath(root)
-    seen: set[str] = set()
     out: dict[str, str] = {}
-    for v in _spec_strings(sp.doc.data for sp in resolved.repo.specs):
-        if not v or len(v) >= 1024:
-            continue
-        rel = v[len("file://"):] if v.startswith("file://") else v
-        if rel in seen or rel.startswith("/") or "\0" in rel or "://" in rel or ".." in rel.split("/"):
-            continue
-        seen.add(rel)
+    for rel in named_paths(sp.doc.data for sp in resolved.repo.specs):
         full = os.path.join(root, rel)
-        norm = os.path.normpath(rel).replace(os.sep, "/")
         if not os.path.lexists(full):
-            if norm not in (".", ""):
-                out[norm] = MISSING
+            out[rel] = MISSING
             continue
         if os.path.commonpath([real_root, os.path.realpath(full)]) != real_root:
             continue
-        rel = norm
         got = _probe(root, rel)
         if got is not None:
             out[rel] = got

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from specops.build.cache import MAX_PROBE_BYTES, WEIGHTS_PROBE, code_fingerprint, discover
+from specops.build.cache import MAX_PROBE_BYTES, WEIGHTS_PROBE, code_fingerprint, discover, named_paths
 from specops.diagnostics import Diagnostic, Diagnostics
 from specops.fsio import ReadRefused, read_regular, weights_digest, write_atomic
 from specops.paths import IGNORE_FILE, MAX_FILE_BYTES, find_root, repo_cache_dir
@@ -162,53 +162,6 @@ def _record(root: Path, rel: str, state: str) -> list:
 
 def _yaml_state(root: Path, rel: str) -> str:
     return "sha:" + _sha(_small(root / rel))
-
-
-# ---- what a spec names ---------------------------------------------------------------------
-
-
-def _candidate(v: str) -> str | None:
-    """`v` as a repo-relative path validate might look at, or None (a URL, an absolute path or
-    one leaving the repo is judged without the file system)."""
-    if not v or len(v) >= 1024 or "\n" in v or "\0" in v:
-        return None
-    rel = v[len("file://"):] if v.startswith("file://") else v
-    if not rel or rel.startswith("/") or "://" in rel or ".." in rel.split("/"):
-        return None
-    rel = os.path.normpath(rel).replace(os.sep, "/")
-    return None if rel in (".", "") else rel
-
-
-def named_paths(specs_data: Iterable[Any]) -> list[str]:
-    """Every string (value or key) in the specs that could name a repo path, deduplicated."""
-    seen: set[str] = set()
-    add = seen.add
-    stack = list(specs_data)
-    push = stack.append
-    # Type tests, no generators: this walks every value of every spec (a second of a 10k
-    # validate when written with isinstance and extend).
-    while stack:
-        v = stack.pop()
-        t = type(v)
-        if t is dict:
-            for k, x in v.items():
-                if type(k) is str:
-                    add(k)
-                tx = type(x)
-                if tx is str:
-                    add(x)
-                elif tx is dict or tx is list:
-                    push(x)
-        elif t is list:
-            for x in v:
-                tx = type(x)
-                if tx is str:
-                    add(x)
-                elif tx is dict or tx is list:
-                    push(x)
-        elif t is str:
-            add(v)
-    return sorted({c for v in seen if (c := _candidate(v)) is not None})
 
 
 # ---- lookup / store ------------------------------------------------------------------------
