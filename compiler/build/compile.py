@@ -231,7 +231,6 @@ class EmitCache:
     def __init__(self, cache_dir: Path | None):
         self.dir = Path(cache_dir) if cache_dir is not None else None
         self._code: str | None = None
-        self._shas: dict[str, str] = {}
         # The last build: its emission index, artifact entries by path, a reader of its
         # bytes, its unit records.
         self._prev: tuple[dict[str, Any], dict[str, dict[str, Any]], Any, dict[str, Any]] | None = None
@@ -370,13 +369,14 @@ class EmitCache:
         self.index[key] = {"files": {rel: path_of(rel) for rel in sorted(files)}}
         return files
 
-    def serving(self, repo: Any, s: ir.Serving, releases: dict | None, base: str
+    def serving(self, resolved: Resolved, s: ir.Serving, releases: dict | None, base: str
                 ) -> tuple[list[tuple[str, bytes, str, str]], list[Diagnostic]]:
         """serving_outputs through the cache: keyed by the Serving IR, the specops code and
         the model folder capacity planning reads (config.json bytes, weights' headers). The IR
         keeps no line numbers, so a hit also needs the files its diagnostics point into to
         hold the same bytes (their positions are then the same). A target of a
         production-stack release is not cached (its values join the release's file)."""
+        repo = resolved.repo
         if self.dir is None or (s.release and releases is not None
                                 and serving_platform(s.target.serving_platform) is helm_stack):
             return serving_outputs(repo.root, s, releases)
@@ -392,23 +392,16 @@ class EmitCache:
         if prev is not None:
             rec, read = prev
             try:
-                if all(self._file_sha(repo, f) == sha for f, sha in rec["pos_files"].items()):
+                if all(units_mod.file_sha(resolved, f) == sha for f, sha in rec["pos_files"].items()):
                     got = ([(f, read(path), backend, role) for f, path, backend, role in rec["files"]],
                            [Diagnostic.from_row(r) for r in rec["diags"]])
             except (KeyError, TypeError, ValueError):
                 got = None
         files, diags = got if got is not None else serving_outputs(repo.root, s, releases)
         self.index[key] = {"files": [[f, f"{base}/{f}", backend, role] for f, _, backend, role in files],
-                           "pos_files": {d.file: self._file_sha(repo, d.file) for d in diags if d.file is not None},
+                           "pos_files": {d.file: units_mod.file_sha(resolved, d.file) for d in diags if d.file is not None},
                            "diags": [d.to_row() for d in diags]}
         return files, diags
-
-    def _file_sha(self, repo: Any, rel: str) -> str:
-        sha = self._shas.get(rel)
-        if sha is None:
-            raw = repo.files.get(rel)
-            sha = self._shas[rel] = hashlib.sha256(raw).hexdigest() if raw is not None else "-"
-        return sha
 
 
 def compile_serving(resolved: Resolved, view: EnvView, s: ir.Serving, build: Any,
@@ -418,7 +411,7 @@ def compile_serving(resolved: Resolved, view: EnvView, s: ir.Serving, build: Any
     deps = dependencies(view, key)
     base = f"{view.name}/serving/{s.name}"
     src = _src(s.source)
-    files, diags = (emitted.serving(resolved.repo, s, releases, base) if emitted is not None
+    files, diags = (emitted.serving(resolved, s, releases, base) if emitted is not None
                     else serving_outputs(resolved.repo.root, s, releases))
     build.diagnostics.extend(diags)
     for file, data, backend, role in files:
@@ -482,7 +475,7 @@ def compile_repo(resolved: Resolved, envs: list[str] | None = None, cache_dir: P
     if cache_dir is None or resolved.diagnostics.has_errors:
         return _compile_repo(resolved, envs, cache_dir)
     root = resolved.repo.root
-    shas = cache.file_shas(resolved.repo.files)
+    shas = {rel: units_mod.file_sha(resolved, rel) for rel in resolved.repo.files}  # memoised: the units hashed them
     ikey = cache.inputs_key(resolved.repo.files, envs, cache.ignore_bytes(root), lock_bytes(root), shas)
     hit = cache.lookup(Path(cache_dir), root, ikey)
     index = hit.build_index() if hit is not None else None

@@ -27,6 +27,7 @@ the result against a compile without any cache after random edit sequences.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 from specops.build import cache
@@ -85,8 +86,7 @@ def shared_key(resolved: Any, code: str, probes: dict[str, str]) -> str:
     return h.hexdigest()
 
 
-def signatures(view: Any, unit_of: dict[str, str], files: dict[str, bytes], shared: str,
-               file_sha: dict[str, str]) -> dict[str, str]:
+def signatures(view: Any, unit_of: dict[str, str], shared: str, sha_of: Callable[[str], str]) -> dict[str, str]:
     """Unit name -> signature, for every unit of the environment (`unit_of`: components)."""
     members: dict[str, list[str]] = {}
     for key, unit in unit_of.items():
@@ -96,10 +96,7 @@ def signatures(view: Any, unit_of: dict[str, str], files: dict[str, bytes], shar
         h = hashlib.sha256(f"{shared}\n{view.name}\n".encode())
         for key in sorted(keys):
             f = view.nodes[key].file
-            sha = file_sha.get(f)
-            if sha is None:
-                raw = files.get(f)
-                sha = file_sha[f] = hashlib.sha256(raw).hexdigest() if raw is not None else "-"
+            sha = sha_of(f)
             h.update(f"{key}\0{f}\0{sha}\n".encode())
         out[unit] = h.hexdigest()
     return out
@@ -125,8 +122,7 @@ def env_units(resolved: Any, view: Any) -> tuple[dict[str, str], dict[str, str]]
         if shared is None:
             shared = resolved.memo["units-shared"] = shared_key(resolved, cache.code_fingerprint(), probes(resolved))
         unit_of = components(view)
-        shas = resolved.memo.setdefault("file-sha", {})
-        got = resolved.memo[key] = (unit_of, signatures(view, unit_of, resolved.repo.files, shared, shas))
+        got = resolved.memo[key] = (unit_of, signatures(view, unit_of, shared, lambda rel: file_sha(resolved, rel)))
     return got
 
 
