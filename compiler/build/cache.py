@@ -235,6 +235,16 @@ STAT_RECORD = "stat.json"
 # A file whose mtime is this close to the record's making is hashed, not trusted by its stat:
 # it could change again within the clock tick without its mtime moving (git's "racily clean").
 RACY_NS = 2_000_000_000
+
+
+def stat_trusted(st: os.stat_result, size: int, mtime_ns: int, trusted_before: int) -> bool:
+    """A regular file whose stat still says what a record wrote down (size, mtime) and whose
+    mtime is older than `trusted_before` (the record's time less RACY_NS: git's racily-clean
+    rule) is taken as unchanged without reading it."""
+    return (st.st_size == size and st.st_mtime_ns == mtime_ns and st.st_mtime_ns < trusted_before
+            and stat.S_ISREG(st.st_mode))
+
+
 # ~130 bytes a file: 1.3 MB at 10,000 specs.
 MAX_STAT_BYTES = 256 << 20
 
@@ -320,8 +330,7 @@ def _input_shas(root: Path) -> tuple[dict[str, str], bytes] | None:
         except OSError:
             return None
         r = old.get(rel)
-        if (isinstance(r, list) and len(r) == 3 and r[0] == st.st_size and r[1] == st.st_mtime_ns
-                and st.st_mtime_ns < trusted_before and stat.S_ISREG(st.st_mode)):
+        if isinstance(r, list) and len(r) == 3 and stat_trusted(st, r[0], r[1], trusted_before):
             sha = r[2]
         else:
             try:
@@ -353,9 +362,14 @@ WEIGHTS_PROBE = "/*.safetensors"
 MISSING = "missing"
 
 
+def weights_state(root: Path, rel: str) -> str:
+    """The state of a `<folder>/*.safetensors` probe: the digest of the weights' headers."""
+    return "weights:" + (weights_digest(root / rel[: -len(WEIGHTS_PROBE)]) or "none")
+
+
 def _probe(root: Path, rel: str) -> str | None:
     if rel.endswith(WEIGHTS_PROBE):
-        return "weights:" + (weights_digest(root / rel[: -len(WEIGHTS_PROBE)]) or "none")
+        return weights_state(root, rel)
     p = root / rel
     if not os.path.lexists(p):
         return MISSING

@@ -38,16 +38,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from specops.build.cache import MAX_PROBE_BYTES, WEIGHTS_PROBE, code_fingerprint, discover, named_paths
+from specops.build.cache import (
+    MAX_PROBE_BYTES,
+    RACY_NS,
+    WEIGHTS_PROBE,
+    code_fingerprint,
+    discover,
+    named_paths,
+    stat_trusted,
+    weights_state,
+)
 from specops.diagnostics import Diagnostic, Diagnostics
-from specops.fsio import ReadRefused, read_regular, weights_digest, write_atomic
+from specops.fsio import ReadRefused, read_regular, write_atomic
 from specops.paths import IGNORE_FILE, MAX_FILE_BYTES, find_root, repo_cache_dir
 from specops.resolve.lockfile import LOCK_FILE
 
 FORMAT = 1
 KEEP = 8
-# A file whose mtime is within this of the record's writing is hashed, not trusted by stat.
-RACY_NS = 2_000_000_000
 # The libraries whose messages reach validate's output.
 _LIBS = ("pydantic", "pydantic_core", "yaml", "jinja2", "jsonschema", "cel")
 
@@ -105,7 +112,7 @@ def probe_state(root: Path, rel: str) -> str:
     """What validate could see at `rel`: missing, a folder listing, a file's bytes, or special;
     for `<folder>/*.safetensors` (cache.WEIGHTS_PROBE), the digest of the weights' headers."""
     if rel.endswith(WEIGHTS_PROBE):
-        return "weights:" + (weights_digest(root / rel[: -len(WEIGHTS_PROBE)]) or "none")
+        return weights_state(root, rel)
     full = os.path.join(root, rel)
     try:
         st = os.stat(full)
@@ -144,8 +151,7 @@ def _same(root: Path, rel: str, rec: list, stored_ns: int, now: Any) -> bool:
         st = os.stat(os.path.join(root, rel))
     except OSError:
         return now(rel) == state
-    if st.st_size == size and st.st_mtime_ns == mtime and st.st_mtime_ns < stored_ns - RACY_NS \
-            and stat.S_ISREG(st.st_mode):
+    if stat_trusted(st, size, mtime, stored_ns - RACY_NS):
         return True
     return now(rel) == state
 
