@@ -231,6 +231,7 @@ class EmitCache:
     def __init__(self, cache_dir: Path | None):
         self.dir = Path(cache_dir) if cache_dir is not None else None
         self._code: str | None = None
+        self._models: dict[str, str] = {}  # model config path -> its state (serving)
         # The last build: its emission index, artifact entries by path, a reader of its
         # bytes, its unit records.
         self._prev: tuple[dict[str, Any], dict[str, dict[str, Any]], Any, dict[str, Any]] | None = None
@@ -382,10 +383,14 @@ class EmitCache:
             return serving_outputs(repo.root, s, releases)
         model = ""
         if s.model_config:
-            folder = s.model_config.rsplit("/", 1)[0] if s.model_config.endswith("config.json") else s.model_config
-            # The config's bytes and the weights' headers (fsio.weights_digest): what the
-            # capacity report counts from, by content, not by the folder's mtimes.
-            model = f"{probe_state(repo.root, s.model_config)}\n{weights_digest(repo.root / folder)}"
+            model = self._models.get(s.model_config)
+            if model is None:
+                folder = s.model_config.rsplit("/", 1)[0] if s.model_config.endswith("config.json") else s.model_config
+                # The config's bytes and the weights' headers (fsio.weights_digest): what the
+                # capacity report counts from, by content, not by the folder's mtimes. Once a
+                # compile per folder: serving targets share base models.
+                model = self._models[s.model_config] = (f"{probe_state(repo.root, s.model_config)}\n"
+                                                        f"{weights_digest(repo.root / folder)}")
         key = self._key("serving", ir.fingerprint(s), model)
         prev = self._previous(key)
         got = None
