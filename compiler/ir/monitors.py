@@ -29,7 +29,7 @@ from typing import Any
 
 from specops import ir
 from specops.frontend.overrides import Node
-from specops.ir.lower import dataset_params, env_defaults, lower_target
+from specops.ir.lower import dataset_params, env_defaults, lower_target, step_image
 from specops.resolve.refs import EnvView, Resolved
 from specops.runtime.thresholds import parse_threshold
 
@@ -140,7 +140,7 @@ def monitor_job(resolved: Resolved, view: EnvView, node: Node, params: dict[str,
     if s.schedule is None or not any(k in params["checks"] for k in JOB_CHECKS):
         return None
     defaults = env_defaults(resolved, view.name)
-    step = ir.Step("monitor", "monitor", {**params, "fail_on_breach": True}, image=defaults["image"],
+    step = ir.Step("monitor", "monitor", {**params, "fail_on_breach": True}, image=step_image(defaults["image"], view.target),
                    source=_at(node, ("spec", "checks")))
     return ir.Pipeline(
         name=job_name(node.name), env=view.name, model=params.get("model") or "",

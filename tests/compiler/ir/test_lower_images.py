@@ -49,3 +49,14 @@ def test_image_registry_reaches_kfp_and_sagemaker_steps_but_not_a_steps_own_imag
     pulls = {s["Name"]: f'"{ECR}/runtime:0.1.0"' in json.dumps(s["Arguments"]) for s in definition["Steps"]
              if s["Type"] in ("Processing", "Training")}
     assert pulls.pop("prep") is False and pulls and set(pulls.values()) == {True}, pulls
+
+
+def test_a_scheduled_monitor_job_pulls_from_the_targets_registry_too(tmp_path: Path) -> None:
+    """The monitor's scheduled job is a lifecycle step like the others: on a target with an
+    `imageRegistry` it runs the runtime image from that mirror (it used the public image)."""
+    repo = tmp_path / "sa"
+    shutil.copytree(ROOT / "examples" / "support-assistant", repo, ignore=shutil.ignore_patterns("build", ".specops"))
+    files = compile_repo(analyze(repo)).files()
+    job = files["staging/monitors/support-live/kfp/pipeline.yaml"].decode()
+    assert "image: us-docker.pkg.dev/acme-ml-staging/specops/runtime:0.1.0" in job
+    assert "ghcr.io/specops-dev/runtime" not in job
