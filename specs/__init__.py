@@ -40,15 +40,10 @@ def spec_model(kind: str) -> Any:
     return model
 
 
-def spec_models() -> dict[str, Any]:
-    """kind -> the model (or annotated union) of its `spec` block, every kind."""
-    return {kind: spec_model(kind) for kind in KINDS}
-
-
 @cache
 def document_model(kind: str) -> type[BaseModel]:
     """The whole-document model (envelope + spec) of a kind."""
     return envelope_model(kind, spec_model(kind))
 
 
-__all__ = ["API_VERSION", "KINDS", "document_model", "spec_model", "spec_models"]
+__all__ = ["API_VERSION", "KINDS", "document_model", "spec_model"]
