@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic.alias_generators import to_camel
+
 from specops.backends.registry import (
     PIPELINE_BACKENDS,
     SERVING_PLATFORMS,
@@ -72,11 +74,6 @@ class _Names:
         return iter(self._everything())
 
 
-def _camel(attr: str) -> str:
-    head, *rest = attr.split("_")
-    return head + "".join(w.capitalize() for w in rest)
-
-
 def _check_delivered(proj: Any, name: str, target: Any, out: Diagnostics) -> None:
     backend = pipeline_backend(target.backend)
     unused = getattr(backend, "unused_target_fields", None)
@@ -85,7 +82,7 @@ def _check_delivered(proj: Any, name: str, target: Any, out: Diagnostics) -> Non
     for attr, why in sorted(reasons.items()):
         if getattr(target, attr, None) is not None:
             out.add(Diagnostic("warning", "unsupported", f"target '{name}': backend '{target.backend}' does not use "
-                               f"`{_camel(attr)}`: {why}", proj.file, proj.doc.pos_of(where + (_camel(attr),))))
+                               f"`{to_camel(attr)}`: {why}", proj.file, proj.doc.pos_of(where + (to_camel(attr),))))
     cred = target.credentials
     if cred is None or "credentials" in reasons:
         return
