@@ -24,7 +24,10 @@ def check(resolved: Resolved, records: RecordsOf | None = None) -> Resolved:
     gives the store of earlier check results for this repo (build.checkrecords.records_of),
     from which what an edit did not reach is replayed."""
     if resolved.project is not None:
-        use = records is not None and not resolved.diagnostics.has_errors  # see check_semantics
+        # Records only for a repo that loads and resolves cleanly: the dependency index is
+        # exact only then (a reference naming no spec links nothing, yet two specs naming the
+        # same missing name can read each other's: serving's gate wiring).
+        use = records is not None and not resolved.diagnostics.has_errors
         check_semantics(resolved, resolved.diagnostics, records(resolved) if use else None)  # type: ignore[misc]
     return resolved
 

@@ -34,11 +34,6 @@ if TYPE_CHECKING:
 
 
 def check_semantics(resolved: Resolved, out: Diagnostics, records: CheckRecords | None = None) -> None:
-    if records is not None and out.has_errors:
-        # The dependency index is exact only for a repo that loads and resolves cleanly: a
-        # reference naming no spec links nothing, yet two specs naming the same missing
-        # name can read each other's (serving's gate wiring).
-        records = None
     check_plaintext_secrets(resolved, out, records)
     check_notifier_refs(resolved, out)
     check_targets(resolved, out)
@@ -54,8 +49,8 @@ def check_semantics(resolved: Resolved, out: Diagnostics, records: CheckRecords 
         seen.add(id(node.doc))
         return True
 
-    def each(view: EnvView, node: Node, run: Callable[[Diagnostics], Any]) -> None:
-        replayed(records, records.unit(view, node.key) if records is not None else None, node.key, out, run)
+    def each(view: EnvView, node: Node, run: Callable[[Diagnostics], Any], call: str | None = None) -> None:
+        replayed(records, records.unit(view, node.key) if records is not None else None, call or node.key, out, run)
 
     for view in resolved.envs.values():
         for node in view.of_kind("Prompt"):
@@ -76,8 +71,8 @@ def check_semantics(resolved: Resolved, out: Diagnostics, records: CheckRecords 
             # A monitor also reads whether a Model has its scheduled job's name, which no
             # reference links: that is part of what its record is kept under.
             clash = view.get("Model", job_name(node.name)) is not None
-            replayed(records, records.unit(view, node.key) if records is not None else None,
-                     f"{node.key}|{clash}", out, lambda o, node=node, view=view: check_monitor(resolved, view, node, o))
+            each(view, node, lambda o, node=node, view=view: check_monitor(resolved, view, node, o),
+                 f"{node.key}|{clash}")
     # Last: a rule is not checked on a spec that already has errors of its own.
     check_rules(resolved, out, records)
     if records is not None:
