@@ -8,7 +8,6 @@ the Prompt declares with a default. One that is neither is an error at the line 
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from specops.checks.common import at, offset_pos
@@ -52,7 +51,6 @@ def check_gate(resolved: "Resolved", view: "EnvView", node: "Node", out: Diagnos
         _check_prompt_gate(resolved, view, node, out)
 
 
-@lru_cache(maxsize=4096)  # gates repeat a few threshold texts, in every environment
 def _threshold_problem(text: str) -> tuple[str, int | None] | None:
     """(message, offset in the text) of a threshold that does not parse, else None."""
     try:

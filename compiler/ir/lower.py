@@ -160,26 +160,12 @@ def baseline_from(view: EnvView, model: Node | None) -> dict[str, Any] | None:
     return {"registry": model.spec.registry.name or model.name, "env": view.name, "tracking": tracking_params(view)}
 
 
-_THRESHOLDS: dict[str, Any] = {}
-
-
-def _threshold(text: str) -> Any:
-    """parse_threshold, once per distinct text (a Threshold is immutable): every gate is
-    lowered once per environment and model, and a repo repeats a few threshold texts."""
-    t = _THRESHOLDS.get(text) if type(text) is str else None
-    if t is None:
-        t = parse_threshold(text)
-        if len(_THRESHOLDS) < 4096:
-            _THRESHOLDS[text] = t
-    return t
-
-
 def _gate_params(gate: Node, view: EnvView | None = None) -> dict[str, Any]:
-    metrics = [_threshold(m.threshold).to_params(m.metric) for m in gate.spec.metrics]
+    metrics = [parse_threshold(m.threshold).to_params(m.metric) for m in gate.spec.metrics]
     if gate.spec.prompt is not None and not any(m["metric"] == "regression_p_value" for m in metrics):
         # The significance test of a prompt gate: its drop against the baseline's rows must
         # not be significant at the gate's alpha (the p-value is 1 without a baseline).
-        metrics.append(_threshold(f">= {gate.spec.alpha!r}").to_params("regression_p_value"))
+        metrics.append(parse_threshold(f">= {gate.spec.alpha!r}").to_params("regression_p_value"))
     out = {"gate": gate.name, "metrics": metrics, "baseline": None,
            "on_missing_baseline": gate.spec.on_missing_baseline}
     if view is not None and any(m.get("baseline_delta") is not None or m.get("baseline_factor") is not None

@@ -37,6 +37,7 @@ import math
 import operator
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Callable
 
 OPS: dict[str, Callable[[float, float], bool]] = {
@@ -170,7 +171,18 @@ def _fmt(v: float) -> str:
 
 
 def parse_threshold(text: str) -> Threshold:
-    """Parse a threshold text (grammar in the module docstring); ThresholdError if invalid."""
+    """Parse a threshold text (grammar in the module docstring); ThresholdError if invalid.
+    Once per distinct text (a Threshold is immutable): gates and monitors are lowered and
+    checked per environment, and a repo repeats a few threshold texts."""
+    return _parse_cached(text) if type(text) is str else _parse(text)
+
+
+@lru_cache(maxsize=4096)
+def _parse_cached(text: str) -> Threshold:
+    return _parse(text)
+
+
+def _parse(text: str) -> Threshold:
     if not isinstance(text, str):
         raise ThresholdError(f"expected a string, got {type(text).__name__}", str(text), 0)
     pos = _WS.match(text, 0).end()
