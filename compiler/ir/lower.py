@@ -28,7 +28,7 @@ from specops.runtime.thresholds import parse_threshold
 _DEFAULT_METRICS = {"classification": ["auc", "accuracy"], "regression": ["rmse"], "generation": ["rougeL"]}
 
 
-def _source(node: Node, path: tuple = (), key: bool = False) -> ir.Source:
+def spec_source(node: Node, path: tuple = (), key: bool = False) -> ir.Source:
     """Where `path` of the node's spec is (its key's position with `key`), computed on demand."""
     full = ("spec",) + path if path else ("metadata", "name")
 
@@ -246,7 +246,7 @@ def _finetune_step(model: Node, data_step: str, split: str, image: str, resource
         "max_seq_length": ft.max_seq_length, "prompt_field": llm.prompt_field,
         "response_field": llm.response_field, "split": split, "max_steps": ft.max_steps, "seed": seed,
         **({"distributed": dist} if (dist := distributed_params(resources)) else {}),
-    }, inputs={"data": data_step}, image=image, resources=resources, source=_source(model, ("llm", "finetune")))
+    }, inputs={"data": data_step}, image=image, resources=resources, source=spec_source(model, ("llm", "finetune")))
 
 
 def _train_step(model: Node, data_step: str, image: str, seed: int) -> tuple[ir.Step | None, str]:
@@ -258,7 +258,7 @@ def _train_step(model: Node, data_step: str, image: str, seed: int) -> tuple[ir.
         c = spec.command
         step = ir.Step("train", "command", {"env": dict(sorted(c.env.items()))}, inputs={"data": data_step},
                        image=c.image, resources=resources, command=tuple(c.command) + tuple(c.args),
-                       source=_source(model, ("command",)))
+                       source=spec_source(model, ("command",)))
         return step, spec.classical.task if spec.type == "classical" else "generation"
     if spec.type == "classical":
         cl = spec.classical
@@ -266,7 +266,7 @@ def _train_step(model: Node, data_step: str, image: str, seed: int) -> tuple[ir.
             "algorithm": cl.algorithm, "task": cl.task, "target": cl.target,
             "features": list(cl.features) if cl.features is not None else None,
             "hyperparameters": dict(sorted(spec.hyperparameters.items())), "split": train_split, "seed": seed,
-        }, inputs={"data": data_step}, image=image, resources=resources, source=_source(model, ("classical",))), cl.task
+        }, inputs={"data": data_step}, image=image, resources=resources, source=spec_source(model, ("classical",))), cl.task
     if spec.llm.finetune is None:
         return None, "generation"
     return _finetune_step(model, data_step, train_split, image, resources, seed), "generation"
@@ -292,7 +292,7 @@ def _prompt_gate_steps(view: EnvView, g: Node, name: str, checked: set[str], mod
     if ds.name not in checked:
         checked.add(ds.name)
         out.append(ir.Step(f"check-{ds.name}", "data_check", {"dataset": _dataset_params(view, ds, seed, root)},
-                           image=image, source=_source(g, ("dataset",))))
+                           image=image, source=spec_source(g, ("dataset",))))
     params = prompt_eval_params(view, g, seed)
     inputs = {"data": f"check-{ds.name}"}
     if g.spec.endpoint is None:
@@ -301,7 +301,7 @@ def _prompt_gate_steps(view: EnvView, g: Node, name: str, checked: set[str], mod
             params.update(_base_params(model))
     out.append(ir.Step(name, "evaluate", params, inputs=inputs, image=image,
                        resources=_one_machine(model.spec) if g.spec.endpoint is None else ir.Resources(),
-                       source=_source(g, ("prompt",))))
+                       source=spec_source(g, ("prompt",))))
     return out
 
 
@@ -347,7 +347,7 @@ def _check_step(resolved: Resolved, view: EnvView, model: Node, ds: Node, where:
         for k in [k for k, v in over.items() if v is None]:
             params.pop(k, None)
     return ir.Step(f"check-{ds.name}", "data_check", {"dataset": params}, inputs=inputs, image=image,
-                   source=_source(model, where) if where else _source(ds))
+                   source=spec_source(model, where) if where else spec_source(ds))
 
 
 def _lowered(resolved: Resolved, view: EnvView, name: str, memo: dict[str, Any]) -> ir.Pipeline | None:
@@ -410,7 +410,7 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node, memo: dict[st
         # gates re-check it on this environment's data.
         train = ir.Step("fetch", "fetch", {"registry": spec.registry.name or model.name, "version": pin.version,
                                            "digest": pin.digest, "tracking": tracking_params(view)},
-                        image=image, source=_source(model, ("registry", "pin")))
+                        image=image, source=spec_source(model, ("registry", "pin")))
     if train is None and not gates:
         return None
     if not datasets:
@@ -423,7 +423,7 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node, memo: dict[st
         if name in custom and not steps.is_post_train(model, name):
             st = spec.steps[custom[name]]
             out.append(steps.custom_step(model, name, image, _resources(st) if st.resources else ir.Resources(),
-                                         _source(model, ("steps", custom[name])), publish))
+                                         spec_source(model, ("steps", custom[name])), publish))
     if train is not None:
         out.append(train)
     metrics = sorted({m.metric for g in model_gates for m in g.spec.metrics}) or _DEFAULT_METRICS[task]
@@ -443,12 +443,12 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node, memo: dict[st
                        # Evaluation runs on one machine, whatever the training spans.
                        resources=_one_machine(spec)
                        if task == "generation" else ir.Resources(),
-                       source=_source(model)))
+                       source=spec_source(model)))
     for name in order:
         if name in custom and steps.is_post_train(model, name):
             st = spec.steps[custom[name]]
             out.append(steps.custom_step(model, name, image, _resources(st) if st.resources else ir.Resources(),
-                                         _source(model, ("steps", custom[name])), publish))
+                                         spec_source(model, ("steps", custom[name])), publish))
     gate_steps = []
     checked = {ds.name for ds in datasets}
     for g in gates:
@@ -458,7 +458,7 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node, memo: dict[st
             out.extend(_prompt_gate_steps(view, g, measured, checked, model_input, model, image, seed,
                                           resolved.repo.root))
         step = ir.Step(f"gate-{g.name}", "gate", _gate_params(g, view), inputs={"metrics": measured}, image=image,
-                       source=_source(g, ("metrics",)))
+                       source=spec_source(g, ("metrics",)))
         out.append(step)
         gate_steps.append(step.name)
     reg_inputs = {**model_input, "metrics": "evaluate"}
@@ -475,24 +475,24 @@ def lower_pipeline(resolved: Resolved, view: EnvView, model: Node, memo: dict[st
         reg_params.update(_base_params(model))
     reg_params["spec_digest"] = spec_digest(out, reg_params, reg_inputs)
     out.append(ir.Step("register", "register", reg_params, inputs=reg_inputs, image=image,
-                       source=_source(model, ("registry",))))
+                       source=spec_source(model, ("registry",))))
     if train is not None:
         for i, b in enumerate(spec.batch):
             out.append(steps.batch_step(model, b.name, train.name, image,
                                         _resources(b) if b.resources else ir.Resources(),
-                                        _source(model, ("batch", i)), publish, "register"))
+                                        spec_source(model, ("batch", i)), publish, "register"))
     for st in (view.nodes[k] for k in view.referrers(model.key) if k.startswith("ServingTarget/")):
         if st.spec.model == model.name or model.name in st.spec.adapters:
             out.append(ir.Step(f"deploy-{st.name}", "deploy", {
                 "serving_target": st.name, "model": model.name, "env": view.name},
-                inputs={"registration": "register"}, image=image, source=_source(st, ("model",))))
+                inputs={"registration": "register"}, image=image, source=spec_source(st, ("model",))))
     sched = spec.schedule
     return ir.Pipeline(
         name=model.name, env=view.name, model=model.name, target=lower_target(view.target_name, view.target),
         steps=_topo(out), parameters={"repo_root": "."},
-        schedule=ir.Schedule(sched.cron, _source(model, ("schedule", "cron"))) if sched else None,
+        schedule=ir.Schedule(sched.cron, spec_source(model, ("schedule", "cron"))) if sched else None,
         artifact_root=f"{view.target.artifact_store.rstrip('/')}/{view.name}/{model.name}",
-        labels=dict(sorted(model.labels.items())), source=_source(model),
+        labels=dict(sorted(model.labels.items())), source=spec_source(model),
     )
 
 
@@ -535,7 +535,7 @@ def _adapter(view: EnvView, st: Node, i: int, name: str, root: str | None) -> ir
     m = view.get("Model", name)
     llm = m.spec.llm if m.spec.type == "llm" else None
     pub = llm.adapter if llm is not None else None
-    where = _source(st, ("adapters", i))
+    where = spec_source(st, ("adapters", i))
     if pub is not None:
         return ir.Adapter(name, "published", pub.model, pub.revision, pub.rank,
                           f"{root or ADAPTER_ROOTS['local']}/{name}", where)
@@ -600,7 +600,7 @@ def lower_serving(resolved: Resolved, view: EnvView, st: Node) -> ir.Serving:
         canary_percent=spec.canary.traffic, adapters=adapters, adapter_root=root, gates=tuple(spec.gates),
         image=image, instance_type=spec.instance_type,
         hf_token_secret=_k8s_secret(spec.hf_token),
-        labels=dict(sorted(st.labels.items())), source=_source(st),
+        labels=dict(sorted(st.labels.items())), source=spec_source(st),
         **_shape(st), **extra,
     )
 
@@ -619,7 +619,7 @@ def _shape(st: Node) -> dict[str, Any]:
     spec = st.spec
     out: dict[str, Any] = {}
     written = st.doc.data.get("spec") or {}
-    sources = {k: _source(st, (k,), key=True) for k in ("resources", "env", "shmSize", "modelCache", "placement",
+    sources = {k: spec_source(st, (k,), key=True) for k in ("resources", "env", "shmSize", "modelCache", "placement",
                                                         "strategy", "probes", "release", "image", "requestSettings",
                                                         "auth", "replicas", "instanceType", "engine") if k in written}
     if spec.resources is not None:
@@ -627,7 +627,7 @@ def _shape(st: Node) -> dict[str, Any]:
         out.update(cpu_request=r.requests.cpu, memory_request=r.requests.memory,
                    cpu_limit=r.limits.cpu, memory_limit=r.limits.memory)
     out["env_vars"] = tuple(ir.EnvVar(e.name, e.value, (e.secret_ref.provider, e.secret_ref.name, e.secret_ref.key)
-                                 if e.secret_ref else None, _source(st, ("env", i)))
+                                 if e.secret_ref else None, spec_source(st, ("env", i)))
                        for i, e in enumerate(spec.env))
     out["shm_size"] = spec.shm_size
     if spec.model_cache is not None:

@@ -29,7 +29,7 @@ from typing import Any
 
 from specops import ir
 from specops.frontend.overrides import Node
-from specops.ir.lower import dataset_params, env_defaults, lower_target, step_image
+from specops.ir.lower import dataset_params, env_defaults, lower_target, spec_source, step_image
 from specops.resolve.refs import EnvView, Resolved
 from specops.runtime.thresholds import parse_threshold
 
@@ -124,14 +124,6 @@ def job_name(monitor: str) -> str:
     return f"{JOB_PREFIX}{monitor}"
 
 
-def _at(node: Node, path: tuple) -> ir.Source:
-    def locate() -> tuple[int, int]:
-        pos = node.doc.pos_of(path)
-        return pos.line, pos.col
-
-    return ir.Source(node.file, locate=locate)
-
-
 def monitor_job(resolved: Resolved, view: EnvView, node: Node, params: dict[str, Any]) -> ir.Pipeline | None:
     """The scheduled monitoring job of a Monitor: one `monitor` step running its params, on the
     environment's target, on the monitor's cron. None when it has no schedule or nothing for a
@@ -141,13 +133,13 @@ def monitor_job(resolved: Resolved, view: EnvView, node: Node, params: dict[str,
         return None
     defaults = env_defaults(resolved, view.name)
     step = ir.Step("monitor", "monitor", {**params, "fail_on_breach": True}, image=step_image(defaults["image"], view.target),
-                   source=_at(node, ("spec", "checks")))
+                   source=spec_source(node, ("checks",)))
     return ir.Pipeline(
         name=job_name(node.name), env=view.name, model=params.get("model") or "",
         target=lower_target(view.target_name, view.target), steps=(step,), parameters={"repo_root": "."},
-        schedule=ir.Schedule(s.schedule.cron, _at(node, ("spec", "schedule", "cron"))),
+        schedule=ir.Schedule(s.schedule.cron, spec_source(node, ("schedule", "cron"))),
         artifact_root=f"{view.target.artifact_store.rstrip('/')}/{view.name}/{job_name(node.name)}",
-        labels={**dict(sorted(node.labels.items())), "specops-monitor": node.name}, source=_at(node, ("metadata", "name")))
+        labels={**dict(sorted(node.labels.items())), "specops-monitor": node.name}, source=spec_source(node))
 
 
 def host_schedule_line(cron: str, monitor: str, env: str, repo: str = '"$SPECOPS_REPO"') -> str:
